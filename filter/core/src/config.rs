@@ -1,0 +1,260 @@
+//! The filter's configuration: JSON in the Envoy plugin config
+//! (`envoy.extensions.wasm.v3.PluginConfig.configuration`).
+//!
+//! Values that must have a shape are newtypes checked while deserialising, so an
+//! invalid configuration cannot exist in memory and the plugin refuses to start with a
+//! message naming the field and the reason.
+
+use serde::Deserialize;
+
+/// Default request body limit (1 MiB). Keep Envoy's own buffer limit
+/// (`per_connection_buffer_limit_bytes`) above it, or Envoy answers 413 itself,
+/// without the JSON-RPC body clients need.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
+
+/// Upper bound on `max_body_bytes`: the whole body sits in the wasm VM's memory.
+pub const MAX_MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The plugin configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    /// Registered id of the upstream MCP server, sent as `x-mcp-server-id`
+    /// (for example `financial-data`). Required.
+    pub server_id: ServerId,
+    /// Request paths (without query string) that carry MCP; requests to other paths
+    /// only get the gateway headers stripped. Default `["/mcp"]`.
+    #[serde(default = "default_paths")]
+    pub mcp_paths: Vec<McpPath>,
+    /// Largest request body read, in bytes; larger bodies get 413. Default 1 MiB,
+    /// at most 64 MiB.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: BodyLimit,
+    /// Where a verified agent identity comes from inside Envoy. Default: none (the
+    /// authz-service sets `x-agent-id` from the verified token).
+    #[serde(default)]
+    pub agent_identity: AgentIdentity,
+}
+
+/// The trusted sources of `x-agent-id` that exist inside Envoy. Nothing here is
+/// something the client can choose: a header would be.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(tag = "source", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AgentIdentity {
+    /// Leave `x-agent-id` unset (after stripping client copies).
+    #[default]
+    None,
+    /// The first URI SAN of the verified client certificate (mTLS), e.g. a SPIFFE id.
+    PeerCertificateUriSan,
+    /// A claim of the JWT that Envoy's `jwt_authn` filter verified, read from the
+    /// dynamic metadata it writes (`payload_in_metadata`).
+    JwtAuthn {
+        /// `payload_in_metadata` of the jwt_authn provider.
+        payload_in_metadata: NonEmpty,
+        /// The claim naming the agent. Default `sub`.
+        #[serde(default = "default_claim")]
+        claim: NonEmpty,
+    },
+}
+
+/// A configuration error, worded for the Envoy log.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid MCP filter plugin configuration: {0}")]
+pub struct ConfigError(String);
+
+impl FilterConfig {
+    /// Parses the plugin configuration bytes.
+    pub fn from_json(bytes: &[u8]) -> Result<FilterConfig, ConfigError> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ConfigError(
+                "configuration is empty; it needs at least {\"server_id\": \"...\"}".into(),
+            ));
+        }
+        serde_json::from_slice(bytes).map_err(|e| ConfigError(e.to_string()))
+    }
+
+    /// True when `path` (which may carry a query string) is one of the MCP paths.
+    pub fn is_mcp_path(&self, path: &str) -> bool {
+        let path = path.split(['?', '#']).next().unwrap_or_default();
+        self.mcp_paths.iter().any(|p| p.0 == path)
+    }
+}
+
+fn default_paths() -> Vec<McpPath> {
+    vec![McpPath("/mcp".into())]
+}
+
+fn default_max_body_bytes() -> BodyLimit {
+    BodyLimit(DEFAULT_MAX_BODY_BYTES)
+}
+
+fn default_claim() -> NonEmpty {
+    NonEmpty("sub".into())
+}
+
+/// A server id: 1-128 characters of `A-Z a-z 0-9 . _ : -`, so that it is a valid
+/// header value, metric tag and scope segment as it is.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ServerId(String);
+
+impl ServerId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ServerId {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-');
+        if value.is_empty() || value.len() > 128 || !value.chars().all(allowed) {
+            return Err(format!(
+                "server_id {value:?} must be 1-128 characters of A-Z a-z 0-9 . _ : -"
+            ));
+        }
+        Ok(ServerId(value))
+    }
+}
+
+/// An absolute request path without query string.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct McpPath(String);
+
+impl TryFrom<String> for McpPath {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        if !value.starts_with('/') || value.contains(['?', '#']) || value.contains(char::is_whitespace) {
+            return Err(format!(
+                "mcp_paths entry {value:?} must be an absolute path without query string"
+            ));
+        }
+        Ok(McpPath(value))
+    }
+}
+
+/// The body limit, 1 byte to 64 MiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "u64")]
+pub struct BodyLimit(u64);
+
+impl BodyLimit {
+    pub fn bytes(self) -> u64 {
+        self.0
+    }
+}
+
+impl TryFrom<u64> for BodyLimit {
+    type Error = String;
+    fn try_from(value: u64) -> Result<Self, Self::Error> {
+        if value == 0 || value > MAX_MAX_BODY_BYTES {
+            return Err(format!(
+                "max_body_bytes {value} must be between 1 and {MAX_MAX_BODY_BYTES}"
+            ));
+        }
+        Ok(BodyLimit(value))
+    }
+}
+
+/// A non-empty string.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct NonEmpty(String);
+
+impl NonEmpty {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for NonEmpty {
+    type Error = &'static str;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        if value.is_empty() {
+            return Err("value must not be empty");
+        }
+        Ok(NonEmpty(value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_config_takes_defaults() {
+        let config = FilterConfig::from_json(br#"{"server_id":"financial-data"}"#).unwrap();
+        assert_eq!(config.server_id.as_str(), "financial-data");
+        assert_eq!(config.max_body_bytes.bytes(), DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(config.agent_identity, AgentIdentity::None);
+        assert!(config.is_mcp_path("/mcp"));
+        assert!(config.is_mcp_path("/mcp?session=1"));
+        assert!(!config.is_mcp_path("/mcp/"));
+        assert!(!config.is_mcp_path("/MCP"));
+    }
+
+    #[test]
+    fn full_config() {
+        let config = FilterConfig::from_json(
+            br#"{"server_id":"kb","mcp_paths":["/a","/b"],"max_body_bytes":10,
+                "agent_identity":{"source":"jwt_authn","payload_in_metadata":"jwt_payload"}}"#,
+        )
+        .unwrap();
+        assert!(config.is_mcp_path("/b"));
+        assert_eq!(
+            config.agent_identity,
+            AgentIdentity::JwtAuthn {
+                payload_in_metadata: NonEmpty("jwt_payload".into()),
+                claim: NonEmpty("sub".into())
+            }
+        );
+    }
+
+    /// One case per error, with the exact message the Envoy log shows.
+    #[test]
+    fn config_errors_name_field_and_reason() {
+        let table: &[(&str, &str)] = &[
+            (
+                "",
+                "invalid MCP filter plugin configuration: configuration is empty; it needs at least {\"server_id\": \"...\"}",
+            ),
+            (
+                "{}",
+                "invalid MCP filter plugin configuration: missing field `server_id` at line 1 column 2",
+            ),
+            (
+                r#"{"server_id":"a b"}"#,
+                "invalid MCP filter plugin configuration: server_id \"a b\" must be 1-128 characters of A-Z a-z 0-9 . _ : - at line 1 column 19",
+            ),
+            (
+                r#"{"server_id":"a","max_body_bytes":0}"#,
+                "invalid MCP filter plugin configuration: max_body_bytes 0 must be between 1 and 67108864 at line 1 column 36",
+            ),
+            (
+                r#"{"server_id":"a","mcp_paths":["mcp"]}"#,
+                "invalid MCP filter plugin configuration: mcp_paths entry \"mcp\" must be an absolute path without query string at line 1 column 36",
+            ),
+            (
+                r#"{"server_id":"a","body_limit":5}"#,
+                "invalid MCP filter plugin configuration: unknown field `body_limit`, expected one of `server_id`, `mcp_paths`, `max_body_bytes`, `agent_identity` at line 1 column 29",
+            ),
+            (
+                r#"{"server_id":"a","agent_identity":{"source":"header"}}"#,
+                "invalid MCP filter plugin configuration: unknown variant `header`, expected one of `none`, `peer_certificate_uri_san`, `jwt_authn` at line 1 column 52",
+            ),
+            (
+                r#"{"server_id":"a","agent_identity":{"source":"jwt_authn"}}"#,
+                "invalid MCP filter plugin configuration: missing field `payload_in_metadata` at line 1 column 57",
+            ),
+            (
+                "not json",
+                "invalid MCP filter plugin configuration: expected ident at line 1 column 2",
+            ),
+        ];
+        for (input, message) in table {
+            let error = FilterConfig::from_json(input.as_bytes()).unwrap_err();
+            assert_eq!(error.to_string(), *message, "input {input}");
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! Parses one MCP JSON-RPC message from a request body and checks its structure
+//! (JSON-RPC 2.0 section 4; MCP "Base Protocol: Messages").
+
+use crate::error::{Rejection, RequestError};
+use crate::pick::{pick, Shape};
+use crate::protocol::META_PROTOCOL_VERSION;
+use serde_json::error::Category;
+use serde_json::value::RawValue;
+
+const ENVELOPE_KEYS: [&str; 6] = ["jsonrpc", "method", "id", "params", "result", "error"];
+const PARAMS_KEYS: [&str; 4] = ["name", "uri", "_meta", "protocolVersion"];
+const META_KEYS: [&str; 1] = [META_PROTOCOL_VERSION];
+
+/// What the request acts on, by method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `tools/call` `params.name`.
+    Tool(String),
+    /// `prompts/get` `params.name`.
+    Prompt(String),
+    /// `resources/read|subscribe|unsubscribe` `params.uri`.
+    Resource(String),
+}
+
+impl Target {
+    /// The value the client mirrors into `Mcp-Name` (MCP 2026-07-28).
+    pub fn name(&self) -> &str {
+        match self {
+            Target::Tool(name) | Target::Prompt(name) | Target::Resource(name) => name,
+        }
+    }
+}
+
+/// A request or notification from the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    pub target: Option<Target>,
+    /// `params._meta["io.modelcontextprotocol/protocolVersion"]` (2026-07-28 onward).
+    pub meta_version: Option<String>,
+    /// `params.protocolVersion` of `initialize` (the revision the client asks for).
+    pub initialize_version: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    Request(Request),
+    /// A client's JSON-RPC response to a server-initiated request (sampling,
+    /// elicitation, roots): handshake era only.
+    Response,
+}
+
+/// One parsed message.
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// Raw text of the `id` (absent for notifications).
+    pub id: Option<Box<RawValue>>,
+    pub kind: Kind,
+}
+
+/// Parses the body. Every refusal carries the `id` if a valid one could be read.
+pub fn parse(body: &[u8]) -> Result<Message, Rejection> {
+    // RFC 8259 section 8.1: JSON text exchanged between systems MUST be UTF-8. Checked
+    // for the whole body up front because serde_json does not validate the strings it
+    // skips, and the MCP server's parser will refuse them.
+    let body = std::str::from_utf8(body).map_err(|e| {
+        Rejection::new(RequestError::Parse(format!("body is not UTF-8: {e}")))
+    })?;
+    let envelope =
+        pick(body.as_bytes(), &ENVELOPE_KEYS).map_err(|e| Rejection::new(json_error(e)))?;
+    let [jsonrpc, method, id, params, result, error] = envelope.values;
+    match envelope.shape {
+        Shape::Object => {}
+        Shape::Array => return Err(Rejection::new(RequestError::Batch)),
+        Shape::Other => {
+            return Err(Rejection::new(RequestError::InvalidRequest(
+                "expected a JSON-RPC request object".into(),
+            )))
+        }
+    }
+
+    // Read the id first so that every later refusal can carry it. JSON-RPC allows
+    // strings and numbers; MCP forbids null ("Requests": "MUST NOT be null").
+    // With two `id` keys there is no telling which one the client will match, so none
+    // is echoed.
+    let valid_id = id
+        .filter(|raw| is_valid_id(raw) && envelope.duplicate != Some("id"))
+        .map(|raw| raw.to_owned());
+    let fail = |error: RequestError| Rejection::with_id(error, valid_id.clone());
+
+    if let Some(key) = envelope.duplicate {
+        return Err(fail(RequestError::DuplicateKey(key.into())));
+    }
+    if jsonrpc.map(RawValue::get) != Some(r#""2.0""#) {
+        return Err(fail(RequestError::InvalidRequest(
+            "\"jsonrpc\" must be exactly \"2.0\"".into(),
+        )));
+    }
+    if id.is_some_and(|raw| !is_valid_id(raw)) {
+        return Err(fail(RequestError::InvalidRequest(
+            "\"id\" must be a string or an integer".into(),
+        )));
+    }
+
+    let Some(method) = method else {
+        // No method: only a response to a server request is still a valid message.
+        if valid_id.is_some() && (result.is_some() != error.is_some()) {
+            return Ok(Message {
+                id: valid_id,
+                kind: Kind::Response,
+            });
+        }
+        return Err(fail(RequestError::InvalidRequest(
+            "missing \"method\"".into(),
+        )));
+    };
+    let method = string(method)
+        .ok_or_else(|| fail(RequestError::InvalidRequest("\"method\" must be a string".into())))?;
+
+    let request = parse_params(method, params).map_err(fail)?;
+    Ok(Message {
+        id: valid_id,
+        kind: Kind::Request(request),
+    })
+}
+
+fn parse_params(method: String, params: Option<&RawValue>) -> Result<Request, RequestError> {
+    let mut request = Request {
+        method,
+        target: None,
+        meta_version: None,
+        initialize_version: None,
+    };
+    let (name, uri) = match params {
+        None => (None, None),
+        Some(raw) => {
+            let picked = pick(raw.get().as_bytes(), &PARAMS_KEYS).map_err(json_error)?;
+            if picked.shape != Shape::Object {
+                return Err(RequestError::InvalidRequest(
+                    "\"params\" must be an object".into(),
+                ));
+            }
+            if let Some(key) = picked.duplicate {
+                return Err(RequestError::DuplicateKey(format!("params.{key}")));
+            }
+            let [name, uri, meta, initialize_version] = picked.values;
+            if let Some(meta) = meta {
+                request.meta_version = meta_version(meta)?;
+            }
+            if request.method == "initialize" {
+                request.initialize_version = initialize_version
+                    .map(|raw| {
+                        string(raw).ok_or_else(|| {
+                            RequestError::InvalidParams(
+                                "\"params.protocolVersion\" must be a string".into(),
+                            )
+                        })
+                    })
+                    .transpose()?;
+            }
+            (name, uri)
+        }
+    };
+
+    let required = |raw: Option<&RawValue>, field: &str| {
+        raw.and_then(string).ok_or_else(|| {
+            RequestError::InvalidParams(format!(
+                "{} needs a string \"params.{field}\"",
+                request.method
+            ))
+        })
+    };
+    request.target = match request.method.as_str() {
+        "tools/call" => Some(Target::Tool(required(name, "name")?)),
+        "prompts/get" => Some(Target::Prompt(required(name, "name")?)),
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            Some(Target::Resource(required(uri, "uri")?))
+        }
+        _ => None,
+    };
+    Ok(request)
+}
+
+fn meta_version(meta: &RawValue) -> Result<Option<String>, RequestError> {
+    let picked = pick(meta.get().as_bytes(), &META_KEYS).map_err(json_error)?;
+    if picked.shape != Shape::Object {
+        return Err(RequestError::InvalidParams(
+            "\"params._meta\" must be an object".into(),
+        ));
+    }
+    if picked.duplicate.is_some() {
+        return Err(RequestError::DuplicateKey(format!(
+            "params._meta.{META_PROTOCOL_VERSION}"
+        )));
+    }
+    let [version] = picked.values;
+    version
+        .map(|raw| {
+            string(raw).ok_or_else(|| {
+                RequestError::InvalidParams(format!(
+                    "\"params._meta.{META_PROTOCOL_VERSION}\" must be a string"
+                ))
+            })
+        })
+        .transpose()
+}
+
+/// Decodes a JSON string (escapes resolved). `None` for other types and for strings
+/// that are not valid Unicode (lone surrogates), which the gateway cannot label.
+fn string(raw: &RawValue) -> Option<String> {
+    serde_json::from_str(raw.get()).ok()
+}
+
+/// JSON-RPC ids: strings or integers. MCP forbids null; fractions and exponents are
+/// refused because JSON-RPC says numbers "SHOULD NOT contain fractional parts" and
+/// parsers round them differently.
+fn is_valid_id(raw: &RawValue) -> bool {
+    let text = raw.get();
+    match text.as_bytes().first() {
+        Some(b'"') => string(raw).is_some(),
+        Some(b'-' | b'0'..=b'9') => !text.contains(['.', 'e', 'E']),
+        _ => false,
+    }
+}
+
+fn json_error(error: serde_json::Error) -> RequestError {
+    match error.classify() {
+        Category::Data => RequestError::InvalidRequest(error.to_string()),
+        Category::Syntax | Category::Eof | Category::Io => RequestError::Parse(error.to_string()),
+    }
+}

@@ -1,0 +1,96 @@
+//! The parts of the request headers the filter decides on, collected once in the
+//! headers callback (the host's header map cannot be read safely later).
+
+use crate::headers::{MCP_METHOD, MCP_NAME, MCP_PROTOCOL_VERSION};
+
+/// One client header that must appear at most once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ClientHeader {
+    #[default]
+    Absent,
+    Value(String),
+    /// Sent more than once: proxies and servers disagree on which copy counts, so the
+    /// gateway refuses rather than guess.
+    Repeated,
+    /// Not UTF-8 (only the `=?base64?...?=` sentinel may carry non-ASCII text).
+    NotText,
+}
+
+impl ClientHeader {
+    fn add(&mut self, value: &[u8]) {
+        *self = match self {
+            ClientHeader::Absent => match std::str::from_utf8(value) {
+                Ok(text) => ClientHeader::Value(text.to_owned()),
+                Err(_) => ClientHeader::NotText,
+            },
+            _ => ClientHeader::Repeated,
+        };
+    }
+}
+
+/// What the filter needs from the request headers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestHead {
+    /// `:method`.
+    pub http_method: String,
+    /// `:path`, with query string.
+    pub path: String,
+    pub protocol_version: ClientHeader,
+    pub mcp_method: ClientHeader,
+    pub mcp_name: ClientHeader,
+    /// `content-encoding`, if any (a compressed body cannot be inspected).
+    pub content_encoding: Option<String>,
+    /// `content-length`, if sent (lets an oversized body be refused before reading it).
+    pub content_length: Option<u64>,
+}
+
+impl RequestHead {
+    /// Collects the head from the header list as the host returns it (names lower-case).
+    pub fn from_headers<'a, I>(headers: I) -> RequestHead
+    where
+        I: IntoIterator<Item = (&'a str, &'a [u8])>,
+    {
+        let mut head = RequestHead::default();
+        for (name, value) in headers {
+            let text = || String::from_utf8_lossy(value).into_owned();
+            match name {
+                ":method" => head.http_method = text(),
+                ":path" => head.path = text(),
+                MCP_PROTOCOL_VERSION => head.protocol_version.add(value),
+                MCP_METHOD => head.mcp_method.add(value),
+                MCP_NAME => head.mcp_name.add(value),
+                "content-encoding" => head.content_encoding = Some(text()),
+                "content-length" => head.content_length = text().trim().parse().ok(),
+                _ => {}
+            }
+        }
+        head
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collects_the_headers_it_needs() {
+        let headers: Vec<(&str, &[u8])> = vec![
+            (":method", b"POST"),
+            (":path", b"/mcp?x=1"),
+            ("mcp-method", b"tools/call"),
+            ("mcp-name", b"a"),
+            ("mcp-name", b"b"),
+            ("mcp-protocol-version", b"\xff"),
+            ("content-length", b"42"),
+            ("x-other", b"ignored"),
+        ];
+        let head = RequestHead::from_headers(headers);
+        assert_eq!(head.http_method, "POST");
+        assert_eq!(head.path, "/mcp?x=1");
+        assert_eq!(head.mcp_method, ClientHeader::Value("tools/call".into()));
+        assert_eq!(head.mcp_name, ClientHeader::Repeated);
+        assert_eq!(head.protocol_version, ClientHeader::NotText);
+        assert_eq!(head.content_length, Some(42));
+        assert_eq!(head.content_encoding, None);
+    }
+}
