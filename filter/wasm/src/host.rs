@@ -1,0 +1,194 @@
+//! The few host calls the filter makes, returning every host status as an error.
+//!
+//! The `proxy-wasm` SDK's `hostcalls::*` return `Result` but still `panic!` on any
+//! status they do not expect, and a panic kills the worker's wasm VM (every later
+//! request on that worker gets 503 until Envoy reloads it). A host that refuses a call,
+//! for example a header write after the headers left because
+//! `allow_on_headers_stop_iteration` is off, must instead lead to a clear error
+//! response. So these wrappers declare the ABI functions themselves with a plain `u32`
+//! status (a Rust enum would be undefined behaviour for statuses it does not list).
+
+#![allow(unsafe_code)]
+// Same imports as the SDK's declarations, with `u32` in place of its enums on purpose.
+#![allow(clashing_extern_declarations)]
+
+use crate::wire;
+use std::ptr::{null, null_mut};
+
+const HTTP_REQUEST_HEADERS: u32 = 0;
+const HTTP_REQUEST_BODY: u32 = 0;
+const PLUGIN_CONFIGURATION: u32 = 7;
+
+/// A host call's non-OK status (proxy-wasm ABI `WasmResult`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostStatus(pub u32);
+
+impl std::fmt::Display for HostStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self.0 {
+            1 => "NotFound",
+            2 => "BadArgument",
+            3 => "SerializationFailure",
+            4 => "ParseFailure",
+            6 => "InvalidMemoryAccess",
+            7 => "Empty",
+            10 => "InternalFailure",
+            12 => "Unimplemented",
+            _ => "status",
+        };
+        write!(f, "host call failed: {name} ({})", self.0)
+    }
+}
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_log(level: u32, message_data: *const u8, message_size: usize) -> u32;
+    fn proxy_get_header_map_pairs(map_type: u32, data: *mut *mut u8, size: *mut usize) -> u32;
+    fn proxy_remove_header_map_value(map_type: u32, key: *const u8, key_size: usize) -> u32;
+    fn proxy_replace_header_map_value(
+        map_type: u32,
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_get_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        max_size: usize,
+        data: *mut *mut u8,
+        size: *mut usize,
+    ) -> u32;
+    fn proxy_get_property(
+        path: *const u8,
+        path_size: usize,
+        data: *mut *mut u8,
+        size: *mut usize,
+    ) -> u32;
+    fn proxy_send_local_response(
+        status_code: u32,
+        details: *const u8,
+        details_size: usize,
+        body: *const u8,
+        body_size: usize,
+        headers: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> u32;
+}
+
+fn check(status: u32) -> Result<(), HostStatus> {
+    match status {
+        0 => Ok(()),
+        other => Err(HostStatus(other)),
+    }
+}
+
+/// Takes ownership of a buffer the host allocated through the SDK's exported
+/// `proxy_on_memory_allocate` (a boxed slice of exactly `size` bytes).
+fn owned(data: *mut u8, size: usize) -> Vec<u8> {
+    if data.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: the host filled `data` with `size` bytes it obtained from
+    // `proxy_on_memory_allocate(size)`, which hands out a `Box<[u8]>` of that length.
+    unsafe { Vec::from_raw_parts(data, size, size) }
+}
+
+/// Log levels of the proxy-wasm ABI.
+#[derive(Debug, Clone, Copy)]
+pub enum Level {
+    Info = 2,
+    Error = 4,
+    Critical = 5,
+}
+
+/// Writes to Envoy's log. Failure to log is ignored: there is nowhere to report it.
+pub fn log(level: Level, message: &str) {
+    // SAFETY: pointer and length describe a live &str.
+    let _ = unsafe { proxy_log(level as u32, message.as_ptr(), message.len()) };
+}
+
+/// The plugin configuration bytes.
+pub fn plugin_configuration() -> Result<Vec<u8>, HostStatus> {
+    buffer(PLUGIN_CONFIGURATION, 0, usize::MAX)
+}
+
+/// `len` bytes of the buffered request body from offset 0.
+pub fn request_body(len: usize) -> Result<Vec<u8>, HostStatus> {
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    buffer(HTTP_REQUEST_BODY, 0, len)
+}
+
+fn buffer(buffer_type: u32, start: usize, max: usize) -> Result<Vec<u8>, HostStatus> {
+    let (mut data, mut size) = (null_mut(), 0);
+    // SAFETY: out-pointers to locals; the host writes a pointer/size pair.
+    match unsafe { proxy_get_buffer_bytes(buffer_type, start, max, &mut data, &mut size) } {
+        0 => Ok(owned(data, size)),
+        // An empty plugin configuration is reported as NotFound.
+        1 => Ok(Vec::new()),
+        other => Err(HostStatus(other)),
+    }
+}
+
+/// All request headers as the host serialises them.
+pub fn request_headers() -> Result<Vec<u8>, HostStatus> {
+    let (mut data, mut size) = (null_mut(), 0);
+    // SAFETY: out-pointers to locals.
+    check(unsafe { proxy_get_header_map_pairs(HTTP_REQUEST_HEADERS, &mut data, &mut size) })?;
+    Ok(owned(data, size))
+}
+
+/// Removes every copy of a request header.
+pub fn remove_request_header(name: &str) -> Result<(), HostStatus> {
+    // SAFETY: pointer and length describe a live &str.
+    check(unsafe { proxy_remove_header_map_value(HTTP_REQUEST_HEADERS, name.as_ptr(), name.len()) })
+}
+
+/// Sets a request header, replacing any copy.
+pub fn set_request_header(name: &str, value: &str) -> Result<(), HostStatus> {
+    // SAFETY: pointers and lengths describe live &strs.
+    check(unsafe {
+        proxy_replace_header_map_value(
+            HTTP_REQUEST_HEADERS,
+            name.as_ptr(),
+            name.len(),
+            value.as_ptr(),
+            value.len(),
+        )
+    })
+}
+
+/// Reads a host property (`None` when it does not exist, e.g. no peer certificate).
+pub fn property(path: &[&str]) -> Result<Option<Vec<u8>>, HostStatus> {
+    // The ABI takes the path segments joined by NUL bytes.
+    let serialized = path.join("\0");
+    let (mut data, mut size) = (null_mut(), 0);
+    // SAFETY: the path buffer is live for the call; out-pointers to locals.
+    match unsafe { proxy_get_property(serialized.as_ptr(), serialized.len(), &mut data, &mut size) } {
+        0 if data.is_null() => Ok(None),
+        0 => Ok(Some(owned(data, size))),
+        1 => Ok(None),
+        other => Err(HostStatus(other)),
+    }
+}
+
+/// Answers the request locally; the request goes no further.
+pub fn send_response(status: u16, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostStatus> {
+    let headers = wire::serialize_pairs(headers);
+    // SAFETY: all pointers describe live buffers for the duration of the call.
+    check(unsafe {
+        proxy_send_local_response(
+            u32::from(status),
+            null(),
+            0,
+            body.as_ptr(),
+            body.len(),
+            headers.as_ptr(),
+            headers.len(),
+            -1,
+        )
+    })
+}
