@@ -67,6 +67,8 @@ enum State {
     PassThrough,
     /// Buffering an MCP POST body; `seen` is the body size the host last reported.
     Reading { head: RequestHead, seen: usize },
+    /// A local reply was sent: nothing of this request may continue upstream.
+    Replied,
 }
 
 struct McpRequest {
@@ -96,8 +98,10 @@ impl HttpContext for McpRequest {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let State::Reading { seen, .. } = &mut self.state else {
-            return Action::Continue;
+        let seen = match &mut self.state {
+            State::Reading { seen, .. } => seen,
+            State::Replied => return Action::Pause,
+            State::PassThrough => return Action::Continue,
         };
         *seen = body_size;
         if let Some(rejection) = check_body_size(&self.config, body_size as u64) {
@@ -113,6 +117,7 @@ impl HttpContext for McpRequest {
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
         match self.state {
             State::Reading { .. } => self.finish(),
+            State::Replied => Action::Pause,
             State::PassThrough => Action::Continue,
         }
     }
@@ -147,11 +152,17 @@ impl McpRequest {
                 return self.reject(internal(format!("cannot set header {name}: {status}")));
             }
         }
+        // Envoy 1.40 re-selects the route after a filter changes request headers, but
+        // that has changed between releases (envoyproxy/envoy#36671); clearing the cache
+        // explicitly keeps routes on x-mcp-* headers working on every version.
+        if let Err(status) = host::clear_route_cache() {
+            host::log(Level::Error, &format!("cannot clear the route cache: {status}"));
+        }
         Action::Continue
     }
 
     fn reject(&mut self, rejection: Rejection) -> Action {
-        self.state = State::PassThrough;
+        self.state = State::Replied;
         let mut headers = vec![("content-type", "application/json")];
         headers.extend_from_slice(rejection.extra_headers());
         if let Err(status) = host::send_response(rejection.status(), &headers, rejection.body().as_bytes()) {

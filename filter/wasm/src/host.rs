@@ -65,6 +65,14 @@ extern "C" {
         data: *mut *mut u8,
         size: *mut usize,
     ) -> u32;
+    fn proxy_call_foreign_function(
+        name: *const u8,
+        name_size: usize,
+        argument: *const u8,
+        argument_size: usize,
+        data: *mut *mut u8,
+        size: *mut usize,
+    ) -> u32;
     fn proxy_send_local_response(
         status_code: u32,
         details: *const u8,
@@ -191,4 +199,17 @@ pub fn send_response(status: u16, headers: &[(&str, &str)], body: &[u8]) -> Resu
             -1,
         )
     })
+}
+
+/// Envoy's `clear_route_cache` foreign function (source/extensions/common/wasm/foreign.cc):
+/// makes the router pick the route again with the headers the filter set.
+pub fn clear_route_cache() -> Result<(), HostStatus> {
+    let name = "clear_route_cache";
+    let (mut data, mut size) = (null_mut(), 0);
+    // SAFETY: the name buffer is live for the call; out-pointers to locals.
+    let status = unsafe {
+        proxy_call_foreign_function(name.as_ptr(), name.len(), null(), 0, &mut data, &mut size)
+    };
+    drop(owned(data, size));
+    check(status)
 }

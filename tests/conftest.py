@@ -1,0 +1,68 @@
+"""Shared fixtures: real processes on free loopback ports, stopped by PID."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import start_echo, start_gateway, start_mcp_server  # noqa: E402
+
+
+@pytest.fixture
+def logs(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+@pytest.fixture
+def echo(logs):
+    """Header-echo upstream: yields its port."""
+    proc, port = start_echo(logs, "a")
+    yield port
+    proc.stop()
+
+
+@pytest.fixture
+def echo_gateway(logs, echo):
+    """Shipped envoy.yaml with the echo upstream as the MCP server: yields listener port."""
+    envoy, port = start_gateway(logs, {"mcp_server": echo})
+    yield port
+    envoy.stop()
+
+
+class SeenLog:
+    """What the demo MCP server recorded about each request it received."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def records(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line]
+
+    def posts(self) -> list[dict[str, str]]:
+        """Headers of each POST, as a dict (last copy wins; copies checked elsewhere)."""
+        return [dict(r["headers"]) for r in self.records() if r["method"] == "POST"]
+
+
+@pytest.fixture
+def mcp_server(logs):
+    """Demo MCP server (official SDK): yields (port, SeenLog)."""
+    seen = SeenLog(logs / "seen.jsonl")
+    proc, port = start_mcp_server(logs, seen.path)
+    yield port, seen
+    proc.stop()
+
+
+@pytest.fixture
+def mcp_gateway(logs, mcp_server):
+    """Shipped envoy.yaml in front of the demo MCP server: yields (url, SeenLog)."""
+    port, seen = mcp_server
+    envoy, listener = start_gateway(logs, {"mcp_server": port})
+    yield f"http://127.0.0.1:{listener}/mcp", seen
+    envoy.stop()

