@@ -1,7 +1,7 @@
 """Test and demo harness: real processes on loopback, free ports, stopped by PID."""
 
 from .envoy import Envoy, envoy_binary, render_config, start_gateway, validate, wasm_path
-from .http import Response, request
+from .client import Response, request
 from .procs import ROOT, Process, free_port, python, start_echo, start_mcp_server, wait_for_http
 
 __all__ = [

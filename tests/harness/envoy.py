@@ -67,10 +67,13 @@ def render_config(
     """Copies a shipped Envoy config with test ports and the absolute .wasm path.
 
     `upstreams` maps cluster name to a loopback port; `filter_overrides` are merged
-    into the MCP filter's JSON configuration; `mutate(config)` may change the rest.
+    into the MCP filter's JSON configuration; `mutate(config)` may change the rest
+    (it runs first, so clusters it adds get their ports from `upstreams` too).
     """
     config = yaml.safe_load(Path(source).read_text())
     config = copy.deepcopy(config)
+    if mutate:
+        mutate(config)
     config["admin"]["address"]["socket_address"].update(address="127.0.0.1", port_value=admin_port)
     for listener in config["static_resources"]["listeners"]:
         listener["address"]["socket_address"].update(address="127.0.0.1", port_value=listener_port)
@@ -87,8 +90,6 @@ def render_config(
             settings = filter_settings(plugin)
             settings.update(filter_overrides)
             plugin["configuration"]["value"] = json.dumps(settings)
-    if mutate:
-        mutate(config)
     out = Path(out_dir) / f"envoy-{listener_port}.yaml"
     out.write_text(yaml.safe_dump(config, sort_keys=False))
     return out

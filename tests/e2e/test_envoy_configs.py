@@ -1,0 +1,43 @@
+"""Every Envoy config shipped in envoy/ is accepted by the real Envoy; bad filter
+configs stop it with a clear message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from harness import ROOT, free_port, render_config, validate
+
+SHIPPED = sorted((ROOT / "envoy").rglob("*.yaml"))
+
+
+def test_there_are_configs():
+    assert ROOT / "envoy" / "envoy.yaml" in SHIPPED
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[str(p.relative_to(ROOT)) for p in SHIPPED])
+def test_shipped_config_validates(path: Path):
+    # Validation loads the wasm VM and runs the filter's on_configure, so the plugin
+    # configuration inside the file is checked too.
+    result = validate(path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"server_id": ""}, 'server_id "" must be 1-128 characters'),
+        ({"max_body_bytes": 0}, "max_body_bytes 0 must be between 1 and 67108864"),
+        ({"mcp_paths": ["mcp"]}, 'mcp_paths entry "mcp" must be an absolute path'),
+        ({"agent_identity": {"source": "x-agent-id-header"}}, "unknown variant `x-agent-id-header`"),
+        ({"max_body_limit": 5}, "unknown field `max_body_limit`"),
+    ],
+)
+def test_invalid_filter_config_stops_envoy(tmp_path, override, message):
+    path = render_config(ROOT / "envoy" / "envoy.yaml", tmp_path, free_port(), free_port(), {}, override)
+    result = validate(path)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "invalid MCP filter plugin configuration" in output
+    assert message in output

@@ -1,0 +1,57 @@
+"""Headers set from the body drive Envoy's route selection."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from harness import start_echo, start_gateway, request
+
+from helpers import modern_call
+
+
+def add_tool_route(config):
+    """Sends get_account_balance calls to cluster `balances`, the rest stays as shipped."""
+    listener = config["static_resources"]["listeners"][0]
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
+    routes.insert(
+        0,
+        {
+            "match": {
+                "path": "/mcp",
+                "headers": [{"name": "x-mcp-tool-name", "string_match": {"exact": "get_account_balance"}}],
+            },
+            "route": {"cluster": "balances"},
+        },
+    )
+    clusters = config["static_resources"]["clusters"]
+    balances = json.loads(json.dumps(clusters[0]))
+    balances["name"] = balances["load_assignment"]["cluster_name"] = "balances"
+    clusters.append(balances)
+
+
+@pytest.fixture
+def routed_gateway(logs, echo):
+    other, other_port = start_echo(logs, "b")
+    envoy, port = start_gateway(logs, {"mcp_server": echo, "balances": other_port}, mutate=add_tool_route)
+    yield port
+    envoy.stop()
+    other.stop()
+
+
+def upstream_of(port, tool, extra=()):
+    body, headers = modern_call(tool)
+    response = request(port, "POST", "/mcp", body, headers + list(extra))
+    assert response.status == 200, response.body
+    return response.json()["upstream"]
+
+
+def test_route_on_tool_name(routed_gateway):
+    assert upstream_of(routed_gateway, "get_account_balance") == "b"
+    assert upstream_of(routed_gateway, "query_transactions") == "a"
+
+
+def test_forged_tool_header_does_not_steer_the_route(routed_gateway):
+    forged = [("x-mcp-tool-name", "get_account_balance")]
+    assert upstream_of(routed_gateway, "query_transactions", forged) == "a"
