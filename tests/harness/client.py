@@ -31,13 +31,18 @@ def request(
     headers: list[tuple[str, str]] | None = None,
     chunks: list[bytes] | None = None,
     timeout: float = 15,
+    tls=None,
 ) -> Response:
-    """Sends one request to 127.0.0.1:port. `chunks` sends a chunked body instead."""
+    """Sends one request to 127.0.0.1:port. `chunks` sends a chunked body instead;
+    `tls` (an ssl.SSLContext) makes it HTTPS."""
     if isinstance(body, dict):
         body = json.dumps(body)
     if isinstance(body, str):
         body = body.encode()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    if tls is None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    else:
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=tls)
     try:
         conn.putrequest(method, path, skip_accept_encoding=True)
         names = set()

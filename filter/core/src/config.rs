@@ -125,7 +125,10 @@ pub struct McpPath(String);
 impl TryFrom<String> for McpPath {
     type Error = String;
     fn try_from(value: String) -> Result<Self, Self::Error> {
-        if !value.starts_with('/') || value.contains(['?', '#']) || value.contains(char::is_whitespace) {
+        if !value.starts_with('/')
+            || value.contains(['?', '#'])
+            || value.contains(char::is_whitespace)
+        {
             return Err(format!(
                 "mcp_paths entry {value:?} must be an absolute path without query string"
             ));

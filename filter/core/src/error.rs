@@ -120,7 +120,11 @@ impl Rejection {
 
     /// The JSON-RPC error response body.
     pub fn body(&self) -> String {
-        error_body(self.id.as_deref(), self.error.code(), &self.error.to_string())
+        error_body(
+            self.id.as_deref(),
+            self.error.code(),
+            &self.error.to_string(),
+        )
     }
 }
 
@@ -192,7 +196,11 @@ mod tests {
             (RequestError::HeaderMismatch("x".into()), 400, -32020),
             (RequestError::MethodNotAllowed("PUT".into()), 405, -31003),
             (RequestError::BodyTooLarge { limit: 1 }, 413, -31001),
-            (RequestError::UnsupportedEncoding("gzip".into()), 415, -31002),
+            (
+                RequestError::UnsupportedEncoding("gzip".into()),
+                415,
+                -31002,
+            ),
             (RequestError::Internal("x".into()), 500, -31000),
         ];
         for (error, status, code) in table {

@@ -4,8 +4,8 @@
 use crate::config::FilterConfig;
 use crate::error::{Rejection, RequestError};
 use crate::headers::{
-    X_MCP_METHOD, X_MCP_PROMPT_NAME, X_MCP_PROTOCOL_VERSION, X_MCP_REQUEST_ID,
-    X_MCP_RESOURCE_URI, X_MCP_SERVER_ID, X_MCP_TOOL_NAME,
+    X_MCP_METHOD, X_MCP_PROMPT_NAME, X_MCP_PROTOCOL_VERSION, X_MCP_REQUEST_ID, X_MCP_RESOURCE_URI,
+    X_MCP_SERVER_ID, X_MCP_TOOL_NAME,
 };
 use crate::message::{self, Kind, Message, Request, Target};
 use crate::protocol::{Era, ProtocolVersion, ASSUMED_WHEN_ABSENT, META_PROTOCOL_VERSION};
@@ -99,7 +99,9 @@ pub fn label_request(
             match &request.target {
                 Some(Target::Tool(name)) => labels.set(X_MCP_TOOL_NAME, sentinel::encode(name)),
                 Some(Target::Prompt(name)) => labels.set(X_MCP_PROMPT_NAME, sentinel::encode(name)),
-                Some(Target::Resource(uri)) => labels.set(X_MCP_RESOURCE_URI, sentinel::encode(uri)),
+                Some(Target::Resource(uri)) => {
+                    labels.set(X_MCP_RESOURCE_URI, sentinel::encode(uri))
+                }
                 None => {}
             }
             labels.set(X_MCP_PROTOCOL_VERSION, version.as_str().to_owned());
@@ -125,7 +127,10 @@ pub fn label_request(
 /// mismatched header with 400 and -32020. A request that claims that revision anywhere
 /// (header or `_meta`) is held to it, so a client cannot dodge the check by naming an
 /// older revision in one place only.
-fn negotiate_version(head: &RequestHead, request: &Request) -> Result<ProtocolVersion, RequestError> {
+fn negotiate_version(
+    head: &RequestHead,
+    request: &Request,
+) -> Result<ProtocolVersion, RequestError> {
     let header = header_version(&head.protocol_version)?;
     let meta = request
         .meta_version
@@ -146,7 +151,12 @@ fn negotiate_version(head: &RequestHead, request: &Request) -> Result<ProtocolVe
 
     // Whatever the era, a mirrored header that is present must agree with the body:
     // other components may route on it.
-    check_mirror(&head.mcp_method, "Mcp-Method", Some(&request.method), stateless)?;
+    check_mirror(
+        &head.mcp_method,
+        "Mcp-Method",
+        Some(&request.method),
+        stateless,
+    )?;
     let name = request.target.as_ref().map(Target::name);
     check_mirror(&head.mcp_name, "Mcp-Name", name, stateless)?;
 
@@ -178,9 +188,9 @@ fn negotiate_version(head: &RequestHead, request: &Request) -> Result<ProtocolVe
 /// A client's response to a server request exists only in the handshake era.
 fn response_version(head: &RequestHead) -> Result<ProtocolVersion, RequestError> {
     match header_version(&head.protocol_version)? {
-        Some(version) if version.era() == Era::Stateless => Err(RequestError::InvalidRequest(
-            "missing \"method\"".into(),
-        )),
+        Some(version) if version.era() == Era::Stateless => {
+            Err(RequestError::InvalidRequest("missing \"method\"".into()))
+        }
         Some(version) => Ok(version),
         None => Ok(assumed_version()),
     }

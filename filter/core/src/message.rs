@@ -63,9 +63,8 @@ pub fn parse(body: &[u8]) -> Result<Message, Rejection> {
     // RFC 8259 section 8.1: JSON text exchanged between systems MUST be UTF-8. Checked
     // for the whole body up front because serde_json does not validate the strings it
     // skips, and the MCP server's parser will refuse them.
-    let body = std::str::from_utf8(body).map_err(|e| {
-        Rejection::new(RequestError::Parse(format!("body is not UTF-8: {e}")))
-    })?;
+    let body = std::str::from_utf8(body)
+        .map_err(|e| Rejection::new(RequestError::Parse(format!("body is not UTF-8: {e}"))))?;
     let envelope =
         pick(body.as_bytes(), &ENVELOPE_KEYS).map_err(|e| Rejection::new(json_error(e)))?;
     let [jsonrpc, method, id, params, result, error] = envelope.values;
@@ -114,8 +113,11 @@ pub fn parse(body: &[u8]) -> Result<Message, Rejection> {
             "missing \"method\"".into(),
         )));
     };
-    let method = string(method)
-        .ok_or_else(|| fail(RequestError::InvalidRequest("\"method\" must be a string".into())))?;
+    let method = string(method).ok_or_else(|| {
+        fail(RequestError::InvalidRequest(
+            "\"method\" must be a string".into(),
+        ))
+    })?;
 
     let request = parse_params(method, params).map_err(fail)?;
     Ok(Message {

@@ -69,13 +69,24 @@ mod tests {
             ("2027-01-01", Era::Stateless),
         ];
         for (version, era) in table {
-            assert_eq!(ProtocolVersion::parse(version).unwrap().era(), era, "{version}");
+            assert_eq!(
+                ProtocolVersion::parse(version).unwrap().era(),
+                era,
+                "{version}"
+            );
         }
     }
 
     #[test]
     fn malformed_revisions_are_refused() {
-        for value in ["", "2026-7-28", "2026/07/28", "latest", "2026-07-28 ", "２０２６-07-28"] {
+        for value in [
+            "",
+            "2026-7-28",
+            "2026/07/28",
+            "latest",
+            "2026-07-28 ",
+            "２０２６-07-28",
+        ] {
             assert!(ProtocolVersion::parse(value).is_none(), "{value:?}");
         }
     }

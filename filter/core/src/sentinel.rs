@@ -37,7 +37,8 @@ pub fn decode(value: &str) -> Result<String, SentinelError> {
 fn is_plain(value: &str) -> bool {
     let bytes = value.as_bytes();
     let printable = bytes.iter().all(|b| (0x20..=0x7e).contains(b));
-    let trimmed = bytes.first().is_none_or(|b| *b != b' ') && bytes.last().is_none_or(|b| *b != b' ');
+    let trimmed =
+        bytes.first().is_none_or(|b| *b != b' ') && bytes.last().is_none_or(|b| *b != b' ');
     printable && trimmed && !(value.starts_with(PREFIX) && value.ends_with(SUFFIX))
 }
 
@@ -57,7 +58,12 @@ mod tests {
 
     #[test]
     fn plain_values_pass_unchanged() {
-        for value in ["get_account_balance", "file:///tmp/a b.txt", "tools/call", ""] {
+        for value in [
+            "get_account_balance",
+            "file:///tmp/a b.txt",
+            "tools/call",
+            "",
+        ] {
             assert_eq!(encode(value), value);
             assert_eq!(decode(value).unwrap(), value);
         }
@@ -67,7 +73,10 @@ mod tests {
     fn non_ascii_and_control_characters_are_encoded() {
         let table = [
             ("données", "=?base64?ZG9ubsOpZXM=?="),
-            ("a\r\nx-agent-id: evil", "=?base64?YQ0KeC1hZ2VudC1pZDogZXZpbA==?="),
+            (
+                "a\r\nx-agent-id: evil",
+                "=?base64?YQ0KeC1hZ2VudC1pZDogZXZpbA==?=",
+            ),
             (" padded", "=?base64?IHBhZGRlZA==?="),
             ("=?base64?YQ==?=", "=?base64?PT9iYXNlNjQ/WVE9PT89?="),
         ];

@@ -33,7 +33,12 @@ fn borrow<'a>(headers: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a s
 }
 
 /// (case, headers, body, expected labels as (header, value) pairs)
-type Accepted<'a> = (&'a str, Vec<(&'static str, String)>, String, &'a [(&'a str, &'a str)]);
+type Accepted<'a> = (
+    &'a str,
+    Vec<(&'static str, String)>,
+    String,
+    &'a [(&'a str, &'a str)],
+);
 
 #[test]
 fn accepted_requests_get_the_contract_labels() {
@@ -151,7 +156,9 @@ fn accepted_requests_get_the_contract_labels() {
 #[test]
 fn notifications_get_no_request_id_and_responses_no_method() {
     let headers = modern("notifications/cancelled", None);
-    let body = format!(r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":1,{MODERN_META}}}}}"#);
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":1,{MODERN_META}}}}}"#
+    );
     let labels = label_request(&config(), &head(&borrow(&headers)), body.as_bytes()).unwrap();
     assert_eq!(labels.get("x-mcp-request-id"), None);
 
@@ -166,12 +173,22 @@ fn notifications_get_no_request_id_and_responses_no_method() {
 }
 
 /// (case, headers, body, status, code, echoed id as JSON text, message fragment)
-type Refused<'a> = (&'a str, Vec<(&'static str, String)>, String, u16, i64, &'a str, &'a str);
+type Refused<'a> = (
+    &'a str,
+    Vec<(&'static str, String)>,
+    String,
+    u16,
+    i64,
+    &'a str,
+    &'a str,
+);
 
 #[test]
 fn refused_requests_get_status_code_and_id() {
     let call = |name: &str| {
-        format!(r#"{{"jsonrpc":"2.0","id":11,"method":"tools/call","params":{{"name":"{name}",{MODERN_META}}}}}"#)
+        format!(
+            r#"{{"jsonrpc":"2.0","id":11,"method":"tools/call","params":{{"name":"{name}",{MODERN_META}}}}}"#
+        )
     };
     let handshake = || vec![("mcp-protocol-version", "2025-11-25".to_string())];
     let cases: Vec<Refused> = vec![
@@ -227,14 +244,21 @@ fn refused_requests_get_status_code_and_id() {
         assert_eq!(wire["error"]["code"], code, "{case}");
         assert_eq!(wire["id"].to_string(), id, "{case}");
         let text = wire["error"]["message"].as_str().unwrap();
-        assert!(text.contains(message), "{case}: message {text:?} lacks {message:?}");
+        assert!(
+            text.contains(message),
+            "{case}: message {text:?} lacks {message:?}"
+        );
     }
 }
 
 #[test]
 fn invalid_utf8_body_is_a_parse_error() {
-    let rejection = label_request(&config(), &head(&[]), b"{\"jsonrpc\":\"2.0\",\"method\":\"\xff\"}")
-        .unwrap_err();
+    let rejection = label_request(
+        &config(),
+        &head(&[]),
+        b"{\"jsonrpc\":\"2.0\",\"method\":\"\xff\"}",
+    )
+    .unwrap_err();
     assert_eq!((rejection.status(), rejection.error.code()), (400, -32700));
 }
 
@@ -244,7 +268,9 @@ fn invalid_utf8_body_is_a_parse_error() {
 #[test]
 fn deep_nesting_neither_crashes_nor_confuses() {
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-    let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"arguments":{deep},"name":"add"}}}}"#);
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"arguments":{deep},"name":"add"}}}}"#
+    );
     let labels = label_request(&config(), &head(&[]), body.as_bytes()).unwrap();
     assert_eq!(labels.get("x-mcp-tool-name"), Some("add"));
 
@@ -257,26 +283,48 @@ fn deep_nesting_neither_crashes_nor_confuses() {
 fn head_actions() {
     let cfg = config();
     let make = |method: &str, path: &str, extra: &[(&str, &str)]| {
-        let mut all: Vec<(&str, &[u8])> = vec![(":method", method.as_bytes()), (":path", path.as_bytes())];
+        let mut all: Vec<(&str, &[u8])> =
+            vec![(":method", method.as_bytes()), (":path", path.as_bytes())];
         all.extend(extra.iter().map(|(n, v)| (*n, v.as_bytes())));
         on_request_head(&cfg, &RequestHead::from_headers(all))
     };
-    assert!(matches!(make("POST", "/other", &[]), HeadAction::PassThrough));
-    assert!(matches!(make("PUT", "/other", &[]), HeadAction::PassThrough));
+    assert!(matches!(
+        make("POST", "/other", &[]),
+        HeadAction::PassThrough
+    ));
+    assert!(matches!(
+        make("PUT", "/other", &[]),
+        HeadAction::PassThrough
+    ));
     for method in ["GET", "DELETE", "OPTIONS", "HEAD"] {
-        assert!(matches!(make(method, "/mcp", &[]), HeadAction::PassThrough), "{method}");
+        assert!(
+            matches!(make(method, "/mcp", &[]), HeadAction::PassThrough),
+            "{method}"
+        );
     }
     assert!(matches!(make("POST", "/mcp", &[]), HeadAction::ReadBody));
-    assert!(matches!(make("POST", "/mcp?a=b", &[("content-length", "1000")]), HeadAction::ReadBody));
-    assert!(matches!(make("POST", "/mcp", &[("content-encoding", "identity")]), HeadAction::ReadBody));
+    assert!(matches!(
+        make("POST", "/mcp?a=b", &[("content-length", "1000")]),
+        HeadAction::ReadBody
+    ));
+    assert!(matches!(
+        make("POST", "/mcp", &[("content-encoding", "identity")]),
+        HeadAction::ReadBody
+    ));
 
     let refused = |action: HeadAction| match action {
         HeadAction::Reject(r) => (r.status(), r.error.code(), r.extra_headers().len()),
         other => panic!("expected a refusal, got {other:?}"),
     };
     assert_eq!(refused(make("PUT", "/mcp", &[])), (405, -31003, 1));
-    assert_eq!(refused(make("POST", "/mcp", &[("content-encoding", "gzip")])), (415, -31002, 0));
-    assert_eq!(refused(make("POST", "/mcp", &[("content-length", "1001")])), (413, -31001, 0));
+    assert_eq!(
+        refused(make("POST", "/mcp", &[("content-encoding", "gzip")])),
+        (415, -31002, 0)
+    );
+    assert_eq!(
+        refused(make("POST", "/mcp", &[("content-length", "1001")])),
+        (413, -31001, 0)
+    );
 }
 
 #[test]

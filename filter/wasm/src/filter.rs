@@ -35,7 +35,10 @@ impl RootContext for McpRoot {
             Ok(config) => {
                 host::log(
                     Level::Info,
-                    &format!("mcp filter configured for server_id {}", config.server_id.as_str()),
+                    &format!(
+                        "mcp filter configured for server_id {}",
+                        config.server_id.as_str()
+                    ),
                 );
                 self.config = Some(Rc::new(config));
                 true
@@ -156,7 +159,10 @@ impl McpRequest {
         // that has changed between releases (envoyproxy/envoy#36671); clearing the cache
         // explicitly keeps routes on x-mcp-* headers working on every version.
         if let Err(status) = host::clear_route_cache() {
-            host::log(Level::Error, &format!("cannot clear the route cache: {status}"));
+            host::log(
+                Level::Error,
+                &format!("cannot clear the route cache: {status}"),
+            );
         }
         Action::Continue
     }
@@ -165,9 +171,14 @@ impl McpRequest {
         self.state = State::Replied;
         let mut headers = vec![("content-type", "application/json")];
         headers.extend_from_slice(rejection.extra_headers());
-        if let Err(status) = host::send_response(rejection.status(), &headers, rejection.body().as_bytes()) {
+        if let Err(status) =
+            host::send_response(rejection.status(), &headers, rejection.body().as_bytes())
+        {
             // The request stays paused (Envoy times it out) rather than going upstream.
-            host::log(Level::Error, &format!("cannot send the error response: {status}"));
+            host::log(
+                Level::Error,
+                &format!("cannot send the error response: {status}"),
+            );
         }
         Action::Pause
     }

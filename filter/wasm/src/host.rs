@@ -175,7 +175,8 @@ pub fn property(path: &[&str]) -> Result<Option<Vec<u8>>, HostStatus> {
     let serialized = path.join("\0");
     let (mut data, mut size) = (null_mut(), 0);
     // SAFETY: the path buffer is live for the call; out-pointers to locals.
-    match unsafe { proxy_get_property(serialized.as_ptr(), serialized.len(), &mut data, &mut size) } {
+    match unsafe { proxy_get_property(serialized.as_ptr(), serialized.len(), &mut data, &mut size) }
+    {
         0 if data.is_null() => Ok(None),
         0 => Ok(Some(owned(data, size))),
         1 => Ok(None),

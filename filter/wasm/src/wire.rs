@@ -32,7 +32,10 @@ pub fn parse_pairs(bytes: &[u8]) -> Option<Vec<(&str, &[u8])>> {
 
 /// Encodes header pairs for `proxy_send_local_response`.
 pub fn serialize_pairs(pairs: &[(&str, &str)]) -> Vec<u8> {
-    let size = 4 + pairs.iter().map(|(k, v)| k.len() + v.len() + 10).sum::<usize>();
+    let size = 4 + pairs
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 10)
+        .sum::<usize>();
     let mut bytes = Vec::with_capacity(size);
     bytes.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
     for (key, value) in pairs {
