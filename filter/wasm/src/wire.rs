@@ -20,14 +20,20 @@ pub fn parse_pairs(bytes: &[u8]) -> Option<Vec<(&str, &[u8])>> {
     for index in 0..count {
         let sizes = 4 + index * 8;
         let (key_len, value_len) = (read_u32(sizes)?, read_u32(sizes + 4)?);
-        let key = bytes.get(data..data.checked_add(key_len)?)?;
-        data = data.checked_add(key_len + 1)?;
-        let value = bytes.get(data..data.checked_add(value_len)?)?;
-        data = data.checked_add(value_len + 1)?;
+        let (key, next) = terminated(bytes, data, key_len)?;
+        let (value, next) = terminated(bytes, next, value_len)?;
+        data = next;
         // Header names are HTTP tokens (ASCII); anything else is a host bug.
         pairs.push((std::str::from_utf8(key).ok()?, value));
     }
     Some(pairs)
+}
+
+/// `len` bytes at `at` followed by a NUL; returns them and the offset after the NUL.
+fn terminated(bytes: &[u8], at: usize, len: usize) -> Option<(&[u8], usize)> {
+    let end = at.checked_add(len)?;
+    let text = bytes.get(at..end)?;
+    (*bytes.get(end)? == 0).then_some((text, end + 1))
 }
 
 /// Encodes header pairs for `proxy_send_local_response`.
