@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 
 MODERN = "2026-07-28"
-META = {"io.modelcontextprotocol/protocolVersion": MODERN}
+META = {
+    "io.modelcontextprotocol/protocolVersion": MODERN,
+    "io.modelcontextprotocol/clientCapabilities": {},
+}
 
 
 def modern_call(tool: str, request_id=1, arguments=None) -> tuple[str, list[tuple[str, str]]]:
