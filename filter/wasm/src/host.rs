@@ -12,33 +12,13 @@
 // Same imports as the SDK's declarations, with `u32` in place of its enums on purpose.
 #![allow(clashing_extern_declarations)]
 
+use crate::flow::{Host, HostStatus, Level};
 use crate::wire;
 use std::ptr::{null, null_mut};
 
 const HTTP_REQUEST_HEADERS: u32 = 0;
 const HTTP_REQUEST_BODY: u32 = 0;
 const PLUGIN_CONFIGURATION: u32 = 7;
-
-/// A host call's non-OK status (proxy-wasm ABI `WasmResult`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HostStatus(pub u32);
-
-impl std::fmt::Display for HostStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let name = match self.0 {
-            1 => "NotFound",
-            2 => "BadArgument",
-            3 => "SerializationFailure",
-            4 => "ParseFailure",
-            6 => "InvalidMemoryAccess",
-            7 => "Empty",
-            10 => "InternalFailure",
-            12 => "Unimplemented",
-            _ => "status",
-        };
-        write!(f, "host call failed: {name} ({})", self.0)
-    }
-}
 
 #[link(wasm_import_module = "env")]
 extern "C" {
@@ -103,14 +83,6 @@ fn owned(data: *mut u8, size: usize) -> Vec<u8> {
     unsafe { Vec::from_raw_parts(data, size, size) }
 }
 
-/// Log levels of the proxy-wasm ABI.
-#[derive(Debug, Clone, Copy)]
-pub enum Level {
-    Info = 2,
-    Error = 4,
-    Critical = 5,
-}
-
 /// Writes to Envoy's log. Failure to log is ignored: there is nowhere to report it.
 pub fn log(level: Level, message: &str) {
     // SAFETY: pointer and length describe a live &str.
@@ -123,7 +95,7 @@ pub fn plugin_configuration() -> Result<Vec<u8>, HostStatus> {
 }
 
 /// `len` bytes of the buffered request body from offset 0.
-pub fn request_body(len: usize) -> Result<Vec<u8>, HostStatus> {
+fn request_body(len: usize) -> Result<Vec<u8>, HostStatus> {
     if len == 0 {
         return Ok(Vec::new());
     }
@@ -142,7 +114,7 @@ fn buffer(buffer_type: u32, start: usize, max: usize) -> Result<Vec<u8>, HostSta
 }
 
 /// All request headers as the host serialises them.
-pub fn request_headers() -> Result<Vec<u8>, HostStatus> {
+fn request_headers() -> Result<Vec<u8>, HostStatus> {
     let (mut data, mut size) = (null_mut(), 0);
     // SAFETY: out-pointers to locals.
     check(unsafe { proxy_get_header_map_pairs(HTTP_REQUEST_HEADERS, &mut data, &mut size) })?;
@@ -150,13 +122,13 @@ pub fn request_headers() -> Result<Vec<u8>, HostStatus> {
 }
 
 /// Removes every copy of a request header.
-pub fn remove_request_header(name: &str) -> Result<(), HostStatus> {
+fn remove_request_header(name: &str) -> Result<(), HostStatus> {
     // SAFETY: pointer and length describe a live &str.
     check(unsafe { proxy_remove_header_map_value(HTTP_REQUEST_HEADERS, name.as_ptr(), name.len()) })
 }
 
 /// Sets a request header, replacing any copy.
-pub fn set_request_header(name: &str, value: &str) -> Result<(), HostStatus> {
+fn set_request_header(name: &str, value: &str) -> Result<(), HostStatus> {
     // SAFETY: pointers and lengths describe live &strs.
     check(unsafe {
         proxy_replace_header_map_value(
@@ -170,7 +142,7 @@ pub fn set_request_header(name: &str, value: &str) -> Result<(), HostStatus> {
 }
 
 /// Reads a host property (`None` when it does not exist, e.g. no peer certificate).
-pub fn property(path: &[&str]) -> Result<Option<Vec<u8>>, HostStatus> {
+fn property(path: &[&str]) -> Result<Option<Vec<u8>>, HostStatus> {
     // The ABI takes the path segments joined by NUL bytes.
     let serialized = path.join("\0");
     let (mut data, mut size) = (null_mut(), 0);
@@ -185,7 +157,7 @@ pub fn property(path: &[&str]) -> Result<Option<Vec<u8>>, HostStatus> {
 }
 
 /// Answers the request locally; the request goes no further.
-pub fn send_response(status: u16, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostStatus> {
+fn send_response(status: u16, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostStatus> {
     let headers = wire::serialize_pairs(headers);
     // SAFETY: all pointers describe live buffers for the duration of the call.
     check(unsafe {
@@ -204,7 +176,7 @@ pub fn send_response(status: u16, headers: &[(&str, &str)], body: &[u8]) -> Resu
 
 /// Envoy's `clear_route_cache` foreign function (source/extensions/common/wasm/foreign.cc):
 /// makes the router pick the route again with the headers the filter set.
-pub fn clear_route_cache() -> Result<(), HostStatus> {
+fn clear_route_cache() -> Result<(), HostStatus> {
     let name = "clear_route_cache";
     let (mut data, mut size) = (null_mut(), 0);
     // SAFETY: the name buffer is live for the call; out-pointers to locals.
@@ -213,4 +185,39 @@ pub fn clear_route_cache() -> Result<(), HostStatus> {
     };
     drop(owned(data, size));
     check(status)
+}
+
+/// The real host: Envoy's proxy-wasm ABI.
+pub struct WasmHost;
+
+impl Host for WasmHost {
+    fn request_headers(&mut self) -> Result<Vec<u8>, HostStatus> {
+        request_headers()
+    }
+    fn remove_request_header(&mut self, name: &str) -> Result<(), HostStatus> {
+        remove_request_header(name)
+    }
+    fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), HostStatus> {
+        set_request_header(name, value)
+    }
+    fn request_body(&mut self, len: usize) -> Result<Vec<u8>, HostStatus> {
+        request_body(len)
+    }
+    fn property(&mut self, path: &[&str]) -> Result<Option<Vec<u8>>, HostStatus> {
+        property(path)
+    }
+    fn send_response(
+        &mut self,
+        status: u16,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), HostStatus> {
+        send_response(status, headers, body)
+    }
+    fn clear_route_cache(&mut self) -> Result<(), HostStatus> {
+        clear_route_cache()
+    }
+    fn log(&mut self, level: Level, message: &str) {
+        log(level, message)
+    }
 }

@@ -5,6 +5,7 @@
 //! FAIL_RELOAD` (see `envoy/envoy.yaml`).
 #![deny(unsafe_code)]
 
+pub mod flow;
 pub mod wire;
 
 #[cfg(target_arch = "wasm32")]
@@ -16,6 +17,6 @@ mod host;
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
-        Box::new(filter::McpRoot::new())
+        Box::new(filter::McpRoot::default())
     });
 }}

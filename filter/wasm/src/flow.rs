@@ -1,0 +1,274 @@
+//! One HTTP request's path through the filter, against an abstract [`Host`].
+//!
+//! This is the adapter's whole behaviour (strip, decide, buffer, label or refuse) with
+//! the host calls behind a trait, so it runs natively in tests with a fake host that
+//! can refuse any call. The proxy-wasm glue in `filter.rs` only forwards callbacks.
+
+use crate::wire;
+use mcp_filter_core::headers::{is_gateway_header, X_AGENT_ID};
+use mcp_filter_core::{
+    check_body_size, label_request, on_request_head, sentinel, AgentIdentity, FilterConfig,
+    HeadAction, Rejection, RequestError, RequestHead,
+};
+use std::fmt;
+use std::rc::Rc;
+
+/// A host call's non-OK status (proxy-wasm ABI `WasmResult`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostStatus(pub u32);
+
+impl fmt::Display for HostStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self.0 {
+            1 => "NotFound",
+            2 => "BadArgument",
+            3 => "SerializationFailure",
+            4 => "ParseFailure",
+            6 => "InvalidMemoryAccess",
+            7 => "Empty",
+            10 => "InternalFailure",
+            12 => "Unimplemented",
+            _ => "status",
+        };
+        write!(f, "host call failed: {name} ({})", self.0)
+    }
+}
+
+/// Log levels of the proxy-wasm ABI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Info = 2,
+    Error = 4,
+    Critical = 5,
+}
+
+/// The host calls a request needs. Every one can fail; none may panic.
+pub trait Host {
+    /// All request headers, serialised as the proxy-wasm ABI does (see `wire`).
+    fn request_headers(&mut self) -> Result<Vec<u8>, HostStatus>;
+    fn remove_request_header(&mut self, name: &str) -> Result<(), HostStatus>;
+    /// Sets a request header, replacing every existing copy.
+    fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), HostStatus>;
+    /// The first `len` bytes of the buffered request body.
+    fn request_body(&mut self, len: usize) -> Result<Vec<u8>, HostStatus>;
+    /// A host property; `None` when it does not exist.
+    fn property(&mut self, path: &[&str]) -> Result<Option<Vec<u8>>, HostStatus>;
+    fn send_response(
+        &mut self,
+        status: u16,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), HostStatus>;
+    fn clear_route_cache(&mut self) -> Result<(), HostStatus>;
+    fn log(&mut self, level: Level, message: &str);
+}
+
+/// What a callback tells the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Continue,
+    Pause,
+}
+
+enum State {
+    /// Not an MCP POST, or already labelled.
+    PassThrough,
+    /// Buffering an MCP POST body; `seen` is the body size the host last reported.
+    Reading { head: RequestHead, seen: usize },
+    /// A local reply was sent: nothing of this request may continue upstream.
+    Replied,
+}
+
+/// The filter's state for one HTTP request.
+pub struct RequestFlow {
+    config: Rc<FilterConfig>,
+    state: State,
+}
+
+impl RequestFlow {
+    pub fn new(config: Rc<FilterConfig>) -> Self {
+        RequestFlow {
+            config,
+            state: State::PassThrough,
+        }
+    }
+
+    pub fn on_headers(&mut self, host: &mut impl Host, end_of_stream: bool) -> Verdict {
+        let head = match strip_and_read_head(host) {
+            Ok(head) => head,
+            Err(rejection) => return self.reject(host, rejection),
+        };
+        match on_request_head(&self.config, &head) {
+            HeadAction::PassThrough => Verdict::Continue,
+            HeadAction::Reject(rejection) => self.reject(host, rejection),
+            HeadAction::ReadBody if end_of_stream => self.label(host, &head, Vec::new()),
+            // Pausing holds the headers while the body is buffered; Envoy lets the body
+            // callback change them only with `allow_on_headers_stop_iteration`.
+            HeadAction::ReadBody => {
+                self.state = State::Reading { head, seen: 0 };
+                Verdict::Pause
+            }
+        }
+    }
+
+    pub fn on_body(
+        &mut self,
+        host: &mut impl Host,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Verdict {
+        let seen = match &mut self.state {
+            State::Reading { seen, .. } => seen,
+            State::Replied => return Verdict::Pause,
+            State::PassThrough => return Verdict::Continue,
+        };
+        // With the headers paused, Envoy buffers the body and reports its total size.
+        *seen = body_size;
+        if let Some(rejection) = check_body_size(&self.config, body_size as u64) {
+            return self.reject(host, rejection);
+        }
+        if !end_of_stream {
+            return Verdict::Pause;
+        }
+        self.finish(host)
+    }
+
+    /// A request with trailers ends here instead of in the body callback.
+    pub fn on_trailers(&mut self, host: &mut impl Host) -> Verdict {
+        match self.state {
+            State::Reading { .. } => self.finish(host),
+            State::Replied => Verdict::Pause,
+            State::PassThrough => Verdict::Continue,
+        }
+    }
+
+    fn finish(&mut self, host: &mut impl Host) -> Verdict {
+        let State::Reading { head, seen } = std::mem::replace(&mut self.state, State::PassThrough)
+        else {
+            return Verdict::Continue;
+        };
+        match host.request_body(seen) {
+            Ok(body) => self.label(host, &head, body),
+            Err(status) => {
+                let rejection = internal(host, format!("cannot read the request body: {status}"));
+                self.reject(host, rejection)
+            }
+        }
+    }
+
+    fn label(&mut self, host: &mut impl Host, head: &RequestHead, body: Vec<u8>) -> Verdict {
+        self.state = State::PassThrough;
+        let labels = match label_request(&self.config, head, &body) {
+            Ok(labels) => labels,
+            Err(rejection) => return self.reject(host, rejection),
+        };
+        let agent = match agent_identity(host, &self.config.agent_identity) {
+            Ok(agent) => agent,
+            Err(rejection) => return self.reject(host, rejection),
+        };
+        let agent_header = agent.map(|agent| (X_AGENT_ID, sentinel::encode(&agent)));
+        for (name, value) in labels.headers.iter().chain(agent_header.iter()) {
+            // Never forward an MCP request without its labels (design brief).
+            if let Err(status) = host.set_request_header(name, value) {
+                let rejection = internal(host, format!("cannot set header {name}: {status}"));
+                return self.reject(host, rejection);
+            }
+        }
+        // Envoy 1.40 re-selects the route after a filter changes request headers, but
+        // that has changed between releases (envoyproxy/envoy#36671); clearing the cache
+        // explicitly keeps routes on x-mcp-* headers working on every version.
+        if let Err(status) = host.clear_route_cache() {
+            host.log(
+                Level::Error,
+                &format!("cannot clear the route cache: {status}"),
+            );
+        }
+        Verdict::Continue
+    }
+
+    fn reject(&mut self, host: &mut impl Host, rejection: Rejection) -> Verdict {
+        self.state = State::Replied;
+        let mut headers = vec![("content-type", "application/json")];
+        headers.extend_from_slice(rejection.extra_headers());
+        let body = rejection.body();
+        if let Err(status) = host.send_response(rejection.status(), &headers, body.as_bytes()) {
+            // The request stays paused (Envoy times it out) rather than going upstream.
+            host.log(
+                Level::Error,
+                &format!("cannot send the error response: {status}"),
+            );
+        }
+        Verdict::Pause
+    }
+}
+
+/// Removes every client copy of the gateway headers, then reads what the decision needs.
+fn strip_and_read_head(host: &mut impl Host) -> Result<RequestHead, Rejection> {
+    let serialized = match host.request_headers() {
+        Ok(serialized) => serialized,
+        Err(status) => {
+            return Err(internal(
+                host,
+                format!("cannot read the request headers: {status}"),
+            ))
+        }
+    };
+    let Some(pairs) = wire::parse_pairs(&serialized) else {
+        return Err(internal(
+            host,
+            "malformed request header map from the host".into(),
+        ));
+    };
+    for (name, _) in pairs.iter().filter(|(name, _)| is_gateway_header(name)) {
+        if let Err(status) = host.remove_request_header(name) {
+            return Err(internal(
+                host,
+                format!("cannot remove header {name}: {status}"),
+            ));
+        }
+    }
+    Ok(RequestHead::from_headers(pairs))
+}
+
+/// The agent identity from the configured trusted source, if it has one for this
+/// request. A source with no value (no client certificate, no verified JWT) leaves the
+/// header unset; the authz-service then refuses or fills it.
+fn agent_identity(
+    host: &mut impl Host,
+    source: &AgentIdentity,
+) -> Result<Option<String>, Rejection> {
+    let path: Vec<&str> = match source {
+        AgentIdentity::None => return Ok(None),
+        // Envoy returns the first URI SAN of the verified peer certificate.
+        AgentIdentity::PeerCertificateUriSan => vec!["connection", "uri_san_peer_certificate"],
+        // One claim of jwt_authn's `payload_in_metadata` struct; string leaves come back
+        // as raw UTF-8.
+        AgentIdentity::JwtAuthn {
+            payload_in_metadata,
+            claim,
+        } => vec![
+            "metadata",
+            "filter_metadata",
+            "envoy.filters.http.jwt_authn",
+            payload_in_metadata.as_str(),
+            claim.as_str(),
+        ],
+    };
+    match host.property(&path) {
+        Ok(value) => Ok(value
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .filter(|agent| !agent.is_empty())),
+        Err(status) => Err(internal(
+            host,
+            format!("cannot read the agent identity: {status}"),
+        )),
+    }
+}
+
+fn internal(host: &mut impl Host, message: String) -> Rejection {
+    host.log(Level::Error, &message);
+    Rejection::new(RequestError::Internal(message))
+}
+
+#[cfg(test)]
+mod tests;
