@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from harness import ROOT, free_port, render_config, validate
+from harness.envoy import wasm_plugin_configs
 
 SHIPPED = sorted((ROOT / "envoy").rglob("*.yaml"))
 
@@ -41,3 +43,16 @@ def test_invalid_filter_config_stops_envoy(tmp_path, override, message):
     assert result.returncode != 0, output
     assert "invalid MCP filter plugin configuration" in output
     assert message in output
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[str(p.relative_to(ROOT)) for p in SHIPPED])
+def test_shipped_wasm_filters_are_safe(path: Path):
+    """Every MCP filter we ship can set headers after the body (else requests hang) and
+    reloads a dead VM instead of failing open or answering 503 forever."""
+    config = yaml.safe_load(path.read_text())
+    plugins = wasm_plugin_configs(config)
+    assert plugins, f"{path} has no wasm filter"
+    for plugin in plugins:
+        assert plugin["allow_on_headers_stop_iteration"] is True
+        assert plugin["failure_policy"] == "FAIL_RELOAD"
+        assert "fail_open" not in plugin

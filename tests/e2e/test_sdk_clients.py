@@ -116,3 +116,24 @@ def test_handshake_era_session(mcp_gateway, monkeypatch):
     assert {r["method"] for r in others} == {"GET", "DELETE"}, [r["method"] for r in records]
     for record in others:
         assert not any(k.startswith("x-mcp-") for k, _ in record["headers"])
+
+
+def test_streamed_sse_response_with_progress(mcp_gateway):
+    """A tool that reports progress answers as text/event-stream; the notifications and
+    the result reach the client through the filter."""
+    url, seen = mcp_gateway
+    progress = []
+
+    async def on_progress(done, total, message):
+        progress.append((done, total, message))
+
+    async def session():
+        async with Client(url, mode="2026-07-28") as client:
+            return await client.call_tool("export_statement", {"account_id": "acc-001"}, progress_callback=on_progress)
+
+    result = run(session)
+    assert not result.is_error
+    assert result.content[0].text == "statement for acc-001: 2 rows"
+    assert [p[0] for p in progress] == [1, 2, 3]
+    call = next(h for h in seen.posts() if h.get("x-mcp-tool-name") == "export_statement")
+    assert call["x-mcp-method"] == "tools/call"
