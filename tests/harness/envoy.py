@@ -116,7 +116,6 @@ class Envoy(Process):
                 envoy_binary(),
                 "-c", str(config_path),
                 "--concurrency", "1",
-                "--base-id", str(admin_port),
                 "--log-level", "info",
                 "--disable-hot-restart",
             ],
@@ -128,15 +127,6 @@ class Envoy(Process):
         except Exception:
             self.stop()
             raise RuntimeError(f"Envoy did not become ready:\n{self.log()[-6000:]}")
-
-    def stats(self) -> dict[str, int]:
-        import http.client
-
-        conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=5)
-        conn.request("GET", "/stats?format=json")
-        data = json.loads(conn.getresponse().read())
-        conn.close()
-        return {s["name"]: s.get("value", 0) for s in data.get("stats", []) if "name" in s}
 
 
 def start_gateway(
