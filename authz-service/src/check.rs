@@ -1,0 +1,206 @@
+//! The authorization decision for one request, independent of gRPC.
+
+use crate::identity::Identity;
+use crate::jwks::Jwks;
+use crate::metrics::Metrics;
+use crate::policy::{Call, Policy};
+use crate::token::{verify, TokenCache, TokenError, TokenRules};
+use mcp_filter_core::error_body;
+use serde_json::value::RawValue;
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// JSON-RPC code of a 401 (gateway range, outside -32768..-32000; README error table).
+pub const UNAUTHORIZED: i64 = -31010;
+/// JSON-RPC code of a 403.
+pub const FORBIDDEN: i64 = -31011;
+
+/// What the decision reads from the request (the MCP filter's labels and the token).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CheckInput<'a> {
+    pub authorization: Option<&'a str>,
+    pub call: Call<'a>,
+    /// `x-mcp-request-id`: the JSON-RPC id as JSON text.
+    pub request_id: Option<&'a str>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Allow {
+        identity: Arc<Identity>,
+        /// `Authorization` value to send upstream instead of the client's token.
+        upstream_credential: Option<String>,
+    },
+    Deny(Denial),
+}
+
+/// A refusal as the client will see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub status: u16,
+    pub www_authenticate: Option<String>,
+    /// JSON-RPC error response body.
+    pub body: String,
+    /// Metric label: why.
+    pub reason: &'static str,
+}
+
+/// Everything a decision needs; shared by all gRPC calls.
+pub struct Authorizer {
+    pub rules: TokenRules,
+    pub jwks: Arc<Jwks>,
+    pub policy: RwLock<Arc<Policy>>,
+    pub cache: TokenCache,
+    /// RFC 9728 metadata URL, named in every challenge.
+    pub resource_metadata: String,
+    pub metrics: Arc<Metrics>,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+impl Authorizer {
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_policy(&self, policy: Policy) {
+        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
+    }
+
+    /// Decides one request. Fails closed: anything unverifiable is a denial.
+    pub async fn check(&self, input: &CheckInput<'_>) -> Outcome {
+        let id = request_id(input.request_id);
+        // RFC 6750 section 2.1: `Authorization: Bearer <token>`; the scheme is
+        // case-insensitive (RFC 9110 section 11.1).
+        let token = input.authorization.and_then(|value| {
+            let (scheme, token) = value.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        });
+        let Some(token) = token.filter(|t| !t.is_empty()) else {
+            let message = "authorization required: send an OAuth bearer token";
+            return Outcome::Deny(Denial {
+                status: 401,
+                // RFC 9728 section 5.1 / MCP authorization spec: point the client at the
+                // protected resource metadata; no error code when no token was sent
+                // (RFC 6750 section 3.1).
+                www_authenticate: Some(format!(
+                    "Bearer resource_metadata=\"{}\"",
+                    self.resource_metadata
+                )),
+                body: error_body(id.as_deref(), UNAUTHORIZED, message),
+                reason: "no_token",
+            });
+        };
+        let identity = match self.identify(token).await {
+            Ok(identity) => identity,
+            Err(error) => {
+                return Outcome::Deny(Denial {
+                    status: 401,
+                    www_authenticate: Some(format!(
+                        "Bearer error=\"invalid_token\", error_description=\"{error}\", resource_metadata=\"{}\"",
+                        self.resource_metadata
+                    )),
+                    body: error_body(id.as_deref(), UNAUTHORIZED, &format!("invalid token: {error}")),
+                    reason: "invalid_token",
+                })
+            }
+        };
+        let policy = self.policy();
+        let required = match policy.required_scopes(&input.call) {
+            Ok(required) => required,
+            Err(refusal) => {
+                return Outcome::Deny(Denial {
+                    status: 403,
+                    www_authenticate: None,
+                    body: error_body(id.as_deref(), FORBIDDEN, &format!("forbidden: {refusal}")),
+                    reason: "policy",
+                })
+            }
+        };
+        let missing: Vec<&String> = required
+            .iter()
+            .filter(|s| !identity.scopes.contains(*s))
+            .collect();
+        if !missing.is_empty() {
+            let needed = required.join(" ");
+            let missing: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+            return Outcome::Deny(Denial {
+                status: 403,
+                // RFC 6750 section 3.1 and MCP "Scope Challenge Handling": name every
+                // scope the call needs, so one step-up suffices.
+                www_authenticate: Some(format!(
+                    "Bearer error=\"insufficient_scope\", scope=\"{needed}\", resource_metadata=\"{}\"",
+                    self.resource_metadata
+                )),
+                body: error_body(
+                    id.as_deref(),
+                    FORBIDDEN,
+                    &format!("insufficient scope: missing {}", missing.join(" ")),
+                ),
+                reason: "insufficient_scope",
+            });
+        }
+        Outcome::Allow {
+            identity,
+            upstream_credential: policy
+                .upstream_credential(input.call.server)
+                .map(str::to_owned),
+        }
+    }
+
+    /// Verifies the token, from the cache when it was verified before.
+    async fn identify(&self, token: &str) -> Result<Arc<Identity>, TokenError> {
+        let now = now();
+        let leeway = self.rules.leeway_seconds;
+        let key = TokenCache::key(token);
+        if let Some(identity) = self.cache.get(&key, now, leeway) {
+            self.metrics.cache_hits.inc();
+            return Ok(identity);
+        }
+        self.metrics.cache_misses.inc();
+        let keys = self.jwks.keys().ok_or(TokenError::UnknownKey)?;
+        let (identity, exp) = match verify(token, &keys, &self.rules) {
+            // Key rotation: a new `kid` appears before our next scheduled refresh.
+            Err(TokenError::UnknownKey) => match self.jwks.refresh_for_unknown_kid().await {
+                Ok(true) => {
+                    let keys = self.jwks.keys().ok_or(TokenError::UnknownKey)?;
+                    verify(token, &keys, &self.rules)?
+                }
+                Ok(false) => return Err(TokenError::UnknownKey),
+                Err(error) => {
+                    self.metrics.jwks_refresh_failures.inc();
+                    tracing::warn!(%error, "JWKS refresh for an unknown kid failed");
+                    return Err(TokenError::UnknownKey);
+                }
+            },
+            other => other?,
+        };
+        let identity = Arc::new(identity);
+        self.cache.insert(key, identity.clone(), exp, now, leeway);
+        Ok(identity)
+    }
+}
+
+/// The JSON-RPC id from `x-mcp-request-id`, if it is a valid id (string or integer).
+/// The filter sets this header after stripping client copies, so it is trusted to be
+/// the body's id; it is still checked, as it is pasted into a JSON body.
+fn request_id(header: Option<&str>) -> Option<Box<RawValue>> {
+    let text = header?;
+    let valid = match text.as_bytes().first() {
+        Some(b'"') => serde_json::from_str::<String>(text).is_ok(),
+        Some(b'-' | b'0'..=b'9') => serde_json::from_str::<serde_json::Number>(text)
+            .is_ok_and(|n| n.is_i64() || n.is_u64() || !text.contains(['.', 'e', 'E'])),
+        _ => false,
+    };
+    valid
+        .then(|| RawValue::from_string(text.to_owned()).ok())
+        .flatten()
+}

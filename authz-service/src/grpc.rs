@@ -1,0 +1,159 @@
+//! `envoy.service.auth.v3.Authorization/Check`: maps Envoy's request to a decision
+//! and the decision to Envoy's answer.
+
+use crate::check::{Authorizer, CheckInput, Denial, Outcome};
+use crate::metrics::DecisionLabels;
+use crate::policy::Call;
+use envoy_types::ext_authz::v3::pb::{
+    Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction,
+    HeaderValue, HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
+};
+use envoy_types::pb::google::rpc::Status;
+use mcp_filter_core::headers::{
+    X_AGENT_ID, X_MCP_METHOD, X_MCP_REQUEST_ID, X_MCP_SERVER_ID, X_MCP_TOOL_NAME, X_USER_ID,
+};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+use tonic::{Request, Response};
+
+// google.rpc.Code values Envoy reads alongside the HTTP answer.
+const RPC_OK: i32 = 0;
+const RPC_PERMISSION_DENIED: i32 = 7;
+const RPC_UNAUTHENTICATED: i32 = 16;
+
+pub struct AuthzGrpc {
+    pub authorizer: Arc<Authorizer>,
+}
+
+#[tonic::async_trait]
+impl Authorization for AuthzGrpc {
+    async fn check(
+        &self,
+        request: Request<CheckRequest>,
+    ) -> Result<Response<CheckResponse>, tonic::Status> {
+        let started = Instant::now();
+        let request = request.into_inner();
+        let empty = HashMap::new();
+        let headers = request
+            .attributes
+            .as_ref()
+            .and_then(|a| a.request.as_ref())
+            .and_then(|r| r.http.as_ref())
+            .map(|http| &http.headers)
+            .unwrap_or(&empty);
+        let header = |name: &str| headers.get(name).map(String::as_str);
+        let input = CheckInput {
+            authorization: header("authorization"),
+            call: Call {
+                server: header(X_MCP_SERVER_ID),
+                method: header(X_MCP_METHOD),
+                tool: header(X_MCP_TOOL_NAME),
+            },
+            request_id: header(X_MCP_REQUEST_ID),
+        };
+        let outcome = self.authorizer.check(&input).await;
+
+        let policy = self.authorizer.policy();
+        let server = match input.call.server {
+            Some(server) if policy.servers.contains_key(server) => server.to_owned(),
+            _ => "other".to_owned(),
+        };
+        let result = match &outcome {
+            Outcome::Allow { .. } => "allow",
+            Outcome::Deny(denial) => denial.reason,
+        };
+        let metrics = &self.authorizer.metrics;
+        metrics
+            .decisions
+            .get_or_create(&DecisionLabels {
+                result: result.to_owned(),
+                server,
+            })
+            .inc();
+        metrics
+            .check_seconds
+            .observe(started.elapsed().as_secs_f64());
+        tracing::debug!(result, method = ?input.call.method, tool = ?input.call.tool, "check");
+        Ok(Response::new(answer(outcome)))
+    }
+}
+
+fn set(key: &str, value: &str) -> HeaderValueOption {
+    HeaderValueOption {
+        header: Some(HeaderValue {
+            key: key.to_owned(),
+            value: value.to_owned(),
+            raw_value: Vec::new(),
+        }),
+        append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+        ..HeaderValueOption::default()
+    }
+}
+
+/// Envoy's answer for a decision.
+///
+/// Allow: `x-agent-id` / `x-user-id` overwrite whatever the request carried (Envoy
+/// applies ext_authz headers with OVERWRITE_IF_EXISTS_OR_ADD), and the client's token
+/// is removed (MCP authorization spec: servers MUST NOT pass the client's token
+/// upstream), or replaced by the server's own upstream credential.
+pub fn answer(outcome: Outcome) -> CheckResponse {
+    match outcome {
+        Outcome::Allow {
+            identity,
+            upstream_credential,
+        } => {
+            let mut headers = vec![set(X_AGENT_ID, &identity.agent)];
+            let mut headers_to_remove = Vec::new();
+            match &identity.user {
+                Some(user) => headers.push(set(X_USER_ID, user)),
+                None => headers_to_remove.push(X_USER_ID.to_owned()),
+            }
+            match &upstream_credential {
+                Some(credential) => headers.push(set("authorization", credential)),
+                None => headers_to_remove.push("authorization".to_owned()),
+            }
+            CheckResponse {
+                status: Some(Status {
+                    code: RPC_OK,
+                    ..Status::default()
+                }),
+                http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
+                    headers,
+                    headers_to_remove,
+                    ..OkHttpResponse::default()
+                })),
+                ..CheckResponse::default()
+            }
+        }
+        Outcome::Deny(Denial {
+            status,
+            www_authenticate,
+            body,
+            ..
+        }) => {
+            let mut headers = vec![set("content-type", "application/json")];
+            if let Some(challenge) = &www_authenticate {
+                headers.push(set("www-authenticate", challenge));
+            }
+            CheckResponse {
+                status: Some(Status {
+                    code: if status == 401 {
+                        RPC_UNAUTHENTICATED
+                    } else {
+                        RPC_PERMISSION_DENIED
+                    },
+                    ..Status::default()
+                }),
+                http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
+                    status: Some(HttpStatus {
+                        code: i32::from(status),
+                    }),
+                    headers,
+                    body,
+                })),
+                ..CheckResponse::default()
+            }
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! Prometheus metrics of the authz-service (served on `/metrics`).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    /// `allow`, or the denial reason (`no_token`, `invalid_token`, `policy`,
+    /// `insufficient_scope`).
+    pub result: String,
+    /// A server id the policy names, or `other` (bounded cardinality: a client can
+    /// send any server id to an unknown-server deny).
+    pub server: String,
+}
+
+pub struct Metrics {
+    pub decisions: Family<DecisionLabels, Counter>,
+    pub check_seconds: Histogram,
+    pub cache_hits: Counter,
+    pub cache_misses: Counter,
+    pub jwks_refresh_failures: Counter,
+    pub policy_reload_failures: Counter,
+    registry: Registry,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        // 50 µs .. ~400 ms
+        let check_seconds = Histogram::new(exponential_buckets(0.00005, 2.0, 14));
+        let cache_hits = Counter::default();
+        let cache_misses = Counter::default();
+        let jwks_refresh_failures = Counter::default();
+        let policy_reload_failures = Counter::default();
+        let mut registry = Registry::with_prefix("mcp_authz");
+        registry.register(
+            "decisions",
+            "Authorization decisions by result and server",
+            decisions.clone(),
+        );
+        registry.register(
+            "check_duration_seconds",
+            "Time to decide one Check",
+            check_seconds.clone(),
+        );
+        registry.register(
+            "token_cache_hits",
+            "Checks answered from the verified-token cache",
+            cache_hits.clone(),
+        );
+        registry.register(
+            "token_cache_misses",
+            "Checks that verified a token signature",
+            cache_misses.clone(),
+        );
+        registry.register(
+            "jwks_refresh_failures",
+            "Failed JWKS refreshes",
+            jwks_refresh_failures.clone(),
+        );
+        registry.register(
+            "policy_reload_failures",
+            "Policy reloads refused (the last good policy stays)",
+            policy_reload_failures.clone(),
+        );
+        Metrics {
+            decisions,
+            check_seconds,
+            cache_hits,
+            cache_misses,
+            jwks_refresh_failures,
+            policy_reload_failures,
+            registry,
+        }
+    }
+}
+
+impl Metrics {
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,87 @@
+//! Keys and tokens for the authz-service tests (fixture keys made with openssl for
+//! these tests only).
+#![allow(dead_code)]
+
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use mcp_authz_service::jwks::KeySet;
+use serde_json::{json, Value};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub const ISSUER: &str = "https://issuer.test";
+pub const AUDIENCE: &str = "https://gateway.test/mcp";
+
+pub const RSA: &[u8] = include_bytes!("../fixtures/keys/rsa.pem");
+pub const RSA_OTHER: &[u8] = include_bytes!("../fixtures/keys/rsa-other.pem");
+pub const RSA_PUBLIC: &[u8] = include_bytes!("../fixtures/keys/rsa.pub.pem");
+pub const EC: &[u8] = include_bytes!("../fixtures/keys/ec.pem");
+pub const ED25519: &[u8] = include_bytes!("../fixtures/keys/ed25519.pem");
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+pub fn encoding_key(pem: &[u8], alg: Algorithm) -> EncodingKey {
+    match alg {
+        Algorithm::RS256 | Algorithm::PS256 => EncodingKey::from_rsa_pem(pem).unwrap(),
+        Algorithm::ES256 => EncodingKey::from_ec_pem(pem).unwrap(),
+        Algorithm::EdDSA => EncodingKey::from_ed_pem(pem).unwrap(),
+        other => panic!("no fixture for {other:?}"),
+    }
+}
+
+/// A public JWK for a fixture key, with `kid` and (optionally) `alg`.
+pub fn jwk(pem: &[u8], alg: Algorithm, kid: &str, declare_alg: bool) -> Jwk {
+    let mut jwk = Jwk::from_encoding_key(&encoding_key(pem, alg), alg).unwrap();
+    jwk.common.key_id = Some(kid.to_owned());
+    if !declare_alg {
+        jwk.common.key_algorithm = None;
+    }
+    jwk
+}
+
+pub fn jwks_json(keys: Vec<Jwk>) -> String {
+    serde_json::to_string(&JwkSet { keys }).unwrap()
+}
+
+/// The test key set: RSA (RS256, alg not declared), RSA declared PS256, EC, Ed25519.
+pub fn standard_jwks() -> String {
+    jwks_json(vec![
+        jwk(RSA, Algorithm::RS256, "rsa", false),
+        jwk(RSA, Algorithm::PS256, "rsa-ps", true),
+        jwk(EC, Algorithm::ES256, "ec", true),
+        jwk(ED25519, Algorithm::EdDSA, "ed", false),
+    ])
+}
+
+pub fn standard_keys() -> KeySet {
+    KeySet::from_json(&standard_jwks()).unwrap()
+}
+
+/// Claims valid for five minutes, merged with `extra`.
+pub fn claims(extra: Value) -> Value {
+    let mut claims = json!({"iss": ISSUER, "aud": AUDIENCE, "iat": now(), "exp": now() + 300});
+    for (k, v) in extra.as_object().unwrap() {
+        claims[k] = v.clone();
+    }
+    claims
+}
+
+pub fn sign(pem: &[u8], alg: Algorithm, kid: Option<&str>, claims: &Value) -> String {
+    let mut header = Header::new(alg);
+    header.kid = kid.map(str::to_owned);
+    encode(&header, claims, &encoding_key(pem, alg)).unwrap()
+}
+
+/// An agent token signed with the fixture RSA key (`kid` "rsa").
+pub fn agent_token(agent: &str, scopes: &str) -> String {
+    sign(
+        RSA,
+        Algorithm::RS256,
+        Some("rsa"),
+        &claims(json!({"sub": agent, "azp": agent, "scope": scopes})),
+    )
+}
