@@ -1,0 +1,314 @@
+//! The service over real sockets: a tonic client calls Check, health, hot reload, and
+//! the HTTP side (metadata, metrics).
+
+mod common;
+
+use common::*;
+use envoy_types::pb::envoy::config::core::v3::HeaderValueOption;
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
+use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest, CheckResponse};
+use mcp_authz_service::http::ResourceMetadata;
+use mcp_authz_service::jwks::JwksSource;
+use mcp_authz_service::token::TokenRules;
+use mcp_authz_service::{build, serve, Settings};
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+const POLICY: &str = "servers:\n  financial-data:\n    tools:\n      get_account_balance: []\n";
+
+struct Running {
+    grpc: String,
+    http: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+    policy: std::path::PathBuf,
+}
+
+impl Running {
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.await.unwrap();
+    }
+}
+
+async fn start() -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, POLICY).unwrap();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, standard_jwks()).unwrap();
+    let settings = Settings {
+        policy: policy.clone(),
+        rules: TokenRules {
+            issuer: ISSUER.into(),
+            audience: AUDIENCE.into(),
+            leeway_seconds: 0,
+        },
+        jwks: JwksSource::File(jwks),
+        jwks_refresh: Duration::from_secs(60),
+        metadata: ResourceMetadata {
+            resource: AUDIENCE.into(),
+            authorization_servers: vec![ISSUER.into()],
+        },
+    };
+    let authorizer = build(&settings).unwrap();
+    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (grpc_addr, http_addr) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        serve(authorizer, &settings, grpc, http, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    let running = Running {
+        grpc: format!("http://{grpc_addr}"),
+        http: format!("http://{http_addr}"),
+        stop: Some(stop),
+        task,
+        _dir: dir,
+        policy,
+    };
+    // Ready once the keys are loaded.
+    for _ in 0..100 {
+        if let Ok(r) = reqwest::get(format!("{}/ready", running.http)).await {
+            if r.status().is_success() {
+                return running;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("authz-service never became ready");
+}
+
+fn request(headers: &[(&str, &str)]) -> CheckRequest {
+    let headers: HashMap<String, String> = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(Request {
+                http: Some(HttpRequest {
+                    method: "POST".into(),
+                    path: "/mcp".into(),
+                    headers,
+                    ..HttpRequest::default()
+                }),
+                ..Request::default()
+            }),
+            ..AttributeContext::default()
+        }),
+    }
+}
+
+fn header<'a>(options: &'a [HeaderValueOption], name: &str) -> Option<&'a str> {
+    options
+        .iter()
+        .filter_map(|o| o.header.as_ref())
+        .find(|h| h.key == name)
+        .map(|h| h.value.as_str())
+}
+
+async fn check(addr: &str, headers: &[(&str, &str)]) -> CheckResponse {
+    let mut client = AuthorizationClient::connect(addr.to_owned()).await.unwrap();
+    client.check(request(headers)).await.unwrap().into_inner()
+}
+
+#[tokio::test]
+async fn check_over_grpc() {
+    let service = start().await;
+    let token = format!(
+        "Bearer {}",
+        agent_token("agent-prod-001", "mcp.server.financial-data:tools.read")
+    );
+    let labels = [
+        ("x-mcp-server-id", "financial-data"),
+        ("x-mcp-method", "tools/call"),
+        ("x-mcp-tool-name", "get_account_balance"),
+        ("x-mcp-request-id", "\"r-9\""),
+    ];
+
+    // Allowed: verified identity set (overwriting), client token and user removed.
+    let mut allowed: Vec<(&str, &str)> = labels.to_vec();
+    allowed.push(("authorization", &token));
+    allowed.push(("x-agent-id", "forged"));
+    let response = check(&service.grpc, &allowed).await;
+    assert_eq!(response.status.unwrap().code, 0);
+    let Some(HttpResponse::OkResponse(ok)) = response.http_response else {
+        panic!("not OK")
+    };
+    assert_eq!(header(&ok.headers, "x-agent-id"), Some("agent-prod-001"));
+    assert_eq!(ok.headers[0].append_action, 2, "OVERWRITE_IF_EXISTS_OR_ADD");
+    assert_eq!(
+        ok.headers_to_remove,
+        vec!["x-user-id".to_string(), "authorization".to_string()]
+    );
+
+    // Denied without a token: 401 with the challenge and a JSON-RPC body.
+    let response = check(&service.grpc, &labels).await;
+    assert_eq!(response.status.unwrap().code, 16);
+    let Some(HttpResponse::DeniedResponse(denied)) = response.http_response else {
+        panic!("not denied")
+    };
+    assert_eq!(denied.status.unwrap().code, 401);
+    assert_eq!(
+        header(&denied.headers, "www-authenticate"),
+        Some("Bearer resource_metadata=\"https://gateway.test/.well-known/oauth-protected-resource/mcp\"")
+    );
+    assert_eq!(
+        header(&denied.headers, "content-type"),
+        Some("application/json")
+    );
+    let body: serde_json::Value = serde_json::from_str(&denied.body).unwrap();
+    assert_eq!(body["id"], "r-9");
+
+    // Health: serving.
+    let channel = tonic::transport::Endpoint::from_shared(service.grpc.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "envoy.service.auth.v3.Authorization".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        status.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
+    // Metrics count both decisions.
+    let metrics = reqwest::get(format!("{}/metrics", service.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"mcp_authz_decisions_total{result="allow",server="financial-data"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .contains(r#"mcp_authz_decisions_total{result="no_token",server="financial-data"} 1"#),
+        "{metrics}"
+    );
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn protected_resource_metadata() {
+    let service = start().await;
+    for path in [
+        "/.well-known/oauth-protected-resource/mcp",
+        "/.well-known/oauth-protected-resource",
+    ] {
+        let response = reqwest::get(format!("{}{path}", service.http))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let document: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(document["resource"], AUDIENCE);
+        assert_eq!(
+            document["authorization_servers"],
+            serde_json::json!([ISSUER])
+        );
+        assert_eq!(
+            document["bearer_methods_supported"],
+            serde_json::json!(["header"])
+        );
+        assert!(document["scopes_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("mcp.server.financial-data:tools.read")));
+    }
+    service.stop().await;
+}
+
+async fn decision_for(service: &Running, tool: &str) -> u16 {
+    let token = format!(
+        "Bearer {}",
+        agent_token("a", "mcp.server.financial-data:tools.read")
+    );
+    let response = check(
+        &service.grpc,
+        &[
+            ("authorization", &token),
+            ("x-mcp-server-id", "financial-data"),
+            ("x-mcp-method", "tools/call"),
+            ("x-mcp-tool-name", tool),
+        ],
+    )
+    .await;
+    match response.http_response {
+        Some(HttpResponse::OkResponse(_)) => 200,
+        Some(HttpResponse::DeniedResponse(d)) => d.status.unwrap().code as u16,
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn wait_for(service: &Running, tool: &str, status: u16) {
+    for _ in 0..100 {
+        if decision_for(service, tool).await == status {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{tool} never answered {status}");
+}
+
+fn write(path: &Path, text: &str) {
+    // Replace the file the way editors and ConfigMaps do: write aside, rename over.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[tokio::test]
+async fn policy_hot_reload_keeps_the_last_good_policy() {
+    let service = start().await;
+    assert_eq!(decision_for(&service, "query_transactions").await, 403);
+    write(
+        &service.policy,
+        &format!("{POLICY}      query_transactions: []\n"),
+    );
+    wait_for(&service, "query_transactions", 200).await;
+
+    // A broken policy is refused: the previous one stays in force.
+    write(
+        &service.policy,
+        "servers:\n  financial-data:\n    tools: [oops\n",
+    );
+    let mut failures = 0;
+    for _ in 0..100 {
+        let metrics = reqwest::get(format!("{}/metrics", service.http))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains("mcp_authz_policy_reload_failures_total 1") {
+            failures = 1;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(failures, 1, "the broken reload was not reported");
+    assert_eq!(decision_for(&service, "query_transactions").await, 200);
+    assert_eq!(decision_for(&service, "get_account_balance").await, 200);
+    service.stop().await;
+}
