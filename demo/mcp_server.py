@@ -48,6 +48,12 @@ def query_transactions(account_id: str, limit: int = 10) -> list[dict]:
 
 
 @server.tool()
+def transfer_funds(from_account: str, to_account: str, amount: float) -> str:
+    """Move money between accounts (needs the tools.write scope at the gateway)."""
+    return f"transferred {amount:.2f} from {from_account} to {to_account}"
+
+
+@server.tool()
 async def export_statement(account_id: str, ctx: Context) -> str:
     """Slow export that reports progress (streams an SSE response)."""
     for step in range(1, 4):

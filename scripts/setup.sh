@@ -21,5 +21,6 @@ if [ "$(cat .venv/.requirements.sha256 2>/dev/null)" != "$want" ]; then
   echo "$want" > .venv/.requirements.sha256
 fi
 
-echo "== building the filter (wasm32-wasip1, release)"
+echo "== building the filter (wasm32-wasip1) and the services (release)"
 cargo build --quiet --release --target wasm32-wasip1 -p mcp-filter
+cargo build --quiet --release -p mcp-authz-service

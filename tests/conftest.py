@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import start_echo, start_gateway, start_mcp_server  # noqa: E402
+from harness import ROOT, Authz, start_echo, start_gateway, start_mcp_server  # noqa: E402
 
 
 @pytest.fixture
@@ -27,9 +28,23 @@ def echo(logs):
 
 
 @pytest.fixture
-def echo_gateway(logs, echo):
-    """Shipped envoy.yaml with the echo upstream as the MCP server: yields listener port."""
-    envoy, port = start_gateway(logs, {"mcp_server": echo})
+def authz(logs):
+    """The authz-service (release build) with demo/policy.yaml plus a tool with a
+    non-ASCII name: yields the process."""
+    policy = yaml.safe_load((ROOT / "demo" / "policy.yaml").read_text())
+    policy["servers"]["financial-data"]["tools"]["données"] = []
+    path = logs / "test-policy.yaml"
+    path.write_text(yaml.safe_dump(policy, allow_unicode=True))
+    service = Authz(logs, policy=path)
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def echo_gateway(logs, echo, authz):
+    """Shipped envoy.yaml (filter + ext_authz) with the echo upstream as the MCP server:
+    yields the listener port."""
+    envoy, port = start_gateway(logs, {"mcp_server": echo, **authz.upstreams()})
     yield port
     envoy.stop()
 
@@ -60,9 +75,10 @@ def mcp_server(logs):
 
 
 @pytest.fixture
-def mcp_gateway(logs, mcp_server):
-    """Shipped envoy.yaml in front of the demo MCP server: yields (url, SeenLog)."""
+def mcp_gateway(logs, mcp_server, authz):
+    """Shipped envoy.yaml (filter + ext_authz) in front of the demo MCP server:
+    yields (url, SeenLog)."""
     port, seen = mcp_server
-    envoy, listener = start_gateway(logs, {"mcp_server": port})
+    envoy, listener = start_gateway(logs, {"mcp_server": port, **authz.upstreams()})
     yield f"http://127.0.0.1:{listener}/mcp", seen
     envoy.stop()

@@ -9,6 +9,7 @@ use envoy_types::ext_authz::v3::pb::{
     HeaderValue, HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
 };
 use envoy_types::pb::google::rpc::Status;
+use mcp_filter_core::sentinel;
 use mcp_filter_core::headers::{
     X_AGENT_ID, X_MCP_METHOD, X_MCP_REQUEST_ID, X_MCP_SERVER_ID, X_MCP_TOOL_NAME, X_USER_ID,
 };
@@ -43,12 +44,19 @@ impl Authorization for AuthzGrpc {
             .map(|http| &http.headers)
             .unwrap_or(&empty);
         let header = |name: &str| headers.get(name).map(String::as_str);
+        // The filter sends names that are not plain ASCII in the MCP `=?base64?...?=`
+        // form; the policy names tools as they are. A value that does not decode stays
+        // as it is and so matches no policy entry.
+        let decoded = |name: &str| {
+            header(name).map(|value| sentinel::decode(value).unwrap_or_else(|_| value.to_owned()))
+        };
+        let (method, tool) = (decoded(X_MCP_METHOD), decoded(X_MCP_TOOL_NAME));
         let input = CheckInput {
             authorization: header("authorization"),
             call: Call {
                 server: header(X_MCP_SERVER_ID),
-                method: header(X_MCP_METHOD),
-                tool: header(X_MCP_TOOL_NAME),
+                method: method.as_deref(),
+                tool: tool.as_deref(),
             },
             request_id: header(X_MCP_REQUEST_ID),
         };

@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import json
 
+from harness import bearer, token
+from harness.authz import READ_SCOPES
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+
+AGENT = "agent-under-test"
+
 MODERN = "2026-07-28"
 META = {
     "io.modelcontextprotocol/protocolVersion": MODERN,
@@ -11,8 +19,9 @@ META = {
 }
 
 
-def modern_call(tool: str, request_id=1, arguments=None) -> tuple[str, list[tuple[str, str]]]:
-    """A 2026-07-28 tools/call body and the mirrored headers a compliant client sends."""
+def modern_call(tool: str, request_id=1, arguments=None, auth=True) -> tuple[str, list[tuple[str, str]]]:
+    """A 2026-07-28 tools/call body and the mirrored headers a compliant client sends
+    (with a bearer token for AGENT unless `auth` is false)."""
     body = json.dumps(
         {
             "jsonrpc": "2.0",
@@ -28,6 +37,8 @@ def modern_call(tool: str, request_id=1, arguments=None) -> tuple[str, list[tupl
         ("mcp-method", "tools/call"),
         ("mcp-name", tool),
     ]
+    if auth:
+        headers.append(bearer(AGENT))
     return body, headers
 
 
@@ -38,3 +49,10 @@ def echoed_headers(response) -> list[tuple[str, str]]:
 
 def values(headers: list[tuple[str, str]], name: str) -> list[str]:
     return [v for k, v in headers if k == name]
+
+
+def connect(url: str, mode: str = "2026-07-28", agent: str = AGENT, scopes: str = READ_SCOPES, **claims) -> Client:
+    """An official-SDK client that sends a bearer token for `agent`."""
+    headers = {"authorization": f"Bearer {token(agent, scopes, **claims)}"}
+    transport = streamable_http_client(url, http_client=create_mcp_http_client(headers=headers))
+    return Client(transport, mode=mode)

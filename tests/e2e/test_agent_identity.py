@@ -1,5 +1,8 @@
 """x-agent-id comes only from a source Envoy verified: a jwt_authn-verified claim or the
-mTLS peer certificate. Client-supplied copies never survive."""
+mTLS peer certificate. Client-supplied copies never survive.
+
+These deployments verify identity in Envoy itself, so they run the filter without the
+authz-service (the shipped config minus its ext_authz filter)."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
-from harness import request, start_gateway
+from harness import request, start_gateway, without_ext_authz
 
 from helpers import echoed_headers, modern_call, values
 
@@ -79,14 +82,14 @@ def jwt_gateway(logs, echo, signing_key):
         filter_overrides={
             "agent_identity": {"source": "jwt_authn", "payload_in_metadata": "jwt_payload", "claim": "azp"}
         },
-        mutate=add_jwt_authn,
+        mutate=lambda config: (without_ext_authz(config), add_jwt_authn(config)),
     )
     yield port
     envoy.stop()
 
 
 def test_agent_from_verified_jwt_claim(jwt_gateway, signing_key):
-    body, headers = modern_call("get_account_balance")
+    body, headers = modern_call("get_account_balance", auth=False)
     bearer = token(signing_key, sub="user-42", azp="agent-prod-001")
     response = request(
         jwt_gateway, "POST", "/mcp", body,
@@ -97,7 +100,7 @@ def test_agent_from_verified_jwt_claim(jwt_gateway, signing_key):
 
 
 def test_no_token_means_no_agent_header(jwt_gateway):
-    body, headers = modern_call("get_account_balance")
+    body, headers = modern_call("get_account_balance", auth=False)
     response = request(jwt_gateway, "POST", "/mcp", body, headers + [("x-agent-id", "admin")])
     assert response.status == 200, response.body
     assert values(echoed_headers(response), "x-agent-id") == []
@@ -105,7 +108,7 @@ def test_no_token_means_no_agent_header(jwt_gateway):
 
 def test_forged_token_never_reaches_the_server(jwt_gateway):
     forger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    body, headers = modern_call("get_account_balance")
+    body, headers = modern_call("get_account_balance", auth=False)
     response = request(
         jwt_gateway, "POST", "/mcp", body,
         headers + [("authorization", f"Bearer {token(forger, azp='admin')}")],
@@ -187,12 +190,12 @@ def test_agent_from_mtls_peer_certificate(logs, echo, pki):
     envoy, port = start_gateway(
         logs, {"mcp_server": echo},
         filter_overrides={"agent_identity": {"source": "peer_certificate_uri_san"}},
-        mutate=require_client_cert,
+        mutate=lambda config: (without_ext_authz(config), require_client_cert(config)),
     )
     try:
         tls = ssl.create_default_context(cafile=str(pki["ca.crt"]))
         tls.load_cert_chain(str(pki["client.crt"]), str(pki["client.key"]))
-        body, headers = modern_call("query_transactions")
+        body, headers = modern_call("query_transactions", auth=False)
         response = request(port, "POST", "/mcp", body, headers + [("x-agent-id", "admin")], tls=tls)
         assert response.status == 200, response.body
         assert values(echoed_headers(response), "x-agent-id") == ["spiffe://demo.test/agent/reconciler"]

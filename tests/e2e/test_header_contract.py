@@ -7,7 +7,9 @@ import json
 import pytest
 from harness import request
 
-from helpers import MODERN, echoed_headers, modern_call, values
+from harness import bearer
+
+from helpers import AGENT, MODERN, echoed_headers, modern_call, values
 
 FORGED = [
     ("x-mcp-tool-name", "harmless_tool"),
@@ -39,7 +41,11 @@ def test_modern_tools_call_labels_and_strips_forgeries(echo_gateway):
         ("x-mcp-protocol-version", MODERN),
         ("x-mcp-server-id", "financial-data"),
         ("x-mcp-request-id", '"req-7"'),
+        # Set by the authz-service from the verified token, over the forged copies.
+        ("x-agent-id", AGENT),
     ]
+    # The client's token never reaches the upstream (MCP authorization spec).
+    assert values(seen, "authorization") == []
     # The client's own MCP headers are kept; the body arrives unchanged.
     assert values(seen, "mcp-name") == ["query_transactions"]
     assert json.loads(response.body)["body"] == body
@@ -56,14 +62,19 @@ def test_modern_tools_call_labels_and_strips_forgeries(echo_gateway):
 def test_prompt_and_resource_labels(echo_gateway, method, params, header, value):
     body = {"jsonrpc": "2.0", "id": 3, "method": method, "params": params}
     response = request(
-        echo_gateway, "POST", "/mcp", body, [("mcp-protocol-version", "2025-11-25")] + FORGED
+        echo_gateway, "POST", "/mcp", body,
+        [("mcp-protocol-version", "2025-11-25"), bearer(AGENT, user="alice")] + FORGED,
     )
     assert response.status == 200, response.body
     seen = gateway_headers(echoed_headers(response))
     assert (header, value) in seen
     assert ("x-mcp-method", method) in seen
     assert ("x-mcp-protocol-version", "2025-11-25") in seen
-    assert not any(k in ("x-agent-id", "x-user-id") for k, _ in seen)
+    # A delegated token: agent and user both verified, each exactly once.
+    assert [(k, v) for k, v in seen if k in ("x-agent-id", "x-user-id")] == [
+        ("x-agent-id", AGENT),
+        ("x-user-id", "alice"),
+    ]
 
 
 def test_non_ascii_tool_name_is_labelled_with_the_sentinel(echo_gateway):
@@ -78,12 +89,13 @@ def test_non_ascii_tool_name_is_labelled_with_the_sentinel(echo_gateway):
 
 def test_handshake_notification_has_no_request_id(echo_gateway):
     body = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-    response = request(echo_gateway, "POST", "/mcp", body, [("mcp-session-id", "s-1")] + FORGED)
+    response = request(echo_gateway, "POST", "/mcp", body, [("mcp-session-id", "s-1"), bearer()] + FORGED)
     assert response.status == 200
     assert gateway_headers(echoed_headers(response)) == [
         ("x-mcp-method", "notifications/initialized"),
         ("x-mcp-protocol-version", "2025-03-26"),
         ("x-mcp-server-id", "financial-data"),
+        ("x-agent-id", AGENT),
     ]
 
 
@@ -91,11 +103,12 @@ def test_handshake_notification_has_no_request_id(echo_gateway):
 def test_get_and_delete_pass_through_with_forgeries_stripped(echo_gateway, method):
     response = request(
         echo_gateway, "GET" if method == "GET" else "DELETE", "/mcp", None,
-        [("mcp-session-id", "s-1"), ("accept", "text/event-stream")] + FORGED,
+        [("mcp-session-id", "s-1"), ("accept", "text/event-stream"), bearer()] + FORGED,
     )
     assert response.status == 200
     seen = echoed_headers(response)
-    assert gateway_headers(seen) == []
+    # No labels (nothing to label), forged copies gone, the verified agent set.
+    assert gateway_headers(seen) == [("x-agent-id", AGENT)]
     assert values(seen, "mcp-session-id") == ["s-1"]
     assert json.loads(response.body)["method"] == method
 
@@ -109,7 +122,7 @@ def test_chunked_body_in_one_byte_pieces_is_labelled(echo_gateway):
     assert response.status == 200, response.body
     seen = dict(gateway_headers(echoed_headers(response)))
     assert seen["x-mcp-tool-name"] == "get_account_balance"
-    assert "x-agent-id" not in seen
+    assert seen["x-agent-id"] == AGENT
 
 
 def test_body_at_the_limit_is_accepted(echo_gateway):

@@ -32,9 +32,11 @@ def add_tool_route(config):
 
 
 @pytest.fixture
-def routed_gateway(logs, echo):
+def routed_gateway(logs, echo, authz):
     other, other_port = start_echo(logs, "b")
-    envoy, port = start_gateway(logs, {"mcp_server": echo, "balances": other_port}, mutate=add_tool_route)
+    envoy, port = start_gateway(
+        logs, {"mcp_server": echo, "balances": other_port, **authz.upstreams()}, mutate=add_tool_route
+    )
     yield port
     envoy.stop()
     other.stop()

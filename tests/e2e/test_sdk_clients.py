@@ -6,7 +6,8 @@ import json
 
 import anyio
 import mcp.client.session
-from mcp import Client
+
+from helpers import connect
 
 
 def run(coro_fn):
@@ -17,7 +18,7 @@ def test_modern_client_lists_and_calls_tools(mcp_gateway):
     url, seen = mcp_gateway
 
     async def session():
-        async with Client(url, mode="2026-07-28") as client:
+        async with connect(url) as client:
             tools = await client.list_tools()
             balance = await client.call_tool("get_account_balance", {"account_id": "acc-001"})
             return client.protocol_version, tools, balance
@@ -47,7 +48,7 @@ def test_modern_client_reads_resources_and_prompts(mcp_gateway):
     url, seen = mcp_gateway
 
     async def session():
-        async with Client(url, mode="2026-07-28") as client:
+        async with connect(url) as client:
             resource = await client.read_resource("ledger://accounts")
             prompt = await client.get_prompt("summarise_account", {"account_id": "acc-002"})
             return resource, prompt
@@ -67,7 +68,7 @@ def test_auto_mode_client_discovers_through_envoy(mcp_gateway):
     url, seen = mcp_gateway
 
     async def session():
-        async with Client(url) as client:
+        async with connect(url, mode="auto") as client:
             result = await client.call_tool("query_transactions", {"account_id": "acc-002"})
             return client.protocol_version, result
 
@@ -85,7 +86,7 @@ def test_handshake_era_session(mcp_gateway, monkeypatch):
     monkeypatch.setattr(mcp.client.session, "LATEST_HANDSHAKE_VERSION", "2025-06-18")
 
     async def session():
-        async with Client(url, mode="legacy") as client:
+        async with connect(url, mode="legacy") as client:
             tools = await client.list_tools()
             result = await client.call_tool("query_transactions", {"account_id": "acc-001", "limit": 1})
             # Give the client's background GET stream time to open.
@@ -128,7 +129,7 @@ def test_streamed_sse_response_with_progress(mcp_gateway):
         progress.append((done, total, message))
 
     async def session():
-        async with Client(url, mode="2026-07-28") as client:
+        async with connect(url) as client:
             return await client.call_tool("export_statement", {"account_id": "acc-001"}, progress_callback=on_progress)
 
     result = run(session)

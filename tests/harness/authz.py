@@ -1,0 +1,100 @@
+"""The authz-service for tests and the demo, and the tokens it accepts.
+
+One signing key per process: every authz-service started here trusts it, so a token
+minted once works against any of them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from .procs import ROOT, Process, free_port, wait_for_http
+
+ISSUER = "https://issuer.demo.test"
+RESOURCE = "https://gateway.demo.test/mcp"
+METADATA_URL = "https://gateway.demo.test/.well-known/oauth-protected-resource/mcp"
+KID = "demo-2026"
+BINARY = ROOT / "target" / "release" / "mcp-authz-service"
+READ_SCOPES = " ".join(
+    f"mcp.server.financial-data:{area}.read" for area in ("tools", "resources", "prompts")
+)
+
+
+@lru_cache(maxsize=1)
+def signing_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def jwks() -> dict:
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(signing_key().public_key()))
+    jwk.update(kid=KID, alg="RS256", use="sig")
+    return {"keys": [jwk]}
+
+
+def token(agent: str, scopes: str = READ_SCOPES, user: str | None = None, **claims) -> str:
+    """An access token for the gateway. With `user`, a delegation (RFC 8693 `act`):
+    the user is `sub`, the agent the actor; otherwise the agent's own token."""
+    now = int(time.time())
+    payload = {"iss": ISSUER, "aud": RESOURCE, "iat": now, "exp": now + 600, "scope": scopes}
+    if user:
+        payload.update(sub=user, act={"sub": agent}, azp="agent-portal")
+    else:
+        payload.update(sub=agent, azp=agent)
+    payload.update(claims)
+    return jwt.encode(payload, signing_key(), algorithm="RS256", headers={"kid": KID})
+
+
+def bearer(agent: str = "agent-under-test", scopes: str = READ_SCOPES, **kwargs) -> tuple[str, str]:
+    return ("authorization", f"Bearer {token(agent, scopes, **kwargs)}")
+
+
+class Authz(Process):
+    """The release build of mcp-authz-service on free ports, with the demo policy."""
+
+    def __init__(self, log_dir: Path, policy: Path = ROOT / "demo" / "policy.yaml"):
+        log_dir = Path(log_dir)
+        self.policy = log_dir / "policy.yaml"
+        shutil.copy(policy, self.policy)
+        jwks_path = log_dir / "jwks.json"
+        jwks_path.write_text(json.dumps(jwks()))
+        self.grpc_port, self.http_port = free_port(), free_port()
+        super().__init__(
+            f"authz-{self.grpc_port}",
+            [
+                str(BINARY),
+                "--policy", str(self.policy),
+                "--grpc-addr", f"127.0.0.1:{self.grpc_port}",
+                "--http-addr", f"127.0.0.1:{self.http_port}",
+                "--resource", RESOURCE,
+                "--issuer", ISSUER,
+                "--jwks-file", str(jwks_path),
+            ],
+            log_dir,
+        )
+        try:
+            wait_for_http(self.http_port, "/ready", expect=lambda body: body.startswith("ready"))
+        except Exception:
+            self.stop()
+            raise RuntimeError(f"authz-service did not become ready:\n{self.log()[-3000:]}")
+
+    def upstreams(self) -> dict[str, int]:
+        """Envoy cluster name -> port, for render_config."""
+        return {"authz_service": self.grpc_port, "authz_http": self.http_port}
+
+
+def without_ext_authz(config: dict) -> None:
+    """Envoy config mutation: the filter alone (for deployments that verify identity
+    with Envoy's jwt_authn or mTLS instead of the authz-service)."""
+    for listener in config["static_resources"]["listeners"]:
+        hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+        hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != "envoy.filters.http.ext_authz"]
+        for host in hcm["route_config"]["virtual_hosts"]:
+            for route in host["routes"]:
+                route.pop("typed_per_filter_config", None)
