@@ -1,6 +1,7 @@
 """The demo: an official-SDK MCP server behind Envoy with the MCP filter, driven by the
-official SDK client. Prints what the filter did: the headers the server saw for each
-request, and what a client gets back when the gateway refuses a request.
+official SDK client. Prints what the gateway did: the headers the server saw for each
+request (labels from the filter, identity from the authz-service), and what a client
+gets back when the gateway refuses a request (401, 403 with its scope challenge, 400).
 
 Run it with scripts/demo.sh (which installs and builds everything first).
 """
@@ -18,7 +19,21 @@ from mcp import Client
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from harness import request, start_gateway, start_mcp_server  # noqa: E402
+from harness import Authz, request, start_gateway, start_mcp_server, token  # noqa: E402
+from harness.authz import READ_SCOPES  # noqa: E402
+from mcp.client.streamable_http import streamable_http_client  # noqa: E402
+from mcp.shared._httpx_utils import create_mcp_http_client  # noqa: E402
+
+WRITE_SCOPE = "mcp.server.financial-data:tools.write"
+# Two agents with different scopes (tokens minted by the demo's stand-in issuer).
+RECONCILER = token("reconciler-agent", READ_SCOPES, user="alice")
+TREASURY = token("treasury-agent", f"{READ_SCOPES} {WRITE_SCOPE}")
+
+
+def client(url: str, bearer: str, mode: str) -> Client:
+    """Official SDK client sending `Authorization: Bearer ...`."""
+    http = create_mcp_http_client(headers={"authorization": f"Bearer {bearer}"})
+    return Client(streamable_http_client(url, http_client=http), mode=mode)
 
 BOLD, DIM, RESET = ("\033[1m", "\033[2m", "\033[0m") if sys.stdout.isatty() else ("", "", "")
 
@@ -40,6 +55,8 @@ class ServerView:
             record = json.loads(line)
             headers = record["headers"]
             labels = [f"{k}: {v}" for k, v in headers if k.startswith("x-")]
+            if any(k == "authorization" for k, _ in headers):
+                labels.append("authorization: PRESENT (should never happen)")
             client = [f"{k}: {v}" for k, v in headers if k.startswith("mcp-")]
             print(f"  server got {record['method']} {record['path']}")
             for label in labels:
@@ -52,50 +69,77 @@ class ServerView:
 
 
 async def modern_session(url: str, view: ServerView) -> None:
-    title("MCP 2026-07-28 client (stateless) through Envoy")
-    async with Client(url, mode="2026-07-28") as client:
-        tools = await client.list_tools()
+    title("MCP 2026-07-28 client (stateless): reconciler-agent acting for alice, read scopes")
+    async with client(url, RECONCILER, "2026-07-28") as session:
+        tools = await session.list_tools()
         print(f"  tools/list -> {', '.join(t.name for t in tools.tools)}")
         view.show_new()
-        result = await client.call_tool("get_account_balance", {"account_id": "acc-001"})
-        print(f"  tools/call get_account_balance -> {result.content[0].text}")
+        result = await session.call_tool("get_account_balance", {"account_id": "acc-001"})
+        print(f"  tools/call get_account_balance -> {' '.join(result.content[0].text.split())}")
+        view.show_new()
+    print(f"  {DIM}(x-agent-id / x-user-id come from the verified token; the token itself never reaches the server){RESET}")
+
+    title("treasury-agent (read + write scopes) moves money")
+    async with client(url, TREASURY, "2026-07-28") as session:
+        result = await session.call_tool(
+            "transfer_funds", {"from_account": "acc-001", "to_account": "acc-002", "amount": 25}
+        )
+        print(f"  tools/call transfer_funds -> {result.content[0].text}")
         view.show_new()
 
 
 async def handshake_session(url: str, view: ServerView) -> None:
     title("Handshake-era client (initialize + Mcp-Session-Id) through Envoy")
-    async with Client(url, mode="legacy") as client:
-        print(f"  negotiated protocol version {client.protocol_version}")
-        result = await client.call_tool("query_transactions", {"account_id": "acc-002"})
-        print(f"  tools/call query_transactions -> {result.content[0].text}")
+    async with client(url, RECONCILER, "legacy") as session:
+        print(f"  negotiated protocol version {session.protocol_version}")
+        result = await session.call_tool("query_transactions", {"account_id": "acc-002"})
+        print(f"  tools/call query_transactions -> {' '.join(result.content[0].text.split())}")
     view.show_new()
 
 
 def forged_and_refused(port: int, view: ServerView) -> None:
     meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
             "io.modelcontextprotocol/clientCapabilities": {}}
-    body = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
-            "params": {"name": "query_transactions", "arguments": {"account_id": "acc-001"}, "_meta": meta}}
-    mirrored = [("content-type", "application/json"), ("accept", "application/json, text/event-stream"),
-                ("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call")]
 
-    title("A client forges gateway headers: they are stripped, the labels come from the body")
-    forged = [("x-agent-id", "admin"), ("x-mcp-tool-name", "harmless_tool")]
+    def call(tool: str, arguments: dict, request_id: int) -> tuple[dict, list[tuple[str, str]]]:
+        body = {"jsonrpc": "2.0", "id": request_id, "method": "tools/call",
+                "params": {"name": tool, "arguments": arguments, "_meta": meta}}
+        headers = [("content-type", "application/json"), ("accept", "application/json, text/event-stream"),
+                   ("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"), ("mcp-name", tool)]
+        return body, headers
+
+    def show(response) -> None:
+        print(f"  -> HTTP {response.status}")
+        challenge = response.header("www-authenticate")
+        if challenge:
+            print(f"     WWW-Authenticate: {challenge}")
+        print(f"     {response.body.decode()[:200]}")
+
+    body, headers = call("query_transactions", {"account_id": "acc-001"}, 7)
+    auth = ("authorization", f"Bearer {RECONCILER}")
+
+    title("No token: 401 and where to find the authorization server")
+    show(request(port, "POST", "/mcp", body, headers))
+
+    title("reconciler-agent tries transfer_funds without the write scope: 403 with the scope challenge")
+    transfer, transfer_headers = call("transfer_funds", {"from_account": "acc-001", "to_account": "x", "amount": 1e6}, 8)
+    show(request(port, "POST", "/mcp", transfer, transfer_headers + [auth]))
+
+    title("Forged gateway headers are stripped; labels come from the body, identity from the token")
+    forged = [("x-agent-id", "admin"), ("x-user-id", "ceo"), ("x-mcp-tool-name", "harmless_tool")]
     print(f"  client sends {', '.join(f'{k}: {v}' for k, v in forged)}")
-    response = request(port, "POST", "/mcp", body, mirrored + [("mcp-name", "query_transactions")] + forged)
-    print(f"  -> HTTP {response.status} {response.body.decode()[:120]}")
+    response = request(port, "POST", "/mcp", body, headers + [auth] + forged)
+    print(f"  -> HTTP {response.status}")
     view.show_new()
 
-    title("A request whose Mcp-Name header disagrees with its body is refused")
-    response = request(port, "POST", "/mcp", body, mirrored + [("mcp-name", "get_account_balance")])
-    print(f"  -> HTTP {response.status} {response.body.decode()}")
-    title("A JSON-RPC batch is refused")
-    response = request(port, "POST", "/mcp", json.dumps([body]), [])
-    print(f"  -> HTTP {response.status} {response.body.decode()}")
+    title("Mcp-Name header that disagrees with the body: refused by the filter")
+    show(request(port, "POST", "/mcp", body, [(k, "get_account_balance" if k == "mcp-name" else v) for k, v in headers] + [auth]))
+    title("A JSON-RPC batch: refused by the filter")
+    show(request(port, "POST", "/mcp", json.dumps([body]), [auth]))
     before = view.shown
     view.show_new()
     if view.shown == before:
-        print(f"  {DIM}(the MCP server saw neither refused request){RESET}")
+        print(f"  {DIM}(the MCP server saw none of the refused requests){RESET}")
 
 
 def main() -> int:
@@ -103,13 +147,15 @@ def main() -> int:
         logs = Path(tmp)
         view = ServerView(logs / "server-saw.jsonl")
         server, server_port = start_mcp_server(logs, view.path)
-        envoy = None
+        envoy = authz = None
         try:
-            envoy, port = start_gateway(logs, {"mcp_server": server_port})
+            authz = Authz(logs)
+            envoy, port = start_gateway(logs, {"mcp_server": server_port, **authz.upstreams()})
             view.shown = len(view.path.read_text().splitlines()) if view.path.exists() else 0
             url = f"http://127.0.0.1:{port}/mcp"
-            print(f"{BOLD}MCP gateway demo{RESET}: Envoy {url} (envoy/envoy.yaml + the MCP filter)"
-                  f" -> demo MCP server 127.0.0.1:{server_port} (official Python SDK)")
+            print(f"{BOLD}MCP gateway demo{RESET}: Envoy {url} (envoy/envoy.yaml: MCP filter + ext_authz)"
+                  f" -> demo MCP server 127.0.0.1:{server_port} (official Python SDK);"
+                  f" authz-service 127.0.0.1:{authz.grpc_port} with demo/policy.yaml")
             anyio.run(modern_session, url, view)
             anyio.run(handshake_session, url, view)
             forged_and_refused(port, view)
@@ -117,13 +163,14 @@ def main() -> int:
             return 0
         except Exception as error:  # show the logs that explain a failure
             print(f"\ndemo failed: {error}", file=sys.stderr)
-            for proc in (envoy, server):
+            for proc in (envoy, authz, server):
                 if proc is not None:
                     print(f"--- {proc.name} log ---\n{proc.log()[-3000:]}", file=sys.stderr)
             return 1
         finally:
-            if envoy is not None:
-                envoy.stop()
+            for proc in (envoy, authz):
+                if proc is not None:
+                    proc.stop()
             server.stop()
 
 

@@ -60,11 +60,12 @@ class Authz(Process):
 
     def __init__(self, log_dir: Path, policy: Path = ROOT / "demo" / "policy.yaml"):
         log_dir = Path(log_dir)
-        self.policy = log_dir / "policy.yaml"
-        shutil.copy(policy, self.policy)
-        jwks_path = log_dir / "jwks.json"
-        jwks_path.write_text(json.dumps(jwks()))
         self.grpc_port, self.http_port = free_port(), free_port()
+        # A private copy, so a test may rewrite it (hot reload) without touching ours.
+        self.policy = log_dir / f"authz-{self.grpc_port}-policy.yaml"
+        shutil.copy(policy, self.policy)
+        jwks_path = log_dir / f"authz-{self.grpc_port}-jwks.json"
+        jwks_path.write_text(json.dumps(jwks()))
         super().__init__(
             f"authz-{self.grpc_port}",
             [
