@@ -9,10 +9,10 @@ use envoy_types::ext_authz::v3::pb::{
     HeaderValue, HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
 };
 use envoy_types::pb::google::rpc::Status;
-use mcp_filter_core::sentinel;
 use mcp_filter_core::headers::{
     X_AGENT_ID, X_MCP_METHOD, X_MCP_REQUEST_ID, X_MCP_SERVER_ID, X_MCP_TOOL_NAME, X_USER_ID,
 };
+use mcp_filter_core::sentinel;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
