@@ -7,9 +7,7 @@ mod common;
 
 use common::*;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
-use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
 use mcp_authz_service::check::{Authorizer, CheckInput, Outcome};
 use mcp_authz_service::grpc::AuthzGrpc;
 use mcp_authz_service::jwks::Jwks;
@@ -104,26 +102,12 @@ fn grpc_round_trip(c: &mut Criterion) {
         );
         AuthorizationClient::connect(address).await.unwrap()
     });
-    let request = CheckRequest {
-        attributes: Some(AttributeContext {
-            request: Some(Request {
-                http: Some(HttpRequest {
-                    headers: [
-                        ("authorization", bearer.as_str()),
-                        ("x-mcp-server-id", "financial-data"),
-                        ("x-mcp-method", "tools/call"),
-                        ("x-mcp-tool-name", "get_account_balance"),
-                    ]
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-                    ..HttpRequest::default()
-                }),
-                ..Request::default()
-            }),
-            ..AttributeContext::default()
-        }),
-    };
+    let request = check_request(&[
+        ("authorization", bearer.as_str()),
+        ("x-mcp-server-id", "financial-data"),
+        ("x-mcp-method", "tools/call"),
+        ("x-mcp-tool-name", "get_account_balance"),
+    ]);
     let mut group = c.benchmark_group("check_grpc_loopback");
     group.throughput(Throughput::Elements(1));
     group.bench_function("cached_token", |b| {

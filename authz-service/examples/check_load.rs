@@ -10,9 +10,8 @@
 mod common;
 
 use common::*;
-use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
-use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
+use envoy_types::pb::envoy::service::auth::v3::CheckRequest;
 use jsonwebtoken::Algorithm;
 use serde_json::json;
 use std::process::{Command, Stdio};
@@ -47,27 +46,13 @@ fn free_port() -> u16 {
 }
 
 fn request(bearer: &str) -> CheckRequest {
-    CheckRequest {
-        attributes: Some(AttributeContext {
-            request: Some(Request {
-                http: Some(HttpRequest {
-                    headers: [
-                        ("authorization", bearer),
-                        ("x-mcp-server-id", "financial-data"),
-                        ("x-mcp-method", "tools/call"),
-                        ("x-mcp-tool-name", "get_account_balance"),
-                        ("x-mcp-request-id", "1"),
-                    ]
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-                    ..HttpRequest::default()
-                }),
-                ..Request::default()
-            }),
-            ..AttributeContext::default()
-        }),
-    }
+    check_request(&[
+        ("authorization", bearer),
+        ("x-mcp-server-id", "financial-data"),
+        ("x-mcp-method", "tools/call"),
+        ("x-mcp-tool-name", "get_account_balance"),
+        ("x-mcp-request-id", "1"),
+    ])
 }
 
 #[tokio::main]

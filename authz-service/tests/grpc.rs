@@ -5,15 +5,13 @@ mod common;
 
 use common::*;
 use envoy_types::pb::envoy::config::core::v3::HeaderValueOption;
-use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
-use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest, CheckResponse};
+use envoy_types::pb::envoy::service::auth::v3::CheckResponse;
 use mcp_authz_service::http::ResourceMetadata;
 use mcp_authz_service::jwks::JwksSource;
 use mcp_authz_service::token::TokenRules;
 use mcp_authz_service::{build, serve, Settings};
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -90,25 +88,13 @@ async fn start() -> Running {
     panic!("authz-service never became ready");
 }
 
-fn request(headers: &[(&str, &str)]) -> CheckRequest {
-    let headers: HashMap<String, String> = headers
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    CheckRequest {
-        attributes: Some(AttributeContext {
-            request: Some(Request {
-                http: Some(HttpRequest {
-                    method: "POST".into(),
-                    path: "/mcp".into(),
-                    headers,
-                    ..HttpRequest::default()
-                }),
-                ..Request::default()
-            }),
-            ..AttributeContext::default()
-        }),
-    }
+async fn metrics(service: &Running) -> String {
+    reqwest::get(format!("{}/metrics", service.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 fn header<'a>(options: &'a [HeaderValueOption], name: &str) -> Option<&'a str> {
@@ -121,7 +107,11 @@ fn header<'a>(options: &'a [HeaderValueOption], name: &str) -> Option<&'a str> {
 
 async fn check(addr: &str, headers: &[(&str, &str)]) -> CheckResponse {
     let mut client = AuthorizationClient::connect(addr.to_owned()).await.unwrap();
-    client.check(request(headers)).await.unwrap().into_inner()
+    client
+        .check(check_request(headers))
+        .await
+        .unwrap()
+        .into_inner()
 }
 
 #[tokio::test]
@@ -192,12 +182,7 @@ async fn check_over_grpc() {
     );
 
     // Metrics count both decisions.
-    let metrics = reqwest::get(format!("{}/metrics", service.http))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&service).await;
     assert!(
         metrics.contains(r#"mcp_authz_decisions_total{result="allow",server="financial-data"} 1"#),
         "{metrics}"
@@ -295,12 +280,7 @@ async fn policy_hot_reload_keeps_the_last_good_policy() {
     );
     let mut failures = 0;
     for _ in 0..100 {
-        let metrics = reqwest::get(format!("{}/metrics", service.http))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = metrics(&service).await;
         if metrics.contains("mcp_authz_policy_reload_failures_total 1") {
             failures = 1;
             break;

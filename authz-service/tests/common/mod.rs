@@ -2,6 +2,8 @@
 //! these tests only).
 #![allow(dead_code)]
 
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use mcp_authz_service::jwks::KeySet;
@@ -84,4 +86,26 @@ pub fn agent_token(agent: &str, scopes: &str) -> String {
         Some("rsa"),
         &claims(json!({"sub": agent, "azp": agent, "scope": scopes})),
     )
+}
+
+/// An ext_authz CheckRequest for `POST /mcp` with these request headers, as Envoy
+/// sends it.
+pub fn check_request(headers: &[(&str, &str)]) -> CheckRequest {
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(Request {
+                http: Some(HttpRequest {
+                    method: "POST".into(),
+                    path: "/mcp".into(),
+                    headers: headers
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                    ..HttpRequest::default()
+                }),
+                ..Request::default()
+            }),
+            ..AttributeContext::default()
+        }),
+    }
 }
