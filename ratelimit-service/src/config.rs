@@ -1,0 +1,335 @@
+//! Rate limit configuration in the YAML format of envoyproxy/ratelimit, so users can
+//! bring their files: `domain`, nested `descriptors` with `key`, optional `value`,
+//! `rate_limit` (`unit`, `requests_per_unit`, `unlimited`, `name`) and `shadow_mode`.
+//!
+//! Every problem is reported with the file, the descriptor path and the reason, all of
+//! them in one pass.
+
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Length of a fixed window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Unit {
+    Second,
+    Minute,
+    Hour,
+    Day,
+}
+
+impl Unit {
+    pub fn seconds(self) -> u64 {
+        match self {
+            Unit::Second => 1,
+            Unit::Minute => 60,
+            Unit::Hour => 3600,
+            Unit::Day => 86_400,
+        }
+    }
+
+    /// envoyproxy/ratelimit writes units in upper case (`MINUTE`); lower case is
+    /// accepted too.
+    fn parse(text: &str) -> Option<Unit> {
+        match text.to_ascii_lowercase().as_str() {
+            "second" => Some(Unit::Second),
+            "minute" => Some(Unit::Minute),
+            "hour" => Some(Unit::Hour),
+            "day" => Some(Unit::Day),
+            _ => None,
+        }
+    }
+}
+
+/// A limit attached to a descriptor node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limit {
+    pub unit: Unit,
+    pub requests_per_unit: u32,
+    /// `unlimited: true`: matched, never counted, never refused.
+    pub unlimited: bool,
+    /// Over-limit requests are counted and reported but allowed.
+    pub shadow_mode: bool,
+    /// The path of keys (`tool_call.agent_id`) for metrics: bounded, unlike values.
+    pub metric_key: String,
+}
+
+/// One node of the descriptor tree.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Node {
+    pub limit: Option<Limit>,
+    /// Children by `key` + `value` (exact) ...
+    exact: HashMap<(String, String), Node>,
+    /// ... and by `key` alone (any value).
+    any: HashMap<String, Node>,
+}
+
+/// The limits of one domain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Domain {
+    pub root: Node,
+}
+
+/// All domains, from all files of the configuration directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Config {
+    pub domains: HashMap<String, Domain>,
+}
+
+impl Config {
+    /// The limit for a request descriptor (its `(key, value)` entries, in order), with
+    /// envoyproxy/ratelimit's matching: at each level an exact `key`+`value` entry wins
+    /// over a key-only one; the limit applies when the last entry lands on a node that
+    /// has one.
+    pub fn find(&self, domain: &str, entries: &[(&str, &str)]) -> Option<&Limit> {
+        let mut node = &self.domains.get(domain)?.root;
+        for (key, value) in entries {
+            node = node
+                .exact
+                .get(&((*key).to_owned(), (*value).to_owned()))
+                .or_else(|| node.any.get(*key))?;
+        }
+        if entries.is_empty() {
+            return None;
+        }
+        node.limit.as_ref()
+    }
+}
+
+/// Configuration errors: every problem, each naming file, key path and reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.problems.join("\n"))
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    domain: Option<String>,
+    #[serde(default)]
+    descriptors: Vec<RawDescriptor>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDescriptor {
+    key: Option<String>,
+    value: Option<String>,
+    rate_limit: Option<RawLimit>,
+    #[serde(default)]
+    descriptors: Vec<RawDescriptor>,
+    #[serde(default)]
+    shadow_mode: bool,
+    // Accepted for compatibility with envoyproxy/ratelimit files; metrics here are
+    // always per key path, never per value.
+    #[serde(default, rename = "detailed_metric")]
+    _detailed_metric: bool,
+    #[serde(default, rename = "value_to_metric")]
+    _value_to_metric: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimit {
+    unit: Option<String>,
+    requests_per_unit: Option<u32>,
+    #[serde(default)]
+    unlimited: bool,
+    #[serde(default, rename = "name")]
+    _name: Option<String>,
+}
+
+impl Config {
+    /// Loads every `*.yaml` / `*.yml` file of a directory (or one file).
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let files: Vec<PathBuf> = if path.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(|e| ConfigError {
+                    problems: vec![format!("{}: cannot read: {e}", path.display())],
+                })?
+                .filter_map(|entry| entry.ok().map(|e| e.path()))
+                .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+                .collect();
+            files.sort();
+            files
+        } else {
+            vec![path.to_owned()]
+        };
+        let mut sources = Vec::new();
+        let mut problems = Vec::new();
+        for file in files {
+            match std::fs::read_to_string(&file) {
+                Ok(text) => sources.push((file, text)),
+                Err(e) => problems.push(format!("{}: cannot read: {e}", file.display())),
+            }
+        }
+        match Config::parse(sources.iter().map(|(f, t)| (f.as_path(), t.as_str()))) {
+            Ok(config) if problems.is_empty() => Ok(config),
+            Ok(_) => Err(ConfigError { problems }),
+            Err(mut error) => {
+                problems.append(&mut error.problems);
+                Err(ConfigError { problems })
+            }
+        }
+    }
+
+    /// Parses files given as (name, text).
+    pub fn parse<'a>(
+        files: impl IntoIterator<Item = (&'a Path, &'a str)>,
+    ) -> Result<Config, ConfigError> {
+        let mut config = Config::default();
+        let mut problems = Vec::new();
+        let mut seen_domains: HashMap<String, PathBuf> = HashMap::new();
+        for (file, text) in files {
+            let name = file.display().to_string();
+            let raw: RawFile = match serde_norway::from_str(text) {
+                Ok(raw) => raw,
+                Err(e) => {
+                    problems.push(format!("{name}: {e}"));
+                    continue;
+                }
+            };
+            let Some(domain) = raw.domain.filter(|d| !d.is_empty()) else {
+                problems.push(format!("{name}: domain: missing or empty"));
+                continue;
+            };
+            if let Some(first) = seen_domains.insert(domain.clone(), file.to_owned()) {
+                problems.push(format!(
+                    "{name}: domain: {domain:?} is already defined in {}",
+                    first.display()
+                ));
+                continue;
+            }
+            let mut root = Node::default();
+            add_descriptors(
+                &name,
+                "descriptors",
+                "",
+                &raw.descriptors,
+                &mut root,
+                &mut problems,
+            );
+            config.domains.insert(domain, Domain { root });
+        }
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+}
+
+fn add_descriptors(
+    file: &str,
+    path: &str,
+    metric_prefix: &str,
+    descriptors: &[RawDescriptor],
+    parent: &mut Node,
+    problems: &mut Vec<String>,
+) {
+    for (index, raw) in descriptors.iter().enumerate() {
+        let here = format!("{path}[{index}]");
+        let Some(key) = raw.key.clone().filter(|k| !k.is_empty()) else {
+            problems.push(format!("{file}: {here}.key: missing or empty"));
+            continue;
+        };
+        let metric_key = if metric_prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{metric_prefix}.{key}")
+        };
+        let mut node = Node::default();
+        if let Some(limit) = &raw.rate_limit {
+            node.limit = limit_of(file, &here, limit, raw.shadow_mode, &metric_key, problems);
+        }
+        add_descriptors(
+            file,
+            &format!("{here}.descriptors"),
+            &metric_key,
+            &raw.descriptors,
+            &mut node,
+            problems,
+        );
+        let duplicate = match &raw.value {
+            Some(value) => parent
+                .exact
+                .insert((key.clone(), value.clone()), node)
+                .is_some(),
+            None => parent.any.insert(key.clone(), node).is_some(),
+        };
+        if duplicate {
+            let what = match &raw.value {
+                Some(value) => format!("key {key:?} with value {value:?}"),
+                None => format!("key {key:?} without value"),
+            };
+            problems.push(format!(
+                "{file}: {here}: duplicate descriptor: {what} appears twice at this level"
+            ));
+        }
+    }
+}
+
+fn limit_of(
+    file: &str,
+    here: &str,
+    raw: &RawLimit,
+    shadow_mode: bool,
+    metric_key: &str,
+    problems: &mut Vec<String>,
+) -> Option<Limit> {
+    if raw.unlimited {
+        if raw.unit.is_some() || raw.requests_per_unit.is_some() {
+            problems.push(format!(
+                "{file}: {here}.rate_limit: unlimited cannot be combined with unit or requests_per_unit"
+            ));
+            return None;
+        }
+        return Some(Limit {
+            unit: Unit::Second,
+            requests_per_unit: 0,
+            unlimited: true,
+            shadow_mode,
+            metric_key: metric_key.to_owned(),
+        });
+    }
+    let unit = match raw.unit.as_deref() {
+        None => {
+            problems.push(format!("{file}: {here}.rate_limit.unit: missing"));
+            None
+        }
+        Some(text) => Unit::parse(text).or_else(|| {
+            problems.push(format!(
+                "{file}: {here}.rate_limit.unit: {text:?} is not one of second, minute, hour, day"
+            ));
+            None
+        }),
+    };
+    let requests = match raw.requests_per_unit {
+        None => {
+            problems.push(format!(
+                "{file}: {here}.rate_limit.requests_per_unit: missing"
+            ));
+            None
+        }
+        Some(n) => Some(n),
+    };
+    Some(Limit {
+        unit: unit?,
+        requests_per_unit: requests?,
+        unlimited: false,
+        shadow_mode,
+        metric_key: metric_key.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests;

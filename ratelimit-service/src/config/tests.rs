@@ -1,0 +1,143 @@
+use super::*;
+
+/// The seed documents' service config (as written there, with the unit in upper case).
+pub(crate) const SEED: &str = r#"
+domain: mcp_gateway
+descriptors:
+  - key: tool_call
+    descriptors:
+      - key: agent_id
+        value: "agent-prod-001"
+        rate_limit:
+          unit: MINUTE
+          requests_per_unit: 120  # 2 tool calls/sec sustained
+"#;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse([(Path::new("limits.yaml"), text)])
+}
+
+#[test]
+fn seed_example_parses_and_matches() {
+    let config = parse(SEED).unwrap();
+    let limit = config
+        .find(
+            "mcp_gateway",
+            &[
+                ("tool_call", "query_transactions"),
+                ("agent_id", "agent-prod-001"),
+            ],
+        )
+        .expect("the seed's 120/min limit");
+    assert_eq!((limit.unit, limit.requests_per_unit), (Unit::Minute, 120));
+    assert_eq!(limit.metric_key, "tool_call.agent_id");
+    // Another agent has no limit under the seed config; nor does a partial descriptor.
+    assert!(config
+        .find(
+            "mcp_gateway",
+            &[("tool_call", "x"), ("agent_id", "agent-2")]
+        )
+        .is_none());
+    assert!(config.find("mcp_gateway", &[("tool_call", "x")]).is_none());
+    assert!(config
+        .find(
+            "other_domain",
+            &[("tool_call", "x"), ("agent_id", "agent-prod-001")]
+        )
+        .is_none());
+}
+
+#[test]
+fn exact_value_wins_over_key_only() {
+    let config = parse(
+        r#"
+domain: d
+descriptors:
+  - key: agent_id
+    rate_limit: {unit: minute, requests_per_unit: 10}
+  - key: agent_id
+    value: vip
+    rate_limit: {unit: minute, requests_per_unit: 1000}
+  - key: agent_id
+    value: free
+    rate_limit: {unlimited: true}
+"#,
+    )
+    .unwrap();
+    assert_eq!(
+        config
+            .find("d", &[("agent_id", "vip")])
+            .unwrap()
+            .requests_per_unit,
+        1000
+    );
+    assert_eq!(
+        config
+            .find("d", &[("agent_id", "anyone")])
+            .unwrap()
+            .requests_per_unit,
+        10
+    );
+    assert!(config.find("d", &[("agent_id", "free")]).unwrap().unlimited);
+}
+
+/// One case per error, with the exact message (file, key path, reason).
+#[test]
+fn config_errors_name_file_key_and_reason() {
+    let table: &[(&str, &str)] = &[
+        ("descriptors: []\n", "limits.yaml: domain: missing or empty"),
+        (
+            "domain: d\ndescriptors:\n  - value: x\n",
+            "limits.yaml: descriptors[0].key: missing or empty",
+        ),
+        (
+            "domain: d\ndescriptors:\n  - key: a\n    rate_limit: {unit: fortnight, requests_per_unit: 1}\n",
+            "limits.yaml: descriptors[0].rate_limit.unit: \"fortnight\" is not one of second, minute, hour, day",
+        ),
+        (
+            "domain: d\ndescriptors:\n  - key: a\n    rate_limit: {unit: second}\n",
+            "limits.yaml: descriptors[0].rate_limit.requests_per_unit: missing",
+        ),
+        (
+            "domain: d\ndescriptors:\n  - key: a\n    descriptors:\n      - key: b\n        rate_limit: {requests_per_unit: 5}\n",
+            "limits.yaml: descriptors[0].descriptors[0].rate_limit.unit: missing",
+        ),
+        (
+            "domain: d\ndescriptors:\n  - key: a\n    rate_limit: {unlimited: true, unit: second}\n",
+            "limits.yaml: descriptors[0].rate_limit: unlimited cannot be combined with unit or requests_per_unit",
+        ),
+        (
+            "domain: d\ndescriptors:\n  - key: a\n    value: v\n  - key: a\n    value: v\n",
+            "limits.yaml: descriptors[1]: duplicate descriptor: key \"a\" with value \"v\" appears twice at this level",
+        ),
+        (
+            "domain: d\ndescriptors:\n  - key: a\n    rate_limit: {unit: second, requests_per_unit: -1}\n",
+            "limits.yaml: descriptors[0].rate_limit.requests_per_unit: invalid type: integer `-1`, expected u32 at line 4 column 51",
+        ),
+        (
+            "domain: d\ndescriptors:\n  - key: a\n    rate_limits: {}\n",
+            "limits.yaml: descriptors[0]: unknown field `rate_limits`, expected one of `key`, `value`, `rate_limit`, `descriptors`, `shadow_mode`, `detailed_metric`, `value_to_metric` at line 4 column 5",
+        ),
+    ];
+    for (text, message) in table {
+        assert_eq!(parse(text).unwrap_err().to_string(), *message, "{text}");
+    }
+}
+
+#[test]
+fn all_problems_of_all_files_are_reported_together() {
+    let error = Config::parse([
+        (Path::new("a.yaml"), "domain: d\ndescriptors:\n  - key: ''\n  - key: b\n    rate_limit: {unit: x, requests_per_unit: 1}\n"),
+        (Path::new("b.yaml"), "domain: d\n"),
+    ])
+    .unwrap_err();
+    assert_eq!(
+        error.problems,
+        vec![
+            "a.yaml: descriptors[0].key: missing or empty".to_string(),
+            "a.yaml: descriptors[1].rate_limit.unit: \"x\" is not one of second, minute, hour, day"
+                .to_string(),
+            "b.yaml: domain: \"d\" is already defined in a.yaml".to_string(),
+        ]
+    );
+}
