@@ -2,7 +2,7 @@
 //! injected clock so windows can be tested at their boundaries.
 
 use crate::config::{Config, Limit};
-use crate::store::{Store, StoreError};
+use crate::store::{Backend, Increment, StoreError};
 
 /// Seconds since the Unix epoch.
 pub trait Clock: Send + Sync {
@@ -38,55 +38,76 @@ pub struct Status {
     pub near_limit: bool,
 }
 
-/// Decides each descriptor of one request; `hits` is Envoy's `hits_addend` (default 1).
-/// A store failure fails the whole request, so the caller can answer UNAVAILABLE and
-/// let Envoy's `failure_mode_deny` decide.
-pub fn decide(
+/// One request descriptor: its entries in order and its hits (Envoy's `hits_addend`,
+/// 1 when unset).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Descriptor<'a> {
+    pub entries: Vec<(&'a str, &'a str)>,
+    pub hits: u32,
+}
+
+/// Decides each descriptor of one request, with one store round trip. A store failure
+/// fails the whole request, so the service can answer UNAVAILABLE and let Envoy's
+/// `failure_mode_deny` decide.
+pub async fn decide(
     config: &Config,
-    store: &dyn Store,
+    store: &Backend,
     now: u64,
     domain: &str,
-    descriptors: &[Vec<(&str, &str)>],
-    hits: u32,
+    descriptors: &[Descriptor<'_>],
 ) -> Result<Vec<Status>, StoreError> {
+    let limits: Vec<Option<&Limit>> = descriptors
+        .iter()
+        .map(|d| config.find(domain, &d.entries))
+        .collect();
+    let mut increments = Vec::new();
+    for (descriptor, limit) in descriptors.iter().zip(&limits) {
+        if let Some(limit) = limit.filter(|l| !l.unlimited) {
+            let window = limit.unit.seconds();
+            let start = now - now % window;
+            increments.push(Increment {
+                key: counter_key(domain, &descriptor.entries, start),
+                hits: u64::from(descriptor.hits),
+                expires_at: start + window,
+            });
+        }
+    }
+    let mut counts = store.increment_all(&increments).await?.into_iter();
     let mut statuses = Vec::with_capacity(descriptors.len());
-    for entries in descriptors {
-        let Some(limit) = config.find(domain, entries) else {
-            statuses.push(Status {
+    for limit in limits {
+        let status = match limit {
+            None => Status {
                 over_limit: false,
                 limit: None,
                 remaining: 0,
                 reset_seconds: 0,
                 shadow_over_limit: false,
                 near_limit: false,
-            });
-            continue;
-        };
-        if limit.unlimited {
-            statuses.push(Status {
+            },
+            Some(limit) if limit.unlimited => Status {
                 over_limit: false,
                 limit: Some(limit.clone()),
                 remaining: u32::MAX,
                 reset_seconds: 0,
                 shadow_over_limit: false,
                 near_limit: false,
-            });
-            continue;
-        }
-        let window = limit.unit.seconds();
-        let start = now - now % window;
-        let key = counter_key(domain, entries, start);
-        let count = store.increment(&key, u64::from(hits), start + window)?;
-        let allowed = u64::from(limit.requests_per_unit);
-        let over = count > allowed;
-        statuses.push(Status {
-            over_limit: over && !limit.shadow_mode,
-            remaining: allowed.saturating_sub(count) as u32,
-            reset_seconds: start + window - now,
-            shadow_over_limit: over && limit.shadow_mode,
-            near_limit: !over && count as f64 > allowed as f64 * NEAR_LIMIT_RATIO,
-            limit: Some(limit.clone()),
-        });
+            },
+            Some(limit) => {
+                let count = counts.next().unwrap_or(u64::MAX);
+                let window = limit.unit.seconds();
+                let allowed = u64::from(limit.requests_per_unit);
+                let over = count > allowed;
+                Status {
+                    over_limit: over && !limit.shadow_mode,
+                    remaining: u32::try_from(allowed.saturating_sub(count)).unwrap_or(u32::MAX),
+                    reset_seconds: window - now % window,
+                    shadow_over_limit: over && limit.shadow_mode,
+                    near_limit: !over && count as f64 > allowed as f64 * NEAR_LIMIT_RATIO,
+                    limit: Some(limit.clone()),
+                }
+            }
+        };
+        statuses.push(status);
     }
     Ok(statuses)
 }

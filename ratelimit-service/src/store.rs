@@ -1,7 +1,11 @@
-//! Counter storage. In memory for one replica; Redis (to come) for several.
+//! Counter storage: in memory for one replica, Redis when several replicas (and
+//! several Envoys) must share counters.
 
 use dashmap::DashMap;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::Mutex;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -11,16 +15,35 @@ pub enum StoreError {
     Unavailable(String),
 }
 
-pub trait Store: Send + Sync {
-    /// Adds `hits` to `key` (created at 0, valid until `expires_at`, Unix seconds) and
-    /// returns the new count.
-    fn increment(&self, key: &str, hits: u64, expires_at: u64) -> Result<u64, StoreError>;
+/// One counter to add to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Increment {
+    pub key: String,
+    pub hits: u64,
+    /// End of the window (Unix seconds): the counter may be dropped after it.
+    pub expires_at: u64,
+}
+
+/// Where counters live.
+pub enum Backend {
+    Memory(Memory),
+    Redis(Redis),
+}
+
+impl Backend {
+    /// Adds to every counter and returns the new counts, in order.
+    pub async fn increment_all(&self, increments: &[Increment]) -> Result<Vec<u64>, StoreError> {
+        match self {
+            Backend::Memory(memory) => increments.iter().map(|i| memory.increment(i)).collect(),
+            Backend::Redis(redis) => redis.increment_all(increments).await,
+        }
+    }
 }
 
 /// Counters in a concurrent map. Expired windows are reclaimed by [`Memory::sweep`]
-/// (run it periodically) and whenever the map reaches its capacity, so memory stays
-/// bounded: at capacity with nothing expired, increments fail (and the service answers
-/// UNAVAILABLE) rather than grow.
+/// (the service runs it every few seconds) and whenever the map reaches its capacity,
+/// so memory stays bounded: at capacity with nothing expired, increments fail (the
+/// service answers UNAVAILABLE) rather than grow.
 pub struct Memory {
     counters: DashMap<String, (AtomicU64, u64)>,
     capacity: usize,
@@ -49,12 +72,15 @@ impl Memory {
     pub fn is_empty(&self) -> bool {
         self.counters.is_empty()
     }
-}
 
-impl Store for Memory {
-    fn increment(&self, key: &str, hits: u64, expires_at: u64) -> Result<u64, StoreError> {
+    pub fn increment(&self, increment: &Increment) -> Result<u64, StoreError> {
+        let Increment {
+            key,
+            hits,
+            expires_at,
+        } = increment;
         if let Some(entry) = self.counters.get(key) {
-            return Ok(entry.0.fetch_add(hits, Ordering::Relaxed) + hits);
+            return Ok(entry.0.fetch_add(*hits, Ordering::Relaxed) + hits);
         }
         if self.counters.len() >= self.capacity {
             self.sweep();
@@ -64,8 +90,71 @@ impl Store for Memory {
         }
         let entry = self
             .counters
-            .entry(key.to_owned())
-            .or_insert_with(|| (AtomicU64::new(0), expires_at));
-        Ok(entry.0.fetch_add(hits, Ordering::Relaxed) + hits)
+            .entry(key.clone())
+            .or_insert_with(|| (AtomicU64::new(0), *expires_at));
+        Ok(entry.0.fetch_add(*hits, Ordering::Relaxed) + hits)
+    }
+}
+
+/// Counters in Redis: one pipelined round trip per request (`INCRBY` + `EXPIREAT` per
+/// descriptor; INCRBY is atomic, so replicas never lose a hit). The connection is
+/// reused and re-established by itself after Redis comes back; while Redis is
+/// unreachable every call fails fast with [`StoreError::Unavailable`].
+pub struct Redis {
+    client: redis::Client,
+    connection: Mutex<Option<ConnectionManager>>,
+}
+
+/// A Redis call that takes longer than this counts as Redis being unavailable, so
+/// Envoy's own rate limit timeout and `failure_mode_deny` stay in charge.
+const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
+
+impl Redis {
+    pub fn new(url: &str) -> Result<Redis, StoreError> {
+        let client = redis::Client::open(url)
+            .map_err(|e| StoreError::Unavailable(format!("invalid Redis URL {url:?}: {e}")))?;
+        Ok(Redis {
+            client,
+            connection: Mutex::new(None),
+        })
+    }
+
+    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
+        let mut slot = self.connection.lock().await;
+        if let Some(connection) = slot.as_ref() {
+            return Ok(connection.clone());
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(REDIS_TIMEOUT))
+            .set_response_timeout(Some(REDIS_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let connection = ConnectionManager::new_with_config(self.client.clone(), config)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        *slot = Some(connection.clone());
+        Ok(connection)
+    }
+
+    async fn increment_all(&self, increments: &[Increment]) -> Result<Vec<u64>, StoreError> {
+        if increments.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut connection = self.connection().await?;
+        let mut pipe = redis::pipe();
+        for Increment {
+            key,
+            hits,
+            expires_at,
+        } in increments
+        {
+            pipe.cmd("INCRBY").arg(key).arg(*hits);
+            // A little past the window end, so a slow clock on one replica cannot
+            // drop a counter another replica still uses.
+            pipe.cmd("EXPIREAT").arg(key).arg(expires_at + 1).ignore();
+        }
+        pipe.query_async(&mut connection)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 }

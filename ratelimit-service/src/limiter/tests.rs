@@ -1,5 +1,5 @@
 use super::*;
-use crate::store::Memory;
+use crate::store::{Increment, Memory};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,7 +25,7 @@ descriptors:
 
 struct Fixture {
     config: Config,
-    store: Memory,
+    store: Backend,
     clock: Arc<AtomicU64>,
 }
 
@@ -35,24 +35,32 @@ impl Fixture {
         let store_clock = clock.clone();
         Fixture {
             config: Config::parse([(Path::new("limits.yaml"), LIMITS)]).unwrap(),
-            store: Memory::new(1000, move || store_clock.load(Ordering::Relaxed)),
+            store: Backend::Memory(Memory::new(1000, move || {
+                store_clock.load(Ordering::Relaxed)
+            })),
             clock,
         }
     }
 
     fn call(&self, tool: &str, agent: &str, hits: u32) -> Status {
+        self.decide(vec![("tool_call", tool), ("agent_id", agent)], hits)
+    }
+
+    fn decide(&self, entries: Vec<(&str, &str)>, hits: u32) -> Status {
         let now = self.clock.load(Ordering::Relaxed);
-        let descriptors = vec![vec![("tool_call", tool), ("agent_id", agent)]];
-        decide(
-            &self.config,
-            &self.store,
-            now,
-            "mcp_gateway",
-            &descriptors,
-            hits,
-        )
-        .unwrap()
-        .remove(0)
+        let descriptors = [Descriptor { entries, hits }];
+        let future = decide(&self.config, &self.store, now, "mcp_gateway", &descriptors);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(future).unwrap().remove(0)
+    }
+
+    fn counters(&self) -> usize {
+        match &self.store {
+            Backend::Memory(memory) => memory.len(),
+            Backend::Redis(_) => unreachable!("memory fixture"),
+        }
     }
 
     fn advance(&self, seconds: u64) {
@@ -120,18 +128,8 @@ fn unlimited_and_unmatched_are_never_refused() {
     for _ in 0..100 {
         assert!(!f.call("t", "trusted", 1).over_limit);
     }
-    assert!(f.store.is_empty(), "unlimited descriptors are not counted");
-    let now = f.clock.load(Ordering::Relaxed);
-    let status = decide(
-        &f.config,
-        &f.store,
-        now,
-        "mcp_gateway",
-        &[vec![("tool_call", "t")]],
-        1,
-    )
-    .unwrap();
-    assert_eq!(status[0].limit, None);
+    assert_eq!(f.counters(), 0, "unlimited descriptors are not counted");
+    assert_eq!(f.decide(vec![("tool_call", "t")], 1).limit, None);
 }
 
 #[test]
@@ -161,17 +159,22 @@ fn expired_windows_are_reclaimed_and_memory_is_bounded() {
     let clock = Arc::new(AtomicU64::new(100));
     let c = clock.clone();
     let store = Memory::new(2, move || c.load(Ordering::Relaxed));
-    store.increment("a", 1, 160).unwrap();
-    store.increment("b", 1, 160).unwrap();
-    assert_eq!(store.increment("c", 1, 160), Err(StoreError::Full(2)));
+    let inc = |key: &str, expires_at: u64| Increment {
+        key: key.into(),
+        hits: 1,
+        expires_at,
+    };
+    store.increment(&inc("a", 160)).unwrap();
+    store.increment(&inc("b", 160)).unwrap();
+    assert_eq!(store.increment(&inc("c", 160)), Err(StoreError::Full(2)));
     assert_eq!(
-        store.increment("a", 1, 160),
+        store.increment(&inc("a", 160)),
         Ok(2),
         "existing counters still count"
     );
     clock.store(160, Ordering::Relaxed);
     assert_eq!(
-        store.increment("c", 1, 220),
+        store.increment(&inc("c", 220)),
         Ok(1),
         "full: expired windows make room"
     );

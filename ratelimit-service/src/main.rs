@@ -1,0 +1,89 @@
+//! `mcp-ratelimit-service`: see the README's ratelimit-service section.
+
+use anyhow::Context as _;
+use clap::Parser;
+use mcp_ratelimit_service::config::Config;
+use mcp_ratelimit_service::{build, serve, Settings};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Envoy rate limit (RLS v3) gRPC service for the MCP gateway: global per-agent,
+/// per-tool limits in envoyproxy/ratelimit's configuration format.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Cli {
+    /// Check a configuration file or directory and exit (non-zero with file, key and
+    /// reason if invalid).
+    #[arg(long, value_name = "PATH", conflicts_with = "config")]
+    validate: Option<PathBuf>,
+    /// Configuration file or directory (YAML), hot-reloaded.
+    #[arg(long, required_unless_present = "validate")]
+    config: Option<PathBuf>,
+    /// gRPC listen address (RLS and grpc.health.v1).
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    grpc_addr: String,
+    /// HTTP listen address (/metrics, /ready).
+    #[arg(long, default_value = "127.0.0.1:8082")]
+    http_addr: String,
+    /// Share counters through Redis (redis://host:port/db); in memory otherwise.
+    #[arg(long)]
+    redis_url: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    if let Some(path) = &cli.validate {
+        return match Config::load(path) {
+            Ok(_) => {
+                println!("{}: OK", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("{error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("mcp-ratelimit-service: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings {
+        config: cli.config.context("--config is required")?,
+        redis_url: cli.redis_url,
+    };
+    let limiter = build(&settings)?;
+    let grpc = tokio::net::TcpListener::bind(&cli.grpc_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", cli.grpc_addr))?;
+    let http = tokio::net::TcpListener::bind(&cli.http_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", cli.http_addr))?;
+    tracing::info!(grpc = %grpc.local_addr()?, http = %http.local_addr()?, "mcp-ratelimit-service listening");
+    serve(limiter, &settings, grpc, http, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => return ctrl_c.await.unwrap_or_default(),
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}
