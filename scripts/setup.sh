@@ -10,6 +10,11 @@ if ! rustup target list --installed | grep -qx wasm32-wasip1; then
   rustup target add wasm32-wasip1
 fi
 
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "== installing redis-server (Debian package)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+fi
+
 if [ ! -x .venv/bin/python ]; then
   echo "== creating .venv"
   python3 -m venv .venv
@@ -23,4 +28,4 @@ fi
 
 echo "== building the filter (wasm32-wasip1) and the services (release)"
 cargo build --quiet --release --target wasm32-wasip1 -p mcp-filter
-cargo build --quiet --release -p mcp-authz-service
+cargo build --quiet --release -p mcp-authz-service -p mcp-ratelimit-service

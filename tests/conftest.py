@@ -11,7 +11,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import ROOT, Authz, start_echo, start_gateway, start_mcp_server  # noqa: E402
+from harness import ROOT, Authz, Ratelimit, start_echo, start_gateway, start_mcp_server  # noqa: E402
 
 
 @pytest.fixture
@@ -41,10 +41,18 @@ def authz(logs):
 
 
 @pytest.fixture
-def echo_gateway(logs, echo, authz):
-    """Shipped envoy.yaml (filter + ext_authz) with the echo upstream as the MCP server:
+def ratelimit(logs):
+    """The ratelimit-service (release build, in memory) with demo/limits.yaml."""
+    service = Ratelimit(logs)
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def echo_gateway(logs, echo, authz, ratelimit):
+    """Shipped envoy.yaml (the whole chain) with the echo upstream as the MCP server:
     yields the listener port."""
-    envoy, port = start_gateway(logs, {"mcp_server": echo, **authz.upstreams()})
+    envoy, port = start_gateway(logs, {"mcp_server": echo, **authz.upstreams(), **ratelimit.upstreams()})
     yield port
     envoy.stop()
 
@@ -75,10 +83,12 @@ def mcp_server(logs):
 
 
 @pytest.fixture
-def mcp_gateway(logs, mcp_server, authz):
-    """Shipped envoy.yaml (filter + ext_authz) in front of the demo MCP server:
+def mcp_gateway(logs, mcp_server, authz, ratelimit):
+    """Shipped envoy.yaml (the whole chain) in front of the demo MCP server:
     yields (url, SeenLog)."""
     port, seen = mcp_server
-    envoy, listener = start_gateway(logs, {"mcp_server": port, **authz.upstreams()})
+    envoy, listener = start_gateway(
+        logs, {"mcp_server": port, **authz.upstreams(), **ratelimit.upstreams()}
+    )
     yield f"http://127.0.0.1:{listener}/mcp", seen
     envoy.stop()

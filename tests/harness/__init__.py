@@ -1,11 +1,14 @@
 """Test and demo harness: real processes on loopback, free ports, stopped by PID."""
 
 from .authz import Authz, bearer, token, without_ext_authz
+from .ratelimit import Ratelimit, RedisServer
 from .envoy import Envoy, envoy_binary, render_config, start_gateway, validate, wasm_path
 from .client import Response, request
 from .procs import ROOT, Process, free_port, python, start_echo, start_mcp_server, wait_for_http
 
 __all__ = [
+    "Ratelimit",
+    "RedisServer",
     "Authz",
     "bearer",
     "token",
