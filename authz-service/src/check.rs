@@ -10,10 +10,8 @@ use serde_json::value::RawValue;
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// JSON-RPC code of a 401 (gateway range, outside -32768..-32000; README error table).
-pub const UNAUTHORIZED: i64 = -31010;
-/// JSON-RPC code of a 403.
-pub const FORBIDDEN: i64 = -31011;
+// JSON-RPC codes of the gateway's one error table (README), shared with the filter.
+pub use mcp_filter_core::error::{FORBIDDEN, UNAUTHORIZED};
 
 /// What the decision reads from the request (the MCP filter's labels and the token).
 #[derive(Debug, Clone, Copy, Default)]

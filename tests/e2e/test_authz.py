@@ -125,9 +125,10 @@ def test_authz_service_down_fails_closed(logs, mcp_server):
         response = request(listener, "POST", "/mcp", body, headers)
         assert response.status == 503
         assert response.header("content-type") == "application/json"
-        assert response.json()["error"] == {
-            "code": -31012,
-            "message": "authorization service unavailable: request refused",
+        assert response.json() == {
+            "jsonrpc": "2.0",
+            "id": 5,
+            "error": {"code": -31012, "message": "authorization service unavailable: request refused"},
         }
         assert not any(h.get("x-mcp-tool-name") for h in seen.posts())
     finally:

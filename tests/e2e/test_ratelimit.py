@@ -49,9 +49,16 @@ def test_121st_call_is_429_with_retry_after_and_json_rpc_error(chain, ratelimit)
         retry_after = int(response.header("retry-after"))
         assert 1 <= retry_after <= 60
         assert response.header("content-type") == "application/json"
-        error = response.json()
-        assert error["error"]["code"] == -31020
-        assert "rate limited" in error["error"]["message"]
+        # The filter gives Envoy's 429 a JSON-RPC body with the request's own id.
+        assert response.json() == {
+            "jsonrpc": "2.0",
+            "id": "r-121",
+            "error": {
+                "code": -31020,
+                "message": "rate limited: too many calls of this tool by this agent; "
+                f"retry after {retry_after} seconds",
+            },
+        }
         # Another tool of the same agent, and the same tool of another agent, still pass.
         assert call(port, tool="get_account_balance").status == 200
         assert call(port, agent="agent-prod-002").status == 200

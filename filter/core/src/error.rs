@@ -27,6 +27,14 @@ pub const BODY_TOO_LARGE: i64 = -31001;
 pub const UNSUPPORTED_ENCODING: i64 = -31002;
 /// An HTTP method the MCP transport does not define.
 pub const METHOD_NOT_ALLOWED: i64 = -31003;
+/// No valid token (401, from the authz-service).
+pub const UNAUTHORIZED: i64 = -31010;
+/// The token lacks the scopes the call needs, or the policy refuses it (403).
+pub const FORBIDDEN: i64 = -31011;
+/// The authz-service cannot be reached (503; requests are refused).
+pub const AUTHZ_UNAVAILABLE: i64 = -31012;
+/// Over the agent's rate limit for the tool (429).
+pub const RATE_LIMITED: i64 = -31020;
 
 /// Everything that makes the filter refuse a request. The message is what the client
 /// reads in `error.message`, so it names the field or header at fault.

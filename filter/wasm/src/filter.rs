@@ -66,6 +66,17 @@ impl HttpContext for McpHttp {
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
         action(self.0.on_trailers(&mut WasmHost))
     }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        action(self.0.on_response_headers(&mut WasmHost, end_of_stream))
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        action(
+            self.0
+                .on_response_body(&mut WasmHost, body_size, end_of_stream),
+        )
+    }
 }
 
 fn action(verdict: Verdict) -> Action {

@@ -5,11 +5,13 @@
 //! can refuse any call. The proxy-wasm glue in `filter.rs` only forwards callbacks.
 
 use crate::wire;
-use mcp_filter_core::headers::{is_gateway_header, X_AGENT_ID};
+use mcp_filter_core::error::{AUTHZ_UNAVAILABLE, RATE_LIMITED};
+use mcp_filter_core::headers::{is_gateway_header, X_AGENT_ID, X_MCP_REQUEST_ID};
 use mcp_filter_core::{
-    check_body_size, label_request, on_request_head, sentinel, AgentIdentity, FilterConfig,
-    HeadAction, Rejection, RequestError, RequestHead,
+    check_body_size, error_body, label_request, on_request_head, sentinel, AgentIdentity,
+    FilterConfig, HeadAction, Rejection, RequestError, RequestHead,
 };
+use serde_json::value::RawValue;
 use std::fmt;
 use std::rc::Rc;
 
@@ -61,6 +63,12 @@ pub trait Host {
     ) -> Result<(), HostStatus>;
     fn clear_route_cache(&mut self) -> Result<(), HostStatus>;
     fn log(&mut self, level: Level, message: &str);
+    /// One response header (the first copy).
+    fn response_header(&mut self, name: &str) -> Result<Option<String>, HostStatus>;
+    fn set_response_header(&mut self, name: &str, value: &str) -> Result<(), HostStatus>;
+    fn remove_response_header(&mut self, name: &str) -> Result<(), HostStatus>;
+    /// Replaces the first `current_len` bytes of the buffered response body.
+    fn replace_response_body(&mut self, current_len: usize, body: &[u8]) -> Result<(), HostStatus>;
 }
 
 /// What a callback tells the host.
@@ -83,6 +91,10 @@ enum State {
 pub struct RequestFlow {
     config: Rc<FilterConfig>,
     state: State,
+    /// `x-mcp-request-id` of a labelled request, for error bodies written later.
+    request_id: Option<String>,
+    /// A JSON-RPC error body that replaces the body of Envoy's local reply.
+    new_body: Option<String>,
 }
 
 impl RequestFlow {
@@ -90,6 +102,8 @@ impl RequestFlow {
         RequestFlow {
             config,
             state: State::PassThrough,
+            request_id: None,
+            new_body: None,
         }
     }
 
@@ -142,6 +156,77 @@ impl RequestFlow {
         }
     }
 
+    /// Envoy's own answers for a labelled request (the rate limit filter's 429, an
+    /// unreachable authz-service's 503) pass back through here; they get a JSON-RPC
+    /// error body carrying the request's id, which only this filter knows. The
+    /// `local_reply_config` in envoy/envoy.yaml gives them a body to replace.
+    pub fn on_response_headers(&mut self, host: &mut impl Host, end_of_stream: bool) -> Verdict {
+        let Some(id) = self.request_id.as_deref() else {
+            return Verdict::Continue;
+        };
+        if end_of_stream {
+            return Verdict::Continue;
+        }
+        let details = match host.property(&["response", "code_details"]) {
+            Ok(Some(details)) => details,
+            _ => return Verdict::Continue,
+        };
+        let (code, message) = match details.as_slice() {
+            b"request_rate_limited" => {
+                let retry = host.response_header("retry-after").ok().flatten();
+                let message = match retry {
+                    Some(seconds) => format!(
+                        "rate limited: too many calls of this tool by this agent; retry after {seconds} seconds"
+                    ),
+                    None => "rate limited: too many calls of this tool by this agent".to_owned(),
+                };
+                (RATE_LIMITED, message)
+            }
+            b"ext_authz_error" => (
+                AUTHZ_UNAVAILABLE,
+                "authorization service unavailable: request refused".to_owned(),
+            ),
+            _ => return Verdict::Continue,
+        };
+        let id = RawValue::from_string(id.to_owned()).ok();
+        let body = error_body(id.as_deref(), code, &message);
+        // The new body is longer than the one Envoy computed content-length for.
+        let prepared = host
+            .remove_response_header("content-length")
+            .and_then(|()| host.set_response_header("content-type", "application/json"));
+        match prepared {
+            Ok(()) => self.new_body = Some(body),
+            Err(status) => host.log(
+                Level::Error,
+                &format!("cannot reshape a local reply: {status}"),
+            ),
+        }
+        Verdict::Continue
+    }
+
+    pub fn on_response_body(
+        &mut self,
+        host: &mut impl Host,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Verdict {
+        if self.new_body.is_none() {
+            return Verdict::Continue;
+        }
+        if !end_of_stream {
+            return Verdict::Pause;
+        }
+        if let Some(body) = self.new_body.take() {
+            if let Err(status) = host.replace_response_body(body_size, body.as_bytes()) {
+                host.log(
+                    Level::Error,
+                    &format!("cannot replace a local reply body: {status}"),
+                );
+            }
+        }
+        Verdict::Continue
+    }
+
     fn finish(&mut self, host: &mut impl Host) -> Verdict {
         let State::Reading { head, seen } = std::mem::replace(&mut self.state, State::PassThrough)
         else {
@@ -166,6 +251,7 @@ impl RequestFlow {
             Ok(agent) => agent,
             Err(rejection) => return self.reject(host, rejection),
         };
+        self.request_id = labels.get(X_MCP_REQUEST_ID).map(str::to_owned);
         let agent_header = agent.map(|agent| (X_AGENT_ID, sentinel::encode(&agent)));
         for (name, value) in labels.headers.iter().chain(agent_header.iter()) {
             // Never forward an MCP request without its labels (design brief).

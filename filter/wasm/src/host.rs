@@ -17,13 +17,29 @@ use crate::wire;
 use std::ptr::{null, null_mut};
 
 const HTTP_REQUEST_HEADERS: u32 = 0;
+const HTTP_RESPONSE_HEADERS: u32 = 2;
 const HTTP_REQUEST_BODY: u32 = 0;
+const HTTP_RESPONSE_BODY: u32 = 1;
 const PLUGIN_CONFIGURATION: u32 = 7;
 
 #[link(wasm_import_module = "env")]
 extern "C" {
     fn proxy_log(level: u32, message_data: *const u8, message_size: usize) -> u32;
     fn proxy_get_header_map_pairs(map_type: u32, data: *mut *mut u8, size: *mut usize) -> u32;
+    fn proxy_get_header_map_value(
+        map_type: u32,
+        key: *const u8,
+        key_size: usize,
+        data: *mut *mut u8,
+        size: *mut usize,
+    ) -> u32;
+    fn proxy_set_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        size: usize,
+        data: *const u8,
+        data_size: usize,
+    ) -> u32;
     fn proxy_remove_header_map_value(map_type: u32, key: *const u8, key_size: usize) -> u32;
     fn proxy_replace_header_map_value(
         map_type: u32,
@@ -121,22 +137,43 @@ fn request_headers() -> Result<Vec<u8>, HostStatus> {
     Ok(owned(data, size))
 }
 
-/// Removes every copy of a request header.
-fn remove_request_header(name: &str) -> Result<(), HostStatus> {
+/// Removes every copy of a header.
+fn remove_header(map: u32, name: &str) -> Result<(), HostStatus> {
     // SAFETY: pointer and length describe a live &str.
-    check(unsafe { proxy_remove_header_map_value(HTTP_REQUEST_HEADERS, name.as_ptr(), name.len()) })
+    check(unsafe { proxy_remove_header_map_value(map, name.as_ptr(), name.len()) })
 }
 
-/// Sets a request header, replacing any copy.
-fn set_request_header(name: &str, value: &str) -> Result<(), HostStatus> {
+/// Sets a header, replacing any copy.
+fn set_header(map: u32, name: &str, value: &str) -> Result<(), HostStatus> {
     // SAFETY: pointers and lengths describe live &strs.
     check(unsafe {
-        proxy_replace_header_map_value(
-            HTTP_REQUEST_HEADERS,
-            name.as_ptr(),
-            name.len(),
-            value.as_ptr(),
-            value.len(),
+        proxy_replace_header_map_value(map, name.as_ptr(), name.len(), value.as_ptr(), value.len())
+    })
+}
+
+/// The first copy of a header, if any (not UTF-8: treated as absent).
+fn header(map: u32, name: &str) -> Result<Option<String>, HostStatus> {
+    let (mut data, mut size) = (null_mut(), 0);
+    // SAFETY: the name buffer is live for the call; out-pointers to locals.
+    match unsafe {
+        proxy_get_header_map_value(map, name.as_ptr(), name.len(), &mut data, &mut size)
+    } {
+        0 => Ok(String::from_utf8(owned(data, size)).ok()),
+        1 => Ok(None),
+        other => Err(HostStatus(other)),
+    }
+}
+
+/// Replaces the first `current_len` bytes of the response body with `body`.
+fn replace_response_body(current_len: usize, body: &[u8]) -> Result<(), HostStatus> {
+    // SAFETY: the body buffer is live for the call.
+    check(unsafe {
+        proxy_set_buffer_bytes(
+            HTTP_RESPONSE_BODY,
+            0,
+            current_len,
+            body.as_ptr(),
+            body.len(),
         )
     })
 }
@@ -195,10 +232,10 @@ impl Host for WasmHost {
         request_headers()
     }
     fn remove_request_header(&mut self, name: &str) -> Result<(), HostStatus> {
-        remove_request_header(name)
+        remove_header(HTTP_REQUEST_HEADERS, name)
     }
     fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), HostStatus> {
-        set_request_header(name, value)
+        set_header(HTTP_REQUEST_HEADERS, name, value)
     }
     fn request_body(&mut self, len: usize) -> Result<Vec<u8>, HostStatus> {
         request_body(len)
@@ -219,5 +256,17 @@ impl Host for WasmHost {
     }
     fn log(&mut self, level: Level, message: &str) {
         log(level, message)
+    }
+    fn response_header(&mut self, name: &str) -> Result<Option<String>, HostStatus> {
+        header(HTTP_RESPONSE_HEADERS, name)
+    }
+    fn set_response_header(&mut self, name: &str, value: &str) -> Result<(), HostStatus> {
+        set_header(HTTP_RESPONSE_HEADERS, name, value)
+    }
+    fn remove_response_header(&mut self, name: &str) -> Result<(), HostStatus> {
+        remove_header(HTTP_RESPONSE_HEADERS, name)
+    }
+    fn replace_response_body(&mut self, current_len: usize, body: &[u8]) -> Result<(), HostStatus> {
+        replace_response_body(current_len, body)
     }
 }

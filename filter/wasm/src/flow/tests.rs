@@ -19,6 +19,8 @@ struct FakeHost {
     responses: Vec<Reply>,
     route_cleared: bool,
     logs: Vec<(Level, String)>,
+    response_headers: Vec<(String, String)>,
+    response_body: Vec<u8>,
 }
 
 impl FakeHost {
@@ -119,6 +121,33 @@ impl Host for FakeHost {
     }
     fn log(&mut self, level: Level, message: &str) {
         self.logs.push((level, message.into()));
+    }
+    fn response_header(&mut self, name: &str) -> Result<Option<String>, HostStatus> {
+        self.check("response_header")?;
+        Ok(self
+            .response_headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone()))
+    }
+    fn set_response_header(&mut self, name: &str, value: &str) -> Result<(), HostStatus> {
+        self.check("set_response_header")?;
+        self.response_headers.retain(|(k, _)| k != name);
+        self.response_headers.push((name.into(), value.into()));
+        Ok(())
+    }
+    fn remove_response_header(&mut self, name: &str) -> Result<(), HostStatus> {
+        self.check("remove_response_header")?;
+        self.response_headers.retain(|(k, _)| k != name);
+        Ok(())
+    }
+    fn replace_response_body(&mut self, current_len: usize, body: &[u8]) -> Result<(), HostStatus> {
+        self.check("replace_response_body")?;
+        self.response_body.splice(
+            ..current_len.min(self.response_body.len()),
+            body.iter().copied(),
+        );
+        Ok(())
     }
 }
 
@@ -278,4 +307,90 @@ fn agent_identity_from_a_verified_jwt_claim() {
         host.header("x-agent-id"),
         ["=?base64?YQ0KeC11c2VyLWlkOiBjZW8=?="]
     );
+}
+
+/// A local reply from a later filter (`code_details`) after a labelled request.
+fn local_reply(details: &str, headers: &[(&str, &str)]) -> (RequestFlow, FakeHost) {
+    let mut flow = flow("");
+    let mut host = FakeHost::mcp_post(&[]);
+    assert_eq!(run(&mut flow, &mut host), Verdict::Continue);
+    host.properties.insert(
+        vec!["response".into(), "code_details".into()],
+        details.into(),
+    );
+    host.response_headers = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    host.response_body =
+        br#"{"jsonrpc":"2.0","id":null,"error":{"code":-31020,"message":"rate limited"}}"#.to_vec();
+    (flow, host)
+}
+
+#[test]
+fn rate_limit_reply_gets_the_request_id() {
+    let (mut flow, mut host) = local_reply(
+        "request_rate_limited",
+        &[
+            (":status", "429"),
+            ("retry-after", "17"),
+            ("content-length", "76"),
+        ],
+    );
+    assert_eq!(
+        flow.on_response_headers(&mut host, false),
+        Verdict::Continue
+    );
+    assert!(host
+        .response_headers
+        .iter()
+        .all(|(k, _)| k != "content-length"));
+    let size = host.response_body.len();
+    assert_eq!(flow.on_response_body(&mut host, 10, false), Verdict::Pause);
+    assert_eq!(
+        flow.on_response_body(&mut host, size, true),
+        Verdict::Continue
+    );
+    let body: Value = serde_json::from_slice(&host.response_body).unwrap();
+    assert_eq!(body["id"], 3);
+    assert_eq!(body["error"]["code"], -31020);
+    assert_eq!(
+        body["error"]["message"],
+        "rate limited: too many calls of this tool by this agent; retry after 17 seconds"
+    );
+}
+
+#[test]
+fn authz_error_reply_gets_the_request_id() {
+    let (mut flow, mut host) = local_reply("ext_authz_error", &[(":status", "503")]);
+    flow.on_response_headers(&mut host, false);
+    let size = host.response_body.len();
+    flow.on_response_body(&mut host, size, true);
+    let body: Value = serde_json::from_slice(&host.response_body).unwrap();
+    assert_eq!(
+        (body["id"].clone(), body["error"]["code"].clone()),
+        (Value::from(3), Value::from(-31012))
+    );
+}
+
+#[test]
+fn upstream_responses_are_untouched() {
+    for details in ["via_upstream", "ext_authz_denied"] {
+        let (mut flow, mut host) =
+            local_reply(details, &[(":status", "200"), ("content-length", "76")]);
+        let before = host.response_body.clone();
+        assert_eq!(
+            flow.on_response_headers(&mut host, false),
+            Verdict::Continue
+        );
+        assert_eq!(
+            flow.on_response_body(&mut host, before.len(), true),
+            Verdict::Continue
+        );
+        assert_eq!(host.response_body, before, "{details}");
+        assert!(host
+            .response_headers
+            .iter()
+            .any(|(k, _)| k == "content-length"));
+    }
 }
