@@ -1,0 +1,335 @@
+//! The service over real sockets with a tonic client: decisions and their response
+//! fields, hot reload, health, metrics; and the Redis store against a real
+//! redis-server: two replicas share one limit, Redis down gives UNAVAILABLE, Redis
+//! back brings decisions back.
+
+use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
+use envoy_types::pb::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::Code;
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient;
+use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
+use mcp_ratelimit_service::{build, serve, Settings};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+const LIMITS: &str = "domain: mcp_gateway\ndescriptors:\n  - key: tool_call\n    descriptors:\n      - key: agent_id\n        value: agent-prod-001\n        rate_limit: {unit: hour, requests_per_unit: 3}\n";
+
+struct Service {
+    address: String,
+    http: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Service {
+    async fn start(config: &Path, redis_url: Option<String>) -> Service {
+        let settings = Settings {
+            config: config.to_owned(),
+            redis_url,
+        };
+        let limiter = build(&settings).unwrap();
+        let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (address, http_address) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            serve(limiter, &settings, grpc, http, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        let service = Service {
+            address: format!("http://{address}"),
+            http: format!("http://{http_address}"),
+            stop: Some(stop),
+            task,
+        };
+        // Serving (and so watching the configuration) once gRPC answers.
+        for _ in 0..200 {
+            if RateLimitServiceClient::connect(service.address.clone())
+                .await
+                .is_ok()
+            {
+                return service;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("ratelimit-service did not start");
+    }
+
+    async fn ask(
+        &self,
+        tool: &str,
+        agent: &str,
+        hits: u32,
+    ) -> Result<RateLimitResponse, tonic::Status> {
+        let mut client = loop {
+            match RateLimitServiceClient::connect(self.address.clone()).await {
+                Ok(client) => break client,
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        client
+            .should_rate_limit(RateLimitRequest {
+                domain: "mcp_gateway".into(),
+                descriptors: vec![RateLimitDescriptor {
+                    entries: vec![
+                        Entry {
+                            key: "tool_call".into(),
+                            value: tool.into(),
+                        },
+                        Entry {
+                            key: "agent_id".into(),
+                            value: agent.into(),
+                        },
+                    ],
+                    ..RateLimitDescriptor::default()
+                }],
+                hits_addend: hits,
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    async fn metrics(&self) -> String {
+        let url = format!("{}/metrics", self.http);
+        tokio::task::spawn_blocking(move || {
+            let mut stream = std::net::TcpStream::connect(
+                url.trim_start_matches("http://").split('/').next().unwrap(),
+            )
+            .unwrap();
+            use std::io::{Read, Write};
+            write!(
+                stream,
+                "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+            let mut body = String::new();
+            stream.read_to_string(&mut body).unwrap();
+            body
+        })
+        .await
+        .unwrap()
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.await.unwrap();
+    }
+}
+
+fn config_dir(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("limits.yaml"), text).unwrap();
+    let path = dir.path().to_owned();
+    (dir, path)
+}
+
+#[tokio::test]
+async fn decisions_over_grpc() {
+    let (_dir, path) = config_dir(LIMITS);
+    let service = Service::start(&path, None).await;
+    for remaining in [2, 1, 0] {
+        let answer = service
+            .ask("query_transactions", "agent-prod-001", 1)
+            .await
+            .unwrap();
+        assert_eq!(answer.overall_code, Code::Ok as i32);
+        let status = &answer.statuses[0];
+        assert_eq!(status.limit_remaining, remaining);
+        let limit = status.current_limit.as_ref().unwrap();
+        assert_eq!(limit.requests_per_unit, 3);
+        let reset = status.duration_until_reset.as_ref().unwrap().seconds;
+        assert!((1..=3600).contains(&reset), "{reset}");
+        assert!(answer.response_headers_to_add.is_empty());
+    }
+    let answer = service
+        .ask("query_transactions", "agent-prod-001", 1)
+        .await
+        .unwrap();
+    assert_eq!(answer.overall_code, Code::OverLimit as i32);
+    assert_eq!(answer.statuses[0].code, Code::OverLimit as i32);
+    let retry = &answer.response_headers_to_add[0];
+    assert_eq!(retry.key, "retry-after");
+    assert!(retry.value.parse::<u64>().unwrap() >= 1);
+    // Unconfigured agent: OK, no limit reported.
+    let answer = service
+        .ask("query_transactions", "someone-else", 5)
+        .await
+        .unwrap();
+    assert_eq!(answer.overall_code, Code::Ok as i32);
+    assert!(answer.statuses[0].current_limit.is_none());
+    let metrics = service.metrics().await;
+    assert!(
+        metrics.contains(r#"mcp_ratelimit_hits_total{key="tool_call.agent_id"} 4"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"mcp_ratelimit_over_limit_total{key="tool_call.agent_id"} 1"#),
+        "{metrics}"
+    );
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn hot_reload_keeps_the_last_good_configuration() {
+    let (_dir, path) = config_dir(LIMITS);
+    let service = Service::start(&path, None).await;
+    let file = path.join("limits.yaml");
+    let replace = |text: &str| {
+        std::fs::write(path.join("limits.tmp"), text).unwrap();
+        std::fs::rename(path.join("limits.tmp"), &file).unwrap();
+    };
+    replace(&LIMITS.replace("requests_per_unit: 3", "requests_per_unit: 1"));
+    let mut limited = false;
+    for _ in 0..100 {
+        let answer = service.ask("t", "agent-prod-001", 1).await.unwrap();
+        if answer.statuses[0]
+            .current_limit
+            .as_ref()
+            .unwrap()
+            .requests_per_unit
+            == 1
+        {
+            limited = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(limited, "the new limit never took effect");
+    replace("domain: mcp_gateway\ndescriptors:\n  - key: tool_call\n    rate_limit: {unit: fortnight, requests_per_unit: 1}\n");
+    let mut reported = false;
+    for _ in 0..100 {
+        if service
+            .metrics()
+            .await
+            .contains("mcp_ratelimit_config_reload_failures_total 1")
+        {
+            reported = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(reported, "the broken file was not reported");
+    let answer = service.ask("t2", "agent-prod-001", 1).await.unwrap();
+    assert_eq!(
+        answer.statuses[0]
+            .current_limit
+            .as_ref()
+            .unwrap()
+            .requests_per_unit,
+        1,
+        "last good config"
+    );
+    service.stop().await;
+}
+
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start(port: u16) -> Redis {
+        let mut child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/setup.sh installs it)");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Redis { child, port };
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("redis-server did not start on {port}");
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        // Stopped by its PID, never by name.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn redis_replicas_share_a_limit_and_survive_redis_restarts() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let redis = Redis::start(port);
+    let (_dir, path) = config_dir(LIMITS);
+    let first = Service::start(&path, Some(redis.url())).await;
+    let second = Service::start(&path, Some(redis.url())).await;
+    let tool = format!("tool-{port}");
+    assert_eq!(
+        first
+            .ask(&tool, "agent-prod-001", 2)
+            .await
+            .unwrap()
+            .overall_code,
+        Code::Ok as i32
+    );
+    let answer = second.ask(&tool, "agent-prod-001", 1).await.unwrap();
+    assert_eq!(
+        (answer.overall_code, answer.statuses[0].limit_remaining),
+        (Code::Ok as i32, 0)
+    );
+    assert_eq!(
+        first
+            .ask(&tool, "agent-prod-001", 1)
+            .await
+            .unwrap()
+            .overall_code,
+        Code::OverLimit as i32
+    );
+
+    // Redis stops mid-run: UNAVAILABLE (Envoy's failure_mode_deny decides), counted.
+    drop(redis);
+    let error = second.ask(&tool, "agent-prod-001", 1).await.unwrap_err();
+    assert_eq!(error.code(), tonic::Code::Unavailable);
+    assert!(second
+        .metrics()
+        .await
+        .contains("mcp_ratelimit_backend_errors_total 1"));
+
+    // Redis comes back (empty): decisions come back without a restart.
+    let _redis = Redis::start(port);
+    let mut recovered = false;
+    for _ in 0..100 {
+        if let Ok(answer) = second.ask(&tool, "agent-prod-001", 1).await {
+            assert_eq!(answer.overall_code, Code::Ok as i32);
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        recovered,
+        "decisions did not come back after Redis returned"
+    );
+    first.stop().await;
+    second.stop().await;
+}
