@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import anyio
@@ -19,7 +20,7 @@ from mcp import Client
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from harness import Authz, request, start_gateway, start_mcp_server, token  # noqa: E402
+from harness import Authz, Ratelimit, request, start_gateway, start_mcp_server, token  # noqa: E402
 from harness.authz import READ_SCOPES  # noqa: E402
 from mcp.client.streamable_http import streamable_http_client  # noqa: E402
 from mcp.shared._httpx_utils import create_mcp_http_client  # noqa: E402
@@ -28,6 +29,7 @@ WRITE_SCOPE = "mcp.server.financial-data:tools.write"
 # Two agents with different scopes (tokens minted by the demo's stand-in issuer).
 RECONCILER = token("reconciler-agent", READ_SCOPES, user="alice")
 TREASURY = token("treasury-agent", f"{READ_SCOPES} {WRITE_SCOPE}")
+LOOPING = token("agent-prod-001", READ_SCOPES)
 
 
 def client(url: str, bearer: str, mode: str) -> Client:
@@ -142,33 +144,74 @@ def forged_and_refused(port: int, view: ServerView) -> None:
         print(f"  {DIM}(the MCP server saw none of the refused requests){RESET}")
 
 
+def looping_agent(port: int, view: ServerView) -> None:
+    title("agent-prod-001 loops on query_transactions: the seed's 120 calls per minute, then 429")
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {}}
+    headers = [("content-type", "application/json"), ("accept", "application/json, text/event-stream"),
+               ("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"),
+               ("mcp-name", "query_transactions")]
+
+    def call(bearer: str, request_id: int):
+        body = {"jsonrpc": "2.0", "id": request_id, "method": "tools/call",
+                "params": {"name": "query_transactions", "arguments": {"account_id": "acc-001"}, "_meta": meta}}
+        return request(port, "POST", "/mcp", body, headers + [("authorization", f"Bearer {bearer}")])
+
+    # Limits count per fixed minute; do not let the loop straddle two windows.
+    if time.time() % 60 > 50:
+        wait = 60 - time.time() % 60 + 0.1
+        print(f"  {DIM}(waiting {wait:.0f}s for the next minute window){RESET}")
+        time.sleep(wait)
+    statuses: dict[int, int] = {}
+    refused = None
+    for i in range(1, 131):
+        response = call(LOOPING, 1000 + i)
+        statuses[response.status] = statuses.get(response.status, 0) + 1
+        if response.status == 429 and refused is None:
+            refused = (i, response)
+    print(f"  130 calls -> {', '.join(f'{n} x HTTP {s}' for s, n in sorted(statuses.items()))}")
+    if refused:
+        i, response = refused
+        print(f"  first refusal at call {i}: HTTP 429, Retry-After: {response.header('retry-after')},"
+              f" X-RateLimit-Limit: {response.header('x-ratelimit-limit')}")
+        print(f"     {response.body.decode()}")
+    response = call(RECONCILER, 2000)
+    print(f"  reconciler-agent, same tool, same minute -> HTTP {response.status} (its own counter)")
+    view.shown = len(view.path.read_text().splitlines())
+
+
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="mcp-gateway-demo-") as tmp:
         logs = Path(tmp)
         view = ServerView(logs / "server-saw.jsonl")
         server, server_port = start_mcp_server(logs, view.path)
-        envoy = authz = None
+        envoy = authz = ratelimit = None
         try:
             authz = Authz(logs)
-            envoy, port = start_gateway(logs, {"mcp_server": server_port, **authz.upstreams()})
+            ratelimit = Ratelimit(logs)
+            envoy, port = start_gateway(
+                logs, {"mcp_server": server_port, **authz.upstreams(), **ratelimit.upstreams()}
+            )
             view.shown = len(view.path.read_text().splitlines()) if view.path.exists() else 0
             url = f"http://127.0.0.1:{port}/mcp"
-            print(f"{BOLD}MCP gateway demo{RESET}: Envoy {url} (envoy/envoy.yaml: MCP filter + ext_authz)"
+            print(f"{BOLD}MCP gateway demo{RESET}: Envoy {url} (envoy/envoy.yaml: MCP filter + ext_authz + ratelimit)"
                   f" -> demo MCP server 127.0.0.1:{server_port} (official Python SDK);"
-                  f" authz-service 127.0.0.1:{authz.grpc_port} with demo/policy.yaml")
+                  f" authz-service 127.0.0.1:{authz.grpc_port} with demo/policy.yaml;"
+                  f" ratelimit-service 127.0.0.1:{ratelimit.grpc_port} with demo/limits.yaml")
             anyio.run(modern_session, url, view)
             anyio.run(handshake_session, url, view)
             forged_and_refused(port, view)
+            looping_agent(port, view)
             print(f"\n{BOLD}Done.{RESET} Envoy and the server are stopped; logs were in {logs}.")
             return 0
         except Exception as error:  # show the logs that explain a failure
             print(f"\ndemo failed: {error}", file=sys.stderr)
-            for proc in (envoy, authz, server):
+            for proc in (envoy, authz, ratelimit, server):
                 if proc is not None:
                     print(f"--- {proc.name} log ---\n{proc.log()[-3000:]}", file=sys.stderr)
             return 1
         finally:
-            for proc in (envoy, authz):
+            for proc in (envoy, authz, ratelimit):
                 if proc is not None:
                     proc.stop()
             server.stop()
