@@ -75,7 +75,10 @@ impl Authorizer {
 
     /// Decides one request. Fails closed: anything unverifiable is a denial.
     pub async fn check(&self, input: &CheckInput<'_>) -> Outcome {
-        let id = request_id(input.request_id);
+        // Only denials need the id, so it is parsed on those paths alone.
+        let body = |code: i64, message: &str| {
+            error_body(request_id(input.request_id).as_deref(), code, message)
+        };
         // RFC 6750 section 2.1: `Authorization: Bearer <token>`; the scheme is
         // case-insensitive (RFC 9110 section 11.1).
         let token = input.authorization.and_then(|value| {
@@ -93,7 +96,7 @@ impl Authorizer {
                     "Bearer resource_metadata=\"{}\"",
                     self.resource_metadata
                 )),
-                body: error_body(id.as_deref(), UNAUTHORIZED, message),
+                body: body(UNAUTHORIZED, message),
                 reason: "no_token",
             });
         };
@@ -106,7 +109,7 @@ impl Authorizer {
                         "Bearer error=\"invalid_token\", error_description=\"{error}\", resource_metadata=\"{}\"",
                         self.resource_metadata
                     )),
-                    body: error_body(id.as_deref(), UNAUTHORIZED, &format!("invalid token: {error}")),
+                    body: body(UNAUTHORIZED, &format!("invalid token: {error}")),
                     reason: "invalid_token",
                 })
             }
@@ -118,7 +121,7 @@ impl Authorizer {
                 return Outcome::Deny(Denial {
                     status: 403,
                     www_authenticate: None,
-                    body: error_body(id.as_deref(), FORBIDDEN, &format!("forbidden: {refusal}")),
+                    body: body(FORBIDDEN, &format!("forbidden: {refusal}")),
                     reason: "policy",
                 })
             }
@@ -138,11 +141,7 @@ impl Authorizer {
                     "Bearer error=\"insufficient_scope\", scope=\"{needed}\", resource_metadata=\"{}\"",
                     self.resource_metadata
                 )),
-                body: error_body(
-                    id.as_deref(),
-                    FORBIDDEN,
-                    &format!("insufficient scope: missing {}", missing.join(" ")),
-                ),
+                body: body(FORBIDDEN, &format!("insufficient scope: missing {}", missing.join(" "))),
                 reason: "insufficient_scope",
             });
         }
