@@ -8,7 +8,7 @@ use crate::headers::{
     X_MCP_SERVER_ID, X_MCP_TOOL_NAME,
 };
 use crate::message::{self, Kind, Message, Request, Target};
-use crate::protocol::{Era, ProtocolVersion, ASSUMED_WHEN_ABSENT, META_PROTOCOL_VERSION};
+use crate::protocol::{Era, ProtocolVersion, META_PROTOCOL_VERSION};
 use crate::request_head::{ClientHeader, RequestHead};
 use crate::sentinel;
 use serde_json::value::RawValue;
@@ -181,7 +181,7 @@ fn negotiate_version(
             .initialize_version
             .as_deref()
             .and_then(ProtocolVersion::parse)
-            .unwrap_or_else(assumed_version)),
+            .unwrap_or_else(ProtocolVersion::assumed)),
     }
 }
 
@@ -192,7 +192,7 @@ fn response_version(head: &RequestHead) -> Result<ProtocolVersion, RequestError>
             Err(RequestError::InvalidRequest("missing \"method\"".into()))
         }
         Some(version) => Ok(version),
-        None => Ok(assumed_version()),
+        None => Ok(ProtocolVersion::assumed()),
     }
 }
 
@@ -251,10 +251,6 @@ fn not_text(header_name: &str) -> RequestError {
     RequestError::HeaderMismatch(format!(
         "{header_name} header is not UTF-8 (use the =?base64?...?= form)"
     ))
-}
-
-fn assumed_version() -> ProtocolVersion {
-    ProtocolVersion::parse(ASSUMED_WHEN_ABSENT).unwrap_or_else(|| unreachable!())
 }
 
 /// The id as ASCII-only JSON, so that it is a safe header value: numbers as they came,

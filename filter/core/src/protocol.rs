@@ -42,6 +42,11 @@ impl ProtocolVersion {
         &self.0
     }
 
+    /// [`ASSUMED_WHEN_ABSENT`], for requests that name no revision.
+    pub fn assumed() -> ProtocolVersion {
+        ProtocolVersion(ASSUMED_WHEN_ABSENT.to_owned())
+    }
+
     /// Revisions are dates, so ISO order is time order. A future revision is treated
     /// as stateless: it can only add to what 2026-07-28 requires, and trusting its
     /// headers unchecked would be the unsafe guess.
