@@ -34,6 +34,59 @@ pub struct FilterConfig {
     /// authz-service sets `x-agent-id` from the verified token).
     #[serde(default)]
     pub agent_identity: AgentIdentity,
+    /// Labels of the filter's metrics.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// Most tool names a configuration may list for metric labels.
+pub const MAX_METRIC_TOOL_NAMES: usize = 1000;
+
+/// Metric label settings. Every distinct label value is a separate Envoy stat, so tool
+/// names come from an allow-list: an agent calling made-up tool names cannot grow
+/// the stats without bound.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Tool names that get their own `mcp_tool` label; every other tool is counted
+    /// as `other`. Default: none.
+    #[serde(default)]
+    pub tool_names: ToolNames,
+}
+
+/// The allow-list of tool names, checked while deserialising.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "Vec<String>")]
+pub struct ToolNames(Vec<String>);
+
+impl ToolNames {
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.iter().any(|n| n == name)
+    }
+}
+
+impl TryFrom<Vec<String>> for ToolNames {
+    type Error = String;
+    fn try_from(names: Vec<String>) -> Result<Self, Self::Error> {
+        if names.len() > MAX_METRIC_TOOL_NAMES {
+            return Err(format!(
+                "metrics.tool_names lists {} names; at most {MAX_METRIC_TOOL_NAMES}",
+                names.len()
+            ));
+        }
+        // MCP 2025-11-25 "Tool names": 1-128 characters of A-Z a-z 0-9 _ - . (which
+        // also keeps them safe inside a stat name and the tag-extraction regexes).
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+        if let Some(bad) = names
+            .iter()
+            .find(|n| n.is_empty() || n.len() > 128 || !n.chars().all(allowed))
+        {
+            return Err(format!(
+                "metrics.tool_names entry {bad:?} must be 1-128 characters of A-Z a-z 0-9 _ - ."
+            ));
+        }
+        Ok(ToolNames(names))
+    }
 }
 
 /// The trusted sources of `x-agent-id` that exist inside Envoy. Nothing here is
@@ -205,6 +258,7 @@ mod tests {
         )
         .unwrap();
         assert!(config.is_mcp_path("/b"));
+        assert!(!config.metrics.tool_names.contains("x"));
         assert_eq!(
             config.agent_identity,
             AgentIdentity::JwtAuthn {
@@ -240,7 +294,7 @@ mod tests {
             ),
             (
                 r#"{"server_id":"a","body_limit":5}"#,
-                "invalid MCP filter plugin configuration: unknown field `body_limit`, expected one of `server_id`, `mcp_paths`, `max_body_bytes`, `agent_identity` at line 1 column 29",
+                "invalid MCP filter plugin configuration: unknown field `body_limit`, expected one of `server_id`, `mcp_paths`, `max_body_bytes`, `agent_identity`, `metrics` at line 1 column 29",
             ),
             (
                 r#"{"server_id":"a","agent_identity":{"source":"header"}}"#,
@@ -249,6 +303,14 @@ mod tests {
             (
                 r#"{"server_id":"a","agent_identity":{"source":"jwt_authn"}}"#,
                 "invalid MCP filter plugin configuration: missing field `payload_in_metadata` at line 1 column 57",
+            ),
+            (
+                r#"{"server_id":"a","metrics":{"tool_names":["ok","not ok"]}}"#,
+                "invalid MCP filter plugin configuration: metrics.tool_names entry \"not ok\" must be 1-128 characters of A-Z a-z 0-9 _ - . at line 1 column 57",
+            ),
+            (
+                r#"{"server_id":"a","metrics":{"tools":[]}}"#,
+                "invalid MCP filter plugin configuration: unknown field `tools`, expected `tool_names` at line 1 column 35",
             ),
             (
                 "not json",

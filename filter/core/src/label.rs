@@ -82,19 +82,53 @@ impl Labels {
     }
 }
 
+/// What the audit record needs to know about a request body, filled in as far as
+/// parsing got (a refused request is recorded with whatever was read).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestFacts {
+    /// The JSON-RPC method; `None` for a client's response message or an unreadable body.
+    pub method: Option<String>,
+    pub target: Option<Target>,
+    pub input_hash: Option<String>,
+    pub meta_traceparent: Option<String>,
+    pub protocol_version: Option<String>,
+    /// The JSON-RPC id as ASCII-only JSON text.
+    pub jsonrpc_id: Option<String>,
+    /// The body is a client's JSON-RPC response to a server request.
+    pub is_response: bool,
+}
+
 /// Parses and validates a whole MCP POST body against its head and returns its labels.
 pub fn label_request(
     config: &FilterConfig,
     head: &RequestHead,
     body: &[u8],
 ) -> Result<Labels, Rejection> {
-    let Message { id, kind } = message::parse(body)?;
+    label_request_with_facts(config, head, body, &mut RequestFacts::default())
+}
+
+/// [`label_request`], also filling in `facts` for the audit record.
+pub fn label_request_with_facts(
+    config: &FilterConfig,
+    head: &RequestHead,
+    body: &[u8],
+    facts: &mut RequestFacts,
+) -> Result<Labels, Rejection> {
+    let Message { id, kind } = message::parse(body).inspect_err(|rejection| {
+        facts.jsonrpc_id = rejection.id.as_deref().map(ascii_json);
+    })?;
+    facts.jsonrpc_id = id.as_deref().map(ascii_json);
     let fail = |error: RequestError| Rejection::with_id(error, id.clone());
 
     let mut labels = Labels::default();
     match &kind {
         Kind::Request(request) => {
+            facts.method = Some(request.method.clone());
+            facts.target = request.target.clone();
+            facts.input_hash = request.input_hash.clone();
+            facts.meta_traceparent = request.meta_traceparent.clone();
             let version = negotiate_version(head, request).map_err(fail)?;
+            facts.protocol_version = Some(version.as_str().to_owned());
             labels.set(X_MCP_METHOD, sentinel::encode(&request.method));
             match &request.target {
                 Some(Target::Tool(name)) => labels.set(X_MCP_TOOL_NAME, sentinel::encode(name)),
@@ -107,13 +141,15 @@ pub fn label_request(
             labels.set(X_MCP_PROTOCOL_VERSION, version.as_str().to_owned());
         }
         Kind::Response => {
+            facts.is_response = true;
             let version = response_version(head).map_err(fail)?;
+            facts.protocol_version = Some(version.as_str().to_owned());
             labels.set(X_MCP_PROTOCOL_VERSION, version.as_str().to_owned());
         }
     }
     labels.set(X_MCP_SERVER_ID, config.server_id.as_str().to_owned());
-    if let Some(id) = &id {
-        labels.set(X_MCP_REQUEST_ID, ascii_json(id));
+    if let Some(id) = &facts.jsonrpc_id {
+        labels.set(X_MCP_REQUEST_ID, id.clone());
     }
     Ok(labels)
 }

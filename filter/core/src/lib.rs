@@ -6,17 +6,27 @@
 //! names and JSON-RPC error bodies.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod config;
 pub mod error;
 pub mod headers;
+pub mod input_hash;
 pub mod label;
 pub mod message;
+pub mod outcome;
 mod pick;
 pub mod protocol;
+pub mod reply_scan;
 pub mod request_head;
 pub mod sentinel;
+pub mod sse;
+pub mod stats;
+pub mod trace;
 
 pub use config::{AgentIdentity, ConfigError, FilterConfig};
 pub use error::{error_body, Rejection, RequestError};
-pub use label::{check_body_size, label_request, on_request_head, HeadAction, Labels};
+pub use label::{
+    check_body_size, label_request, label_request_with_facts, on_request_head, HeadAction, Labels,
+    RequestFacts,
+};
 pub use request_head::{ClientHeader, RequestHead};

@@ -2,14 +2,16 @@
 //! (JSON-RPC 2.0 section 4; MCP "Base Protocol: Messages").
 
 use crate::error::{Rejection, RequestError};
+use crate::input_hash::input_hash;
 use crate::pick::{pick, Shape};
 use crate::protocol::META_PROTOCOL_VERSION;
 use serde_json::error::Category;
 use serde_json::value::RawValue;
 
 const ENVELOPE_KEYS: [&str; 6] = ["jsonrpc", "method", "id", "params", "result", "error"];
-const PARAMS_KEYS: [&str; 4] = ["name", "uri", "_meta", "protocolVersion"];
-const META_KEYS: [&str; 1] = [META_PROTOCOL_VERSION];
+const PARAMS_KEYS: [&str; 5] = ["name", "uri", "_meta", "protocolVersion", "arguments"];
+/// `traceparent` in `_meta` carries W3C trace context (MCP "General fields: `_meta`").
+const META_KEYS: [&str; 2] = [META_PROTOCOL_VERSION, "traceparent"];
 
 /// What the request acts on, by method.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +42,11 @@ pub struct Request {
     pub meta_version: Option<String>,
     /// `params.protocolVersion` of `initialize` (the revision the client asks for).
     pub initialize_version: Option<String>,
+    /// `input_hash` of `params.arguments` (tools/call, prompts/get), see
+    /// [`crate::input_hash`]; the arguments themselves are not kept.
+    pub input_hash: Option<String>,
+    /// `params._meta.traceparent`, when it is a string.
+    pub meta_traceparent: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,6 +139,8 @@ fn parse_params(method: String, params: Option<&RawValue>) -> Result<Request, Re
         target: None,
         meta_version: None,
         initialize_version: None,
+        input_hash: None,
+        meta_traceparent: None,
     };
     let (name, uri) = match params {
         None => (None, None),
@@ -145,10 +154,11 @@ fn parse_params(method: String, params: Option<&RawValue>) -> Result<Request, Re
             if let Some(key) = picked.duplicate {
                 return Err(RequestError::DuplicateKey(format!("params.{key}")));
             }
-            let [name, uri, meta, initialize_version] = picked.values;
+            let [name, uri, meta, initialize_version, arguments] = picked.values;
             if let Some(meta) = meta {
-                request.meta_version = meta_version(meta)?;
+                (request.meta_version, request.meta_traceparent) = meta_fields(meta)?;
             }
+            request.input_hash = arguments.and_then(input_hash);
             if request.method == "initialize" {
                 request.initialize_version = initialize_version
                     .map(|raw| {
@@ -183,20 +193,21 @@ fn parse_params(method: String, params: Option<&RawValue>) -> Result<Request, Re
     Ok(request)
 }
 
-fn meta_version(meta: &RawValue) -> Result<Option<String>, RequestError> {
+/// The protocol version and the traceparent from `params._meta`.
+type MetaFields = (Option<String>, Option<String>);
+
+fn meta_fields(meta: &RawValue) -> Result<MetaFields, RequestError> {
     let picked = pick(meta.get().as_bytes(), &META_KEYS).map_err(json_error)?;
     if picked.shape != Shape::Object {
         return Err(RequestError::InvalidParams(
             "\"params._meta\" must be an object".into(),
         ));
     }
-    if picked.duplicate.is_some() {
-        return Err(RequestError::DuplicateKey(format!(
-            "params._meta.{META_PROTOCOL_VERSION}"
-        )));
+    if let Some(key) = picked.duplicate {
+        return Err(RequestError::DuplicateKey(format!("params._meta.{key}")));
     }
-    let [version] = picked.values;
-    version
+    let [version, traceparent] = picked.values;
+    let version = version
         .map(|raw| {
             string(raw).ok_or_else(|| {
                 RequestError::InvalidParams(format!(
@@ -204,7 +215,9 @@ fn meta_version(meta: &RawValue) -> Result<Option<String>, RequestError> {
                 ))
             })
         })
-        .transpose()
+        .transpose()?;
+    // Trace context is only carried along: a malformed one is ignored, not refused.
+    Ok((version, traceparent.and_then(string)))
 }
 
 /// Decodes a JSON string (escapes resolved). `None` for other types and for strings

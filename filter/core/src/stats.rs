@@ -1,0 +1,230 @@
+//! Names of the filter's Envoy stats, with their labels encoded in the name.
+//!
+//! proxy-wasm metrics have no labels (proxy_define_metric takes only a name), so each
+//! label set is its own stat named `<metric>;<label>=<value>;...`. The bootstrap's
+//! `stats_config.stats_tags` (shipped in envoy/envoy.yaml) has one extraction rule
+//! per label, so `/stats/prometheus` shows `mcp_tool_calls_total{mcp_server=...}`.
+//! Envoy puts wasm stats under the custom namespace `wasmcustom.`, which the
+//! Prometheus output drops. Label values never contain `;` or `=`: server ids and
+//! allow-listed tool names are checked at configuration, everything else is fixed.
+
+use crate::config::FilterConfig;
+use crate::outcome::{Decision, Outcome};
+use crate::reply_scan::Reply;
+
+/// The label value for tools outside the allow-list.
+pub const OTHER: &str = "other";
+
+/// JSON-RPC methods of MCP (2025-03-26 .. 2026-07-28) that get their own label;
+/// anything else is `other`, so a client cannot create stats by inventing methods.
+const METHODS: [&str; 24] = [
+    "initialize",
+    "ping",
+    "server/discover",
+    "tools/list",
+    "tools/call",
+    "prompts/list",
+    "prompts/get",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "subscriptions/listen",
+    "completion/complete",
+    "logging/setLevel",
+    "tasks/get",
+    "tasks/list",
+    "tasks/result",
+    "tasks/cancel",
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/progress",
+    "notifications/roots/list_changed",
+    "notifications/message",
+];
+
+/// The `mcp_tool` label of a tool name.
+pub fn tool_label<'a>(config: &FilterConfig, tool: &'a str) -> &'a str {
+    if config.metrics.tool_names.contains(tool) {
+        tool
+    } else {
+        OTHER
+    }
+}
+
+/// The `mcp_method` label: the JSON-RPC method, `response` for a client's response
+/// message, `http_<verb>` for requests without a JSON-RPC body (handshake-era GET
+/// stream, DELETE), `invalid` for a body that could not be read.
+pub fn method_label(method: Option<&str>, is_response: bool, http_method: &str) -> &'static str {
+    if let Some(method) = method {
+        return METHODS
+            .iter()
+            .find(|known| **known == method)
+            .copied()
+            .unwrap_or(OTHER);
+    }
+    if is_response {
+        return "response";
+    }
+    match http_method {
+        "POST" => "invalid",
+        "GET" => "http_get",
+        "DELETE" => "http_delete",
+        "OPTIONS" => "http_options",
+        "HEAD" => "http_head",
+        _ => "http_other",
+    }
+}
+
+/// The `mcp_outcome` label: the output status of an allowed call, else the decision.
+pub fn outcome_label(outcome: &Outcome) -> &'static str {
+    match outcome.decision {
+        Decision::Allowed => outcome.status.as_str(),
+        other => other.as_str(),
+    }
+}
+
+/// Counter: every MCP request, by server, method and decision.
+pub fn requests(server: &str, method: &str, decision: Decision) -> String {
+    format!(
+        "mcp_requests_total;server={server};method={method};decision={}",
+        decision.as_str()
+    )
+}
+
+/// Counter: `tools/call` requests by server, tool and outcome.
+pub fn tool_calls(server: &str, tool: &str, outcome: &str) -> String {
+    format!("mcp_tool_calls_total;server={server};tool={tool};outcome={outcome}")
+}
+
+/// Histogram (milliseconds): allowed `tools/call` latency by server and tool.
+pub fn tool_call_duration(server: &str, tool: &str) -> String {
+    format!("mcp_tool_call_duration_ms;server={server};tool={tool}")
+}
+
+/// Counter: failed capability/version negotiation by server and kind.
+pub fn negotiation_failures(server: &str, kind: NegotiationFailure) -> String {
+    format!(
+        "mcp_negotiation_failures_total;server={server};kind={}",
+        kind.as_str()
+    )
+}
+
+/// Counter: handshake-era sessions by server and event (`started`, `ended`,
+/// `untracked` when the session table is full).
+pub fn sessions(server: &str, event: &str) -> String {
+    format!("mcp_sessions_total;server={server};event={event}")
+}
+
+/// Histogram (milliseconds): duration of handshake-era sessions that ended (DELETE).
+pub fn session_duration(server: &str) -> String {
+    format!("mcp_session_duration_ms;server={server}")
+}
+
+/// Histogram: tool calls made in each handshake-era session that ended.
+pub fn session_tool_calls(server: &str) -> String {
+    format!("mcp_session_tool_calls;server={server}")
+}
+
+/// The kinds of negotiation failure on-call engineers watch for: a spike means a
+/// client or server release speaks a version the other side does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NegotiationFailure {
+    /// `initialize` (handshake era) did not succeed.
+    Initialize,
+    /// `server/discover` (2026-07-28) did not succeed.
+    ServerDiscover,
+    /// Any request answered with UnsupportedProtocolVersion (-32022; -32004 in
+    /// drafts before the 2026-07-28 renumbering).
+    UnsupportedVersion,
+}
+
+impl NegotiationFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NegotiationFailure::Initialize => "initialize",
+            NegotiationFailure::ServerDiscover => "server_discover",
+            NegotiationFailure::UnsupportedVersion => "unsupported_version",
+        }
+    }
+}
+
+/// Whether a request's end is a negotiation failure. Refusals by authz and rate
+/// limits are not: they are counted by decision instead.
+pub fn negotiation_failure(
+    method: Option<&str>,
+    outcome: &Outcome,
+    reply: Option<Reply>,
+) -> Option<NegotiationFailure> {
+    if !matches!(outcome.decision, Decision::Allowed | Decision::Invalid) {
+        return None;
+    }
+    if matches!(reply, Some(Reply::Error { code: Some(-32022 | -32004) })) {
+        return Some(NegotiationFailure::UnsupportedVersion);
+    }
+    if outcome.status == crate::outcome::OutputStatus::Success {
+        return None;
+    }
+    match method {
+        Some("initialize") => Some(NegotiationFailure::Initialize),
+        Some("server/discover") => Some(NegotiationFailure::ServerDiscover),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::OutputStatus;
+
+    fn config() -> FilterConfig {
+        FilterConfig::from_json(br#"{"server_id":"fin","metrics":{"tool_names":["get.balance"]}}"#)
+            .unwrap()
+    }
+
+    #[test]
+    fn labels_are_bounded() {
+        let config = config();
+        assert_eq!(tool_label(&config, "get.balance"), "get.balance");
+        assert_eq!(tool_label(&config, "made-up-123"), OTHER);
+        assert_eq!(method_label(Some("tools/call"), false, "POST"), "tools/call");
+        assert_eq!(method_label(Some("x/y;z=1"), false, "POST"), OTHER);
+        assert_eq!(method_label(None, true, "POST"), "response");
+        assert_eq!(method_label(None, false, "POST"), "invalid");
+        assert_eq!(method_label(None, false, "GET"), "http_get");
+    }
+
+    #[test]
+    fn names_carry_their_labels() {
+        assert_eq!(
+            tool_calls("fin", "get.balance", "success"),
+            "mcp_tool_calls_total;server=fin;tool=get.balance;outcome=success"
+        );
+        assert_eq!(
+            requests("fin", "tools/call", Decision::RateLimited),
+            "mcp_requests_total;server=fin;method=tools/call;decision=rate_limited"
+        );
+    }
+
+    #[test]
+    fn negotiation_failures_by_kind() {
+        let allowed = |status| Outcome { decision: Decision::Allowed, status, error_code: None };
+        let version_error = Some(Reply::Error { code: Some(-32022) });
+        assert_eq!(
+            negotiation_failure(Some("tools/list"), &allowed(OutputStatus::Error), version_error),
+            Some(NegotiationFailure::UnsupportedVersion)
+        );
+        assert_eq!(
+            negotiation_failure(Some("initialize"), &allowed(OutputStatus::Error), None),
+            Some(NegotiationFailure::Initialize)
+        );
+        assert_eq!(
+            negotiation_failure(Some("server/discover"), &allowed(OutputStatus::Timeout), None),
+            Some(NegotiationFailure::ServerDiscover)
+        );
+        assert_eq!(negotiation_failure(Some("initialize"), &allowed(OutputStatus::Success), None), None);
+        let denied = Outcome { decision: Decision::Denied, status: OutputStatus::Error, error_code: None };
+        assert_eq!(negotiation_failure(Some("initialize"), &denied, None), None);
+    }
+}
