@@ -75,7 +75,10 @@ mod tests {
 
     #[test]
     fn timestamps_and_latency() {
-        assert_eq!(iso8601(1_736_950_987_441_000_000), "2025-01-15T14:23:07.441Z");
+        assert_eq!(
+            iso8601(1_736_950_987_441_000_000),
+            "2025-01-15T14:23:07.441Z"
+        );
         assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(latency_ms(1_000_000, 313_456_789), 312.456);
         assert_eq!(latency_ms(5, 1), 0.0);

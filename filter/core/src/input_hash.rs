@@ -14,7 +14,10 @@ use sha2::{Digest, Sha256};
 pub fn input_hash(arguments: &RawValue) -> Option<String> {
     let value: serde_json::Value = serde_json::from_str(arguments.get()).ok()?;
     let canonical = serde_json_canonicalizer::to_vec(&value).ok()?;
-    Some(format!("sha256:{}", hex::encode(Sha256::digest(&canonical))))
+    Some(format!(
+        "sha256:{}",
+        hex::encode(Sha256::digest(&canonical))
+    ))
 }
 
 /// The canonical text itself (for tests and for users checking a hash by hand).
@@ -52,7 +55,8 @@ mod tests {
     fn keys_sort_by_utf16_code_units_rfc8785_section_3_2_3() {
         // The emoji (surrogates D83D DE00) sorts before U+FB33 in UTF-16 order,
         // though it comes after it by code point.
-        let input = r#"{"\u20ac":1,"\r":2,"\ufb33":3,"1":4,"\ud83d\ude00":5,"\u0080":6,"\u00f6":7}"#;
+        let input =
+            r#"{"\u20ac":1,"\r":2,"\ufb33":3,"1":4,"\ud83d\ude00":5,"\u0080":6,"\u00f6":7}"#;
         assert_eq!(
             canonical(input),
             "{\"\\r\":2,\"1\":4,\"\u{80}\":6,\"ö\":7,\"€\":1,\"😀\":5,\"\u{fb33}\":3}"
@@ -61,18 +65,24 @@ mod tests {
 
     #[test]
     fn numbers_take_the_ecmascript_form() {
-        assert_eq!(canonical("[1.0, -0, 1e21, 1e20, 0.1e1, 5E-7, 123456789012345680000]"),
-            "[1,0,1e+21,100000000000000000000,1,5e-7,123456789012345680000]");
+        assert_eq!(
+            canonical("[1.0, -0, 1e21, 1e20, 0.1e1, 5E-7, 123456789012345680000]"),
+            "[1,0,1e+21,100000000000000000000,1,5e-7,123456789012345680000]"
+        );
     }
 
     #[test]
     fn equal_inputs_hash_equal_whatever_order_spacing_and_escapes() {
-        let a = input_hash(&raw(r#"{"account":"ACC-1","limit":10,"opts":{"b":true,"a":null}}"#));
+        let a = input_hash(&raw(
+            r#"{"account":"ACC-1","limit":10,"opts":{"b":true,"a":null}}"#,
+        ));
         let b = input_hash(&raw(
             "{ \"opts\" : { \"a\" : null , \"b\" : true } ,\n \"limit\" : 1.0e1, \"\\u0061ccount\": \"ACC\\u002d1\" }",
         ));
         assert_eq!(a, b);
-        let c = input_hash(&raw(r#"{"account":"ACC-2","limit":10,"opts":{"b":true,"a":null}}"#));
+        let c = input_hash(&raw(
+            r#"{"account":"ACC-2","limit":10,"opts":{"b":true,"a":null}}"#,
+        ));
         assert_ne!(a, c);
     }
 

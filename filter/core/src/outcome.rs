@@ -132,9 +132,7 @@ pub fn classify(ending: &Ending) -> Outcome {
         Some(status) if status >= 400 => allowed(OutputStatus::Error, None),
         // Notifications and client responses get 202 without a body; GET streams and
         // DELETE end without a JSON-RPC response.
-        Some(_) if ending.complete && !ending.expects_reply => {
-            allowed(OutputStatus::Success, None)
-        }
+        Some(_) if ending.complete && !ending.expects_reply => allowed(OutputStatus::Success, None),
         // The body or stream ended before the response, or the client left.
         _ => allowed(OutputStatus::Partial, None),
     }
@@ -163,11 +161,17 @@ mod tests {
     fn replies_from_the_server() {
         let mut e = ending(200, "via_upstream");
         e.reply = Some(Reply::Result { is_error: false });
-        assert_eq!(outcome(&e), (Decision::Allowed, OutputStatus::Success, None));
+        assert_eq!(
+            outcome(&e),
+            (Decision::Allowed, OutputStatus::Success, None)
+        );
         e.reply = Some(Reply::Result { is_error: true });
         assert_eq!(outcome(&e), (Decision::Allowed, OutputStatus::Error, None));
         e.reply = Some(Reply::Error { code: Some(-32602) });
-        assert_eq!(outcome(&e), (Decision::Allowed, OutputStatus::Error, Some(-32602)));
+        assert_eq!(
+            outcome(&e),
+            (Decision::Allowed, OutputStatus::Error, Some(-32602))
+        );
         // A reply counts even if the client left before the stream closed.
         e.complete = false;
         assert_eq!(outcome(&e).1, OutputStatus::Error);
@@ -175,30 +179,72 @@ mod tests {
 
     #[test]
     fn refusals() {
-        assert_eq!(outcome(&ending(401, "ext_authz_denied")), (Decision::Denied, OutputStatus::Error, Some(UNAUTHORIZED)));
-        assert_eq!(outcome(&ending(403, "ext_authz_denied")), (Decision::Denied, OutputStatus::Error, Some(FORBIDDEN)));
-        assert_eq!(outcome(&ending(503, "ext_authz_error")), (Decision::Denied, OutputStatus::Error, Some(AUTHZ_UNAVAILABLE)));
-        assert_eq!(outcome(&ending(429, "request_rate_limited")), (Decision::RateLimited, OutputStatus::Error, Some(RATE_LIMITED)));
+        assert_eq!(
+            outcome(&ending(401, "ext_authz_denied")),
+            (Decision::Denied, OutputStatus::Error, Some(UNAUTHORIZED))
+        );
+        assert_eq!(
+            outcome(&ending(403, "ext_authz_denied")),
+            (Decision::Denied, OutputStatus::Error, Some(FORBIDDEN))
+        );
+        assert_eq!(
+            outcome(&ending(503, "ext_authz_error")),
+            (
+                Decision::Denied,
+                OutputStatus::Error,
+                Some(AUTHZ_UNAVAILABLE)
+            )
+        );
+        assert_eq!(
+            outcome(&ending(429, "request_rate_limited")),
+            (
+                Decision::RateLimited,
+                OutputStatus::Error,
+                Some(RATE_LIMITED)
+            )
+        );
         let mut e = ending(413, "wasm");
         e.rejected = Some((-31001, 413));
-        assert_eq!(outcome(&e), (Decision::Invalid, OutputStatus::Error, Some(-31001)));
+        assert_eq!(
+            outcome(&e),
+            (Decision::Invalid, OutputStatus::Error, Some(-31001))
+        );
         e.rejected = Some((-31000, 500));
         assert_eq!(outcome(&e).0, Decision::GatewayError);
     }
 
     #[test]
     fn timeouts_errors_and_partial_ends() {
-        assert_eq!(outcome(&ending(504, "upstream_response_timeout")), (Decision::Allowed, OutputStatus::Timeout, None));
-        assert_eq!(outcome(&ending(504, "via_upstream")).1, OutputStatus::Timeout);
-        assert_eq!(outcome(&ending(503, "upstream_reset_before_response_started{connection_termination}")).1, OutputStatus::Error);
+        assert_eq!(
+            outcome(&ending(504, "upstream_response_timeout")),
+            (Decision::Allowed, OutputStatus::Timeout, None)
+        );
+        assert_eq!(
+            outcome(&ending(504, "via_upstream")).1,
+            OutputStatus::Timeout
+        );
+        assert_eq!(
+            outcome(&ending(
+                503,
+                "upstream_reset_before_response_started{connection_termination}"
+            ))
+            .1,
+            OutputStatus::Error
+        );
         // 200 whose body ended without the response.
-        assert_eq!(outcome(&ending(200, "via_upstream")).1, OutputStatus::Partial);
+        assert_eq!(
+            outcome(&ending(200, "via_upstream")).1,
+            OutputStatus::Partial
+        );
         // The client disconnected mid-stream.
         let mut e = ending(200, "via_upstream");
         e.complete = false;
         assert_eq!(outcome(&e).1, OutputStatus::Partial);
         // No response at all.
-        let gone = Ending { expects_reply: true, ..Ending::default() };
+        let gone = Ending {
+            expects_reply: true,
+            ..Ending::default()
+        };
         assert_eq!(outcome(&gone).1, OutputStatus::Partial);
         // A notification answered 202.
         let mut note = ending(202, "via_upstream");

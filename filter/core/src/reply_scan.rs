@@ -348,18 +348,26 @@ mod tests {
 
     #[test]
     fn result_error_and_notifications() {
-        let ok = scan(br#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"isError"}]}}"#);
+        let ok = scan(
+            br#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"isError"}]}}"#,
+        );
         assert_eq!(ok.id.as_deref(), Some("7"));
         assert_eq!(ok.reply, Some(Reply::Result { is_error: false }));
         assert_eq!(ok.reply_to(Some("7")), ok.reply);
 
-        let tool_error = scan(br#"{"result":{"isError":true,"content":[]},"id":"a","jsonrpc":"2.0"}"#);
-        assert_eq!(tool_error.reply_to(Some(r#""a""#)), Some(Reply::Result { is_error: true }));
+        let tool_error =
+            scan(br#"{"result":{"isError":true,"content":[]},"id":"a","jsonrpc":"2.0"}"#);
+        assert_eq!(
+            tool_error.reply_to(Some(r#""a""#)),
+            Some(Reply::Result { is_error: true })
+        );
 
         let not_error = scan(br#"{"id":1,"result":{"isError":false}}"#);
         assert_eq!(not_error.reply, Some(Reply::Result { is_error: false }));
 
-        let error = scan(br#"{"jsonrpc":"2.0","id":1,"error":{"message":"x","code":-32602,"data":{"code":5}}}"#);
+        let error = scan(
+            br#"{"jsonrpc":"2.0","id":1,"error":{"message":"x","code":-32602,"data":{"code":5}}}"#,
+        );
         assert_eq!(error.reply, Some(Reply::Error { code: Some(-32602) }));
 
         let progress = scan(br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"result":{"isError":true}}}"#);
@@ -378,9 +386,8 @@ mod tests {
 
     #[test]
     fn strings_with_quotes_braces_and_escapes() {
-        let summary = scan(
-            br#"{"result":{"content":"}{\"isError\":true}\\","isError":true},"id":"x\"}"}"#,
-        );
+        let summary =
+            scan(br#"{"result":{"content":"}{\"isError\":true}\\","isError":true},"id":"x\"}"}"#);
         assert_eq!(summary.id.as_deref(), Some(r#""x\"}""#));
         assert_eq!(summary.reply, Some(Reply::Result { is_error: true }));
         assert_eq!(summary.reply_to(Some(r#""x\u0022}""#)), summary.reply);
@@ -429,7 +436,13 @@ mod tests {
 
     #[test]
     fn garbage_never_panics_and_reports_nothing_useful() {
-        for input in [&b"}}]]::,,"[..], b"\"", b"{\"id\":", b"{\"error\":{\"code\":\"x\"}}", b"\xff\xfe{"] {
+        for input in [
+            &b"}}]]::,,"[..],
+            b"\"",
+            b"{\"id\":",
+            b"{\"error\":{\"code\":\"x\"}}",
+            b"\xff\xfe{",
+        ] {
             let summary = scan(input);
             assert_eq!(summary.reply_to(Some("1")), None, "{input:?}");
         }

@@ -1,7 +1,7 @@
 //! The parts of the request headers the filter decides on, collected once in the
 //! headers callback (the host's header map cannot be read safely later).
 
-use crate::headers::{MCP_METHOD, MCP_NAME, MCP_PROTOCOL_VERSION};
+use crate::headers::{MCP_METHOD, MCP_NAME, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
 
 /// One client header that must appear at most once.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -42,6 +42,12 @@ pub struct RequestHead {
     pub content_encoding: Option<String>,
     /// `content-length`, if sent (lets an oversized body be refused before reading it).
     pub content_length: Option<u64>,
+    /// `mcp-session-id` (handshake era), for the audit record and session metrics.
+    pub session_id: Option<String>,
+    /// `traceparent` (W3C Trace Context), first copy.
+    pub traceparent: Option<String>,
+    /// `x-request-id`, which Envoy sets before any filter runs.
+    pub request_id: Option<String>,
 }
 
 impl RequestHead {
@@ -61,6 +67,9 @@ impl RequestHead {
                 MCP_NAME => head.mcp_name.add(value),
                 "content-encoding" => head.content_encoding = Some(text()),
                 "content-length" => head.content_length = text().trim().parse().ok(),
+                MCP_SESSION_ID if head.session_id.is_none() => head.session_id = Some(text()),
+                "traceparent" if head.traceparent.is_none() => head.traceparent = Some(text()),
+                "x-request-id" if head.request_id.is_none() => head.request_id = Some(text()),
                 _ => {}
             }
         }
@@ -83,6 +92,9 @@ mod tests {
             ("mcp-protocol-version", b"\xff"),
             ("content-length", b"42"),
             ("x-other", b"ignored"),
+            ("mcp-session-id", b"s-1"),
+            ("traceparent", b"00-abc"),
+            ("traceparent", b"00-def"),
         ];
         let head = RequestHead::from_headers(headers);
         assert_eq!(head.http_method, "POST");
@@ -92,5 +104,8 @@ mod tests {
         assert_eq!(head.protocol_version, ClientHeader::NotText);
         assert_eq!(head.content_length, Some(42));
         assert_eq!(head.content_encoding, None);
+        assert_eq!(head.session_id.as_deref(), Some("s-1"));
+        assert_eq!(head.traceparent.as_deref(), Some("00-abc"));
+        assert_eq!(head.request_id, None);
     }
 }

@@ -20,8 +20,12 @@ enum Line {
     /// Reading the field name.
     Field,
     /// Just after the colon: one space is dropped.
-    AfterColon { data: bool },
-    Value { data: bool },
+    AfterColon {
+        data: bool,
+    },
+    Value {
+        data: bool,
+    },
     /// A comment (`:` first) or a line whose value is not read.
     Ignore,
 }
@@ -131,12 +135,11 @@ impl SseReader {
     fn end_line(&mut self, on_message: &mut impl FnMut(Summary)) {
         match self.line {
             // A blank line dispatches the event.
-            Line::Start => {
-                if std::mem::take(&mut self.event_has_data) {
-                    let summary = self.scanner.finish();
-                    self.scanner = ReplyScanner::default();
-                    on_message(summary);
-                }
+            Line::Start if self.event_has_data => {
+                self.event_has_data = false;
+                let summary = self.scanner.finish();
+                self.scanner = ReplyScanner::default();
+                on_message(summary);
             }
             // A line without a colon is a field name with an empty value.
             Line::Field if self.is_data_field() => self.begin_data_line(),
@@ -186,7 +189,10 @@ data\n\n";
         let events = read_all(&[STREAM]);
         assert_eq!(shape(&events), expected());
         assert_eq!(events[1].id.as_deref(), Some("3"));
-        assert_eq!(events[1].reply_to(Some("3")), Some(Reply::Result { is_error: true }));
+        assert_eq!(
+            events[1].reply_to(Some("3")),
+            Some(Reply::Result { is_error: true })
+        );
     }
 
     #[test]

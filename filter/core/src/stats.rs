@@ -160,7 +160,12 @@ pub fn negotiation_failure(
     if !matches!(outcome.decision, Decision::Allowed | Decision::Invalid) {
         return None;
     }
-    if matches!(reply, Some(Reply::Error { code: Some(-32022 | -32004) })) {
+    if matches!(
+        reply,
+        Some(Reply::Error {
+            code: Some(-32022 | -32004)
+        })
+    ) {
         return Some(NegotiationFailure::UnsupportedVersion);
     }
     if outcome.status == crate::outcome::OutputStatus::Success {
@@ -188,7 +193,10 @@ mod tests {
         let config = config();
         assert_eq!(tool_label(&config, "get.balance"), "get.balance");
         assert_eq!(tool_label(&config, "made-up-123"), OTHER);
-        assert_eq!(method_label(Some("tools/call"), false, "POST"), "tools/call");
+        assert_eq!(
+            method_label(Some("tools/call"), false, "POST"),
+            "tools/call"
+        );
         assert_eq!(method_label(Some("x/y;z=1"), false, "POST"), OTHER);
         assert_eq!(method_label(None, true, "POST"), "response");
         assert_eq!(method_label(None, false, "POST"), "invalid");
@@ -209,10 +217,18 @@ mod tests {
 
     #[test]
     fn negotiation_failures_by_kind() {
-        let allowed = |status| Outcome { decision: Decision::Allowed, status, error_code: None };
+        let allowed = |status| Outcome {
+            decision: Decision::Allowed,
+            status,
+            error_code: None,
+        };
         let version_error = Some(Reply::Error { code: Some(-32022) });
         assert_eq!(
-            negotiation_failure(Some("tools/list"), &allowed(OutputStatus::Error), version_error),
+            negotiation_failure(
+                Some("tools/list"),
+                &allowed(OutputStatus::Error),
+                version_error
+            ),
             Some(NegotiationFailure::UnsupportedVersion)
         );
         assert_eq!(
@@ -220,11 +236,22 @@ mod tests {
             Some(NegotiationFailure::Initialize)
         );
         assert_eq!(
-            negotiation_failure(Some("server/discover"), &allowed(OutputStatus::Timeout), None),
+            negotiation_failure(
+                Some("server/discover"),
+                &allowed(OutputStatus::Timeout),
+                None
+            ),
             Some(NegotiationFailure::ServerDiscover)
         );
-        assert_eq!(negotiation_failure(Some("initialize"), &allowed(OutputStatus::Success), None), None);
-        let denied = Outcome { decision: Decision::Denied, status: OutputStatus::Error, error_code: None };
+        assert_eq!(
+            negotiation_failure(Some("initialize"), &allowed(OutputStatus::Success), None),
+            None
+        );
+        let denied = Outcome {
+            decision: Decision::Denied,
+            status: OutputStatus::Error,
+            error_code: None,
+        };
         assert_eq!(negotiation_failure(Some("initialize"), &denied, None), None);
     }
 }

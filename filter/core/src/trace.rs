@@ -9,7 +9,9 @@ pub fn trace_id(traceparent: &str) -> Option<&str> {
     let (version, trace, parent, flags) =
         (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     let hex = |s: &str, len: usize| {
-        s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     };
     let valid = hex(version, 2)
         && version != "ff"
@@ -31,7 +33,10 @@ mod tests {
     fn valid_and_invalid_traceparents() {
         let id = "4bf92f3577b34da6a3ce929d0e0e4736";
         assert_eq!(trace_id(&format!("00-{id}-00f067aa0ba902b7-01")), Some(id));
-        assert_eq!(trace_id(&format!("01-{id}-00f067aa0ba902b7-01-extra")), Some(id));
+        assert_eq!(
+            trace_id(&format!("01-{id}-00f067aa0ba902b7-01-extra")),
+            Some(id)
+        );
         for bad in [
             format!("00-{id}-00f067aa0ba902b7-01-extra"),
             format!("ff-{id}-00f067aa0ba902b7-01"),

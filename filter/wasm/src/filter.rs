@@ -2,6 +2,7 @@
 
 use crate::flow::{Level, RequestFlow, Verdict};
 use crate::host::{self, WasmHost};
+use crate::metrics::MetricIds;
 use mcp_filter_core::FilterConfig;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
@@ -10,6 +11,7 @@ use std::rc::Rc;
 #[derive(Default)]
 pub struct McpRoot {
     config: Option<Rc<FilterConfig>>,
+    metrics: Rc<MetricIds>,
 }
 
 impl Context for McpRoot {}
@@ -42,7 +44,10 @@ impl RootContext for McpRoot {
         // Without a configuration Envoy has already refused the plugin; `None` makes
         // the SDK fail the stream rather than let it pass unlabelled.
         let config = self.config.clone()?;
-        Some(Box::new(McpHttp(RequestFlow::new(config))))
+        Some(Box::new(McpHttp(RequestFlow::new(
+            config,
+            self.metrics.clone(),
+        ))))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -76,6 +81,16 @@ impl HttpContext for McpHttp {
             self.0
                 .on_response_body(&mut WasmHost, body_size, end_of_stream),
         )
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        action(self.0.on_response_trailers())
+    }
+
+    /// Envoy runs this before the connection manager's access loggers (checked on
+    /// 1.40), so the filter state set here is what the access log prints.
+    fn on_log(&mut self) {
+        self.0.on_log(&mut WasmHost)
     }
 }
 

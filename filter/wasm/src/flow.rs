@@ -4,12 +4,14 @@
 //! the host calls behind a trait, so it runs natively in tests with a fake host that
 //! can refuse any call. The proxy-wasm glue in `filter.rs` only forwards callbacks.
 
+use crate::audit::{Call, Reader};
+use crate::metrics::MetricIds;
 use crate::wire;
 use mcp_filter_core::error::{AUTHZ_UNAVAILABLE, RATE_LIMITED};
 use mcp_filter_core::headers::{is_gateway_header, X_AGENT_ID, X_MCP_REQUEST_ID};
 use mcp_filter_core::{
-    check_body_size, error_body, label_request, on_request_head, sentinel, AgentIdentity,
-    FilterConfig, HeadAction, Rejection, RequestError, RequestHead,
+    check_body_size, error_body, label_request_with_facts, on_request_head, sentinel,
+    AgentIdentity, FilterConfig, HeadAction, Rejection, RequestError, RequestFacts, RequestHead,
 };
 use serde_json::value::RawValue;
 use std::fmt;
@@ -44,6 +46,16 @@ pub enum Level {
     Critical = 5,
 }
 
+/// proxy-wasm metric types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter = 0,
+    Histogram = 2,
+}
+
+/// The shared-data status for a compare-and-swap that lost a race.
+pub const CAS_MISMATCH: HostStatus = HostStatus(8);
+
 /// The host calls a request needs. Every one can fail; none may panic.
 pub trait Host {
     /// All request headers, serialised as the proxy-wasm ABI does (see `wire`).
@@ -69,6 +81,21 @@ pub trait Host {
     fn remove_response_header(&mut self, name: &str) -> Result<(), HostStatus>;
     /// Replaces the first `current_len` bytes of the buffered response body.
     fn replace_response_body(&mut self, current_len: usize, body: &[u8]) -> Result<(), HostStatus>;
+    /// The first `len` bytes of the response body chunk at hand.
+    fn response_body(&mut self, len: usize) -> Result<Vec<u8>, HostStatus>;
+    /// One request header (the first copy); in `on_log`, as the request left Envoy.
+    fn request_header(&mut self, name: &str) -> Result<Option<String>, HostStatus>;
+    /// Wall-clock time, Unix nanoseconds.
+    fn now_nanos(&mut self) -> Result<u64, HostStatus>;
+    /// Sets the filter state `wasm.<path>` that access logs read.
+    fn set_property(&mut self, path: &[&str], value: &[u8]) -> Result<(), HostStatus>;
+    fn define_metric(&mut self, kind: MetricKind, name: &str) -> Result<u32, HostStatus>;
+    fn increment_metric(&mut self, id: u32, delta: i64) -> Result<(), HostStatus>;
+    fn record_metric(&mut self, id: u32, value: u64) -> Result<(), HostStatus>;
+    /// A shared-data value (across workers) and its CAS token.
+    fn shared_data(&mut self, key: &str) -> Result<(Option<Vec<u8>>, u32), HostStatus>;
+    /// Writes shared data if its CAS token is still `cas` (0: unconditionally).
+    fn set_shared_data(&mut self, key: &str, value: &[u8], cas: u32) -> Result<(), HostStatus>;
 }
 
 /// What a callback tells the host.
@@ -82,7 +109,7 @@ enum State {
     /// Not an MCP POST, or already labelled.
     PassThrough,
     /// Buffering an MCP POST body; `seen` is the body size the host last reported.
-    Reading { head: RequestHead, seen: usize },
+    Reading { head: Box<RequestHead>, seen: usize },
     /// A local reply was sent: nothing of this request may continue upstream.
     Replied,
 }
@@ -90,20 +117,25 @@ enum State {
 /// The filter's state for one HTTP request.
 pub struct RequestFlow {
     config: Rc<FilterConfig>,
+    metrics: Rc<MetricIds>,
     state: State,
     /// `x-mcp-request-id` of a labelled request, for error bodies written later.
     request_id: Option<String>,
     /// A JSON-RPC error body that replaces the body of Envoy's local reply.
     new_body: Option<String>,
+    /// What the audit record of a request on an MCP path needs; `None` elsewhere.
+    call: Option<Box<Call>>,
 }
 
 impl RequestFlow {
-    pub fn new(config: Rc<FilterConfig>) -> Self {
+    pub fn new(config: Rc<FilterConfig>, metrics: Rc<MetricIds>) -> Self {
         RequestFlow {
             config,
+            metrics,
             state: State::PassThrough,
             request_id: None,
             new_body: None,
+            call: None,
         }
     }
 
@@ -112,6 +144,9 @@ impl RequestFlow {
             Ok(head) => head,
             Err(rejection) => return self.reject(host, rejection),
         };
+        if self.config.is_mcp_path(&head.path) {
+            self.call = Some(Box::new(Call::start(host, &head)));
+        }
         match on_request_head(&self.config, &head) {
             HeadAction::PassThrough => Verdict::Continue,
             HeadAction::Reject(rejection) => self.reject(host, rejection),
@@ -119,7 +154,10 @@ impl RequestFlow {
             // Pausing holds the headers while the body is buffered; Envoy lets the body
             // callback change them only with `allow_on_headers_stop_iteration`.
             HeadAction::ReadBody => {
-                self.state = State::Reading { head, seen: 0 };
+                self.state = State::Reading {
+                    head: Box::new(head),
+                    seen: 0,
+                };
                 Verdict::Pause
             }
         }
@@ -156,23 +194,26 @@ impl RequestFlow {
         }
     }
 
-    /// Envoy's own answers for a labelled request (the rate limit filter's 429, an
-    /// unreachable authz-service's 503) pass back through here; they get a JSON-RPC
-    /// error body carrying the request's id, which only this filter knows. The
-    /// `local_reply_config` in envoy/envoy.yaml gives them a body to replace.
+    /// Reads how the response starts (status, type, session id) for the audit record,
+    /// and reshapes Envoy's own answers for a labelled request.
+    ///
+    /// The rate limit filter's 429 and an unreachable authz-service's 503 pass back
+    /// through here; they get a JSON-RPC error body carrying the request's id, which
+    /// only this filter knows. The `local_reply_config` in envoy/envoy.yaml gives them
+    /// a body to replace.
     pub fn on_response_headers(&mut self, host: &mut impl Host, end_of_stream: bool) -> Verdict {
+        let Some(call) = self.call.as_deref_mut() else {
+            return Verdict::Continue;
+        };
+        call.on_response_headers(host, end_of_stream);
+        if end_of_stream || call.rejected.is_some() {
+            return Verdict::Continue;
+        }
         let Some(id) = self.request_id.as_deref() else {
             return Verdict::Continue;
         };
-        if end_of_stream {
-            return Verdict::Continue;
-        }
-        let details = match host.property(&["response", "code_details"]) {
-            Ok(Some(details)) => details,
-            _ => return Verdict::Continue,
-        };
-        let (code, message) = match details.as_slice() {
-            b"request_rate_limited" => {
+        let (code, message) = match call.code_details.as_deref() {
+            Some("request_rate_limited") => {
                 let retry = host.response_header("retry-after").ok().flatten();
                 let message = match retry {
                     Some(seconds) => format!(
@@ -182,12 +223,14 @@ impl RequestFlow {
                 };
                 (RATE_LIMITED, message)
             }
-            b"ext_authz_error" => (
+            Some("ext_authz_error") => (
                 AUTHZ_UNAVAILABLE,
                 "authorization service unavailable: request refused".to_owned(),
             ),
             _ => return Verdict::Continue,
         };
+        // Envoy's body is replaced, not read.
+        call.reader = Reader::Off;
         let id = RawValue::from_string(id.to_owned()).ok();
         let body = error_body(id.as_deref(), code, &message);
         // The new body is longer than the one Envoy computed content-length for.
@@ -204,12 +247,18 @@ impl RequestFlow {
         Verdict::Continue
     }
 
+    /// Response bytes pass on unchanged as they come (`Continue`): the filter reads
+    /// each chunk into the incremental reader and keeps nothing of it. Only a local
+    /// reply being reshaped is held until its end.
     pub fn on_response_body(
         &mut self,
         host: &mut impl Host,
         body_size: usize,
         end_of_stream: bool,
     ) -> Verdict {
+        if let Some(call) = self.call.as_deref_mut() {
+            call.on_response_body(host, body_size, end_of_stream);
+        }
         if self.new_body.is_none() {
             return Verdict::Continue;
         }
@@ -225,6 +274,21 @@ impl RequestFlow {
             }
         }
         Verdict::Continue
+    }
+
+    pub fn on_response_trailers(&mut self) -> Verdict {
+        if let Some(call) = self.call.as_deref_mut() {
+            call.complete = true;
+        }
+        Verdict::Continue
+    }
+
+    /// The request is over (Envoy calls this before its access loggers run): publish
+    /// the audit record and count the metrics.
+    pub fn on_log(&mut self, host: &mut impl Host) {
+        if let Some(call) = self.call.take() {
+            call.finish(host, &self.config, &self.metrics);
+        }
     }
 
     fn finish(&mut self, host: &mut impl Host) -> Verdict {
@@ -243,10 +307,18 @@ impl RequestFlow {
 
     fn label(&mut self, host: &mut impl Host, head: &RequestHead, body: Vec<u8>) -> Verdict {
         self.state = State::PassThrough;
-        let labels = match label_request(&self.config, head, &body) {
+        let mut scratch = RequestFacts::default();
+        let facts = match self.call.as_deref_mut() {
+            Some(call) => &mut call.facts,
+            None => &mut scratch,
+        };
+        let labels = match label_request_with_facts(&self.config, head, &body, facts) {
             Ok(labels) => labels,
             Err(rejection) => return self.reject(host, rejection),
         };
+        if let Some(call) = self.call.as_deref_mut() {
+            call.body_labelled();
+        }
         let agent = match agent_identity(host, &self.config.agent_identity) {
             Ok(agent) => agent,
             Err(rejection) => return self.reject(host, rejection),
@@ -274,6 +346,9 @@ impl RequestFlow {
 
     fn reject(&mut self, host: &mut impl Host, rejection: Rejection) -> Verdict {
         self.state = State::Replied;
+        if let Some(call) = self.call.as_deref_mut() {
+            call.rejected = Some((rejection.error.code(), rejection.status()));
+        }
         let mut headers = vec![("content-type", "application/json")];
         headers.extend_from_slice(rejection.extra_headers());
         let body = rejection.body();

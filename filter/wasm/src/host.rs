@@ -12,7 +12,7 @@
 // Same imports as the SDK's declarations, with `u32` in place of its enums on purpose.
 #![allow(clashing_extern_declarations)]
 
-use crate::flow::{Host, HostStatus, Level};
+use crate::flow::{Host, HostStatus, Level, MetricKind};
 use crate::wire;
 use std::ptr::{null, null_mut};
 
@@ -68,6 +68,35 @@ extern "C" {
         argument_size: usize,
         data: *mut *mut u8,
         size: *mut usize,
+    ) -> u32;
+    fn proxy_get_current_time_nanoseconds(time: *mut u64) -> u32;
+    fn proxy_set_property(
+        path: *const u8,
+        path_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_define_metric(
+        metric_type: u32,
+        name: *const u8,
+        name_size: usize,
+        metric_id: *mut u32,
+    ) -> u32;
+    fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
+    fn proxy_get_shared_data(
+        key: *const u8,
+        key_size: usize,
+        value: *mut *mut u8,
+        value_size: *mut usize,
+        cas: *mut u32,
+    ) -> u32;
+    fn proxy_set_shared_data(
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+        cas: u32,
     ) -> u32;
     fn proxy_send_local_response(
         status_code: u32,
@@ -224,6 +253,52 @@ fn clear_route_cache() -> Result<(), HostStatus> {
     check(status)
 }
 
+fn now_nanos() -> Result<u64, HostStatus> {
+    let mut time = 0;
+    // SAFETY: out-pointer to a local.
+    check(unsafe { proxy_get_current_time_nanoseconds(&mut time) })?;
+    Ok(time)
+}
+
+/// Sets filter state `wasm.<path>` (Envoy 1.40 lets a request overwrite its own).
+fn set_property(path: &[&str], value: &[u8]) -> Result<(), HostStatus> {
+    let serialized = path.join("\0");
+    // SAFETY: both buffers are live for the call.
+    check(unsafe {
+        proxy_set_property(
+            serialized.as_ptr(),
+            serialized.len(),
+            value.as_ptr(),
+            value.len(),
+        )
+    })
+}
+
+fn define_metric(kind: MetricKind, name: &str) -> Result<u32, HostStatus> {
+    let mut id = 0;
+    // SAFETY: the name buffer is live for the call; out-pointer to a local.
+    check(unsafe { proxy_define_metric(kind as u32, name.as_ptr(), name.len(), &mut id) })?;
+    Ok(id)
+}
+
+fn shared_data(key: &str) -> Result<(Option<Vec<u8>>, u32), HostStatus> {
+    let (mut data, mut size, mut cas) = (null_mut(), 0, 0);
+    // SAFETY: the key buffer is live for the call; out-pointers to locals.
+    match unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) }
+    {
+        0 => Ok((Some(owned(data, size)), cas)),
+        1 => Ok((None, 0)),
+        other => Err(HostStatus(other)),
+    }
+}
+
+fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<(), HostStatus> {
+    // SAFETY: both buffers are live for the call.
+    check(unsafe {
+        proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas)
+    })
+}
+
 /// The real host: Envoy's proxy-wasm ABI.
 pub struct WasmHost;
 
@@ -268,5 +343,34 @@ impl Host for WasmHost {
     }
     fn replace_response_body(&mut self, current_len: usize, body: &[u8]) -> Result<(), HostStatus> {
         replace_response_body(current_len, body)
+    }
+    fn response_body(&mut self, len: usize) -> Result<Vec<u8>, HostStatus> {
+        buffer(HTTP_RESPONSE_BODY, 0, len)
+    }
+    fn request_header(&mut self, name: &str) -> Result<Option<String>, HostStatus> {
+        header(HTTP_REQUEST_HEADERS, name)
+    }
+    fn now_nanos(&mut self) -> Result<u64, HostStatus> {
+        now_nanos()
+    }
+    fn set_property(&mut self, path: &[&str], value: &[u8]) -> Result<(), HostStatus> {
+        set_property(path, value)
+    }
+    fn define_metric(&mut self, kind: MetricKind, name: &str) -> Result<u32, HostStatus> {
+        define_metric(kind, name)
+    }
+    fn increment_metric(&mut self, id: u32, delta: i64) -> Result<(), HostStatus> {
+        // SAFETY: plain values.
+        check(unsafe { proxy_increment_metric(id, delta) })
+    }
+    fn record_metric(&mut self, id: u32, value: u64) -> Result<(), HostStatus> {
+        // SAFETY: plain values.
+        check(unsafe { proxy_record_metric(id, value) })
+    }
+    fn shared_data(&mut self, key: &str) -> Result<(Option<Vec<u8>>, u32), HostStatus> {
+        shared_data(key)
+    }
+    fn set_shared_data(&mut self, key: &str, value: &[u8], cas: u32) -> Result<(), HostStatus> {
+        set_shared_data(key, value, cas)
     }
 }

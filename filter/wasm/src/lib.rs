@@ -5,7 +5,9 @@
 //! FAIL_RELOAD` (see `envoy/envoy.yaml`).
 #![deny(unsafe_code)]
 
+pub mod audit;
 pub mod flow;
+pub mod metrics;
 pub mod wire;
 
 #[cfg(target_arch = "wasm32")]

@@ -1,6 +1,7 @@
 //! The request flow against a fake host that can refuse any call.
 
 use super::*;
+use crate::metrics::MetricIds;
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -21,6 +22,13 @@ struct FakeHost {
     logs: Vec<(Level, String)>,
     response_headers: Vec<(String, String)>,
     response_body: Vec<u8>,
+    /// Host clock, advanced 1 ms per read.
+    clock: u64,
+    set_properties: HashMap<String, Vec<u8>>,
+    metric_names: Vec<String>,
+    counters: HashMap<String, i64>,
+    histograms: HashMap<String, Vec<u64>>,
+    shared: HashMap<String, (Vec<u8>, u32)>,
 }
 
 impl FakeHost {
@@ -149,11 +157,73 @@ impl Host for FakeHost {
         );
         Ok(())
     }
+    fn response_body(&mut self, len: usize) -> Result<Vec<u8>, HostStatus> {
+        self.check("response_body")?;
+        Ok(self.response_body[..len.min(self.response_body.len())].to_vec())
+    }
+    fn request_header(&mut self, name: &str) -> Result<Option<String>, HostStatus> {
+        self.check("request_header")?;
+        Ok(self.header(name).first().map(|v| v.to_string()))
+    }
+    fn now_nanos(&mut self) -> Result<u64, HostStatus> {
+        self.check("now_nanos")?;
+        self.clock += 1_000_000;
+        Ok(1_736_950_987_441_000_000 + self.clock)
+    }
+    fn set_property(&mut self, path: &[&str], value: &[u8]) -> Result<(), HostStatus> {
+        self.check("set_property")?;
+        self.set_properties.insert(path.join("."), value.to_vec());
+        Ok(())
+    }
+    fn define_metric(&mut self, _kind: MetricKind, name: &str) -> Result<u32, HostStatus> {
+        self.check("define_metric")?;
+        self.metric_names.push(name.into());
+        Ok(self.metric_names.len() as u32 - 1)
+    }
+    fn increment_metric(&mut self, id: u32, delta: i64) -> Result<(), HostStatus> {
+        let name = self.metric_names[id as usize].clone();
+        *self.counters.entry(name).or_default() += delta;
+        Ok(())
+    }
+    fn record_metric(&mut self, id: u32, value: u64) -> Result<(), HostStatus> {
+        let name = self.metric_names[id as usize].clone();
+        self.histograms.entry(name).or_default().push(value);
+        Ok(())
+    }
+    fn shared_data(&mut self, key: &str) -> Result<(Option<Vec<u8>>, u32), HostStatus> {
+        Ok(match self.shared.get(key) {
+            Some((value, cas)) => (Some(value.clone()), *cas),
+            None => (None, 0),
+        })
+    }
+    fn set_shared_data(&mut self, key: &str, value: &[u8], cas: u32) -> Result<(), HostStatus> {
+        let current = self.shared.get(key).map(|(_, c)| *c).unwrap_or(0);
+        if cas != 0 && cas != current {
+            return Err(CAS_MISMATCH);
+        }
+        self.shared
+            .insert(key.into(), (value.to_vec(), current + 1));
+        Ok(())
+    }
+}
+
+impl FakeHost {
+    /// The audit record the filter published.
+    fn record(&self) -> Value {
+        let bytes = self
+            .set_properties
+            .get("mcp_audit")
+            .expect("an audit record");
+        serde_json::from_slice(bytes).unwrap()
+    }
 }
 
 fn flow(extra_config: &str) -> RequestFlow {
     let json = format!(r#"{{"server_id":"financial-data","max_body_bytes":1000{extra_config}}}"#);
-    RequestFlow::new(Rc::new(FilterConfig::from_json(json.as_bytes()).unwrap()))
+    RequestFlow::new(
+        Rc::new(FilterConfig::from_json(json.as_bytes()).unwrap()),
+        Rc::new(MetricIds::default()),
+    )
 }
 
 /// Headers, then the body in two pieces, as Envoy delivers a paused request.
@@ -392,5 +462,399 @@ fn upstream_responses_are_untouched() {
             .response_headers
             .iter()
             .any(|(k, _)| k == "content-length"));
+    }
+}
+
+// ---- audit record and metrics ----
+
+const CALL: &str = r#"{"jsonrpc":"2.0","id":"c-1","method":"tools/call","params":{"name":"get_account_balance","arguments":{"b":2,"a":"x"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}}}"#;
+
+fn audited_flow() -> RequestFlow {
+    flow(r#","metrics":{"tool_names":["get_account_balance"]}"#)
+}
+
+/// A labelled `tools/call` with arguments, then a response head.
+fn call_with_response(flow: &mut RequestFlow, response_headers: &[(&str, &str)]) -> FakeHost {
+    let mut host = FakeHost::mcp_post(&[("x-request-id", "req-9")]);
+    host.body = CALL.as_bytes().to_vec();
+    assert_eq!(run(flow, &mut host), Verdict::Continue);
+    // ext_authz's allow response sets the verified identity.
+    host.headers
+        .push(("x-agent-id".into(), "agent-prod-001".into()));
+    host.response_headers = response_headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    host
+}
+
+/// Delivers a response body in chunks of `chunk` bytes, as Envoy streams it.
+fn stream_body(flow: &mut RequestFlow, host: &mut FakeHost, body: &[u8], chunk: usize, end: bool) {
+    let pieces: Vec<&[u8]> = body.chunks(chunk).collect();
+    for (i, piece) in pieces.iter().enumerate() {
+        host.response_body = piece.to_vec();
+        let last = end && i + 1 == pieces.len();
+        assert_eq!(
+            flow.on_response_body(host, piece.len(), last),
+            Verdict::Continue
+        );
+        // Bytes go on unchanged.
+        assert_eq!(host.response_body, *piece);
+    }
+}
+
+#[test]
+fn json_success_is_recorded_with_every_field() {
+    let mut flow = audited_flow();
+    let mut host = call_with_response(
+        &mut flow,
+        &[(":status", "200"), ("content-type", "application/json")],
+    );
+    assert_eq!(
+        flow.on_response_headers(&mut host, false),
+        Verdict::Continue
+    );
+    let body = br#"{"jsonrpc":"2.0","id":"c-1","result":{"content":[{"type":"text","text":"42"}],"isError":false}}"#;
+    stream_body(&mut flow, &mut host, body, 7, true);
+    flow.on_log(&mut host);
+
+    let record = host.record();
+    let expected_hash = mcp_filter_core::input_hash::input_hash(
+        &RawValue::from_string(r#"{"a":"x","b":2}"#.into()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["timestamp"], "2025-01-15T14:23:07.442Z");
+    assert_eq!(record["agent_id"], "agent-prod-001");
+    assert_eq!(record["user_id"], Value::Null);
+    assert_eq!(record["server_id"], "financial-data");
+    assert_eq!(record["method"], "tools/call");
+    assert_eq!(record["tool_name"], "get_account_balance");
+    assert_eq!(record["input_hash"], expected_hash.as_str());
+    assert_eq!(record["output_status"], "success");
+    assert_eq!(record["decision"], "allowed");
+    assert_eq!(record["http_status"], 200);
+    assert_eq!(record["jsonrpc_id"], "c-1");
+    assert_eq!(record["trace_id"], "0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(record["request_id"], "req-9");
+    assert_eq!(record["protocol_version"], "2026-07-28");
+    assert_eq!(record["error_code"], Value::Null);
+    assert!(record["latency_ms"].as_f64().unwrap() > 0.0);
+    assert!(
+        !String::from_utf8_lossy(&host.set_properties["mcp_audit"]).contains("\"x\""),
+        "raw arguments never logged"
+    );
+
+    let calls =
+        "mcp_tool_calls_total;server=financial-data;tool=get_account_balance;outcome=success";
+    assert_eq!(host.counters[calls], 1);
+    assert_eq!(
+        host.counters
+            ["mcp_requests_total;server=financial-data;method=tools/call;decision=allowed"],
+        1
+    );
+    assert_eq!(
+        host.histograms["mcp_tool_call_duration_ms;server=financial-data;tool=get_account_balance"]
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn sse_tool_error_after_progress_read_byte_by_byte() {
+    let mut flow = audited_flow();
+    let mut host = call_with_response(
+        &mut flow,
+        &[
+            (":status", "200"),
+            ("content-type", "text/event-stream"),
+            ("traceparent", "ignored"),
+        ],
+    );
+    flow.on_response_headers(&mut host, false);
+    let stream = concat!(
+        "event: message\r\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progress\":1}}\r\n\r\n",
+        "event: message\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":\"c-1\",\"result\":{\"content\":[],\"isError\":true}}\r\n\r\n",
+    );
+    stream_body(&mut flow, &mut host, stream.as_bytes(), 1, true);
+    flow.on_log(&mut host);
+    assert_eq!(host.record()["output_status"], "error");
+    assert_eq!(host.record()["decision"], "allowed");
+}
+
+#[test]
+fn stream_cut_before_the_response_is_partial() {
+    let mut flow = audited_flow();
+    let mut host = call_with_response(
+        &mut flow,
+        &[(":status", "200"), ("content-type", "text/event-stream")],
+    );
+    flow.on_response_headers(&mut host, false);
+    let progress =
+        "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n\n";
+    // The client disconnects: no end of stream, Envoy goes straight to on_log.
+    stream_body(&mut flow, &mut host, progress.as_bytes(), 16, false);
+    flow.on_log(&mut host);
+    assert_eq!(host.record()["output_status"], "partial");
+    assert_eq!(host.record()["http_status"], 200);
+    assert_eq!(
+        host.counters
+            ["mcp_tool_calls_total;server=financial-data;tool=get_account_balance;outcome=partial"],
+        1
+    );
+}
+
+#[test]
+fn json_rpc_error_code_and_timeout() {
+    let mut flow = audited_flow();
+    let mut host = call_with_response(
+        &mut flow,
+        &[(":status", "200"), ("content-type", "application/json")],
+    );
+    flow.on_response_headers(&mut host, false);
+    stream_body(
+        &mut flow,
+        &mut host,
+        br#"{"jsonrpc":"2.0","id":"c-1","error":{"code":-32602,"message":"Unknown tool"}}"#,
+        100,
+        true,
+    );
+    flow.on_log(&mut host);
+    assert_eq!(
+        (
+            host.record()["output_status"].clone(),
+            host.record()["error_code"].clone()
+        ),
+        (Value::from("error"), Value::from(-32602))
+    );
+
+    let mut flow = audited_flow();
+    let mut host = call_with_response(
+        &mut flow,
+        &[(":status", "504"), ("content-type", "text/plain")],
+    );
+    host.properties.insert(
+        vec!["response".into(), "code_details".into()],
+        b"upstream_response_timeout".to_vec(),
+    );
+    flow.on_response_headers(&mut host, false);
+    stream_body(&mut flow, &mut host, b"upstream request timeout", 100, true);
+    flow.on_log(&mut host);
+    assert_eq!(host.record()["output_status"], "timeout");
+    assert_eq!(host.record()["http_status"], 504);
+}
+
+#[test]
+fn refusals_are_recorded_with_what_was_read() {
+    // Refused by the filter: the tool is known, the record says why.
+    let mut flow = audited_flow();
+    let mut host = FakeHost::mcp_post(&[]);
+    host.headers.retain(|(k, _)| k != "mcp-name");
+    assert_eq!(run(&mut flow, &mut host), Verdict::Pause);
+    flow.on_log(&mut host);
+    let record = host.record();
+    assert_eq!(record["decision"], "invalid");
+    assert_eq!(record["http_status"], 400);
+    assert_eq!(record["error_code"], -32020);
+    assert_eq!(record["tool_name"], "get_account_balance");
+    assert_eq!(record["output_status"], "error");
+    assert_eq!(
+        host.counters
+            ["mcp_tool_calls_total;server=financial-data;tool=get_account_balance;outcome=invalid"],
+        1
+    );
+
+    // Refused by the rate limit filter: still reshaped, and recorded.
+    let (mut flow, mut host) = local_reply("request_rate_limited", &[(":status", "429")]);
+    flow.on_response_headers(&mut host, false);
+    let size = host.response_body.len();
+    flow.on_response_body(&mut host, size, true);
+    flow.on_log(&mut host);
+    let record = host.record();
+    assert_eq!(
+        (record["decision"].clone(), record["error_code"].clone()),
+        (Value::from("rate_limited"), Value::from(-31020))
+    );
+    assert_eq!(record["jsonrpc_id"], 3);
+}
+
+#[test]
+fn requests_off_the_mcp_paths_get_no_record() {
+    let mut host = FakeHost::mcp_post(&[]);
+    host.headers[1].1 = "/health".into();
+    let mut flow = flow("");
+    flow.on_headers(&mut host, true);
+    flow.on_log(&mut host);
+    assert!(host.set_properties.is_empty());
+    assert!(host.counters.is_empty());
+}
+
+#[test]
+fn unknown_tools_are_counted_as_other() {
+    let mut flow = flow("");
+    let mut host = call_with_response(
+        &mut flow,
+        &[(":status", "200"), ("content-type", "application/json")],
+    );
+    flow.on_response_headers(&mut host, false);
+    stream_body(
+        &mut flow,
+        &mut host,
+        br#"{"id":"c-1","result":{}}"#,
+        100,
+        true,
+    );
+    flow.on_log(&mut host);
+    assert_eq!(
+        host.counters["mcp_tool_calls_total;server=financial-data;tool=other;outcome=success"],
+        1
+    );
+}
+
+#[test]
+fn handshake_session_duration_and_tool_calls() {
+    let session_headers = |session: Option<&str>| -> Vec<(&'static str, String)> {
+        session
+            .map(|s| vec![("mcp-session-id", s.to_owned())])
+            .unwrap_or_default()
+    };
+    let mut shared = HashMap::new();
+    let mut metrics_host = FakeHost::default();
+    let metrics = Rc::new(MetricIds::default());
+    let config = Rc::new(FilterConfig::from_json(br#"{"server_id":"fin"}"#).unwrap());
+    let mut exchange = |method: &str,
+                        body: &str,
+                        session: Option<&str>,
+                        status: &str,
+                        response_session: Option<&str>| {
+        let mut host = FakeHost::default();
+        host.headers = vec![
+            (":method".into(), method.into()),
+            (":path".into(), "/mcp".into()),
+        ];
+        for (k, v) in session_headers(session) {
+            host.headers.push((k.into(), v));
+        }
+        host.body = body.as_bytes().to_vec();
+        host.shared = std::mem::take(&mut shared);
+        host.metric_names = std::mem::take(&mut metrics_host.metric_names);
+        host.counters = std::mem::take(&mut metrics_host.counters);
+        host.histograms = std::mem::take(&mut metrics_host.histograms);
+        let mut flow = RequestFlow::new(config.clone(), metrics.clone());
+        let end = body.is_empty();
+        let verdict = flow.on_headers(&mut host, end);
+        if !end {
+            assert_eq!(verdict, Verdict::Pause);
+            let size = host.body.len();
+            assert_eq!(flow.on_body(&mut host, size, true), Verdict::Continue);
+        }
+        host.response_headers = vec![
+            (":status".into(), status.into()),
+            ("content-type".into(), "application/json".into()),
+        ];
+        if let Some(s) = response_session {
+            host.response_headers
+                .push(("mcp-session-id".into(), s.into()));
+        }
+        flow.on_response_headers(&mut host, false);
+        let id = if body.contains("\"id\":1") { "1" } else { "2" };
+        host.response_body = format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#).into_bytes();
+        let size = host.response_body.len();
+        flow.on_response_body(&mut host, size, true);
+        flow.on_log(&mut host);
+        shared = std::mem::take(&mut host.shared);
+        metrics_host.metric_names = std::mem::take(&mut host.metric_names);
+        metrics_host.counters = std::mem::take(&mut host.counters);
+        metrics_host.histograms = std::mem::take(&mut host.histograms);
+        host.record()
+    };
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let call = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"t"}}"#;
+    let record = exchange("POST", init, None, "200", Some("sess-1"));
+    assert_eq!(record["session_id"], "sess-1");
+    exchange("POST", call, Some("sess-1"), "200", None);
+    exchange("POST", call, Some("sess-1"), "200", None);
+    // Another session's call does not count here.
+    exchange("POST", call, Some("sess-2"), "200", None);
+    let record = exchange("DELETE", "", Some("sess-1"), "200", None);
+    assert_eq!(
+        (
+            record["http_method"].clone(),
+            record["output_status"].clone()
+        ),
+        (Value::from("DELETE"), Value::from("success"))
+    );
+
+    assert_eq!(
+        metrics_host.counters["mcp_sessions_total;server=fin;event=started"],
+        1
+    );
+    assert_eq!(
+        metrics_host.counters["mcp_sessions_total;server=fin;event=ended"],
+        1
+    );
+    assert_eq!(
+        metrics_host.histograms["mcp_session_tool_calls;server=fin"],
+        [2]
+    );
+    assert_eq!(
+        metrics_host.histograms["mcp_session_duration_ms;server=fin"].len(),
+        1
+    );
+    // The slot is free again.
+    assert!(shared.values().all(|(value, _)| value.is_empty()));
+}
+
+#[test]
+fn failed_initialize_is_a_negotiation_failure() {
+    let mut flow = flow("");
+    let mut host = FakeHost::mcp_post(&[]);
+    host.headers.retain(|(k, _)| !k.starts_with("mcp-"));
+    host.body = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25"}}"#.to_vec();
+    assert_eq!(run(&mut flow, &mut host), Verdict::Continue);
+    host.response_headers = vec![
+        (":status".into(), "200".into()),
+        ("content-type".into(), "application/json".into()),
+    ];
+    flow.on_response_headers(&mut host, false);
+    stream_body(&mut flow, &mut host, br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"Unsupported protocol version"}}"#, 9, true);
+    flow.on_log(&mut host);
+    assert_eq!(
+        host.counters["mcp_negotiation_failures_total;server=financial-data;kind=initialize"],
+        1
+    );
+}
+
+#[test]
+fn audit_host_refusals_never_panic() {
+    for call in [
+        "now_nanos",
+        "set_property",
+        "define_metric",
+        "response_body",
+        "request_header",
+        "response_header",
+        "property",
+    ] {
+        let mut flow = audited_flow();
+        let mut host = call_with_response(
+            &mut flow,
+            &[(":status", "200"), ("content-type", "application/json")],
+        );
+        host.refuse.push(call);
+        flow.on_response_headers(&mut host, false);
+        stream_body(
+            &mut flow,
+            &mut host,
+            br#"{"id":"c-1","result":{}}"#,
+            5,
+            true,
+        );
+        flow.on_log(&mut host);
+        if call == "set_property" {
+            assert!(host
+                .logs
+                .iter()
+                .any(|(_, m)| m.contains("cannot publish the audit record")));
+        }
     }
 }

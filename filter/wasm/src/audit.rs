@@ -1,0 +1,379 @@
+//! One MCP request's audit record and metrics: what the filter learns from the
+//! request head, the body, the response head and the response body, put together in
+//! `on_log`.
+
+use crate::flow::{Host, Level, CAS_MISMATCH};
+use crate::metrics::MetricIds;
+use mcp_filter_core::audit::{iso8601, latency_ms, AuditRecord};
+use mcp_filter_core::headers::{MCP_SESSION_ID, X_AGENT_ID, X_USER_ID};
+use mcp_filter_core::message::Target;
+use mcp_filter_core::outcome::{classify, Decision, Ending, Outcome, OutputStatus};
+use mcp_filter_core::reply_scan::{Reply, ReplyScanner};
+use mcp_filter_core::session_table::{slot_key, SessionEntry};
+use mcp_filter_core::sse::SseReader;
+use mcp_filter_core::{sentinel, stats, trace, FilterConfig, RequestFacts, RequestHead};
+use serde_json::value::RawValue;
+
+/// The filter state the access log prints (`%FILTER_STATE(wasm.mcp_audit:PLAIN)%`).
+pub const AUDIT_PROPERTY: &str = "mcp_audit";
+
+/// How the response body is read.
+#[derive(Debug, Default)]
+pub enum Reader {
+    /// Not read: no JSON-RPC response expected, already found, or being replaced.
+    #[default]
+    Off,
+    Json(ReplyScanner),
+    Sse(Box<SseReader>),
+}
+
+/// What is known so far about one request on an MCP path.
+#[derive(Debug, Default)]
+pub struct Call {
+    start_nanos: u64,
+    http_method: String,
+    session_id: Option<String>,
+    traceparent: Option<String>,
+    request_id: Option<String>,
+    pub facts: RequestFacts,
+    /// The filter refused the request: (JSON-RPC code, HTTP status).
+    pub rejected: Option<(i64, u16)>,
+    /// The body was read and labelled, and the request went on.
+    labelled: bool,
+    http_status: Option<u16>,
+    pub code_details: Option<String>,
+    /// The session id a server issued in its `initialize` response.
+    response_session: Option<String>,
+    pub reader: Reader,
+    reply: Option<Reply>,
+    /// The response's end of stream was seen.
+    pub complete: bool,
+}
+
+impl Call {
+    pub fn start(host: &mut impl Host, head: &RequestHead) -> Call {
+        let start_nanos = host.now_nanos().unwrap_or_else(|status| {
+            host.log(Level::Error, &format!("cannot read the time: {status}"));
+            0
+        });
+        Call {
+            start_nanos,
+            http_method: head.http_method.clone(),
+            session_id: head.session_id.clone(),
+            traceparent: head.traceparent.clone(),
+            request_id: head.request_id.clone(),
+            ..Call::default()
+        }
+    }
+
+    pub fn body_labelled(&mut self) {
+        self.labelled = true;
+    }
+
+    /// A JSON-RPC response is expected: a labelled request with an id.
+    fn expects_reply(&self) -> bool {
+        self.labelled && self.facts.jsonrpc_id.is_some()
+    }
+
+    pub fn on_response_headers(&mut self, host: &mut impl Host, end_of_stream: bool) {
+        let status = host
+            .response_header(":status")
+            .ok()
+            .flatten()
+            .and_then(|s| s.parse::<u16>().ok());
+        self.http_status = status;
+        self.complete = end_of_stream;
+        // Envoy's own answers (authz, rate limit, timeouts) say why in code_details;
+        // an upstream's answers say `via_upstream`, which is not worth a host call.
+        if status.is_none_or(|s| s >= 400) {
+            self.code_details = host
+                .property(&["response", "code_details"])
+                .ok()
+                .flatten()
+                .and_then(|bytes| String::from_utf8(bytes).ok());
+        }
+        if self.facts.method.as_deref() == Some("initialize") {
+            self.response_session = host.response_header(MCP_SESSION_ID).ok().flatten();
+        }
+        if end_of_stream || !self.expects_reply() || self.rejected.is_some() {
+            return;
+        }
+        let content_type = host
+            .response_header("content-type")
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        // MCP Streamable HTTP: a POST is answered with application/json or
+        // text/event-stream.
+        self.reader = if content_type.starts_with("text/event-stream") {
+            Reader::Sse(Box::default())
+        } else if content_type.starts_with("application/json") {
+            Reader::Json(ReplyScanner::default())
+        } else {
+            Reader::Off
+        };
+    }
+
+    pub fn on_response_body(&mut self, host: &mut impl Host, size: usize, end_of_stream: bool) {
+        if end_of_stream {
+            self.complete = true;
+        }
+        if matches!(self.reader, Reader::Off) || size == 0 {
+            return;
+        }
+        let chunk = match host.response_body(size) {
+            Ok(chunk) => chunk,
+            Err(status) => {
+                host.log(
+                    Level::Error,
+                    &format!("cannot read a response chunk: {status}"),
+                );
+                self.reader = Reader::Off;
+                return;
+            }
+        };
+        let request_id = self.facts.jsonrpc_id.as_deref();
+        let mut found = None;
+        match &mut self.reader {
+            Reader::Off => {}
+            Reader::Json(scanner) => {
+                scanner.feed(&chunk);
+                if end_of_stream {
+                    found = scanner.finish().reply_to(request_id);
+                }
+            }
+            Reader::Sse(reader) => reader.feed(&chunk, &mut |summary| {
+                if found.is_none() {
+                    found = summary.reply_to(request_id);
+                }
+            }),
+        }
+        if found.is_some() {
+            self.reply = found;
+            // The response is known; the rest of the stream is not read.
+            self.reader = Reader::Off;
+        }
+    }
+
+    /// Publishes the audit record and counts the metrics.
+    pub fn finish(
+        mut self: Box<Self>,
+        host: &mut impl Host,
+        config: &FilterConfig,
+        metrics: &MetricIds,
+    ) {
+        let end_nanos = host.now_nanos().unwrap_or(self.start_nanos);
+        if let Reader::Json(scanner) = &mut self.reader {
+            // A JSON body whose last chunk came without end of stream (rare).
+            if self.complete {
+                self.reply = scanner.finish().reply_to(self.facts.jsonrpc_id.as_deref());
+            }
+        }
+        if self.http_status.is_none() {
+            self.http_status = self
+                .rejected
+                .map(|(_, status)| status)
+                .or_else(|| response_code(host));
+            if self.code_details.is_none() {
+                self.code_details = host
+                    .property(&["response", "code_details"])
+                    .ok()
+                    .flatten()
+                    .and_then(|bytes| String::from_utf8(bytes).ok());
+            }
+        }
+        let outcome = classify(&Ending {
+            rejected: self.rejected,
+            http_status: self.http_status,
+            code_details: self.code_details.as_deref(),
+            reply: self.reply,
+            complete: self.complete,
+            // A POST not yet labelled (the client left while sending it) still
+            // expected an answer; a labelled notification did not.
+            expects_reply: self.http_method == "POST"
+                && (!self.labelled || self.facts.jsonrpc_id.is_some()),
+        });
+        let agent = identity_header(host, X_AGENT_ID);
+        let user = identity_header(host, X_USER_ID);
+        let session_id = self
+            .session_id
+            .as_deref()
+            .or(self.response_session.as_deref());
+        let trace_id = self
+            .traceparent
+            .as_deref()
+            .and_then(trace::trace_id)
+            .or_else(|| {
+                self.facts
+                    .meta_traceparent
+                    .as_deref()
+                    .and_then(trace::trace_id)
+            })
+            .or(self.request_id.as_deref());
+        let jsonrpc_id = self
+            .facts
+            .jsonrpc_id
+            .as_deref()
+            .and_then(|id| RawValue::from_string(id.to_owned()).ok());
+        let (tool, prompt, resource) = match &self.facts.target {
+            Some(Target::Tool(name)) => (Some(name.as_str()), None, None),
+            Some(Target::Prompt(name)) => (None, Some(name.as_str()), None),
+            Some(Target::Resource(uri)) => (None, None, Some(uri.as_str())),
+            None => (None, None, None),
+        };
+        let server = config.server_id.as_str();
+        let record = AuditRecord {
+            timestamp: iso8601(self.start_nanos),
+            agent_id: agent.as_deref(),
+            user_id: user.as_deref(),
+            server_id: server,
+            http_method: &self.http_method,
+            method: self.facts.method.as_deref(),
+            tool_name: tool,
+            prompt_name: prompt,
+            resource_uri: resource,
+            input_hash: self.facts.input_hash.as_deref(),
+            output_status: outcome.status,
+            latency_ms: latency_ms(self.start_nanos, end_nanos),
+            session_id,
+            trace_id,
+            request_id: self.request_id.as_deref(),
+            protocol_version: self.facts.protocol_version.as_deref(),
+            jsonrpc_id: jsonrpc_id.as_deref(),
+            http_status: self.http_status.filter(|s| *s != 0),
+            decision: outcome.decision,
+            error_code: outcome.error_code,
+        };
+        if let Err(status) = host.set_property(&[AUDIT_PROPERTY], record.to_json().as_bytes()) {
+            host.log(
+                Level::Error,
+                &format!("cannot publish the audit record: {status}"),
+            );
+        }
+
+        let method = self.facts.method.as_deref();
+        let method_label = stats::method_label(method, self.facts.is_response, &self.http_method);
+        metrics.add(
+            host,
+            stats::requests(server, method_label, outcome.decision),
+            1,
+        );
+        if let Some(tool) = tool {
+            let tool = stats::tool_label(config, tool);
+            metrics.add(
+                host,
+                stats::tool_calls(server, tool, stats::outcome_label(&outcome)),
+                1,
+            );
+            if outcome.decision == Decision::Allowed {
+                let millis = end_nanos.saturating_sub(self.start_nanos) / 1_000_000;
+                metrics.record(host, stats::tool_call_duration(server, tool), millis);
+            }
+        }
+        if let Some(kind) = stats::negotiation_failure(method, &outcome, self.reply) {
+            metrics.add(host, stats::negotiation_failures(server, kind), 1);
+        }
+        self.track_session(host, config, metrics, &outcome, end_nanos);
+    }
+
+    /// Handshake-era sessions: started by a successful `initialize` that got an
+    /// `Mcp-Session-Id`, counted on each allowed `tools/call`, ended by DELETE.
+    fn track_session(
+        &self,
+        host: &mut impl Host,
+        config: &FilterConfig,
+        metrics: &MetricIds,
+        outcome: &Outcome,
+        now: u64,
+    ) {
+        let server = config.server_id.as_str();
+        if outcome.decision != Decision::Allowed {
+            return;
+        }
+        let method = self.facts.method.as_deref();
+        if let (Some("initialize"), Some(id), OutputStatus::Success) =
+            (method, self.response_session.as_deref(), outcome.status)
+        {
+            let entry = SessionEntry {
+                id: id.to_owned(),
+                start_nanos: now,
+                tool_calls: 0,
+            };
+            // Unconditional write: a slot still held by a session that never ended
+            // goes to the newer one.
+            let key = slot_key(server, id);
+            let event = match host.set_shared_data(&key, &entry.encode(), 0) {
+                Ok(()) => "started",
+                Err(_) => "untracked",
+            };
+            metrics.add(host, stats::sessions(server, event), 1);
+            return;
+        }
+        let Some(id) = self.session_id.as_deref() else {
+            return;
+        };
+        let key = slot_key(server, id);
+        if method == Some("tools/call") {
+            update_session(host, &key, id, |entry| {
+                entry.tool_calls = entry.tool_calls.saturating_add(1);
+                Some(entry.encode())
+            });
+        } else if self.http_method == "DELETE"
+            && self.http_status.is_some_and(|s| (200..300).contains(&s))
+        {
+            let mut ended = None;
+            update_session(host, &key, id, |entry| {
+                ended = Some(entry.clone());
+                Some(Vec::new())
+            });
+            if let Some(entry) = ended {
+                let millis = now.saturating_sub(entry.start_nanos) / 1_000_000;
+                metrics.record(host, stats::session_duration(server), millis);
+                metrics.record(host, stats::session_tool_calls(server), entry.tool_calls);
+                metrics.add(host, stats::sessions(server, "ended"), 1);
+            }
+        }
+    }
+}
+
+/// Read-modify-write of one session slot with compare-and-swap (another worker may
+/// write the same slot); gives up after a few lost races rather than spin.
+fn update_session(
+    host: &mut impl Host,
+    key: &str,
+    id: &str,
+    mut change: impl FnMut(&mut SessionEntry) -> Option<Vec<u8>>,
+) {
+    for _ in 0..4 {
+        let Ok((Some(bytes), cas)) = host.shared_data(key) else {
+            return;
+        };
+        let Some(mut entry) = SessionEntry::decode(&bytes).filter(|e| e.id == id) else {
+            return;
+        };
+        let Some(value) = change(&mut entry) else {
+            return;
+        };
+        match host.set_shared_data(key, &value, cas) {
+            Err(status) if status == CAS_MISMATCH => continue,
+            _ => return,
+        }
+    }
+}
+
+/// The verified identity headers as they left Envoy (ext_authz's overwrite), decoded
+/// from the header-safe form.
+fn identity_header(host: &mut impl Host, name: &str) -> Option<String> {
+    let value = host.request_header(name).ok().flatten()?;
+    sentinel::decode(&value).ok().filter(|v| !v.is_empty())
+}
+
+/// `response.code` (an integer property: 8 little-endian bytes).
+fn response_code(host: &mut impl Host) -> Option<u16> {
+    let bytes = host.property(&["response", "code"]).ok().flatten()?;
+    let raw: [u8; 8] = bytes.as_slice().try_into().ok()?;
+    u16::try_from(i64::from_le_bytes(raw))
+        .ok()
+        .filter(|code| *code != 0)
+}
