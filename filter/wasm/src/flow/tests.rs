@@ -726,11 +726,13 @@ fn handshake_session_duration_and_tool_calls() {
                         session: Option<&str>,
                         status: &str,
                         response_session: Option<&str>| {
-        let mut host = FakeHost::default();
-        host.headers = vec![
-            (":method".into(), method.into()),
-            (":path".into(), "/mcp".into()),
-        ];
+        let mut host = FakeHost {
+            headers: vec![
+                (":method".into(), method.into()),
+                (":path".into(), "/mcp".into()),
+            ],
+            ..FakeHost::default()
+        };
         for (k, v) in session_headers(session) {
             host.headers.push((k.into(), v));
         }
