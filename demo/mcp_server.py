@@ -14,6 +14,8 @@ import argparse
 import json
 import threading
 
+import anyio
+
 import uvicorn
 from mcp.server.mcpserver import Context, MCPServer
 
@@ -58,7 +60,15 @@ async def export_statement(account_id: str, ctx: Context) -> str:
     """Slow export that reports progress (streams an SSE response)."""
     for step in range(1, 4):
         await ctx.report_progress(step, 3, f"page {step}")
+        await anyio.sleep(0.3)
     return f"statement for {account_id}: {len(TRANSACTIONS.get(account_id, []))} rows"
+
+
+@server.tool()
+async def generate_report(account_id: str, months: int = 1) -> str:
+    """Monthly report; takes about a second per month (a slow upstream for timeouts)."""
+    await anyio.sleep(months)
+    return f"report for {account_id}: {months} months"
 
 
 @server.resource("ledger://accounts", name="accounts", mime_type="application/json")
@@ -75,7 +85,7 @@ def summarise_account(account_id: str) -> str:
 
 # Headers worth showing: the gateway's labels, the client's MCP transport headers,
 # and the ones that must never arrive (the client's token).
-SHOWN = ("x-mcp-", "x-agent-id", "x-user-id", "mcp-", "authorization")
+SHOWN = ("x-mcp-", "x-agent-id", "x-user-id", "mcp-", "authorization", "traceparent")
 
 
 class HeaderLog:

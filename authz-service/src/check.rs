@@ -41,6 +41,9 @@ pub struct Denial {
     pub body: String,
     /// Metric label: why.
     pub reason: &'static str,
+    /// The caller, when the token was valid (403): Envoy records it as dynamic
+    /// metadata so that the gateway's audit record names the refused agent.
+    pub identity: Option<Arc<Identity>>,
 }
 
 /// Everything a decision needs; shared by all gRPC calls.
@@ -98,6 +101,7 @@ impl Authorizer {
                 )),
                 body: body(UNAUTHORIZED, message),
                 reason: "no_token",
+                identity: None,
             });
         };
         let identity = match self.identify(token).await {
@@ -111,6 +115,7 @@ impl Authorizer {
                     )),
                     body: body(UNAUTHORIZED, &format!("invalid token: {error}")),
                     reason: "invalid_token",
+                    identity: None,
                 })
             }
         };
@@ -123,6 +128,7 @@ impl Authorizer {
                     www_authenticate: None,
                     body: body(FORBIDDEN, &format!("forbidden: {refusal}")),
                     reason: "policy",
+                    identity: Some(identity),
                 })
             }
         };
@@ -143,6 +149,7 @@ impl Authorizer {
                 )),
                 body: body(FORBIDDEN, &format!("insufficient scope: missing {}", missing.join(" "))),
                 reason: "insufficient_scope",
+                identity: Some(identity),
             });
         }
         Outcome::Allow {

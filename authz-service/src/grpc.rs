@@ -8,6 +8,8 @@ use envoy_types::ext_authz::v3::pb::{
     Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction,
     HeaderValue, HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
 };
+use crate::identity::Identity;
+use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
 use envoy_types::pb::google::rpc::Status;
 use mcp_filter_core::headers::{
     X_AGENT_ID, X_MCP_METHOD, X_MCP_REQUEST_ID, X_MCP_SERVER_ID, X_MCP_TOOL_NAME, X_USER_ID,
@@ -138,6 +140,7 @@ pub fn answer(outcome: Outcome) -> CheckResponse {
             status,
             www_authenticate,
             body,
+            identity,
             ..
         }) => {
             let mut headers = vec![set("content-type", "application/json")];
@@ -160,8 +163,30 @@ pub fn answer(outcome: Outcome) -> CheckResponse {
                     headers,
                     body,
                 })),
+                dynamic_metadata: identity.map(|identity| identity_metadata(&identity)),
                 ..CheckResponse::default()
             }
         }
     }
 }
+
+/// `{"agent_id": ..., "user_id": ...}` as ext_authz dynamic metadata (namespace
+/// `envoy.filters.http.ext_authz`), which Envoy records for denied requests too: the
+/// request headers never reach anyone, but the audit record can name who was refused.
+fn identity_metadata(identity: &Identity) -> Struct {
+    let text = |value: &str| Value {
+        kind: Some(Kind::StringValue(value.to_owned())),
+    };
+    let mut fields = std::collections::BTreeMap::new();
+    fields.insert(AGENT_METADATA_KEY.to_owned(), text(&identity.agent));
+    if let Some(user) = &identity.user {
+        fields.insert(USER_METADATA_KEY.to_owned(), text(user));
+    }
+    Struct {
+        fields: fields.into_iter().collect(),
+    }
+}
+
+/// Keys of the identity in the ext_authz dynamic metadata of a denied request.
+pub const AGENT_METADATA_KEY: &str = "agent_id";
+pub const USER_METADATA_KEY: &str = "user_id";

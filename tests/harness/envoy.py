@@ -84,6 +84,10 @@ def render_config(
                     endpoint["endpoint"]["address"]["socket_address"].update(
                         address="127.0.0.1", port_value=upstreams[cluster["name"]]
                     )
+    # The audit access log goes to a file of its own instead of stdout.
+    for node in _walk(config):
+        if node.get("name") == "mcp_audit" and "typed_config" in node:
+            node["typed_config"]["path"] = str(audit_log_path(out_dir, listener_port))
     for plugin in wasm_plugin_configs(config):
         plugin["vm_config"]["code"]["local"]["filename"] = str(wasm_path())
         if filter_overrides:
@@ -93,6 +97,11 @@ def render_config(
     out = Path(out_dir) / f"envoy-{listener_port}.yaml"
     out.write_text(yaml.safe_dump(config, sort_keys=False))
     return out
+
+
+def audit_log_path(out_dir: Path, listener_port: int) -> Path:
+    """Where the rendered config writes the audit records of a listener port."""
+    return Path(out_dir) / f"audit-{listener_port}.jsonl"
 
 
 def validate(config_path: Path) -> subprocess.CompletedProcess:
@@ -139,4 +148,6 @@ def start_gateway(
     """Renders `source` for free ports and starts Envoy; returns (envoy, listener port)."""
     listener, admin = free_port(), free_port()
     path = render_config(source, log_dir, listener, admin, upstreams, filter_overrides, mutate)
-    return Envoy(path, admin, log_dir), listener
+    envoy = Envoy(path, admin, log_dir)
+    envoy.audit_path = audit_log_path(log_dir, listener)
+    return envoy, listener

@@ -194,8 +194,14 @@ impl Call {
             expects_reply: self.http_method == "POST"
                 && (!self.labelled || self.facts.jsonrpc_id.is_some()),
         });
-        let agent = identity_header(host, X_AGENT_ID);
-        let user = identity_header(host, X_USER_ID);
+        let mut agent = identity_header(host, X_AGENT_ID);
+        let mut user = identity_header(host, X_USER_ID);
+        if agent.is_none() && outcome.decision == Decision::Denied {
+            // A valid token without the scopes: the authz-service names the agent in
+            // ext_authz's dynamic metadata, since a denied request keeps no headers.
+            agent = authz_metadata(host, "agent_id");
+            user = authz_metadata(host, "user_id");
+        }
         let session_id = self
             .session_id
             .as_deref()
@@ -367,6 +373,13 @@ fn update_session(
 fn identity_header(host: &mut impl Host, name: &str) -> Option<String> {
     let value = host.request_header(name).ok().flatten()?;
     sentinel::decode(&value).ok().filter(|v| !v.is_empty())
+}
+
+/// A string the authz-service put into ext_authz's dynamic metadata.
+fn authz_metadata(host: &mut impl Host, key: &str) -> Option<String> {
+    let path = ["metadata", "filter_metadata", "envoy.filters.http.ext_authz", key];
+    let bytes = host.property(&path).ok().flatten()?;
+    String::from_utf8(bytes).ok().filter(|v| !v.is_empty())
 }
 
 /// `response.code` (an integer property: 8 little-endian bytes).

@@ -1,0 +1,45 @@
+"""Reading what the gateway reports: audit records and Envoy's Prometheus stats."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def audit_records(path: Path, count: int, timeout: float = 15.0) -> list[dict]:
+    """The audit records in `path` once there are at least `count` of them (Envoy
+    flushes its access log file every second); returns whatever is there at timeout."""
+    deadline = time.monotonic() + timeout
+    records: list[dict] = []
+    while True:
+        if Path(path).exists():
+            lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
+            records = [json.loads(line) for line in lines]
+        if len(records) >= count or time.monotonic() > deadline:
+            return records
+        time.sleep(0.2)
+
+
+def prometheus(admin_port: int) -> dict[tuple[str, frozenset], float]:
+    """Envoy's /stats/prometheus as {(sample name, labels): value}."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/stats/prometheus", timeout=10) as response:
+        text = response.read().decode()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return samples
+
+
+def metric(samples: dict, name: str, **labels) -> float:
+    """The value of one sample; 0 when it does not exist (a counter never incremented)."""
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def series(samples: dict, name: str) -> list[dict]:
+    """The label sets of every sample called `name`."""
+    return [dict(labels) for (sample, labels) in samples if sample == name]
