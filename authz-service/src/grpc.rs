@@ -2,13 +2,13 @@
 //! and the decision to Envoy's answer.
 
 use crate::check::{Authorizer, CheckInput, Denial, Outcome};
+use crate::identity::Identity;
 use crate::metrics::DecisionLabels;
 use crate::policy::Call;
 use envoy_types::ext_authz::v3::pb::{
     Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction,
     HeaderValue, HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
 };
-use crate::identity::Identity;
 use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
 use envoy_types::pb::google::rpc::Status;
 use mcp_filter_core::headers::{

@@ -161,6 +161,31 @@ async fn check_over_grpc() {
     );
     let body: serde_json::Value = serde_json::from_str(&denied.body).unwrap();
     assert_eq!(body["id"], "r-9");
+    assert_eq!(
+        response.dynamic_metadata, None,
+        "no verified caller to name"
+    );
+
+    // Denied by the policy (a tool it does not list) with a valid token: the verified
+    // agent is named in the dynamic metadata (for the gateway's audit record), never
+    // in a request header.
+    let mut write: Vec<(&str, &str)> = labels.to_vec();
+    write[2] = ("x-mcp-tool-name", "transfer_funds");
+    write.push(("authorization", &token));
+    let response = check(&service.grpc, &write).await;
+    let Some(HttpResponse::DeniedResponse(denied)) = response.http_response else {
+        panic!("not denied")
+    };
+    assert_eq!(denied.status.unwrap().code, 403);
+    let metadata = response.dynamic_metadata.expect("identity metadata");
+    let agent = metadata.fields.get("agent_id").and_then(|v| v.kind.clone());
+    assert_eq!(
+        agent,
+        Some(envoy_types::pb::google::protobuf::value::Kind::StringValue(
+            "agent-prod-001".into()
+        ))
+    );
+    assert!(!metadata.fields.contains_key("user_id"));
 
     // Health: serving.
     let channel = tonic::transport::Endpoint::from_shared(service.grpc.clone())
@@ -190,6 +215,10 @@ async fn check_over_grpc() {
     assert!(
         metrics
             .contains(r#"mcp_authz_decisions_total{result="no_token",server="financial-data"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"mcp_authz_decisions_total{result="policy",server="financial-data"} 1"#),
         "{metrics}"
     );
     service.stop().await;

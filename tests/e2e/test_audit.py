@@ -13,6 +13,7 @@ import anyio
 import pytest
 import yaml
 from e2e.helpers import AGENT, META, connect
+from e2e.test_monitoring import queried_metrics
 from harness import (
     ROOT,
     Authz,
@@ -303,3 +304,7 @@ def test_handshake_sessions_and_negotiation_failures(audited_gateway):
     assert metric(samples, "mcp_session_tool_calls_bucket", **server, le="5") == 1
     assert metric(samples, "mcp_session_duration_ms_count", **server) == 1
     assert metric(samples, "mcp_negotiation_failures_total", **server, mcp_kind="initialize") == 1
+
+    # The shipped alert rules and dashboard query only metrics Envoy really exports.
+    exported = {name for (name, _) in samples}
+    assert queried_metrics() <= exported, queried_metrics() - exported

@@ -377,7 +377,12 @@ fn identity_header(host: &mut impl Host, name: &str) -> Option<String> {
 
 /// A string the authz-service put into ext_authz's dynamic metadata.
 fn authz_metadata(host: &mut impl Host, key: &str) -> Option<String> {
-    let path = ["metadata", "filter_metadata", "envoy.filters.http.ext_authz", key];
+    let path = [
+        "metadata",
+        "filter_metadata",
+        "envoy.filters.http.ext_authz",
+        key,
+    ];
     let bytes = host.property(&path).ok().flatten()?;
     String::from_utf8(bytes).ok().filter(|v| !v.is_empty())
 }

@@ -1,0 +1,76 @@
+"""The shipped Prometheus alert rules and Grafana dashboard (envoy/monitoring/):
+checked by promtool, and every metric they query is one the filter really exports
+(test_audit.py scrapes a live Envoy for that)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import yaml
+from harness import ROOT
+
+MONITORING = ROOT / "envoy" / "monitoring"
+RULES = MONITORING / "mcp-alerts.yaml"
+RULE_TESTS = MONITORING / "mcp-alerts.test.yaml"
+DASHBOARD = MONITORING / "grafana-dashboard.json"
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess:
+    binary = shutil.which("promtool")
+    assert binary, "promtool is not installed; run scripts/setup.sh"
+    return subprocess.run([binary, *args], capture_output=True, text=True, timeout=60, cwd=MONITORING)
+
+
+def test_alert_rules_pass_promtool_check():
+    result = promtool("check", "rules", RULES.name)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 6 rules found" in result.stdout
+
+
+def test_alert_rules_fire_on_their_signals():
+    result = promtool("test", "rules", RULE_TESTS.name)
+    assert result.returncode == 0, result.stdout + result.stderr
+    alerts = {rule["alert"] for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"] if "alert" in rule}
+    tested = {case["alertname"] for test in yaml.safe_load(RULE_TESTS.read_text())["tests"] for case in test["alert_rule_test"]}
+    assert alerts == tested == {"MCPToolCallErrorRateHigh", "MCPNegotiationFailureSpike", "MCPAgentLooping", "MCPToolLatencyHigh"}
+
+
+def test_dashboard_covers_the_on_call_signals():
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert dashboard["uid"] == "mcp-gateway"
+    exprs = " ".join(target["expr"] for panel in dashboard["panels"] for target in panel["targets"])
+    for metric in (
+        "mcp_tool_calls_total",
+        "mcp_tool_call_duration_ms_bucket",
+        "mcp_negotiation_failures_total",
+        "mcp_session_duration_ms_bucket",
+        "mcp_session_tool_calls_bucket",
+        "mcp_requests_total",
+    ):
+        assert metric in exprs, metric
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+
+
+def stats_tags() -> set[str]:
+    """The label names envoy/envoy.yaml extracts from the filter's stat names."""
+    bootstrap = yaml.safe_load((ROOT / "envoy" / "envoy.yaml").read_text())
+    return {tag["tag_name"] for tag in bootstrap["stats_config"]["stats_tags"]}
+
+
+def queried_names() -> set[str]:
+    texts = [RULES.read_text(), DASHBOARD.read_text()]
+    return {name for text in texts for name in re.findall(r"\bmcp_[a-z_]+", text)}
+
+
+def queried_metrics() -> set[str]:
+    """Every filter metric name the rules and the dashboard query."""
+    return queried_names() - stats_tags()
+
+
+def test_queried_labels_are_extracted_by_envoy():
+    labels = {name for name in queried_names() if not name.endswith(("_total", "_bucket", "_count", "_sum"))}
+    assert labels and labels <= stats_tags(), labels - stats_tags()
