@@ -164,7 +164,6 @@ pub fn answer(outcome: Outcome) -> CheckResponse {
                     body,
                 })),
                 dynamic_metadata: identity.map(|identity| identity_metadata(&identity)),
-                ..CheckResponse::default()
             }
         }
     }
