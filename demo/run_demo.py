@@ -12,6 +12,7 @@ import json
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import anyio
@@ -20,7 +21,16 @@ from mcp import Client
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from harness import Authz, Ratelimit, request, start_gateway, start_mcp_server, token  # noqa: E402
+from harness import (  # noqa: E402
+    Authz,
+    Ratelimit,
+    audit_records,
+    prometheus_when,
+    request,
+    start_gateway,
+    start_mcp_server,
+    token,
+)
 from harness.authz import READ_SCOPES  # noqa: E402
 from mcp.client.streamable_http import streamable_http_client  # noqa: E402
 from mcp.shared._httpx_utils import create_mcp_http_client  # noqa: E402
@@ -180,6 +190,49 @@ def looping_agent(port: int, view: ServerView) -> None:
     view.shown = len(view.path.read_text().splitlines())
 
 
+def audit_and_metrics(envoy) -> None:
+    title("Audit trail: one JSON record per MCP request, from Envoy's access log")
+    # Envoy flushes its access log every second: read until nothing new arrives.
+    records, previous = [], -1
+    while len(records) != previous:
+        previous = len(records)
+        time.sleep(1.5)
+        records = audit_records(envoy.audit_path, 0, timeout=0)
+    print(f"  {len(records)} records (access log: %FILTER_STATE(wasm.mcp_audit:PLAIN)%)")
+    examples = [
+        ("an allowed call", lambda r: r["decision"] == "allowed" and r["tool_name"]),
+        ("a refusal by the authz-service", lambda r: r["decision"] == "denied" and r["http_status"] == 403),
+        ("a rate-limited call", lambda r: r["decision"] == "rate_limited"),
+    ]
+    for label, match in examples:
+        record = next((r for r in records if match(r)), None)
+        if record:
+            print(f"  {DIM}{label}:{RESET}\n    {json.dumps(record)}")
+    counts = Counter((r["decision"], r["output_status"]) for r in records)
+    print("  by decision and output_status: " + ", ".join(f"{d}/{o}: {n}" for (d, o), n in sorted(counts.items())))
+
+    title("Metrics from the filter (Envoy /stats/prometheus, labels from envoy.yaml's stats_tags)")
+    # Histograms reach the admin output at Envoy's next stats flush (every 5 s).
+    samples = prometheus_when(
+        envoy.admin_port,
+        lambda s: any(v for (n, _), v in s.items() if n == "mcp_tool_call_duration_ms_count"),
+    )
+    for (name, labels), value in sorted(samples.items(), key=lambda item: (item[0][0], sorted(item[0][1]))):
+        if name in ("mcp_tool_calls_total", "mcp_sessions_total", "mcp_negotiation_failures_total") and value:
+            shown = ",".join(f'{k}="{v}"' for k, v in sorted(labels))
+            print(f"  {name}{{{shown}}} {value:g}")
+    for (name, labels), total in sorted(samples.items(), key=lambda item: sorted(item[0][1])):
+        if name == "mcp_tool_call_duration_ms_count" and total:
+            tool = dict(labels)["mcp_tool"]
+            # p99 from the cumulative buckets: the first bound holding 99% of the calls.
+            bounds = sorted(
+                float(dict(l)["le"])
+                for (n, l), count in samples.items()
+                if n == "mcp_tool_call_duration_ms_bucket" and dict(l)["mcp_tool"] == tool and count >= 0.99 * total
+            )
+            print(f"  mcp_tool_call_duration_ms{{mcp_tool=\"{tool}\"}}: {total:g} calls, p99 <= {bounds[0]:g} ms")
+
+
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="mcp-gateway-demo-") as tmp:
         logs = Path(tmp)
@@ -202,6 +255,7 @@ def main() -> int:
             anyio.run(handshake_session, url, view)
             forged_and_refused(port, view)
             looping_agent(port, view)
+            audit_and_metrics(envoy)
             print(f"\n{BOLD}Done.{RESET} Envoy and the server are stopped; logs were in {logs}.")
             return 0
         except Exception as error:  # show the logs that explain a failure

@@ -21,7 +21,7 @@ from harness import (
     audit_records,
     bearer,
     metric,
-    prometheus,
+    prometheus_when,
     request,
     series,
     start_gateway,
@@ -220,7 +220,9 @@ def test_every_request_gets_exactly_its_record_and_metrics(audited_gateway):
     assert by_id["success"]["protocol_version"] == "2026-07-28"
     assert by_id["success"]["method"] == "tools/call"
 
-    samples = prometheus(envoy.admin_port)
+    samples = prometheus_when(
+        envoy.admin_port, lambda s: metric(s, "mcp_tool_call_duration_ms_count", mcp_server="financial-data", mcp_tool="generate_report")
+    )
     calls = "mcp_tool_calls_total"
     server = {"mcp_server": "financial-data"}
     expected_calls = {
@@ -294,7 +296,9 @@ def test_handshake_sessions_and_negotiation_failures(audited_gateway):
     assert any(r["http_method"] == "DELETE" for r in in_session)
     assert any(r["jsonrpc_id"] == "bad-init" and r["output_status"] == "error" for r in init)
 
-    samples = prometheus(envoy.admin_port)
+    samples = prometheus_when(
+        envoy.admin_port, lambda s: metric(s, "mcp_session_duration_ms_count", mcp_server="financial-data")
+    )
     server = {"mcp_server": "financial-data"}
     assert metric(samples, "mcp_sessions_total", **server, mcp_event="started") == 1
     assert metric(samples, "mcp_sessions_total", **server, mcp_event="ended") == 1

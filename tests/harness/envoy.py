@@ -127,6 +127,9 @@ class Envoy(Process):
                 "--concurrency", "1",
                 "--log-level", "info",
                 "--disable-hot-restart",
+                # Envoy writes access log files every 10 s by default; the tests and
+                # the demo read the audit records right after the requests.
+                "--file-flush-interval-msec", "200",
             ],
             log_dir,
         )

@@ -35,6 +35,17 @@ def prometheus(admin_port: int) -> dict[tuple[str, frozenset], float]:
     return samples
 
 
+def prometheus_when(admin_port: int, ready, timeout: float = 12.0) -> dict[tuple[str, frozenset], float]:
+    """Scrapes until `ready(samples)` holds (Envoy merges histograms into the admin
+    output at each stats flush, every 5 s by default); the last scrape at timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        samples = prometheus(admin_port)
+        if ready(samples) or time.monotonic() > deadline:
+            return samples
+        time.sleep(0.5)
+
+
 def metric(samples: dict, name: str, **labels) -> float:
     """The value of one sample; 0 when it does not exist (a counter never incremented)."""
     return samples.get((name, frozenset(labels.items())), 0.0)
