@@ -175,13 +175,16 @@ impl Call {
                 .rejected
                 .map(|(_, status)| status)
                 .or_else(|| response_code(host));
-            if self.code_details.is_none() {
-                self.code_details = host
-                    .property(&["response", "code_details"])
-                    .ok()
-                    .flatten()
-                    .and_then(|bytes| String::from_utf8(bytes).ok());
-            }
+        }
+        // Why a response ended early: a stream that had started (200) and was cut by
+        // the route timeout says `upstream_response_timeout` only here.
+        let cut_short = self.http_status.is_none() || (!self.complete && self.reply.is_none());
+        if self.code_details.is_none() && self.rejected.is_none() && cut_short {
+            self.code_details = host
+                .property(&["response", "code_details"])
+                .ok()
+                .flatten()
+                .and_then(|bytes| String::from_utf8(bytes).ok());
         }
         let outcome = classify(&Ending {
             rejected: self.rejected,

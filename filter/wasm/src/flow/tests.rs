@@ -644,6 +644,25 @@ fn json_rpc_error_code_and_timeout() {
 }
 
 #[test]
+fn a_started_stream_cut_by_the_route_timeout_is_a_timeout() {
+    let mut flow = audited_flow();
+    let mut host = call_with_response(
+        &mut flow,
+        &[(":status", "200"), ("content-type", "text/event-stream")],
+    );
+    flow.on_response_headers(&mut host, false);
+    stream_body(&mut flow, &mut host, b": keep-alive\n\n", 100, false);
+    // Envoy resets the stream; only now does code_details say why.
+    host.properties.insert(
+        vec!["response".into(), "code_details".into()],
+        b"upstream_response_timeout".to_vec(),
+    );
+    flow.on_log(&mut host);
+    assert_eq!(host.record()["output_status"], "timeout");
+    assert_eq!(host.record()["http_status"], 200);
+}
+
+#[test]
 fn refusals_are_recorded_with_what_was_read() {
     // Refused by the filter: the tool is known, the record says why.
     let mut flow = audited_flow();
