@@ -26,6 +26,7 @@ from harness import (
     series,
     start_gateway,
 )
+from harness.envoy import walk
 
 LOOPING = "looping-agent"
 MISSING = "ledger://archive/1999"
@@ -55,7 +56,7 @@ def audited_gateway(logs, mcp_server):
     )
 
     def route_timeout(config):
-        for node in _walk(config):
+        for node in walk(config):
             if node.get("match") == {"path": "/mcp"}:
                 node["route"]["timeout"] = f"{ROUTE_TIMEOUT_S}s"
 
@@ -70,16 +71,6 @@ def audited_gateway(logs, mcp_server):
         envoy.stop()
         ratelimit.stop()
         authz.stop()
-
-
-def _walk(node):
-    if isinstance(node, dict):
-        yield node
-        for value in node.values():
-            yield from _walk(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _walk(value)
 
 
 def call(request_id: str, tool: str, arguments: dict, progress: bool = False) -> str:

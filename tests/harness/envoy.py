@@ -32,21 +32,22 @@ def wasm_path() -> Path:
     return path
 
 
-def _walk(node):
+def walk(node):
+    """Every dict in a parsed config, depth first."""
     if isinstance(node, dict):
         yield node
         for value in node.values():
-            yield from _walk(value)
+            yield from walk(value)
     elif isinstance(node, list):
         for value in node:
-            yield from _walk(value)
+            yield from walk(value)
 
 
 def wasm_plugin_configs(config: dict) -> list[dict]:
     """Every wasm PluginConfig in an Envoy config (the `config:` of each wasm filter)."""
     return [
         node["config"]
-        for node in _walk(config)
+        for node in walk(config)
         if node.get("@type", "").endswith("envoy.extensions.filters.http.wasm.v3.Wasm")
     ]
 
@@ -85,7 +86,7 @@ def render_config(
                         address="127.0.0.1", port_value=upstreams[cluster["name"]]
                     )
     # The audit access log goes to a file of its own instead of stdout.
-    for node in _walk(config):
+    for node in walk(config):
         if node.get("name") == "mcp_audit" and "typed_config" in node:
             node["typed_config"]["path"] = str(audit_log_path(out_dir, listener_port))
     for plugin in wasm_plugin_configs(config):

@@ -503,6 +503,26 @@ fn stream_body(flow: &mut RequestFlow, host: &mut FakeHost, body: &[u8], chunk: 
     }
 }
 
+/// A whole labelled call: response head `head`, then `body` in chunks of `chunk`
+/// bytes (with end of stream if `end`), then `on_log`. A 5xx head comes from Envoy
+/// itself, as its route timeout answers (code_details `upstream_response_timeout`).
+fn answered(head: &[(&str, &str)], body: &[u8], chunk: usize, end: bool) -> FakeHost {
+    let mut flow = audited_flow();
+    let mut host = call_with_response(&mut flow, head);
+    if let Some((_, status)) = head.iter().find(|(k, _)| *k == ":status") {
+        if status.starts_with('5') {
+            host.properties.insert(
+                vec!["response".into(), "code_details".into()],
+                b"upstream_response_timeout".to_vec(),
+            );
+        }
+    }
+    flow.on_response_headers(&mut host, false);
+    stream_body(&mut flow, &mut host, body, chunk, end);
+    flow.on_log(&mut host);
+    host
+}
+
 #[test]
 fn json_success_is_recorded_with_every_field() {
     let mut flow = audited_flow();
@@ -561,39 +581,23 @@ fn json_success_is_recorded_with_every_field() {
 
 #[test]
 fn sse_tool_error_after_progress_read_byte_by_byte() {
-    let mut flow = audited_flow();
-    let mut host = call_with_response(
-        &mut flow,
-        &[
-            (":status", "200"),
-            ("content-type", "text/event-stream"),
-            ("traceparent", "ignored"),
-        ],
-    );
-    flow.on_response_headers(&mut host, false);
     let stream = concat!(
         "event: message\r\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progress\":1}}\r\n\r\n",
         "event: message\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":\"c-1\",\"result\":{\"content\":[],\"isError\":true}}\r\n\r\n",
     );
-    stream_body(&mut flow, &mut host, stream.as_bytes(), 1, true);
-    flow.on_log(&mut host);
+    let sse = [(":status", "200"), ("content-type", "text/event-stream")];
+    let host = answered(&sse, stream.as_bytes(), 1, true);
     assert_eq!(host.record()["output_status"], "error");
     assert_eq!(host.record()["decision"], "allowed");
 }
 
 #[test]
 fn stream_cut_before_the_response_is_partial() {
-    let mut flow = audited_flow();
-    let mut host = call_with_response(
-        &mut flow,
-        &[(":status", "200"), ("content-type", "text/event-stream")],
-    );
-    flow.on_response_headers(&mut host, false);
     let progress =
         "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n\n";
     // The client disconnects: no end of stream, Envoy goes straight to on_log.
-    stream_body(&mut flow, &mut host, progress.as_bytes(), 16, false);
-    flow.on_log(&mut host);
+    let sse = [(":status", "200"), ("content-type", "text/event-stream")];
+    let host = answered(&sse, progress.as_bytes(), 16, false);
     assert_eq!(host.record()["output_status"], "partial");
     assert_eq!(host.record()["http_status"], 200);
     assert_eq!(
@@ -605,42 +609,21 @@ fn stream_cut_before_the_response_is_partial() {
 
 #[test]
 fn json_rpc_error_code_and_timeout() {
-    let mut flow = audited_flow();
-    let mut host = call_with_response(
-        &mut flow,
-        &[(":status", "200"), ("content-type", "application/json")],
-    );
-    flow.on_response_headers(&mut host, false);
-    stream_body(
-        &mut flow,
-        &mut host,
-        br#"{"jsonrpc":"2.0","id":"c-1","error":{"code":-32602,"message":"Unknown tool"}}"#,
-        100,
-        true,
-    );
-    flow.on_log(&mut host);
+    let json = [(":status", "200"), ("content-type", "application/json")];
+    let error = br#"{"jsonrpc":"2.0","id":"c-1","error":{"code":-32602,"message":"Unknown tool"}}"#;
+    let record = answered(&json, error, 100, true).record();
     assert_eq!(
         (
-            host.record()["output_status"].clone(),
-            host.record()["error_code"].clone()
+            record["output_status"].clone(),
+            record["error_code"].clone()
         ),
         (Value::from("error"), Value::from(-32602))
     );
 
-    let mut flow = audited_flow();
-    let mut host = call_with_response(
-        &mut flow,
-        &[(":status", "504"), ("content-type", "text/plain")],
-    );
-    host.properties.insert(
-        vec!["response".into(), "code_details".into()],
-        b"upstream_response_timeout".to_vec(),
-    );
-    flow.on_response_headers(&mut host, false);
-    stream_body(&mut flow, &mut host, b"upstream request timeout", 100, true);
-    flow.on_log(&mut host);
-    assert_eq!(host.record()["output_status"], "timeout");
-    assert_eq!(host.record()["http_status"], 504);
+    let timeout = [(":status", "504"), ("content-type", "text/plain")];
+    let record = answered(&timeout, b"upstream request timeout", 100, true).record();
+    assert_eq!(record["output_status"], "timeout");
+    assert_eq!(record["http_status"], 504);
 }
 
 #[test]
