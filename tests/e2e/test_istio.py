@@ -12,7 +12,18 @@ import yaml
 from e2e.helpers import AGENT, connect, modern_call
 from harness import audit_records, free_port, metric, prometheus_when, render_config, request, start_gateway, validate
 from harness.envoy import ENVOY_DIR
-from harness.istio import APPLY_TO, CONTEXTS, HCM, MATCH_FIELDS, OPERATIONS, ROUTER, SPEC_FIELDS, apply, envoy_filters, load
+from harness.istio import (
+    APPLY_TO,
+    CONTEXTS,
+    MATCH_FIELDS,
+    NESTED_FIELDS,
+    OPERATIONS,
+    ROUTER,
+    SPEC_FIELDS,
+    apply,
+    envoy_filters,
+    load,
+)
 
 FILES = envoy_filters()
 SHIPPED = yaml.safe_load((ENVOY_DIR / "envoy.yaml").read_text())
@@ -38,6 +49,14 @@ def test_only_documented_envoyfilter_fields(path):
         assert patch["match"]["context"] in CONTEXTS
         assert set(patch["patch"]) <= {"operation", "value", "filterClass"}
         assert patch["patch"]["operation"] in OPERATIONS
+        check_nested(patch["match"])
+
+
+def check_nested(match: dict) -> None:
+    for key, value in match.items():
+        if key in NESTED_FIELDS and isinstance(value, dict):
+            assert set(value) <= NESTED_FIELDS[key], (key, value)
+            check_nested(value)
 
 
 def without_wasm_file(http_filter: dict) -> dict:

@@ -24,6 +24,17 @@ APPLY_TO = {
 CONTEXTS = {"ANY", "SIDECAR_INBOUND", "SIDECAR_OUTBOUND", "GATEWAY"}
 OPERATIONS = {"MERGE", "ADD", "REMOVE", "INSERT_BEFORE", "INSERT_AFTER", "INSERT_FIRST", "REPLACE"}
 MATCH_FIELDS = {"context", "proxy", "listener", "routeConfiguration", "cluster"}
+# Nested match objects: field names per message (ListenerMatch, FilterChainMatch,
+# FilterMatch, SubFilterMatch, RouteConfigurationMatch, VirtualHostMatch, RouteMatch).
+NESTED_FIELDS = {
+    "listener": {"portNumber", "filterChain", "listenerFilter", "name"},
+    "filterChain": {"name", "sni", "transportProtocol", "applicationProtocols", "filter", "destinationPort"},
+    "filter": {"name", "subFilter"},
+    "subFilter": {"name"},
+    "routeConfiguration": {"portNumber", "portName", "gateway", "vhost", "name"},
+    "vhost": {"name", "route", "domainName"},
+    "route": {"name", "action"},
+}
 
 HCM = "envoy.filters.network.http_connection_manager"
 ROUTER = "envoy.filters.http.router"
