@@ -8,7 +8,7 @@ use crate::audit::{Call, Reader};
 use crate::metrics::MetricIds;
 use crate::wire;
 use mcp_filter_core::error::{AUTHZ_UNAVAILABLE, RATE_LIMITED};
-use mcp_filter_core::headers::{is_gateway_header, X_AGENT_ID, X_MCP_REQUEST_ID};
+use mcp_filter_core::headers::{is_gateway_header, X_AGENT_ID};
 use mcp_filter_core::{
     check_body_size, error_body, label_request_with_facts, on_request_head, sentinel,
     AgentIdentity, FilterConfig, HeadAction, Rejection, RequestError, RequestFacts, RequestHead,
@@ -119,8 +119,6 @@ pub struct RequestFlow {
     config: Rc<FilterConfig>,
     metrics: Rc<MetricIds>,
     state: State,
-    /// `x-mcp-request-id` of a labelled request, for error bodies written later.
-    request_id: Option<String>,
     /// A JSON-RPC error body that replaces the body of Envoy's local reply.
     new_body: Option<String>,
     /// What the audit record of a request on an MCP path needs; `None` elsewhere.
@@ -133,7 +131,6 @@ impl RequestFlow {
             config,
             metrics,
             state: State::PassThrough,
-            request_id: None,
             new_body: None,
             call: None,
         }
@@ -209,7 +206,8 @@ impl RequestFlow {
         if end_of_stream || call.rejected.is_some() {
             return Verdict::Continue;
         }
-        let Some(id) = self.request_id.as_deref() else {
+        // The id of a labelled request (a refused one returned above).
+        let Some(id) = call.facts.jsonrpc_id.clone() else {
             return Verdict::Continue;
         };
         let (code, message) = match call.code_details.as_deref() {
@@ -231,7 +229,7 @@ impl RequestFlow {
         };
         // Envoy's body is replaced, not read.
         call.reader = Reader::Off;
-        let id = RawValue::from_string(id.to_owned()).ok();
+        let id = RawValue::from_string(id).ok();
         let body = error_body(id.as_deref(), code, &message);
         // The new body is longer than the one Envoy computed content-length for.
         let prepared = host
@@ -323,7 +321,6 @@ impl RequestFlow {
             Ok(agent) => agent,
             Err(rejection) => return self.reject(host, rejection),
         };
-        self.request_id = labels.get(X_MCP_REQUEST_ID).map(str::to_owned);
         let agent_header = agent.map(|agent| (X_AGENT_ID, sentinel::encode(&agent)));
         for (name, value) in labels.headers.iter().chain(agent_header.iter()) {
             // Never forward an MCP request without its labels (design brief).
