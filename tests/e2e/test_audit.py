@@ -275,9 +275,14 @@ def test_handshake_sessions_and_negotiation_failures(audited_gateway):
     headers = [("content-type", "application/json"), ("accept", "application/json, text/event-stream"), bearer(AGENT)]
     request(port, "POST", "/mcp", bad_init, headers)
 
-    # initialize, notifications/initialized, two calls, DELETE, the GET stream, the
-    # refused initialize (and tools/list if the SDK lists tools first).
-    records = audit_records(envoy.audit_path, 7, timeout=20)
+    # Records arrive when each request ends: wait for the last ones of each kind
+    # (the GET stream ends with the session, the refused initialize comes last).
+    def complete(records):
+        return {"bad-init"} <= {r["jsonrpc_id"] for r in records} and {"DELETE", "GET"} <= {
+            r["http_method"] for r in records
+        }
+
+    records = audit_records(envoy.audit_path, 7, timeout=20, until=complete)
     init = [r for r in records if r["method"] == "initialize" and r["decision"] == "allowed"]
     good = [r for r in init if r["output_status"] == "success"]
     assert len(good) == 1 and good[0]["session_id"], records

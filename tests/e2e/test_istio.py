@@ -148,8 +148,12 @@ def test_assembled_chain_runs_end_to_end(path, logs, mcp_server, authz, ratelimi
         # The metadata route is reachable without a token (ext_authz disabled on it).
         assert request(listener, "GET", "/.well-known/oauth-protected-resource/mcp").status == 200
 
-        records = audit_records(envoy.audit_path, 2)
-        assert {(r["decision"], r["http_status"]) for r in records if r["tool_name"]} >= {("allowed", 200), ("denied", 401)}
+        def outcomes(records):
+            return {(r["decision"], r["http_status"]) for r in records if r["tool_name"]}
+
+        expected = {("allowed", 200), ("denied", 401)}
+        records = audit_records(envoy.audit_path, until=lambda records: outcomes(records) >= expected)
+        assert outcomes(records) >= expected, records
         samples = prometheus_when(envoy.admin_port, lambda s: True)
         labels = {"mcp_server": "financial-data", "mcp_tool": "get_account_balance"}
         assert metric(samples, "mcp_tool_calls_total", **labels, mcp_outcome="success") == 1

@@ -10,16 +10,18 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 
-def audit_records(path: Path, count: int, timeout: float = 15.0) -> list[dict]:
-    """The audit records in `path` once there are at least `count` of them (Envoy
-    flushes its access log file every second); returns whatever is there at timeout."""
+def audit_records(path: Path, count: int = 0, timeout: float = 15.0, until=None) -> list[dict]:
+    """The audit records in `path` once there are at least `count` of them and
+    `until(records)` holds (Envoy writes its access log file periodically); returns
+    whatever is there at timeout."""
     deadline = time.monotonic() + timeout
     records: list[dict] = []
     while True:
         if Path(path).exists():
             lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
             records = [json.loads(line) for line in lines]
-        if len(records) >= count or time.monotonic() > deadline:
+        done = len(records) >= count and (until is None or until(records))
+        if done or time.monotonic() > deadline:
             return records
         time.sleep(0.2)
 
