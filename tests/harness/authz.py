@@ -80,7 +80,7 @@ class Authz(Process):
             log_dir,
         )
         try:
-            wait_for_http(self.http_port, "/ready", expect=lambda body: body.startswith("ready"))
+            wait_for_http(self.http_port, "/ready", expect=lambda body: body.startswith("ready"), process=self)
         except Exception:
             self.stop()
             raise RuntimeError(f"authz-service did not become ready:\n{self.log()[-3000:]}")

@@ -136,7 +136,7 @@ class Envoy(Process):
         )
         self.admin_port = admin_port
         try:
-            wait_for_http(admin_port, "/ready", timeout=60, expect=lambda body: "LIVE" in body)
+            wait_for_http(admin_port, "/ready", timeout=60, expect=lambda body: "LIVE" in body, process=self)
         except Exception:
             self.stop()
             raise RuntimeError(f"Envoy did not become ready:\n{self.log()[-6000:]}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import random
 import socket
 import subprocess
 import sys
@@ -17,18 +18,38 @@ def python() -> str:
     return sys.executable
 
 
+# Ports handed out in this test run, so two picks never collide with each other.
+_GIVEN: set[int] = set()
+# Below Linux's default ephemeral range (32768-60999): the kernel never gives these
+# to outgoing connections, so a port we checked stays free until its server binds it
+# (a port from the ephemeral range can be taken by any client socket meanwhile).
+_PORT_RANGE = (20000, 32000)
+
+
 def free_port() -> int:
-    """A free TCP port on loopback (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free TCP port on loopback, distinct from every other one this run handed out."""
+    for _ in range(1000):
+        port = random.randrange(*_PORT_RANGE)
+        if port in _GIVEN:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _GIVEN.add(port)
+        return port
+    raise RuntimeError(f"no free loopback port in {_PORT_RANGE}")
 
 
-def wait_for_http(port: int, path: str, timeout: float = 20.0, expect=None) -> None:
-    """Polls GET http://127.0.0.1:port/path until it answers (and `expect(body)`)."""
+def wait_for_http(port: int, path: str, timeout: float = 20.0, expect=None, process=None) -> None:
+    """Polls GET http://127.0.0.1:port/path until it answers (and `expect(body)`).
+    With `process`, gives up at once if that process has exited."""
     deadline = time.monotonic() + timeout
     last = "no answer"
     while time.monotonic() < deadline:
+        if process is not None:
+            process.check_alive()
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
             conn.request("GET", path)
@@ -65,7 +86,8 @@ class Process:
         return self.proc.pid
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text("utf-8", "replace")
 
     def check_alive(self) -> None:
@@ -101,7 +123,7 @@ def start_mcp_server(log_dir: Path, header_log: Path, port: int | None = None) -
     )
     try:
         # Any HTTP answer means it is listening (GET without a session is a 4xx).
-        wait_for_http(port, "/mcp")
+        wait_for_http(port, "/mcp", process=server)
     except Exception:
         server.stop()
         raise RuntimeError(f"MCP server did not start:\n{server.log()[-4000:]}")
@@ -118,7 +140,7 @@ def start_echo(log_dir: Path, name: str = "echo") -> tuple[Process, int]:
         log_dir,
     )
     try:
-        wait_for_http(port, "/")
+        wait_for_http(port, "/", process=echo)
     except Exception:
         echo.stop()
         raise

@@ -32,7 +32,7 @@ class Ratelimit(Process):
             argv += ["--redis-url", redis_url]
         super().__init__(f"ratelimit-{self.grpc_port}", argv, log_dir)
         try:
-            wait_for_http(self.http_port, "/ready", expect=lambda body: body.startswith("ready"))
+            wait_for_http(self.http_port, "/ready", expect=lambda body: body.startswith("ready"), process=self)
         except Exception:
             self.stop()
             raise RuntimeError(f"ratelimit-service did not become ready:\n{self.log()[-3000:]}")
