@@ -4,15 +4,18 @@
 //! data, credentials) never reach a log.
 //!
 //! The canonical form is written here rather than with a general JCS crate because it
-//! runs on every `tools/call` inside Envoy: `serde_json_canonicalizer` renders every
-//! object member into a buffer of its own before sorting, which made a 16 KiB input
-//! cost 0.37 ms natively (BENCHMARKS.md). This version parses once into a tree that
-//! borrows the input's strings, sorts members in place and writes one output buffer;
-//! it is checked against that crate on generated inputs in the tests. Numbers use
-//! `ryu-js`, the ECMAScript `Number.prototype.toString` algorithm RFC 8785 section
-//! 3.2.2.3 prescribes.
+//! runs on every `tools/call` inside Envoy: `serde_json_canonicalizer` builds a
+//! `serde_json::Value` and renders every object member into a buffer of its own
+//! before sorting, which made a 16 KiB input cost 0.37 ms natively (BENCHMARKS.md).
+//! This version writes the canonical text in the same pass that parses the input.
+//! Members are written as they come; only an object whose names arrive out of order
+//! (or repeated) has its already written members moved into order, so inputs from
+//! serialisers that sort (or happen to be in order) cost no more than a copy. It is
+//! checked against that crate on generated inputs in the tests. Numbers use `ryu-js`,
+//! the ECMAScript `Number.prototype.toString` algorithm RFC 8785 section 3.2.2.3
+//! prescribes.
 
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
@@ -39,58 +42,199 @@ pub fn canonical_json(arguments: &RawValue) -> Option<String> {
 
 fn canonical_bytes(arguments: &RawValue) -> Option<Vec<u8>> {
     let text = arguments.get();
-    let node: Node = serde_json::from_str(text).ok()?;
     // About as long as the input: whitespace and escapes go, `1E30` becomes `1e+30`.
     let mut out = Vec::with_capacity(text.len());
-    node.write(&mut out);
+    let mut members = Vec::new();
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    Canonical {
+        out: &mut out,
+        members: &mut members,
+    }
+    .deserialize(&mut deserializer)
+    .ok()?;
+    deserializer.end().ok()?;
     Some(out)
 }
 
-/// A parsed JSON value that borrows its strings from the input where it can (no
-/// escapes), so parsing allocates only for objects, arrays and escaped strings.
-enum Node<'a> {
-    Null,
-    Bool(bool),
-    Number(f64),
-    String(Cow<'a, str>),
-    Array(Vec<Node<'a>>),
-    Object(Vec<(Cow<'a, str>, Node<'a>)>),
+/// One object member already written: its name, and where its `"name":value` text
+/// lies in the output.
+struct Member<'a> {
+    name: Cow<'a, str>,
+    start: usize,
+    end: usize,
 }
 
-impl<'a> Node<'a> {
-    fn write(&self, out: &mut Vec<u8>) {
-        match self {
-            Node::Null => out.extend_from_slice(b"null"),
-            Node::Bool(true) => out.extend_from_slice(b"true"),
-            Node::Bool(false) => out.extend_from_slice(b"false"),
-            Node::Number(n) => {
-                let mut buffer = ryu_js::Buffer::new();
-                out.extend_from_slice(buffer.format(*n).as_bytes());
+/// Writes the canonical form of one JSON value while it is parsed. `members` is a
+/// stack shared by the nested objects, so parsing allocates nothing per object.
+struct Canonical<'o, 'a> {
+    out: &'o mut Vec<u8>,
+    members: &'o mut Vec<Member<'a>>,
+}
+
+impl<'de> DeserializeSeed<'de> for Canonical<'_, 'de> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Canonical<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.out.extend_from_slice(b"null");
+        Ok(())
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
+        self.out
+            .extend_from_slice(if v { b"true".as_slice() } else { b"false" });
+        Ok(())
+    }
+
+    // RFC 8785 section 3.2.2.3: every number is an IEEE 754 double, integers too
+    // (so 2^64 - 1 is written as 18446744073709552000).
+    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+        write_number(v as f64, self.out);
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+        write_number(v as f64, self.out);
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
+        write_number(v, self.out);
+        Ok(())
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        write_string(v, self.out);
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.out.push(b'[');
+        let mut first = true;
+        loop {
+            if !first {
+                self.out.push(b',');
             }
-            Node::String(s) => write_string(s, out),
-            Node::Array(items) => {
-                out.push(b'[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    item.write(out);
+            let seed = Canonical {
+                out: &mut *self.out,
+                members: &mut *self.members,
+            };
+            if seq.next_element_seed(seed)?.is_none() {
+                if !first {
+                    // The comma written for an element that did not come.
+                    self.out.pop();
                 }
-                out.push(b']');
+                break;
             }
-            Node::Object(members) => {
-                out.push(b'{');
-                for (i, (key, value)) in members.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    write_string(key, out);
-                    out.push(b':');
-                    value.write(out);
-                }
-                out.push(b'}');
+            first = false;
+        }
+        self.out.push(b']');
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let object_start = self.out.len();
+        let base = self.members.len();
+        let mut in_order = true;
+        self.out.push(b'{');
+        while let Some(name) = map.next_key::<Name<'de>>()? {
+            if self.members.len() > base {
+                self.out.push(b',');
+            }
+            let start = self.out.len();
+            write_string(&name.0, self.out);
+            self.out.push(b':');
+            map.next_value_seed(Canonical {
+                out: &mut *self.out,
+                members: &mut *self.members,
+            })?;
+            if let Some(previous) = self.members.get(base..).and_then(<[_]>::last) {
+                in_order &= utf16_order(&previous.name, &name.0) == Ordering::Less;
+            }
+            let end = self.out.len();
+            self.members.push(Member {
+                name: name.0,
+                start,
+                end,
+            });
+        }
+        self.out.push(b'}');
+        if !in_order {
+            reorder(self.out, object_start, &mut self.members[base..]);
+        }
+        self.members.truncate(base);
+        Ok(())
+    }
+}
+
+/// Rewrites an object written in arrival order with its members sorted by name
+/// (RFC 8785 section 3.2.3); of repeated names the last one stays, as serde_json's
+/// and JavaScript's parsers keep it (RFC 8785 expects I-JSON, which has none).
+fn reorder(out: &mut Vec<u8>, object_start: usize, members: &mut [Member<'_>]) {
+    let written = out.split_off(object_start);
+    // Stable: equal names keep their arrival order, so the last is the one kept.
+    members.sort_by(|a, b| utf16_order(&a.name, &b.name));
+    out.push(b'{');
+    let mut first = true;
+    for (i, member) in members.iter().enumerate() {
+        let repeated = members
+            .get(i + 1)
+            .is_some_and(|next| next.name == member.name);
+        if repeated {
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        let (start, end) = (member.start - object_start, member.end - object_start);
+        out.extend_from_slice(&written[start..end]);
+    }
+    out.push(b'}');
+}
+
+/// An object member name, borrowed when it has no escapes.
+struct Name<'a>(Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for Name<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NameVisitor;
+        impl<'de> Visitor<'de> for NameVisitor {
+            type Value = Name<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object member name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Owned(v.to_owned())))
             }
         }
+        deserializer.deserialize_str(NameVisitor)
+    }
+}
+
+fn write_number(n: f64, out: &mut Vec<u8>) {
+    // Integers within 2^53 print as their digits in ECMAScript (and -0 as 0); itoa
+    // does that far faster than the general double algorithm.
+    if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 {
+        let mut buffer = itoa::Buffer::new();
+        out.extend_from_slice(buffer.format(n as i64).as_bytes());
+    } else {
+        let mut buffer = ryu_js::Buffer::new();
+        out.extend_from_slice(buffer.format(n).as_bytes());
     }
 }
 
@@ -101,8 +245,16 @@ fn write_string(s: &str, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
     let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &byte) in bytes.iter().enumerate() {
+    let needs_escape = |byte: &u8| *byte < 0x20 || *byte == b'"' || *byte == b'\\';
+    let Some(first) = bytes.iter().position(needs_escape) else {
+        // The common case: nothing to escape.
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    };
+    out.extend_from_slice(&bytes[..first]);
+    let mut start = first;
+    for (i, &byte) in bytes.iter().enumerate().skip(first) {
         let short = match byte {
             b'"' => b'"',
             b'\\' => b'\\',
@@ -131,116 +283,14 @@ fn write_string(s: &str, out: &mut Vec<u8>) {
 
 /// RFC 8785 section 3.2.3: member names sort by their UTF-16 code units. UTF-8 byte
 /// order is code point order, which agrees with UTF-16 order except between a
-/// character from U+E000 up and one above U+FFFF (a surrogate pair sorts lower); only
-/// names with such characters (lead byte 0xEE or higher) take the slow comparison.
+/// character from U+E000 up and one above U+FFFF (a surrogate pair sorts lower). So
+/// bytes decide, unless the first difference involves such a lead byte (0xEE or up).
 fn utf16_order(a: &str, b: &str) -> Ordering {
-    let high = |s: &str| s.bytes().any(|byte| byte >= 0xee);
-    if high(a) || high(b) {
-        a.encode_utf16().cmp(b.encode_utf16())
-    } else {
-        a.as_bytes().cmp(b.as_bytes())
-    }
-}
-
-impl<'de> Deserialize<'de> for Node<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(NodeVisitor)
-    }
-}
-
-struct NodeVisitor;
-
-impl<'de> Visitor<'de> for NodeVisitor {
-    type Value = Node<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_unit<E>(self) -> Result<Node<'de>, E> {
-        Ok(Node::Null)
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Node<'de>, E> {
-        Ok(Node::Bool(v))
-    }
-
-    // RFC 8785 section 3.2.2.3: every number is an IEEE 754 double, integers too
-    // (so 2^64 - 1 is written as 18446744073709552000).
-    fn visit_i64<E>(self, v: i64) -> Result<Node<'de>, E> {
-        Ok(Node::Number(v as f64))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Node<'de>, E> {
-        Ok(Node::Number(v as f64))
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Node<'de>, E> {
-        Ok(Node::Number(v))
-    }
-
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Node<'de>, E> {
-        Ok(Node::String(Cow::Borrowed(v)))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Node<'de>, E> {
-        Ok(Node::String(Cow::Owned(v.to_owned())))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Node<'de>, E> {
-        Ok(Node::String(Cow::Owned(v)))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node<'de>, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(item) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Node::Array(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node<'de>, A::Error> {
-        let mut members: Vec<(Cow<'de, str>, Node<'de>)> = Vec::new();
-        while let Some(key) = map.next_key::<Key<'de>>()? {
-            members.push((key.0, map.next_value()?));
-        }
-        // Stable, so that of duplicate names the last one is kept below, as
-        // serde_json's and JavaScript's parsers keep it (RFC 8785 expects I-JSON,
-        // which has no duplicates; the arguments were not refused for them).
-        members.sort_by(|a, b| utf16_order(&a.0, &b.0));
-        let mut unique: Vec<(Cow<'de, str>, Node<'de>)> = Vec::with_capacity(members.len());
-        for member in members {
-            match unique.last_mut() {
-                Some(last) if last.0 == member.0 => *last = member,
-                _ => unique.push(member),
-            }
-        }
-        Ok(Node::Object(unique))
-    }
-}
-
-/// An object member name, borrowed when it has no escapes.
-struct Key<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an object member name")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v.to_owned())))
-            }
-            fn visit_string<E>(self, v: String) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v)))
-            }
-        }
-        deserializer.deserialize_str(KeyVisitor)
+    let (x, y) = (a.as_bytes(), b.as_bytes());
+    match x.iter().zip(y).position(|(p, q)| p != q) {
+        None => x.len().cmp(&y.len()),
+        Some(i) if x[i] >= 0xee || y[i] >= 0xee => a.encode_utf16().cmp(b.encode_utf16()),
+        Some(i) => x[i].cmp(&y[i]),
     }
 }
 
@@ -332,11 +382,53 @@ mod tests {
     #[test]
     fn agrees_with_a_general_jcs_implementation_on_generated_inputs() {
         let mut rng = Lcg(0x2545_f491_4f6c_dd1d);
-        for case in 0..2000 {
+        for case in 0..3000 {
             let value = random_value(&mut rng, 4);
-            let text = serde_json::to_string(&value).unwrap();
-            let expected = serde_json_canonicalizer::to_string(&value).unwrap();
+            // Members in a random order, sometimes a name twice (the last one wins in
+            // serde_json, which parses the text for the reference).
+            let mut text = String::new();
+            write_shuffled(&value, &mut rng, &mut text);
+            let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let expected = serde_json_canonicalizer::to_string(&parsed).unwrap();
             assert_eq!(canonical(&text), expected, "case {case}: {text}");
+        }
+    }
+
+    fn write_shuffled(value: &serde_json::Value, rng: &mut Lcg, out: &mut String) {
+        match value {
+            serde_json::Value::Object(map) => {
+                let mut members: Vec<_> = map.iter().collect();
+                for i in (1..members.len()).rev() {
+                    members.swap(i, rng.below(i as u64 + 1) as usize);
+                }
+                if let Some(&first) = members.first() {
+                    if rng.below(4) == 0 {
+                        // An earlier copy of a name, with another value.
+                        members.insert(0, (first.0, &serde_json::Value::Null));
+                    }
+                }
+                out.push('{');
+                for (i, (name, member)) in members.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&serde_json::to_string(name).unwrap());
+                    out.push(':');
+                    write_shuffled(member, rng, out);
+                }
+                out.push('}');
+            }
+            serde_json::Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write_shuffled(item, rng, out);
+                }
+                out.push(']');
+            }
+            other => out.push_str(&serde_json::to_string(other).unwrap()),
         }
     }
 

@@ -163,9 +163,39 @@ impl Default for ReplyScanner {
 }
 
 impl ReplyScanner {
-    pub fn feed(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
+    pub fn feed(&mut self, mut bytes: &[u8]) {
+        while let Some((&byte, rest)) = bytes.split_first() {
+            if self.done {
+                // Whatever follows the message cannot change its summary.
+                return;
+            }
             self.byte(byte);
+            bytes = rest;
+            // Most of a response is string content nobody reads (text, descriptions,
+            // schemas): jump to the byte that can end the string (a quote, or a
+            // backslash that may escape one) instead of stepping through it.
+            if self.skippable_string() {
+                let skip = memchr::memchr2(b'"', b'\\', bytes).unwrap_or(bytes.len());
+                bytes = &bytes[skip..];
+            }
+        }
+    }
+
+    /// Inside a string whose text is not kept: a value that is not captured, or a key
+    /// below the two levels whose keys matter.
+    fn skippable_string(&self) -> bool {
+        match self.lex {
+            Lex::Str {
+                key,
+                escaped: false,
+            } => {
+                if key {
+                    self.level_index().is_none()
+                } else {
+                    self.capture.is_none()
+                }
+            }
+            _ => false,
         }
     }
 

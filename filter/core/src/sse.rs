@@ -60,8 +60,9 @@ impl Default for SseReader {
 
 impl SseReader {
     /// Reads a chunk; `on_message` gets the summary of every event that carried data.
-    pub fn feed(&mut self, bytes: &[u8], on_message: &mut impl FnMut(Summary)) {
-        for &byte in bytes {
+    pub fn feed(&mut self, mut bytes: &[u8], on_message: &mut impl FnMut(Summary)) {
+        while let Some((&byte, rest)) = bytes.split_first() {
+            bytes = rest;
             if let Some(matched) = self.bom {
                 // "One leading U+FEFF BYTE ORDER MARK character must be ignored."
                 if BOM.get(matched) == Some(&byte) {
@@ -75,6 +76,15 @@ impl SseReader {
                 }
             }
             self.byte(byte, on_message);
+            // The rest of a line's value up to its end goes on in one piece: to the
+            // scanner for data, nowhere for other fields and comments.
+            if let Line::Value { .. } | Line::Ignore = self.line {
+                let end = memchr::memchr2(b'\r', b'\n', bytes).unwrap_or(bytes.len());
+                if self.line == (Line::Value { data: true }) {
+                    self.scanner.feed(&bytes[..end]);
+                }
+                bytes = &bytes[end..];
+            }
         }
     }
 
