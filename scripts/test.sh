@@ -4,7 +4,8 @@
 # (client and server) and real upstreams. Installs what it needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh
+# --bench: also the load generator (oha) of the benchmark smoke test.
+./scripts/setup.sh --bench
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -135,7 +135,9 @@ fn grpc_round_trip(c: &mut Criterion) {
                 .add_service(envoy_types::ext_authz::v3::pb::AuthorizationServer::new(
                     service,
                 ))
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+                .serve_with_incoming(
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                ),
         );
         AuthorizationClient::connect(address).await.unwrap()
     });

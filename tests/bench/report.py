@@ -5,9 +5,9 @@ load examples, one key=value line per run) and criterion's estimates under
 target/criterion, and replaces what lies between the markers
 `<!-- bench:begin -->` and `<!-- bench:end -->` in BENCHMARKS.md.
 
-    .venv/bin/python tests/bench/report.py [--check]
+    .venv/bin/python tests/bench/report.py [--print] [--envoy PATH]
 
-With --check, only verifies that every figure is present (used by the test suite).
+With --print, prints the tables instead of writing BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -205,9 +205,8 @@ def service_tables() -> list[str]:
     return out
 
 
-def render() -> str:
+def render(envoy: Path = BENCH / "envoy.json") -> str:
     out = []
-    envoy = BENCH / "envoy.json"
     if envoy.exists():
         out += ["### Envoy, side by side", "", *envoy_tables(json.loads(envoy.read_text()))]
     services = service_tables()
@@ -221,11 +220,12 @@ def render() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--check", action="store_true")
+    parser.add_argument("--print", action="store_true", help="print the tables, change no file")
     parser.add_argument("--file", type=Path, default=ROOT / "BENCHMARKS.md")
+    parser.add_argument("--envoy", type=Path, default=BENCH / "envoy.json")
     args = parser.parse_args()
-    tables = render()
-    if args.check:
+    tables = render(args.envoy)
+    if args.print:
         print(tables)
         return
     text = args.file.read_text()

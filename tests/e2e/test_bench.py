@@ -1,0 +1,100 @@
+"""The benchmark (tests/bench/, BENCHMARKS.md) in a short run, so that the command
+users rerun keeps working: every arm starts, every payload is answered 200 through
+each of them, every figure is produced, and the report renders it. The figures of a
+one-second run mean nothing and are not checked against any goal here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+
+from harness import ROOT, Process, free_port, python, wait_for_http
+
+BENCH = ROOT / "tests" / "bench"
+sys.path.insert(0, str(BENCH))
+
+import bench_envoy  # noqa: E402
+
+
+def test_the_upstream_answers_each_payload_as_an_mcp_server_would(logs):
+    port = free_port()
+    upstream = Process("upstream", [python(), str(BENCH / "fast_upstream.py"), str(port)], logs)
+    try:
+        wait_for_http(port, "/", process=upstream)
+        answers = {}
+        for name in bench_envoy.PAYLOADS:
+            body, _, _ = bench_envoy.payload(name)
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/mcp", data=body, method="POST")
+            with urllib.request.urlopen(request, timeout=5) as response:
+                answers[name] = (response.headers["content-type"], response.read().decode())
+    finally:
+        upstream.stop()
+    for name in ("call-small", "call-16KiB"):
+        assert answers[name][0] == "application/json"
+        assert json.loads(answers[name][1])["result"]["isError"] is False
+    kind, text = answers["tools-list"]
+    assert kind == "application/json" and len(json.loads(text)["result"]["tools"]) == 8
+    kind, text = answers["call-sse"]
+    assert kind == "text/event-stream"
+    events = [json.loads(line[len("data: "):]) for line in text.splitlines() if line.startswith("data: ")]
+    assert [e.get("method") for e in events] == ["notifications/progress", "notifications/progress", None]
+    assert events[-1]["id"] == 1 and events[-1]["result"]["isError"] is False
+
+
+def test_payloads_have_the_sizes_the_report_names():
+    sizes = {name: len(bench_envoy.payload(name)[0]) for name in bench_envoy.PAYLOADS}
+    assert sizes["call-small"] < 300
+    assert 16 * 1024 <= sizes["call-16KiB"] < 17 * 1024
+    for name in bench_envoy.PAYLOADS:
+        body = json.loads(bench_envoy.payload(name)[0])
+        assert body["jsonrpc"] == "2.0" and body["id"] == 1
+
+
+def test_a_short_run_measures_every_arm_and_payload(tmp_path):
+    out = tmp_path / "envoy.json"
+    run = subprocess.run(
+        [python(), str(BENCH / "bench_envoy.py"), "--rounds", "1", "--seconds", "1", "--rates", "100", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    document = json.loads(out.read_text())
+    results = document["results"]
+    assert set(results) == set(bench_envoy.ARMS)
+    for arm, figures in results.items():
+        assert figures["envoy_rss_mib"][0] > 10, arm
+        for payload in bench_envoy.PAYLOADS:
+            measured = figures[payload]
+            assert measured["envoy_cpu_us"][0] > 0 and measured["max_rps"][0] > 0, (arm, payload)
+            latency = measured["latency_ms"]["100"]
+            assert 0 < latency["p50"][0] <= latency["p99"][0] <= latency["p99.9"][0], (arm, payload, latency)
+            services = {key for key in measured if key.endswith("_cpu_us") and key != "envoy_cpu_us"}
+            expected = {
+                "chain-memory": {"authz_cpu_us", "ratelimit_cpu_us"},
+                "chain-redis": {"authz_cpu_us", "ratelimit_cpu_us", "redis_cpu_us"},
+            }.get(arm, set())
+            assert services == expected, (arm, payload, services)
+            for key in expected:
+                # Every request of a chain arm made the services work, except that
+                # Envoy asks the rate limiter about tool calls only: the route's
+                # actions need x-mcp-tool-name, so tools/list sends no descriptor.
+                if key == "ratelimit_cpu_us" and payload == "tools-list":
+                    assert measured[key][0] < 1, (arm, measured[key])
+                else:
+                    assert measured[key][0] > 0, (arm, payload, key)
+
+    report = subprocess.run(
+        [python(), str(BENCH / "report.py"), "--print", "--envoy", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert report.returncode == 0, report.stderr
+    for title in ("bare Envoy", "Envoy's native MCP filter", "full chain, ratelimit on Redis", "16 KiB tools/call"):
+        assert title in report.stdout
+    assert "vs bare / vs native" in report.stdout and "n/a" not in report.stdout
