@@ -188,27 +188,83 @@ def fmt_ns(ns: float) -> str:
     return f"{ns:.0f} ns"
 
 
-def service_tables() -> list[str]:
+def service_runs() -> dict[str, list[float]]:
     """The services' load examples: decisions per service CPU-second over real gRPC."""
     path = BENCH / "services.txt"
-    if not path.exists():
-        return []
     runs: dict[str, list[float]] = {}
+    if not path.exists():
+        return runs
     for line in path.read_text().splitlines():
         fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
         if "checks_per_cpu_second" in fields:
             runs.setdefault(f"authz-service, {fields['mode']} token: checks", []).append(float(fields["checks_per_cpu_second"]))
         elif "decisions_per_cpu_second" in fields:
             runs.setdefault(f"ratelimit-service, {fields['store']} store: decisions", []).append(float(fields["decisions_per_cpu_second"]))
+    return runs
+
+
+def service_tables() -> list[str]:
+    runs = service_runs()
+    if not runs:
+        return []
     out = ["| measure (per service CPU-second, over gRPC) | median [min, max] |", "|---|---|"]
     out += [f"| {name} | {cell(values, 0)} |" for name, values in runs.items()]
     return out
 
 
+def verdict(met: bool, by: str) -> str:
+    return "**met**" if met else f"**missed** ({by})"
+
+
+def goal_rows(envoy: dict | None) -> list[str]:
+    """The goals of issue 7 against this run's medians."""
+    rows = []
+    if envoy:
+        results = envoy["results"]
+        if {"filter", "native"} <= set(results):
+            for p in PAYLOAD_NAMES:
+                if p not in results["filter"]:
+                    continue
+                ratio = med(results["filter"][p]["envoy_cpu_us"]) / med(results["native"][p]["envoy_cpu_us"])
+                rows.append(
+                    f"| filter CPU per request <= native MCP filter, {PAYLOAD_NAMES[p]} | {ratio:.2f}x | "
+                    + verdict(ratio <= 1.0, f"{(ratio - 1) * 100:.0f}% over")
+                    + " |"
+                )
+        for arm in ("chain-memory", "chain-redis"):
+            if arm not in results or "bare" not in results:
+                continue
+            for p in PAYLOAD_NAMES:
+                latency = results[arm].get(p, {}).get("latency_ms", {}).get(CHAIN_P99_RATE)
+                bare = results["bare"].get(p, {}).get("latency_ms", {}).get(CHAIN_P99_RATE)
+                if not latency or not bare:
+                    continue
+                added = med(latency["p99"]) - med(bare["p99"])
+                rows.append(
+                    f"| {ARM_NAMES[arm]} adds <= {CHAIN_P99_BUDGET_MS:g} ms p99 over bare at {CHAIN_P99_RATE}/s, "
+                    f"{PAYLOAD_NAMES[p]} | {added:+.2f} ms | "
+                    + verdict(added <= CHAIN_P99_BUDGET_MS, f"by {added - CHAIN_P99_BUDGET_MS:.2f} ms")
+                    + " |"
+                )
+    services = service_runs()
+    for name, goal in (("authz-service, cached token: checks", 20_000), ("ratelimit-service, memory store: decisions", 50_000)):
+        if name in services:
+            value = med(services[name])
+            rows.append(
+                f"| {name} per core >= {goal:,} per second | {value:,.0f} | "
+                + verdict(value >= goal, f"{(1 - value / goal) * 100:.0f}% under")
+                + " |"
+            )
+    if not rows:
+        return []
+    return ["### Goals", "", "| goal | this run (medians) | |", "|---|---|---|", *rows, ""]
+
+
 def render(envoy: Path = BENCH / "envoy.json") -> str:
-    out = []
-    if envoy.exists():
-        out += ["### Envoy, side by side", "", *envoy_tables(json.loads(envoy.read_text()))]
+    document = json.loads(envoy.read_text()) if envoy.exists() else None
+    out = goal_rows(document)
+    if document:
+        out += ["### Envoy, side by side", "", *envoy_tables(document)]
     services = service_tables()
     if services:
         out += ["", "### Services over gRPC (load examples)", "", *services]

@@ -55,7 +55,7 @@ def test_payloads_have_the_sizes_the_report_names():
 def test_a_short_run_measures_every_arm_and_payload(tmp_path):
     out = tmp_path / "envoy.json"
     run = subprocess.run(
-        [python(), str(BENCH / "bench_envoy.py"), "--rounds", "1", "--seconds", "1", "--rates", "100", "--out", str(out)],
+        [python(), str(BENCH / "bench_envoy.py"), "--rounds", "1", "--seconds", "1", "--rates", "1000", "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=900,
@@ -70,7 +70,7 @@ def test_a_short_run_measures_every_arm_and_payload(tmp_path):
         for payload in bench_envoy.PAYLOADS:
             measured = figures[payload]
             assert measured["envoy_cpu_us"][0] > 0 and measured["max_rps"][0] > 0, (arm, payload)
-            latency = measured["latency_ms"]["100"]
+            latency = measured["latency_ms"]["1000"]
             assert 0 < latency["p50"][0] <= latency["p99"][0] <= latency["p99.9"][0], (arm, payload, latency)
             services = {key for key in measured if key.endswith("_cpu_us") and key != "envoy_cpu_us"}
             expected = {
@@ -84,6 +84,10 @@ def test_a_short_run_measures_every_arm_and_payload(tmp_path):
                 # actions need x-mcp-tool-name, so tools/list sends no descriptor.
                 if key == "ratelimit_cpu_us" and payload == "tools-list":
                     assert measured[key][0] < 1, (arm, measured[key])
+                elif key == "redis_cpu_us":
+                    # Redis needs well under 1 µs per decision: in a 1 s run that is
+                    # below the 10 ms resolution of /proc CPU times, so it may read 0.
+                    assert measured[key][0] >= 0, (arm, measured[key])
                 else:
                     assert measured[key][0] > 0, (arm, payload, key)
 
