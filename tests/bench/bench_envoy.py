@@ -38,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import Authz, Process, Ratelimit, RedisServer, free_port, python, start_gateway, token  # noqa: E402
+from harness import Authz, Process, Ratelimit, RedisServer, envoy_binary, free_port, python, start_gateway, token  # noqa: E402
 from harness.procs import ROOT, wait_for_http  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -322,7 +322,7 @@ def machine() -> dict:
         if line.startswith("model name"):
             cpu = line.split(":", 1)[1].strip()
             break
-    envoy = subprocess.run([str(_envoy()), "--version"], capture_output=True, text=True).stdout.strip()
+    envoy = subprocess.run([str(envoy_binary()), "--version"], capture_output=True, text=True).stdout.strip()
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
@@ -332,12 +332,6 @@ def machine() -> dict:
         "oha": subprocess.run([oha_binary(), "--version"], capture_output=True, text=True).stdout.strip(),
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
     }
-
-
-def _envoy() -> str:
-    from harness import envoy_binary
-
-    return envoy_binary()
 
 
 if __name__ == "__main__":

@@ -52,6 +52,11 @@ def cell(values: list[float], digits: int = 1) -> str:
     return f"{med(values):.{digits}f} [{min(values):.{digits}f}, {max(values):.{digits}f}]"
 
 
+def header(first: str, columns: list[str]) -> list[str]:
+    """A markdown table's header row and separator."""
+    return [f"| {first} | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+
+
 def envoy_tables(document: dict) -> list[str]:
     results, settings, machine = document["results"], document["settings"], document["machine"]
     arms = [a for a in ARM_NAMES if a in results]
@@ -69,14 +74,12 @@ def envoy_tables(document: dict) -> list[str]:
         "#### Envoy CPU per request (µs; closed loop, "
         f"{settings['closed_loop_connections']} connections)",
         "",
-        "| arm | " + " | ".join(PAYLOAD_NAMES[p] for p in payloads) + " |",
-        "|---|" + "---|" * len(payloads),
+        *header("arm", [PAYLOAD_NAMES[p] for p in payloads]),
     ]
     for arm in arms:
         out.append(f"| {ARM_NAMES[arm]} | " + " | ".join(cell(results[arm][p]["envoy_cpu_us"]) for p in payloads) + " |")
     out += ["", "#### Ratios of Envoy CPU per request (medians)", ""]
-    out.append("| arm | " + " | ".join(f"{PAYLOAD_NAMES[p]}: vs bare / vs native" for p in payloads) + " |")
-    out.append("|---|" + "---|" * len(payloads))
+    out += header("arm", [f"{PAYLOAD_NAMES[p]}: vs bare / vs native" for p in payloads])
     for arm in arms:
         row = []
         for p in payloads:
@@ -93,8 +96,7 @@ def envoy_tables(document: dict) -> list[str]:
         "",
         "#### Maximum throughput (requests/s, closed loop) and how busy Envoy's core was",
         "",
-        "| arm | " + " | ".join(PAYLOAD_NAMES[p] for p in payloads) + " |",
-        "|---|" + "---|" * len(payloads),
+        *header("arm", [PAYLOAD_NAMES[p] for p in payloads]),
     ]
     for arm in arms:
         row = [
@@ -108,8 +110,7 @@ def envoy_tables(document: dict) -> list[str]:
             "",
             f"#### Latency, {PAYLOAD_NAMES[p]} (ms; open loop at fixed rates, corrected for coordinated omission)",
             "",
-            "| arm | " + " | ".join(f"{r}/s {q}" for r in rates for q in ("p50", "p99", "p99.9")) + " |",
-            "|---|" + "---|" * (3 * len(rates)),
+            *header("arm", [f"{r}/s {q}" for r in rates for q in ("p50", "p99", "p99.9")]),
         ]
         for arm in arms:
             latency = results[arm][p]["latency_ms"]
@@ -125,8 +126,7 @@ def envoy_tables(document: dict) -> list[str]:
             f"#### Added p99 over bare Envoy at {CHAIN_P99_RATE} requests/s (goal for the full chain: "
             f"<= {CHAIN_P99_BUDGET_MS:g} ms)",
             "",
-            "| arm | " + " | ".join(PAYLOAD_NAMES[p] for p in payloads) + " |",
-            "|---|" + "---|" * len(payloads),
+            *header("arm", [PAYLOAD_NAMES[p] for p in payloads]),
         ]
         for arm in arms:
             if arm == "bare":
@@ -153,8 +153,7 @@ def envoy_tables(document: dict) -> list[str]:
             "",
             "#### Service CPU per decision behind Envoy (µs; closed loop)",
             "",
-            "| process | " + " | ".join(PAYLOAD_NAMES[p] for p in payloads) + " |",
-            "|---|" + "---|" * len(payloads),
+            *header("process", [PAYLOAD_NAMES[p] for p in payloads]),
             *service_rows,
         ]
     out += ["", "#### Envoy memory after each arm's runs (MiB)", "", "| arm | RSS | peak RSS |", "|---|---|---|"]
