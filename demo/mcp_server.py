@@ -3,7 +3,9 @@
 Tools follow the seed documents' financial-data server manifest
 (`query_transactions`, `get_account_balance`). Every HTTP request the server receives
 is appended to a JSON-lines file (`--header-log`) with the MCP and gateway headers it
-carried, so the demo and the tests can show exactly what reached the server.
+carried, so the demo and the tests can show exactly what reached the server; with
+`--dispatch-log`, every tool the SDK dispatches is appended to another file (the name
+the server acted on, to compare with the gateway's label).
 
     python demo/mcp_server.py --port 8000 --header-log /tmp/seen.jsonl
 """
@@ -111,12 +113,30 @@ class HeaderLog:
         await self.app(scope, receive, send)
 
 
+def log_dispatches(path: str) -> None:
+    """Records the tool name of every `tools/call` the SDK dispatches, as it parsed it
+    (known tool or not), before the tool runs."""
+    dispatch = server.call_tool
+    lock = threading.Lock()
+
+    async def call_tool(name, arguments, context=None):
+        with lock, open(path, "a", encoding="utf-8") as log:
+            log.write(json.dumps({"method": "tools/call", "name": name}) + "\n")
+        return await dispatch(name, arguments, context)
+
+    # The SDK's request handler looks `call_tool` up on the instance at each call.
+    server.call_tool = call_tool
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--header-log", help="append received headers to this JSONL file")
+    parser.add_argument("--dispatch-log", help="append dispatched tool names to this JSONL file")
     args = parser.parse_args()
+    if args.dispatch_log:
+        log_dispatches(args.dispatch_log)
     app = server.streamable_http_app(host=args.host)
     uvicorn.run(
         HeaderLog(app, args.header_log),

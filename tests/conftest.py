@@ -12,6 +12,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import ROOT, Authz, Ratelimit, start_echo, start_gateway, start_mcp_server  # noqa: E402
+from harness.procs import dispatch_log  # noqa: E402
 
 
 @pytest.fixture
@@ -67,6 +68,13 @@ class SeenLog:
         if not self.path.exists():
             return []
         return [json.loads(line) for line in self.path.read_text().splitlines() if line]
+
+    def dispatches(self) -> list[str]:
+        """Names of the tools the server's SDK dispatched, in order."""
+        path = dispatch_log(self.path)
+        if not path.exists():
+            return []
+        return [json.loads(line)["name"] for line in path.read_text().splitlines() if line]
 
     def posts(self) -> list[dict[str, str]]:
         """Headers of each POST, as a dict (last copy wins; copies checked elsewhere)."""

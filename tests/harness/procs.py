@@ -113,12 +113,20 @@ class Process:
         self.stop()
 
 
+def dispatch_log(header_log: Path) -> Path:
+    """Where the demo server started with `header_log` records the tools it dispatches."""
+    return header_log.with_name(header_log.stem + "-dispatch.jsonl")
+
+
 def start_mcp_server(log_dir: Path, header_log: Path, port: int | None = None) -> tuple[Process, int]:
     """The demo MCP server (official Python SDK) on a free port."""
     port = port or free_port()
     server = Process(
         f"mcp-server-{port}",
-        [python(), str(ROOT / "demo" / "mcp_server.py"), "--port", str(port), "--header-log", str(header_log)],
+        [
+            python(), str(ROOT / "demo" / "mcp_server.py"), "--port", str(port),
+            "--header-log", str(header_log), "--dispatch-log", str(dispatch_log(header_log)),
+        ],
         log_dir,
     )
     try:

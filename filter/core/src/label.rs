@@ -285,7 +285,7 @@ fn repeated(header_name: &str) -> RequestError {
 
 fn not_text(header_name: &str) -> RequestError {
     RequestError::HeaderMismatch(format!(
-        "{header_name} header is not UTF-8 (use the =?base64?...?= form)"
+        "{header_name} header is not plain ASCII (send non-ASCII values in the =?base64?...?= form)"
     ))
 }
 

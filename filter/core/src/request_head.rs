@@ -12,17 +12,20 @@ pub enum ClientHeader {
     /// Sent more than once: proxies and servers disagree on which copy counts, so the
     /// gateway refuses rather than guess.
     Repeated,
-    /// Not UTF-8 (only the `=?base64?...?=` sentinel may carry non-ASCII text).
+    /// Not plain ASCII: non-ASCII text travels only in the `=?base64?...?=` sentinel.
+    /// Raw bytes above 0x7f are refused, not read as UTF-8: servers read header bytes
+    /// as ISO-8859-1 (RFC 9110 section 5.5; the Python SDK does), so "données" sent raw
+    /// would be one name here and another there (found by the differential corpus).
     NotText,
 }
 
 impl ClientHeader {
     fn add(&mut self, value: &[u8]) {
         *self = match self {
-            ClientHeader::Absent => match std::str::from_utf8(value) {
-                Ok(text) => ClientHeader::Value(text.to_owned()),
-                Err(_) => ClientHeader::NotText,
-            },
+            ClientHeader::Absent if value.is_ascii() => {
+                ClientHeader::Value(String::from_utf8_lossy(value).into_owned())
+            }
+            ClientHeader::Absent => ClientHeader::NotText,
             _ => ClientHeader::Repeated,
         };
     }
@@ -107,5 +110,16 @@ mod tests {
         assert_eq!(head.session_id.as_deref(), Some("s-1"));
         assert_eq!(head.traceparent.as_deref(), Some("00-abc"));
         assert_eq!(head.request_id, None);
+    }
+
+    #[test]
+    fn raw_non_ascii_is_not_text_even_when_valid_utf8() {
+        let head = RequestHead::from_headers([("mcp-name", "donn\u{e9}es".as_bytes())]);
+        assert_eq!(head.mcp_name, ClientHeader::NotText);
+        let head = RequestHead::from_headers([("mcp-name", &b"=?base64?ZG9ubsOpZXM=?="[..])]);
+        assert_eq!(
+            head.mcp_name,
+            ClientHeader::Value("=?base64?ZG9ubsOpZXM=?=".into())
+        );
     }
 }

@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""Writes the hand-made seed inputs of the fuzz targets into fuzz/seeds/<target>/.
+
+The request cases follow the parser-differential corpus of tests/e2e/test_differential.py
+in the fuzz input form (see fuzz/src/input.rs); flow inputs add the three control bytes
+(failing host call, body chunk size, response type). Rerun after adding a case:
+    python3 fuzz/make_seeds.py
+"""
+import json
+import pathlib
+import re
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SEEDS = ROOT / "fuzz" / "seeds"
+MODERN = "2026-07-28"
+
+
+def request(method, params=None, id=1, **extra):
+    message = {"jsonrpc": "2.0", "id": id, "method": method}
+    if params is not None:
+        message["params"] = params
+    message.update(extra)
+    return json.dumps(message).encode()
+
+
+def call(name, arguments=None, meta=True):
+    params = {"name": name, "arguments": arguments or {"account": "acct-1"}}
+    if meta:
+        params["_meta"] = {"io.modelcontextprotocol/protocolVersion": MODERN}
+    return request("tools/call", params)
+
+
+def head(method="tools/call", name=None, version=MODERN, extra=()):
+    lines = [f"mcp-protocol-version: {version}", f"mcp-method: {method}"]
+    if name is not None:
+        lines.append(f"mcp-name: {name}")
+    lines.extend(extra)
+    return ("\n".join(lines) + "\n\n").encode()
+
+
+CALL = call("get_account_balance")
+REQUESTS = {
+    "modern-call": head(name="get_account_balance") + CALL,
+    "handshake-call": request("tools/call", {"name": "get_account_balance", "arguments": {}}),
+    "initialize": request("initialize", {"protocolVersion": "2025-11-25", "capabilities": {},
+                                         "clientInfo": {"name": "c", "version": "1"}}),
+    "notification": b'{"jsonrpc":"2.0","method":"notifications/initialized"}',
+    "client-response": b'{"jsonrpc":"2.0","id":"s-1","result":{}}',
+    "prompts-get": head("prompts/get", "summarise") + request(
+        "prompts/get", {"name": "summarise", "_meta": {"io.modelcontextprotocol/protocolVersion": MODERN}}),
+    "resources-read": head("resources/read", "file:///a.txt") + request(
+        "resources/read", {"uri": "file:///a.txt", "_meta": {"io.modelcontextprotocol/protocolVersion": MODERN}}),
+    "duplicate-method": b'{"jsonrpc":"2.0","id":1,"method":"tools/list","method":"tools/call","params":{"name":"delete_account"}}',
+    "duplicate-name": head(name="get_account_balance")
+    + b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_account_balance","name":"delete_account"}}',
+    "case-variant-keys": b'{"jsonrpc":"2.0","id":1,"Method":"tools/call","method":"tools/list","params":{"NAME":"delete_account"}}',
+    "escaped-names": head(name="get_account_balance")
+    + b'{"jsonrpc":"2.0","id":1,"method":"tools\\/c\\u0061ll","params":{"name":"get\\u005faccount_balance","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}',
+    "non-ascii-sentinel": head(name="=?base64?" + "w6ljaG8=" + "?=") + call("\u00e9cho"),
+    "non-ascii-raw-header": head(name="\u00e9cho") + call("\u00e9cho"),
+    "number-name": b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":42}}',
+    "object-method": b'{"jsonrpc":"2.0","id":1,"method":{"a":"tools/call"}}',
+    "deep-nesting": head(name="get_account_balance") + call("get_account_balance", {"a": json.loads("[" * 200 + "]" * 200)}),
+    "huge-id": b'{"jsonrpc":"2.0","id":' + b"9" * 400 + b',"method":"tools/list"}',
+    "huge-number-argument": head(name="get_account_balance")
+    + b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_account_balance","arguments":{"n":1e400},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}',
+    "bom": b"\xef\xbb\xbf" + CALL,
+    "invalid-utf8": b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_\xff_balance"}}',
+    "lone-surrogate": b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get\\ud800"}}',
+    "batch": b"[" + CALL + b"," + CALL + b"]",
+    "mcp-name-disagrees": head(name="get_account_balance") + call("delete_account"),
+    "mcp-method-disagrees": head("tools/list", None) + CALL,
+    "forged-gateway-headers": head(name="get_account_balance", extra=[
+        "x-mcp-tool-name: delete_account", "x-agent-id: admin", "X-User-Id: root",
+        "x-mcp-server-id: other"]) + CALL,
+    "compressed": head(name="get_account_balance", extra=["content-encoding: gzip"]) + CALL,
+    "content-length-lies": head(name="get_account_balance", extra=["content-length: 3"]) + CALL,
+    "get": b":method: GET\naccept: text/event-stream\n\n",
+    "put": b":method: PUT\n\n" + CALL,
+    "other-path": b":path: /admin\nx-mcp-tool-name: forged\n\n" + CALL,
+    "repeated-mcp-name": head(name="get_account_balance", extra=["mcp-name: delete_account"]) + CALL,
+    "empty-body": b"",
+    "trailing-garbage": CALL + b" {}",
+}
+
+RESPONSES = {
+    "json-result": (0, b'{"jsonrpc":"2.0","id":1,"result":{"content":[],"isError":false}}'),
+    "json-is-error": (0, b'{"jsonrpc":"2.0","id":1,"result":{"isError":true,"content":[{"type":"text","text":"no"}]}}'),
+    "json-error": (0, b'{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"bad"}}'),
+    "json-lookalike-nested": (0, b'{"jsonrpc":"2.0","id":1,"result":{"error":{"code":1},"isError":true,"id":2}}'),
+    "json-escaped-string-id": (0, b'{"jsonrpc":"2.0","id":"a\\"b","result":{}}'),
+    "sse-progress-then-result": (1, b'event: message\ndata: {"jsonrpc":"2.0","method":"notifications/progress","params":{"progress":1}}\n\n'
+                                 b'data: {"jsonrpc":"2.0","id":1,\ndata: "result":{"isError":false}}\n\n'),
+    "sse-crlf-bom-comments": (1, b'\xef\xbb\xbf: comment\r\nid: 7\r\ndata: {"jsonrpc":"2.0","id":1,"error":{"code":-32603}}\r\n\r\n'),
+    "sse-cr-only": (1, b'data: {"jsonrpc":"2.0","id":1,"result":{}}\r\rdata: x\r'),
+    "sse-unterminated": (1, b'data: {"jsonrpc":"2.0","id":1,"result":{}}'),
+}
+
+
+def write(target, name, data):
+    directory = SEEDS / target
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"seed-{name}").write_bytes(data)
+
+
+def main():
+    for name, data in REQUESTS.items():
+        write("request", name, data)
+    answer = b'{"jsonrpc":"2.0","id":1,"result":{"content":[],"isError":false}}'
+    for name, data in REQUESTS.items():
+        # Every host call succeeds; the body in one chunk, then in 1-byte chunks.
+        write("flow", name, b"\x00\x00\x00" + data + b"\n--response--\n" + answer)
+        write("flow", f"{name}-byte-chunks", b"\x00\x01\x02" + data)
+    # One host call after another fails, on a call answered over SSE.
+    sse = b'data: {"jsonrpc":"2.0","id":1,"result":{"isError":true}}\n\n'
+    for fail_at in range(1, 24):
+        write("flow", f"modern-call-failing-call-{fail_at}",
+              bytes([fail_at, 7, 9]) + REQUESTS["modern-call"] + b"\n--response--\n" + sse)
+    write("flow", "malformed-header-map", b"\xff\x00\x00\x05\x00\x00\x00\x01")
+    for name, (kind, body) in RESPONSES.items():
+        write("response", name, bytes([kind, 0, len(body) // 2]) + body)
+    # Config parsers: the shipped files, and broken variants of each.
+    envoy = yaml.safe_load((ROOT / "envoy" / "envoy.yaml").read_text())
+    plugin = find_plugin_config(envoy)
+    write("config", "filter-shipped", b"\x00" + plugin.encode())
+    write("config", "filter-unknown-field", b"\x00" + b'{"server_id":"a","mcp_path":"/mcp"}')
+    write("config", "filter-bad-limit", b"\x00" + b'{"server_id":"a","max_body_bytes":-1}')
+    write("config", "filter-jwt-identity", b"\x00" + b'{"server_id":"a","agent_identity":{"source":"jwt_authn","payload_in_metadata":"jwt","claim":"sub"}}')
+    policy = (ROOT / "demo" / "policy.yaml").read_bytes()
+    write("config", "policy-shipped", b"\x01" + policy)
+    write("config", "policy-wrong-type", b"\x01" + b"servers: [1, 2]\n")
+    write("config", "policy-bad-server-id", b"\x01" + b"servers:\n  'a b':\n    tools: {x: [s]}\n")
+    limits = (ROOT / "demo" / "limits.yaml").read_bytes()
+    write("config", "limits-shipped", b"\x02" + limits)
+    write("config", "limits-bad-unit", b"\x02" + limits.replace(b"MINUTE", b"FORTNIGHT", 1))
+    write("config", "limits-not-yaml", b"\x02" + b"domain: [unclosed\n")
+    jwks = (ROOT / "envoy" / "compose" / "jwks.json").read_bytes()
+    write("config", "jwks-shipped", b"\x03" + jwks)
+    write("config", "jwks-symmetric-only", b"\x03" + b'{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"h"}]}')
+
+
+def find_plugin_config(node):
+    """The wasm filter's JSON configuration string in envoy.yaml."""
+    if isinstance(node, dict):
+        if node.get("@type", "").endswith("google.protobuf.StringValue") and "server_id" in node.get("value", ""):
+            return node["value"]
+        children = node.values()
+    elif isinstance(node, list):
+        children = node
+    else:
+        return None
+    for child in children:
+        found = find_plugin_config(child)
+        if found:
+            return found
+    return None
+
+
+if __name__ == "__main__":
+    main()

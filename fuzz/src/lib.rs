@@ -1,0 +1,19 @@
+//! Fuzz targets of the gateway, as library functions: `fuzz_targets/*.rs` hand them
+//! libFuzzer's inputs, and `cargo test` replays the committed corpus
+//! (`fuzz/seeds/<target>/`, hand-written, and `fuzz/corpus/<target>/`, what fuzzing
+//! kept) through the same functions on stable Rust.
+//!
+//! Each target checks properties, not only "no panic": a labelled request carries
+//! exactly the names a strict JSON parser reads from the body, chunking never changes
+//! what a response reader reports, and the whole filter flow never forwards a request
+//! with a header it did not set itself, whichever host call fails.
+
+pub mod config;
+pub mod flow;
+pub mod host;
+pub mod input;
+pub mod request;
+pub mod response;
+
+#[cfg(test)]
+mod replay;

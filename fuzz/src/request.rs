@@ -1,0 +1,109 @@
+//! The request parser and validator: what the filter decides for a head and body.
+
+use crate::input::FuzzRequest;
+use mcp_filter_core::headers::{X_MCP_METHOD, X_MCP_PROMPT_NAME, X_MCP_TOOL_NAME};
+use mcp_filter_core::message::Target;
+use mcp_filter_core::{
+    label_request_with_facts, on_request_head, sentinel, FilterConfig, HeadAction, RequestFacts,
+    RequestHead,
+};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::sync::OnceLock;
+
+/// The configuration every request target runs with.
+pub fn config() -> &'static FilterConfig {
+    static CONFIG: OnceLock<FilterConfig> = OnceLock::new();
+    CONFIG.get_or_init(|| {
+        FilterConfig::from_json(
+            br#"{"server_id":"fuzz","max_body_bytes":65536,"metrics":{"tool_names":["get_account_balance"]}}"#,
+        )
+        .unwrap_or_else(|e| panic!("the fuzz configuration is valid: {e}"))
+    })
+}
+
+pub fn run(data: &[u8]) {
+    let request = FuzzRequest::parse(data);
+    let head = RequestHead::from_headers(request.pairs());
+    let config = config();
+    match on_request_head(config, &head) {
+        HeadAction::PassThrough | HeadAction::Reject(_) => return,
+        HeadAction::ReadBody => {}
+    }
+    let mut facts = RequestFacts::default();
+    let outcome = label_request_with_facts(config, &head, request.body, &mut facts);
+    // Deterministic: the same input gets the same decision.
+    let again = label_request_with_facts(config, &head, request.body, &mut RequestFacts::default());
+    assert_eq!(outcome.is_ok(), again.is_ok());
+    let Ok(labels) = outcome else {
+        return;
+    };
+    assert_eq!(Some(&labels), again.as_ref().ok());
+
+    // Every label is a header value Envoy accepts unchanged: visible ASCII and spaces,
+    // non-ASCII only in the base64 sentinel.
+    for (name, value) in &labels.headers {
+        assert!(
+            value.bytes().all(|b| (0x20..0x7f).contains(&b)),
+            "{name}: {value:?} is not printable ASCII"
+        );
+    }
+
+    // A strict JSON parser (serde_json, RFC 8259; typed, so a repeated or mistyped
+    // member is an error) reads the same method and target from an accepted body:
+    // what a server acts on is what the labels say. Other members are skipped without
+    // converting numbers, which the filter does not either (an id of 400 digits is
+    // valid JSON).
+    let parsed: Message = serde_json::from_slice(request.body)
+        .unwrap_or_else(|e| panic!("accepted a body serde_json refuses: {e}"));
+    let Some(method) = facts.method.as_deref() else {
+        // A client's response message: no method, no target.
+        assert!(parsed.method.is_none());
+        return;
+    };
+    assert_eq!(parsed.method.as_deref(), Some(method));
+    let params = parsed.params.unwrap_or_default();
+    let decoded = |name: &str| labels.get(name).map(sentinel::decode);
+    assert_eq!(decoded(X_MCP_METHOD), Some(Ok(method.to_owned())));
+    match &facts.target {
+        Some(Target::Tool(name)) => {
+            assert_eq!(text(&params.name).as_deref(), Some(name.as_str()));
+            assert_eq!(decoded(X_MCP_TOOL_NAME), Some(Ok(name.clone())));
+        }
+        Some(Target::Prompt(name)) => {
+            assert_eq!(text(&params.name).as_deref(), Some(name.as_str()));
+            assert_eq!(decoded(X_MCP_PROMPT_NAME), Some(Ok(name.clone())));
+        }
+        Some(Target::Resource(uri)) => {
+            assert_eq!(text(&params.uri).as_deref(), Some(uri.as_str()));
+        }
+        None => {
+            // The methods that name a target never pass without one.
+            assert!(
+                !matches!(method, "tools/call" | "prompts/get" | "resources/read"),
+                "{method} labelled without a target"
+            );
+            assert!(labels.get(X_MCP_TOOL_NAME).is_none());
+        }
+    }
+}
+
+/// The members a server dispatches on.
+#[derive(Deserialize)]
+struct Message {
+    method: Option<String>,
+    params: Option<Params>,
+}
+
+/// Raw, because only the methods that name a target need these to be strings.
+#[derive(Deserialize, Default)]
+struct Params {
+    name: Option<Box<RawValue>>,
+    uri: Option<Box<RawValue>>,
+}
+
+/// A raw member as a string, the way the server's parser reads it.
+fn text(raw: &Option<Box<RawValue>>) -> Option<String> {
+    raw.as_deref()
+        .map(|raw| serde_json::from_str(raw.get()).expect("a target member is a JSON string"))
+}
