@@ -58,7 +58,7 @@ def bearer(agent: str = "agent-under-test", scopes: str = READ_SCOPES, **kwargs)
 class Authz(Process):
     """The release build of mcp-authz-service on free ports, with the demo policy."""
 
-    def __init__(self, log_dir: Path, policy: Path = ROOT / "demo" / "policy.yaml"):
+    def __init__(self, log_dir: Path, policy: Path = ROOT / "demo" / "policy.yaml", jwks_url: str | None = None, extra_args=()):
         log_dir = Path(log_dir)
         self.grpc_port, self.http_port = free_port(), free_port()
         # A private copy, so a test may rewrite it (hot reload) without touching ours.
@@ -75,7 +75,8 @@ class Authz(Process):
                 "--http-addr", f"127.0.0.1:{self.http_port}",
                 "--resource", RESOURCE,
                 "--issuer", ISSUER,
-                "--jwks-file", str(jwks_path),
+                *(["--jwks-url", jwks_url] if jwks_url else ["--jwks-file", str(jwks_path)]),
+                *extra_args,
             ],
             log_dir,
         )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import http.client
+import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -99,12 +101,23 @@ class Process:
         """SIGTERM to our PID, then SIGKILL if it lingers. Never by name."""
         if self.proc.poll() is None:
             self.proc.terminate()
+            # A frozen process (see `freeze`) only acts on SIGTERM once continued.
+            self.thaw()
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
         self._log.close()
+
+    def freeze(self) -> None:
+        """SIGSTOP: the process keeps its sockets (connections are accepted by the
+        kernel) but answers nothing, like a service stuck or overloaded."""
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)
 
     def __enter__(self) -> "Process":
         return self

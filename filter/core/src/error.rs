@@ -35,6 +35,11 @@ pub const FORBIDDEN: i64 = -31011;
 pub const AUTHZ_UNAVAILABLE: i64 = -31012;
 /// Over the agent's rate limit for the tool (429).
 pub const RATE_LIMITED: i64 = -31020;
+/// The MCP server cannot be reached, or closed or reset the stream before answering
+/// (Envoy's 503).
+pub const UPSTREAM_UNAVAILABLE: i64 = -31030;
+/// The MCP server did not answer within the route's timeout (Envoy's 504).
+pub const UPSTREAM_TIMEOUT: i64 = -31031;
 
 /// Everything that makes the filter refuse a request. The message is what the client
 /// reads in `error.message`, so it names the field or header at fault.

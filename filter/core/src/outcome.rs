@@ -80,8 +80,12 @@ pub struct Outcome {
 }
 
 /// Envoy's response code details for an upstream that did not answer in time
-/// (route timeout, per-try timeout, stream idle timeout).
-const TIMEOUT_DETAILS: [&str; 4] = [
+/// (route timeout, per-try timeout, stream idle timeout). Envoy 1.40's router answers
+/// a route timeout before any response with `response_timeout` (checked with
+/// `%RESPONSE_CODE_DETAILS%`), and cuts a started stream with
+/// `upstream_response_timeout`.
+pub const TIMEOUT_DETAILS: [&str; 5] = [
+    "response_timeout",
     "upstream_response_timeout",
     "upstream_per_try_timeout",
     "stream_idle_timeout",

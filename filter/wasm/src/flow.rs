@@ -7,8 +7,11 @@
 use crate::audit::{Call, Reader};
 use crate::metrics::MetricIds;
 use crate::wire;
-use mcp_filter_core::error::{AUTHZ_UNAVAILABLE, RATE_LIMITED};
+use mcp_filter_core::error::{
+    AUTHZ_UNAVAILABLE, RATE_LIMITED, UPSTREAM_TIMEOUT, UPSTREAM_UNAVAILABLE,
+};
 use mcp_filter_core::headers::{is_gateway_header, X_AGENT_ID};
+use mcp_filter_core::outcome::TIMEOUT_DETAILS;
 use mcp_filter_core::{
     check_body_size, error_body, label_request_with_facts, on_request_head, sentinel,
     AgentIdentity, FilterConfig, HeadAction, Rejection, RequestError, RequestFacts, RequestHead,
@@ -225,6 +228,18 @@ impl RequestFlow {
                 AUTHZ_UNAVAILABLE,
                 "authorization service unavailable: request refused".to_owned(),
             ),
+            // The router's own answers when the MCP server fails (Envoy response code
+            // details: `upstream_reset_before_response_started{<reason>}`,
+            // `no_healthy_upstream`, `response_timeout`); their plain-text
+            // bodies mean nothing to an MCP client.
+            Some(details) if is_upstream_failure(details) => (
+                UPSTREAM_UNAVAILABLE,
+                "MCP server unavailable: it could not be reached or closed the connection before answering".to_owned(),
+            ),
+            Some(details) if TIMEOUT_DETAILS.contains(&details) => (
+                UPSTREAM_TIMEOUT,
+                "MCP server did not answer in time".to_owned(),
+            ),
             _ => return Verdict::Continue,
         };
         // Envoy's body is replaced, not read.
@@ -358,6 +373,14 @@ impl RequestFlow {
         }
         Verdict::Pause
     }
+}
+
+/// Envoy's response code details for a request that never got an answer from the
+/// upstream, because it could not connect or the connection closed or reset first.
+fn is_upstream_failure(details: &str) -> bool {
+    details.starts_with("upstream_reset_before_response_started")
+        || details == "no_healthy_upstream"
+        || details == "cluster_not_found"
 }
 
 /// Removes every client copy of the gateway headers, then reads what the decision needs.

@@ -444,6 +444,31 @@ fn authz_error_reply_gets_the_request_id() {
 }
 
 #[test]
+fn router_failures_get_a_json_rpc_error_with_the_request_id() {
+    for (details, status, code) in [
+        (
+            "upstream_reset_before_response_started{remote_connection_failure}",
+            "503",
+            -31030,
+        ),
+        ("no_healthy_upstream", "503", -31030),
+        ("response_timeout", "504", -31031),
+        ("upstream_per_try_timeout", "504", -31031),
+    ] {
+        let (mut flow, mut host) = local_reply(details, &[(":status", status)]);
+        flow.on_response_headers(&mut host, false);
+        let size = host.response_body.len();
+        flow.on_response_body(&mut host, size, true);
+        let body: Value = serde_json::from_slice(&host.response_body).unwrap();
+        assert_eq!(
+            (body["id"].clone(), body["error"]["code"].clone()),
+            (Value::from(3), Value::from(code)),
+            "{details}"
+        );
+    }
+}
+
+#[test]
 fn upstream_responses_are_untouched() {
     for details in ["via_upstream", "ext_authz_denied"] {
         let (mut flow, mut host) =
@@ -509,16 +534,25 @@ fn stream_body(flow: &mut RequestFlow, host: &mut FakeHost, body: &[u8], chunk: 
 fn answered(head: &[(&str, &str)], body: &[u8], chunk: usize, end: bool) -> FakeHost {
     let mut flow = audited_flow();
     let mut host = call_with_response(&mut flow, head);
-    if let Some((_, status)) = head.iter().find(|(k, _)| *k == ":status") {
-        if status.starts_with('5') {
-            host.properties.insert(
-                vec!["response".into(), "code_details".into()],
-                b"upstream_response_timeout".to_vec(),
-            );
-        }
+    let from_envoy = head
+        .iter()
+        .any(|(k, v)| *k == ":status" && v.starts_with('5'));
+    if from_envoy {
+        host.properties.insert(
+            vec!["response".into(), "code_details".into()],
+            b"upstream_response_timeout".to_vec(),
+        );
     }
     flow.on_response_headers(&mut host, false);
-    stream_body(&mut flow, &mut host, body, chunk, end);
+    if from_envoy {
+        // Envoy's own reply is held and rewritten as a JSON-RPC error.
+        host.response_body = body.to_vec();
+        flow.on_response_body(&mut host, body.len(), true);
+        let reply: Value = serde_json::from_slice(&host.response_body).unwrap();
+        assert_eq!(reply["error"]["code"], -31031);
+    } else {
+        stream_body(&mut flow, &mut host, body, chunk, end);
+    }
     flow.on_log(&mut host);
     host
 }
