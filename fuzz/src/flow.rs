@@ -18,6 +18,7 @@ use crate::input::{find, FuzzRequest};
 use crate::request::config;
 use mcp_filter::flow::{RequestFlow, Verdict};
 use mcp_filter::metrics::MetricIds;
+use mcp_filter::wire::parse_pairs;
 use mcp_filter_core::headers::is_gateway_header;
 use mcp_filter_core::{label_request, on_request_head, HeadAction, RequestHead};
 use serde::Deserialize;
@@ -39,14 +40,24 @@ pub fn drive(data: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
         None => (rest, &rest[..0]),
     };
     let request = FuzzRequest::parse(request_part);
-    let mut host = FuzzHost {
-        headers: request
+    let raw_header_map = (*fail_at == 255).then(|| rest.to_vec());
+    let headers = match &raw_header_map {
+        // The host's map is what the raw bytes say, when they say anything.
+        Some(raw) => parse_pairs(raw)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(n, v)| (n.to_owned(), v.to_vec()))
+            .collect(),
+        None => request
             .headers
             .iter()
             .map(|(n, v)| (n.clone(), v.to_vec()))
             .collect(),
+    };
+    let mut host = FuzzHost {
+        headers,
         fail_at: u32::from(*fail_at),
-        raw_header_map: (*fail_at == 255).then(|| rest.to_vec()),
+        raw_header_map,
         ..FuzzHost::default()
     };
     let config = Rc::new(config().clone());

@@ -171,7 +171,9 @@ impl<'de> Visitor<'de> for Canonical<'_, 'de> {
         }
         self.out.push(b'}');
         if !in_order {
-            reorder(self.out, object_start, &mut self.members[base..]);
+            if let Some(members) = self.members.get_mut(base..) {
+                reorder(self.out, object_start, members);
+            }
         }
         self.members.truncate(base);
         Ok(())
@@ -198,8 +200,9 @@ fn reorder(out: &mut Vec<u8>, object_start: usize, members: &mut [Member<'_>]) {
             out.push(b',');
         }
         first = false;
-        let (start, end) = (member.start - object_start, member.end - object_start);
-        out.extend_from_slice(&written[start..end]);
+        let range =
+            member.start.saturating_sub(object_start)..member.end.saturating_sub(object_start);
+        out.extend_from_slice(written.get(range).unwrap_or_default());
     }
     out.push(b'}');
 }
@@ -242,7 +245,6 @@ fn write_number(n: f64, out: &mut Vec<u8>) {
 /// `\\` and the C0 controls are escaped; \b \t \n \f \r in short form, the rest as
 /// `\u00xx` in lower-case hex; everything else is written as UTF-8.
 fn write_string(s: &str, out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
     let bytes = s.as_bytes();
     let needs_escape = |byte: &u8| *byte < 0x20 || *byte == b'"' || *byte == b'\\';
@@ -252,7 +254,7 @@ fn write_string(s: &str, out: &mut Vec<u8>) {
         out.push(b'"');
         return;
     };
-    out.extend_from_slice(&bytes[..first]);
+    out.extend_from_slice(bytes.get(..first).unwrap_or_default());
     let mut start = first;
     for (i, &byte) in bytes.iter().enumerate().skip(first) {
         let short = match byte {
@@ -266,19 +268,29 @@ fn write_string(s: &str, out: &mut Vec<u8>) {
             0x00..=0x1f => 0,
             _ => continue,
         };
-        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(bytes.get(start..i).unwrap_or_default());
         start = i + 1;
         if short == 0 {
+            // Control characters: two hex digits, both below 0x10.
             out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(byte >> 4)]);
-            out.push(HEX[usize::from(byte & 0xf)]);
+            out.push(hex_digit(byte >> 4));
+            out.push(hex_digit(byte & 0xf));
         } else {
             out.push(b'\\');
             out.push(short);
         }
     }
-    out.extend_from_slice(&bytes[start..]);
+    out.extend_from_slice(bytes.get(start..).unwrap_or_default());
     out.push(b'"');
+}
+
+/// The lower-case hex digit of a value below 16 (RFC 8785 section 3.2.2.2 writes
+/// `\u00XX` escapes in lower case).
+fn hex_digit(nibble: u8) -> u8 {
+    match nibble {
+        0..=9 => b'0' + nibble,
+        _ => b'a' + (nibble & 0xf) - 10,
+    }
 }
 
 /// RFC 8785 section 3.2.3: member names sort by their UTF-16 code units. UTF-8 byte
@@ -289,8 +301,10 @@ fn utf16_order(a: &str, b: &str) -> Ordering {
     let (x, y) = (a.as_bytes(), b.as_bytes());
     match x.iter().zip(y).position(|(p, q)| p != q) {
         None => x.len().cmp(&y.len()),
-        Some(i) if x[i] >= 0xee || y[i] >= 0xee => a.encode_utf16().cmp(b.encode_utf16()),
-        Some(i) => x[i].cmp(&y[i]),
+        Some(i) => match (x.get(i), y.get(i)) {
+            (Some(&p), Some(&q)) if p < 0xee && q < 0xee => p.cmp(&q),
+            _ => a.encode_utf16().cmp(b.encode_utf16()),
+        },
     }
 }
 

@@ -64,10 +64,10 @@ impl<'de, const N: usize> Visitor<'de> for PickSeed<N> {
             match slot {
                 Some(index) => {
                     let value: &'de RawValue = map.next_value()?;
-                    if values[index].is_some() {
-                        duplicate = duplicate.or(Some(self.keys[index]));
-                    } else {
-                        values[index] = Some(value);
+                    match values.get_mut(index) {
+                        Some(Some(_)) => duplicate = duplicate.or(self.keys.get(index).copied()),
+                        Some(slot) => *slot = Some(value),
+                        None => {}
                     }
                 }
                 None => {

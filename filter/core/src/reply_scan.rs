@@ -176,7 +176,7 @@ impl ReplyScanner {
             // backslash that may escape one) instead of stepping through it.
             if self.skippable_string() {
                 let skip = memchr::memchr2(b'"', b'\\', bytes).unwrap_or(bytes.len());
-                bytes = &bytes[skip..];
+                bytes = bytes.get(skip..).unwrap_or_default();
             }
         }
     }
@@ -257,8 +257,12 @@ impl ReplyScanner {
                 self.depth = self.depth.saturating_add(1);
                 let object = byte == b'{';
                 if let Some(slot) = self.level_index() {
-                    self.object[slot] = object;
-                    self.keys[slot] = Key::None;
+                    if let Some(is_object) = self.object.get_mut(slot) {
+                        *is_object = object;
+                    }
+                    if let Some(key) = self.keys.get_mut(slot) {
+                        *key = Key::None;
+                    }
                 }
                 self.expect_key = object;
             }
@@ -305,7 +309,9 @@ impl ReplyScanner {
     }
 
     fn in_object(&self) -> bool {
-        self.level_index().is_some_and(|slot| self.object[slot])
+        self.level_index()
+            .and_then(|slot| self.object.get(slot))
+            .is_some_and(|object| *object)
     }
 
     fn end_key(&mut self) {
@@ -321,7 +327,9 @@ impl ReplyScanner {
             (1, Some("code")) => Key::Code,
             _ => Key::Other,
         };
-        self.keys[slot] = key;
+        if let Some(slot_key) = self.keys.get_mut(slot) {
+            *slot_key = key;
+        }
     }
 
     /// A value starts in the container at the current depth.

@@ -80,10 +80,11 @@ impl SseReader {
             // scanner for data, nowhere for other fields and comments.
             if let Line::Value { .. } | Line::Ignore = self.line {
                 let end = memchr::memchr2(b'\r', b'\n', bytes).unwrap_or(bytes.len());
+                let (value, rest) = bytes.split_at_checked(end).unwrap_or((bytes, &[]));
                 if self.line == (Line::Value { data: true }) {
-                    self.scanner.feed(&bytes[..end]);
+                    self.scanner.feed(value);
                 }
-                bytes = &bytes[end..];
+                bytes = rest;
             }
         }
     }
