@@ -2,6 +2,7 @@
 //! call (picked by the input) that fails, as a real host's calls can.
 
 use mcp_filter::flow::{Host, HostStatus, Level, MetricKind};
+use mcp_filter::wire::serialize_pairs;
 use std::collections::HashMap;
 
 /// proxy-wasm `BadArgument`.
@@ -52,29 +53,12 @@ impl FuzzHost {
     }
 }
 
-/// The proxy-wasm header map encoding (see `mcp_filter::wire`), with byte values.
-fn serialize(pairs: &[(String, Vec<u8>)]) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    bytes.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
-    for (key, value) in pairs {
-        bytes.extend_from_slice(&(key.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(&(value.len() as u32).to_le_bytes());
-    }
-    for (key, value) in pairs {
-        bytes.extend_from_slice(key.as_bytes());
-        bytes.push(0);
-        bytes.extend_from_slice(value);
-        bytes.push(0);
-    }
-    bytes
-}
-
 impl Host for FuzzHost {
     fn request_headers(&mut self) -> Result<Vec<u8>, HostStatus> {
         self.call()?;
         Ok(match &self.raw_header_map {
             Some(raw) => raw.clone(),
-            None => serialize(&self.headers),
+            None => serialize_pairs(&self.headers),
         })
     }
     fn remove_request_header(&mut self, name: &str) -> Result<(), HostStatus> {

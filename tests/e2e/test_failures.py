@@ -15,7 +15,10 @@ import urllib.request
 import jwt
 import pytest
 import yaml
-from harness import ROOT, Authz, Process, Ratelimit, RedisServer, audit_records, bearer, free_port, python, request, start_gateway
+from harness import (
+    ROOT, Authz, Process, Ratelimit, RedisServer, audit_records, bearer, envoy_counter, free_port, python, request,
+    start_gateway,
+)
 from harness.authz import ISSUER, READ_SCOPES, RESOURCE, jwks, signing_key
 
 from helpers import AGENT, modern_call
@@ -76,16 +79,6 @@ def ratelimit_failure_mode_deny(config):
             f["typed_config"]["failure_mode_deny"] = True
 
 
-def envoy_counter(envoy, name: str) -> float:
-    """An Envoy counter by its stat name (admin /stats, not the Prometheus form)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{envoy.admin_port}/stats?filter=^{name}$", timeout=5) as r:
-        for line in r.read().decode().splitlines():
-            key, _, value = line.partition(": ")
-            if key == name:
-                return float(value)
-    return 0.0
-
-
 @pytest.fixture
 def stack(logs, mcp_server):
     """The whole chain in front of the SDK server; yields (envoy, port, authz, ratelimit, seen)."""
@@ -138,9 +131,9 @@ def test_ratelimit_service_failing_follows_the_failure_mode_and_is_counted(logs,
         refused = call(closed_port, request_id=2)
         assert refused.status == 500, refused.body
         # Envoy counts every failed rate limit call on the route's cluster.
-        assert envoy_counter(fail_open, "cluster.mcp_server.ratelimit.error") >= 1
-        assert envoy_counter(fail_open, "cluster.mcp_server.ratelimit.failure_mode_allowed") >= 1
-        assert envoy_counter(fail_closed, "cluster.mcp_server.ratelimit.error") >= 1
+        assert envoy_counter(fail_open.admin_port, "cluster.mcp_server.ratelimit.error") >= 1
+        assert envoy_counter(fail_open.admin_port, "cluster.mcp_server.ratelimit.failure_mode_allowed") >= 1
+        assert envoy_counter(fail_closed.admin_port, "cluster.mcp_server.ratelimit.error") >= 1
         assert record_for(fail_open, 2)["decision"] == "allowed"
         assert record_for(fail_closed, 2)["http_status"] == 500
     finally:
@@ -164,7 +157,7 @@ def test_redis_down_fails_open_and_counting_resumes_when_it_is_back(logs, echo):
         # both sides count the failure.
         for n in range(2, 6):
             assert call(port, request_id=n).status == 200
-        assert envoy_counter(envoy, "cluster.mcp_server.ratelimit.failure_mode_allowed") >= 4
+        assert envoy_counter(envoy.admin_port, "cluster.mcp_server.ratelimit.failure_mode_allowed") >= 4
         assert "mcp_ratelimit_backend_errors_total" in ratelimit.metrics()
         errors = [line for line in ratelimit.metrics().splitlines() if line.startswith("mcp_ratelimit_backend_errors_total")]
         assert errors and float(errors[0].split()[-1]) >= 4, errors

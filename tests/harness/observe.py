@@ -26,6 +26,16 @@ def audit_records(path: Path, count: int = 0, timeout: float = 15.0, until=None)
         time.sleep(0.2)
 
 
+def envoy_counter(admin_port: int, name: str) -> int:
+    """One Envoy counter by its stat name (admin /stats, not the Prometheus form)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/stats?filter=^{name}$", timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            key, _, value = line.partition(": ")
+            if key == name:
+                return int(value)
+    return 0
+
+
 def prometheus(admin_port: int) -> dict[tuple[str, frozenset], float]:
     """Envoy's /stats/prometheus as {(sample name, labels): value}."""
     with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/stats/prometheus", timeout=10) as response:

@@ -21,7 +21,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -29,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import yaml  # noqa: E402
 from harness import (  # noqa: E402
-    ROOT, Authz, Ratelimit, RedisServer, audit_records, request, start_gateway, start_mcp_server,
+    ROOT, Authz, Ratelimit, RedisServer, audit_records, envoy_counter, request, start_gateway, start_mcp_server,
 )
 from harness.authz import READ_SCOPES, token  # noqa: E402
 
@@ -151,15 +150,6 @@ def run(logs: Path, seconds: float, rate: float, workers: int = 8) -> dict:
     finally:
         for process in reversed(processes):
             process.stop()
-
-
-def envoy_counter(admin_port: int, name: str) -> int:
-    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/stats?filter=^{name}$", timeout=5) as response:
-        for line in response.read().decode().splitlines():
-            key, _, value = line.partition(": ")
-            if key == name:
-                return int(value)
-    return 0
 
 
 def summarise(sent, by_id, records, rss, elapsed, alive, fail_open) -> dict:

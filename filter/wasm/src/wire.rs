@@ -36,22 +36,23 @@ fn terminated(bytes: &[u8], at: usize, len: usize) -> Option<(&[u8], usize)> {
     (*bytes.get(end)? == 0).then_some((text, end + 1))
 }
 
-/// Encodes header pairs for `proxy_send_local_response`.
-pub fn serialize_pairs(pairs: &[(&str, &str)]) -> Vec<u8> {
+/// Encodes header pairs for `proxy_send_local_response` (names and values as bytes,
+/// so tests can encode values that are not UTF-8).
+pub fn serialize_pairs<K: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(K, V)]) -> Vec<u8> {
     let size = 4 + pairs
         .iter()
-        .map(|(k, v)| k.len() + v.len() + 10)
+        .map(|(k, v)| k.as_ref().len() + v.as_ref().len() + 10)
         .sum::<usize>();
     let mut bytes = Vec::with_capacity(size);
     bytes.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
     for (key, value) in pairs {
-        bytes.extend_from_slice(&(key.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&(key.as_ref().len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&(value.as_ref().len() as u32).to_le_bytes());
     }
     for (key, value) in pairs {
-        bytes.extend_from_slice(key.as_bytes());
+        bytes.extend_from_slice(key.as_ref());
         bytes.push(0);
-        bytes.extend_from_slice(value.as_bytes());
+        bytes.extend_from_slice(value.as_ref());
         bytes.push(0);
     }
     bytes
