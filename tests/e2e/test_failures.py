@@ -285,3 +285,41 @@ def test_broken_policy_and_limits_keep_the_last_good_ones(stack):
     assert call(port, request_id=4).status == 403
     statuses = [call(port, "query_transactions", request_id=5 + n).status for n in range(3)]
     assert 429 in statuses, statuses
+
+
+def configmap_update(directory, name: str, text: str, version: str) -> None:
+    """Writes `name` into `directory` the way the kubelet updates a mounted ConfigMap:
+    the file is a symlink through `..data`, which is swapped atomically to a new
+    timestamped directory (rename of a temporary symlink)."""
+    versioned = directory / f"..{version}"
+    versioned.mkdir()
+    (versioned / name).write_text(text)
+    temporary = directory / "..data_tmp"
+    temporary.symlink_to(versioned.name)
+    temporary.replace(directory / "..data")
+    link = directory / name
+    if not link.is_symlink():
+        link.unlink(missing_ok=True)
+        link.symlink_to(f"..data/{name}")
+
+
+def test_configmap_style_updates_are_picked_up(stack):
+    envoy, port, authz, ratelimit, _ = stack
+    assert call(port, request_id=1).status == 200
+    # Both files become ConfigMap-style symlinks (same content), then get new versions.
+    configmap_update(authz.policy.parent, authz.policy.name, authz.policy.read_text(), "v1")
+    configmap_update(ratelimit.config_dir, "limits.yaml", (ratelimit.config_dir / "limits.yaml").read_text(), "v1")
+    time.sleep(1.5)
+    assert call(port, request_id=2).status == 200
+    policy = yaml.safe_load(authz.policy.read_text())
+    policy["servers"]["financial-data"]["tools"]["get_account_balance"] = ["mcp.server.financial-data:tools.write"]
+    configmap_update(authz.policy.parent, authz.policy.name, yaml.safe_dump(policy), "v2")
+    configmap_update(ratelimit.config_dir, "limits.yaml", yaml.safe_dump({"domain": "mcp_gateway", "descriptors": [{
+        "key": "tool_call", "descriptors": [{"key": "agent_id", "rate_limit": {"unit": "minute", "requests_per_unit": 1}}],
+    }]}), "v2")
+    deadline = time.monotonic() + 10
+    while call(port, request_id=3).status != 403 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert call(port, request_id=4).status == 403
+    statuses = [call(port, "query_transactions", request_id=5 + n).status for n in range(3)]
+    assert 429 in statuses, statuses
