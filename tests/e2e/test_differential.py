@@ -13,10 +13,12 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
-from harness import bearer, request
+import yaml
+from conftest import SeenLog
+from harness import ROOT, Authz, Ratelimit, bearer, request, start_gateway, start_mcp_server
 from harness.h2client import request_h2
 
 from helpers import AGENT, META, MODERN
@@ -49,7 +51,6 @@ class Case:
     headers: list[tuple[str, str | bytes]]
     expect: Labelled | Refused
     transport: str = "h1"  # h1 (content-length), h1-bytes (chunked, 1 byte each), h2 (no length)
-    extra: list[tuple[str, str]] = field(default_factory=list)
 
 
 def body(method="tools/call", name=TOOL, arguments=None, id=1, params=None, raw=None) -> bytes:
@@ -78,8 +79,10 @@ def sentinel(text: str) -> str:
 
 META_JSON = json.dumps(META)
 PLAIN = body()
-# A call whose arguments nest `depth` arrays deep.
+
+
 def nested(depth: int) -> bytes:
+    """A call whose arguments nest `depth` arrays deep."""
     return body(raw='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"%s","arguments":{"account_id":"acc-001","x":%s},"_meta":%s}}'
                 % (TOOL, "[" * depth + "]" * depth, META_JSON))
 
@@ -159,11 +162,6 @@ def send(port: int, case: Case):
 def gateway(tmp_path_factory):
     """The shipped envoy.yaml (whole chain) in front of the SDK server, shared by the
     cases: yields (Envoy listener port, SeenLog)."""
-    from conftest import SeenLog
-    from harness import Authz, Ratelimit, start_gateway, start_mcp_server
-    import yaml
-    from harness import ROOT
-
     logs = tmp_path_factory.mktemp("differential")
     policy = yaml.safe_load((ROOT / "demo" / "policy.yaml").read_text())
     policy["servers"]["financial-data"]["tools"]["données"] = []
