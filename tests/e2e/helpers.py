@@ -56,3 +56,25 @@ def connect(url: str, mode: str = "2026-07-28", agent: str = AGENT, scopes: str 
     headers = {"authorization": f"Bearer {token(agent, scopes, **claims)}"}
     transport = streamable_http_client(url, http_client=create_mcp_http_client(headers=headers))
     return Client(transport, mode=mode)
+
+
+def route_timeout(seconds: float):
+    """Envoy config mutation: an overall timeout on the /mcp route (the shipped config
+    has none, for long SSE answers), to provoke upstream timeouts."""
+
+    def mutate(config: dict) -> None:
+        hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        for host in hcm["route_config"]["virtual_hosts"]:
+            for route in host["routes"]:
+                if route.get("match") == {"path": "/mcp"}:
+                    route["route"]["timeout"] = f"{seconds}s"
+
+    return mutate
+
+
+def ratelimit_failure_mode_deny(config: dict) -> None:
+    """Envoy config mutation: the rate limit filter refuses when its service fails."""
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    for f in hcm["http_filters"]:
+        if f["name"] == "envoy.filters.http.ratelimit":
+            f["typed_config"]["failure_mode_deny"] = True

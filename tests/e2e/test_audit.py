@@ -12,7 +12,7 @@ import json
 import anyio
 import pytest
 import yaml
-from e2e.helpers import AGENT, META, connect
+from e2e.helpers import AGENT, META, connect, route_timeout
 from e2e.test_monitoring import queried_metrics
 from harness import (
     ROOT,
@@ -26,7 +26,6 @@ from harness import (
     series,
     start_gateway,
 )
-from harness.envoy import walk
 
 LOOPING = "looping-agent"
 MISSING = "ledger://archive/1999"
@@ -55,15 +54,10 @@ def audited_gateway(logs, mcp_server):
         )
     )
 
-    def route_timeout(config):
-        for node in walk(config):
-            if node.get("match") == {"path": "/mcp"}:
-                node["route"]["timeout"] = f"{ROUTE_TIMEOUT_S}s"
-
     authz = Authz(logs)
     ratelimit = Ratelimit(logs, config=limits_path)
     envoy, listener = start_gateway(
-        logs, {"mcp_server": port, **authz.upstreams(), **ratelimit.upstreams()}, mutate=route_timeout
+        logs, {"mcp_server": port, **authz.upstreams(), **ratelimit.upstreams()}, mutate=route_timeout(ROUTE_TIMEOUT_S)
     )
     try:
         yield envoy, listener

@@ -21,7 +21,7 @@ from harness import (
 )
 from harness.authz import ISSUER, READ_SCOPES, RESOURCE, jwks, signing_key
 
-from helpers import AGENT, modern_call
+from helpers import AGENT, modern_call, ratelimit_failure_mode_deny, route_timeout
 
 HERE = ROOT / "tests" / "harness"
 
@@ -59,24 +59,6 @@ def record_for(envoy, request_id: int) -> dict:
     matching = [r for r in records if r["jsonrpc_id"] == request_id]
     assert len(matching) == 1, records
     return matching[0]
-
-
-def route_timeout(seconds: float):
-    def mutate(config):
-        hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-        for host in hcm["route_config"]["virtual_hosts"]:
-            for route in host["routes"]:
-                if route.get("match") == {"path": "/mcp"}:
-                    route["route"]["timeout"] = f"{seconds}s"
-
-    return mutate
-
-
-def ratelimit_failure_mode_deny(config):
-    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    for f in hcm["http_filters"]:
-        if f["name"] == "envoy.filters.http.ratelimit":
-            f["typed_config"]["failure_mode_deny"] = True
 
 
 @pytest.fixture
@@ -273,12 +255,27 @@ def test_broken_policy_and_limits_keep_the_last_good_ones(stack):
     assert "policy.yaml" in authz.log() and "limits.yaml" in ratelimit.log()
     # A good file again is picked up: the tool now needs a scope the agent lacks, and
     # a limit of one call per minute applies.
-    policy = yaml.safe_load(good_policy)
+    authz.policy.write_text(tightened(good_policy))
+    (ratelimit.config_dir / "limits.yaml").write_text(ONE_PER_MINUTE)
+    assert_tightened(port)
+
+
+# A limit of one call per minute per tool, for every agent.
+ONE_PER_MINUTE = yaml.safe_dump({"domain": "mcp_gateway", "descriptors": [{
+    "key": "tool_call", "descriptors": [{"key": "agent_id", "rate_limit": {"unit": "minute", "requests_per_unit": 1}}],
+}]})
+
+
+def tightened(policy_text: str) -> str:
+    """The policy with get_account_balance needing a scope the test agent lacks."""
+    policy = yaml.safe_load(policy_text)
     policy["servers"]["financial-data"]["tools"]["get_account_balance"] = ["mcp.server.financial-data:tools.write"]
-    authz.policy.write_text(yaml.safe_dump(policy))
-    (ratelimit.config_dir / "limits.yaml").write_text(yaml.safe_dump({"domain": "mcp_gateway", "descriptors": [{
-        "key": "tool_call", "descriptors": [{"key": "agent_id", "rate_limit": {"unit": "minute", "requests_per_unit": 1}}],
-    }]}))
+    return yaml.safe_dump(policy)
+
+
+def assert_tightened(port: int) -> None:
+    """The tightened policy and ONE_PER_MINUTE are in force (each service reloads
+    within moments of the change)."""
     deadline = time.monotonic() + 10
     while call(port, request_id=3).status != 403 and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -311,15 +308,6 @@ def test_configmap_style_updates_are_picked_up(stack):
     configmap_update(ratelimit.config_dir, "limits.yaml", (ratelimit.config_dir / "limits.yaml").read_text(), "v1")
     time.sleep(1.5)
     assert call(port, request_id=2).status == 200
-    policy = yaml.safe_load(authz.policy.read_text())
-    policy["servers"]["financial-data"]["tools"]["get_account_balance"] = ["mcp.server.financial-data:tools.write"]
-    configmap_update(authz.policy.parent, authz.policy.name, yaml.safe_dump(policy), "v2")
-    configmap_update(ratelimit.config_dir, "limits.yaml", yaml.safe_dump({"domain": "mcp_gateway", "descriptors": [{
-        "key": "tool_call", "descriptors": [{"key": "agent_id", "rate_limit": {"unit": "minute", "requests_per_unit": 1}}],
-    }]}), "v2")
-    deadline = time.monotonic() + 10
-    while call(port, request_id=3).status != 403 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert call(port, request_id=4).status == 403
-    statuses = [call(port, "query_transactions", request_id=5 + n).status for n in range(3)]
-    assert 429 in statuses, statuses
+    configmap_update(authz.policy.parent, authz.policy.name, tightened(authz.policy.read_text()), "v2")
+    configmap_update(ratelimit.config_dir, "limits.yaml", ONE_PER_MINUTE, "v2")
+    assert_tightened(port)

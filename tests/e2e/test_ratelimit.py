@@ -8,7 +8,7 @@ import time
 import pytest
 from harness import Authz, Ratelimit, RedisServer, bearer, request, start_gateway
 
-from helpers import modern_call
+from helpers import modern_call, ratelimit_failure_mode_deny
 
 LIMITED = "agent-prod-001"
 LIMIT = 120
@@ -84,16 +84,9 @@ def test_two_envoys_share_the_limit(chain):
         second.stop()
 
 
-def set_failure_mode_deny(config):
-    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    for f in hcm["http_filters"]:
-        if f["name"] == "envoy.filters.http.ratelimit":
-            f["typed_config"]["failure_mode_deny"] = True
-
-
 def test_service_down_fails_open_by_default_and_closed_when_asked(chain, ratelimit):
     open_envoy, open_port = chain()
-    closed_envoy, closed_port = chain(mutate=set_failure_mode_deny)
+    closed_envoy, closed_port = chain(mutate=ratelimit_failure_mode_deny)
     try:
         assert call(open_port).status == 200
         assert call(closed_port).status == 200

@@ -431,21 +431,9 @@ fn rate_limit_reply_gets_the_request_id() {
 }
 
 #[test]
-fn authz_error_reply_gets_the_request_id() {
-    let (mut flow, mut host) = local_reply("ext_authz_error", &[(":status", "503")]);
-    flow.on_response_headers(&mut host, false);
-    let size = host.response_body.len();
-    flow.on_response_body(&mut host, size, true);
-    let body: Value = serde_json::from_slice(&host.response_body).unwrap();
-    assert_eq!(
-        (body["id"].clone(), body["error"]["code"].clone()),
-        (Value::from(3), Value::from(-31012))
-    );
-}
-
-#[test]
-fn router_failures_get_a_json_rpc_error_with_the_request_id() {
+fn envoy_error_replies_get_a_json_rpc_error_with_the_request_id() {
     for (details, status, code) in [
+        ("ext_authz_error", "503", -31012),
         (
             "upstream_reset_before_response_started{remote_connection_failure}",
             "503",
