@@ -114,12 +114,13 @@ def run(logs: Path, seconds: float, rate: float, workers: int = 8) -> dict:
                 ]
                 if scopes:
                     headers.append(("authorization", bearers[(agent, scopes)]))
+                sent_at = time.time()
                 try:
                     status = request(port, "POST", "/mcp", body, headers, timeout=30).status
                 except OSError as error:
                     status = f"client error: {error}"
                 with lock:
-                    sent[request_id] = {"agent": agent, "tool": tool, "expect": expect, "status": status, "at": time.time()}
+                    sent[request_id] = {"agent": agent, "tool": tool, "expect": expect, "status": status, "sent_at": sent_at, "at": time.time()}
 
         rss: dict[str, list[int]] = {name: [] for name in watched}
 
@@ -160,7 +161,8 @@ def summarise(sent, by_id, records, rss, elapsed, alive, fail_open) -> dict:
     statuses = Counter(str(s["status"]) for s in sent.values())
     decisions = Counter(r["decision"] for r in records)
     expected_status = {"allowed": {200}, "denied": {403}, "unauthenticated": {401}, "limited": {200, 429}}
-    allowed_per_window: Counter = Counter()
+    limited_allowed = 0
+    limited_minutes: set[int] = set()
     for request_id, call in sent.items():
         if call["status"] not in expected_status[call["expect"]]:
             problems.append(f"id {request_id}: {call['agent']} {call['tool']} got {call['status']}, policy says {call['expect']}")
@@ -169,11 +171,20 @@ def summarise(sent, by_id, records, rss, elapsed, alive, fail_open) -> dict:
                 None if call["expect"] == "unauthenticated" else call["agent"], call["tool"], call["status"]
             ):
                 problems.append(f"id {request_id}: record {record} does not match the call {call}")
-            if call["expect"] == "limited" and record["decision"] == "allowed":
-                allowed_per_window[record["timestamp"][:16]] += 1  # the minute (UTC)
-    over = {w: n for w, n in allowed_per_window.items() if n > LOOPING_LIMIT}
-    if sum(n - LOOPING_LIMIT for n in over.values()) > fail_open:
-        problems.append(f"{LOOPING} allowed over its limit of {LOOPING_LIMIT}/min: {over}")
+        if call["expect"] == "limited":
+            # The decision was made between sending and the answer.
+            limited_minutes.update((int(call["sent_at"] // 60), int(call["at"] // 60)))
+            limited_allowed += call["status"] == 200
+    # The limiter's windows are the minutes of its clock. The agent sends far more than
+    # its limit in every minute, so over the run it gets exactly the limit per window it
+    # touched (attributing single calls to minutes would misjudge the ones sent in the
+    # last millisecond of a minute and decided in the next).
+    windows = max(limited_minutes) - min(limited_minutes) + 1 if limited_minutes else 0
+    if limited_allowed > LOOPING_LIMIT * windows + fail_open:
+        problems.append(
+            f"{LOOPING} allowed {limited_allowed} calls in {windows} minute windows; "
+            f"the limit is {LOOPING_LIMIT}/min (+{fail_open} counted fail-open)"
+        )
     if not any(s == 429 for s in (c["status"] for c in sent.values())) and len(sent) > 8 * LOOPING_LIMIT:
         problems.append(f"{LOOPING} was never limited")
     server_errors = {s: n for s, n in statuses.items() if not s.isdigit() or int(s) >= 500}
