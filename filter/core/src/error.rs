@@ -33,6 +33,13 @@ pub const UNAUTHORIZED: i64 = -31010;
 pub const FORBIDDEN: i64 = -31011;
 /// The authz-service cannot be reached (503; requests are refused).
 pub const AUTHZ_UNAVAILABLE: i64 = -31012;
+/// The `Mcp-Session-Id` is not a session reference this gateway issued to the calling
+/// agent (404, from the authz-service; MCP: a client that gets 404 for its session
+/// starts a new one).
+pub const SESSION_NOT_FOUND: i64 = -31013;
+/// The request carries no gateway labels: it did not go through the filter's MCP
+/// path handling (404, from the authz-service).
+pub const NOT_AN_MCP_ENDPOINT: i64 = -31014;
 /// Over the agent's rate limit for the tool (429).
 pub const RATE_LIMITED: i64 = -31020;
 /// The MCP server cannot be reached, or closed or reset the stream before answering

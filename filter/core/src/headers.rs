@@ -37,6 +37,13 @@ pub const MCP_NAME: &str = "mcp-name";
 /// `Mcp-Session-Id` of the handshake era (2025-03-26 .. 2025-11-25).
 pub const MCP_SESSION_ID: &str = "mcp-session-id";
 
+/// Envoy's dynamic metadata namespace of the ext_authz filter: what the authz-service
+/// returns in `CheckResponse.dynamic_metadata` lands here.
+pub const EXT_AUTHZ_NAMESPACE: &str = "envoy.filters.http.ext_authz";
+/// ext_authz metadata key: the session binding key (hex) for an allowed `initialize`,
+/// see [`crate::session_ref`].
+pub const SESSION_KEY_METADATA: &str = "session_key";
+
 /// True for every header name the client must not be able to set: `x-mcp-*`,
 /// `x-agent-id` and `x-user-id`. Comparison ignores ASCII case (HTTP header names are
 /// case-insensitive, RFC 9110 section 5.1; Envoy lower-cases them, but the filter must

@@ -19,6 +19,7 @@ pub mod protocol;
 pub mod reply_scan;
 pub mod request_head;
 pub mod sentinel;
+pub mod session_ref;
 pub mod session_table;
 pub mod sse;
 pub mod stats;
