@@ -1,0 +1,3 @@
+module mcp-gateway/tests/oracles/go
+
+go 1.19
