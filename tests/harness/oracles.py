@@ -16,6 +16,7 @@ only, recorded after its own parser accepted the request and before the tool run
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -75,10 +76,19 @@ def build_go_oracle(out_dir: Path) -> Path:
     if go is None:
         raise FileNotFoundError("go is not installed (Debian golang-go); run scripts/setup.sh")
     binary = Path(out_dir) / "go-oracle"
+    cache = ROOT / ".cache"  # git-ignored, kept between runs
+    env = {
+        "GOCACHE": str(cache / "go-build"),
+        "GOPATH": str(cache / "go"),
+        **os.environ,
+        # Standard library only: nothing may be downloaded.
+        "GOPROXY": "off",
+    }
     # -buildvcs=false: no git stamping (the checkout may belong to another user).
     built = subprocess.run(
         [go, "build", "-buildvcs=false", "-o", str(binary), "."],
         cwd=ORACLE_DIR / "go",
+        env=env,
         capture_output=True,
         text=True,
         timeout=300,
