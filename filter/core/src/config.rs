@@ -30,6 +30,15 @@ pub struct FilterConfig {
     /// at most 64 MiB.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: BodyLimit,
+    /// Longest JSON-RPC `method` accepted, in bytes. A longer one is refused (400,
+    /// -32600) before any side call: it would become a header sent to the authz and
+    /// ratelimit services and a field of the audit line. Default 128, at most 4096.
+    #[serde(default = "default_max_method_bytes")]
+    pub max_method_bytes: MethodBound,
+    /// Longest resource URI (`params.uri`) accepted, in bytes; a longer one is refused
+    /// (400, -32602) for the same reason. Default 2048, at most 16384.
+    #[serde(default = "default_max_uri_bytes")]
+    pub max_uri_bytes: UriBound,
     /// Where a verified agent identity comes from inside Envoy. Default: none (the
     /// authz-service sets `x-agent-id` from the verified token).
     #[serde(default)]
@@ -139,6 +148,57 @@ fn default_paths() -> Vec<McpPath> {
 
 fn default_max_body_bytes() -> BodyLimit {
     BodyLimit(DEFAULT_MAX_BODY_BYTES)
+}
+
+fn default_max_method_bytes() -> MethodBound {
+    MethodBound(128)
+}
+
+fn default_max_uri_bytes() -> UriBound {
+    UriBound(2048)
+}
+
+/// `max_method_bytes`: 1 to 4096.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "u64")]
+pub struct MethodBound(usize);
+
+/// `max_uri_bytes`: 1 to 16384.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "u64")]
+pub struct UriBound(usize);
+
+impl MethodBound {
+    pub fn bytes(self) -> usize {
+        self.0
+    }
+}
+
+impl UriBound {
+    pub fn bytes(self) -> usize {
+        self.0
+    }
+}
+
+fn bound(field: &str, value: u64, max: u64) -> Result<usize, String> {
+    match usize::try_from(value) {
+        Ok(bytes) if (1..=max).contains(&value) => Ok(bytes),
+        _ => Err(format!("{field} {value} must be between 1 and {max}")),
+    }
+}
+
+impl TryFrom<u64> for MethodBound {
+    type Error = String;
+    fn try_from(value: u64) -> Result<Self, Self::Error> {
+        bound("max_method_bytes", value, 4096).map(MethodBound)
+    }
+}
+
+impl TryFrom<u64> for UriBound {
+    type Error = String;
+    fn try_from(value: u64) -> Result<Self, Self::Error> {
+        bound("max_uri_bytes", value, 16384).map(UriBound)
+    }
 }
 
 fn default_claim() -> NonEmpty {
@@ -289,12 +349,20 @@ mod tests {
                 "invalid MCP filter plugin configuration: max_body_bytes 0 must be between 1 and 67108864 at line 1 column 36",
             ),
             (
+                r#"{"server_id":"a","max_method_bytes":5000}"#,
+                "invalid MCP filter plugin configuration: max_method_bytes 5000 must be between 1 and 4096 at line 1 column 41",
+            ),
+            (
+                r#"{"server_id":"a","max_uri_bytes":0}"#,
+                "invalid MCP filter plugin configuration: max_uri_bytes 0 must be between 1 and 16384 at line 1 column 35",
+            ),
+            (
                 r#"{"server_id":"a","mcp_paths":["mcp"]}"#,
                 "invalid MCP filter plugin configuration: mcp_paths entry \"mcp\" must be an absolute path without query string at line 1 column 36",
             ),
             (
                 r#"{"server_id":"a","body_limit":5}"#,
-                "invalid MCP filter plugin configuration: unknown field `body_limit`, expected one of `server_id`, `mcp_paths`, `max_body_bytes`, `agent_identity`, `metrics` at line 1 column 29",
+                "invalid MCP filter plugin configuration: unknown field `body_limit`, expected one of `server_id`, `mcp_paths`, `max_body_bytes`, `max_method_bytes`, `max_uri_bytes`, `agent_identity`, `metrics` at line 1 column 29",
             ),
             (
                 r#"{"server_id":"a","agent_identity":{"source":"header"}}"#,

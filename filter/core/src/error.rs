@@ -60,6 +60,10 @@ pub enum RequestError {
     InvalidRequest(String),
     #[error("Invalid Request: duplicate key \"{0}\"")]
     DuplicateKey(String),
+    /// A key that differs from one the gateway reads only by case (Unicode simple
+    /// case folding): a server that matches keys case-insensitively would read it.
+    #[error("Invalid Request: a key spelled like \"{0}\" but in other letter case is not allowed (servers that match keys case-insensitively would read it as \"{0}\")")]
+    FoldedKey(String),
     #[error("Invalid params: {0}")]
     InvalidParams(String),
     #[error("Header mismatch: {0}")]
@@ -82,6 +86,7 @@ impl RequestError {
             | RequestError::Batch
             | RequestError::InvalidRequest(_)
             | RequestError::DuplicateKey(_)
+            | RequestError::FoldedKey(_)
             | RequestError::InvalidParams(_)
             | RequestError::HeaderMismatch(_) => 400,
             RequestError::MethodNotAllowed(_) => 405,
@@ -97,7 +102,8 @@ impl RequestError {
             RequestError::Parse(_) => PARSE_ERROR,
             RequestError::Batch
             | RequestError::InvalidRequest(_)
-            | RequestError::DuplicateKey(_) => INVALID_REQUEST,
+            | RequestError::DuplicateKey(_)
+            | RequestError::FoldedKey(_) => INVALID_REQUEST,
             RequestError::InvalidParams(_) => INVALID_PARAMS,
             RequestError::HeaderMismatch(_) => HEADER_MISMATCH,
             RequestError::BodyTooLarge { .. } => BODY_TOO_LARGE,
@@ -212,6 +218,7 @@ mod tests {
             (RequestError::Batch, 400, -32600),
             (RequestError::InvalidRequest("x".into()), 400, -32600),
             (RequestError::DuplicateKey("method".into()), 400, -32600),
+            (RequestError::FoldedKey("params.name".into()), 400, -32600),
             (RequestError::InvalidParams("x".into()), 400, -32602),
             (RequestError::HeaderMismatch("x".into()), 400, -32020),
             (RequestError::MethodNotAllowed("PUT".into()), 405, -31003),

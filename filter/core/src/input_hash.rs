@@ -3,6 +3,15 @@
 //! equal whatever their key order, spacing or escapes, and the raw arguments (user
 //! data, credentials) never reach a log.
 //!
+//! Every forwarded call has one, and it differs whenever a server could read the
+//! arguments differently. RFC 8785 reads every number as an IEEE 754 double, which
+//! Python (arbitrary integers) does not: 2^53 and 2^53 + 1 would hash equal while the
+//! server sees two values. So arguments the canonical form cannot represent
+//! faithfully are refused ([`HashError`]), as RFC 7493 (I-JSON, which RFC 8785
+//! assumes) tells senders to avoid them: integers beyond +-(2^53 - 1), numbers out
+//! of the double range (`1e400`), strings with lone surrogates, and nesting deeper
+//! than 128 levels (the parser's recursion limit, which keeps the VM's stack safe).
+//!
 //! The canonical form is written here rather than with a general JCS crate because it
 //! runs on every `tools/call` inside Envoy: `serde_json_canonicalizer` builds a
 //! `serde_json::Value` and renders every object member into a buffer of its own
@@ -15,45 +24,114 @@
 //! the ECMAScript `Number.prototype.toString` algorithm RFC 8785 section 3.2.2.3
 //! prescribes.
 
-use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
 
+/// Largest integer magnitude every JSON parser reads exactly (2^53 - 1, RFC 7493
+/// section 2.2).
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+/// Why arguments have no faithful canonical form.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HashError {
+    #[error("integer {0} is beyond +-(2^53 - 1); servers disagree on its value (RFC 7493 section 2.2): send it as a string")]
+    UnsafeInteger(String),
+    #[error("cannot be read for the audit hash: {0}")]
+    Unreadable(String),
+}
+
 /// `sha256:` + lower-case hex of the SHA-256 of the canonical JSON of `arguments`.
-///
-/// `None` when the value cannot be canonicalised (RFC 8785 section 3.2.2.3: numbers
-/// must be finite IEEE 754 doubles, so `1e400` has no canonical form); the record then
-/// says so rather than hashing a form no other party would compute.
-pub fn input_hash(arguments: &RawValue) -> Option<String> {
+pub fn input_hash(arguments: &RawValue) -> Result<String, HashError> {
     let canonical = canonical_bytes(arguments)?;
-    Some(format!(
+    Ok(format!(
         "sha256:{}",
         hex::encode(Sha256::digest(&canonical))
     ))
 }
 
 /// The canonical text itself (for tests and for users checking a hash by hand).
-pub fn canonical_json(arguments: &RawValue) -> Option<String> {
-    String::from_utf8(canonical_bytes(arguments)?).ok()
+pub fn canonical_json(arguments: &RawValue) -> Result<String, HashError> {
+    String::from_utf8(canonical_bytes(arguments)?).map_err(|e| HashError::Unreadable(e.to_string()))
 }
 
-fn canonical_bytes(arguments: &RawValue) -> Option<Vec<u8>> {
+fn canonical_bytes(arguments: &RawValue) -> Result<Vec<u8>, HashError> {
     let text = arguments.get();
     // About as long as the input: whitespace and escapes go, `1E30` becomes `1e+30`.
     let mut out = Vec::with_capacity(text.len());
     let mut members = Vec::new();
+    let mut large_integral = false;
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    Canonical {
+    let parsed = Canonical {
         out: &mut out,
         members: &mut members,
+        large_integral: &mut large_integral,
     }
     .deserialize(&mut deserializer)
-    .ok()?;
-    deserializer.end().ok()?;
-    Some(out)
+    .and_then(|()| deserializer.end());
+    if let Err(error) = parsed {
+        let message = error.to_string();
+        // The visitor's own refusal comes back wrapped in serde_json's position text.
+        return Err(match message.strip_prefix(UNSAFE_PREFIX) {
+            Some(rest) => {
+                HashError::UnsafeInteger(rest.split(' ').next().unwrap_or_default().to_owned())
+            }
+            None => HashError::Unreadable(message),
+        });
+    }
+    // serde_json hands an integer literal beyond the 64-bit range to the visitor as a
+    // double, indistinguishable from a float literal such as 1e20. Only then is the
+    // text itself looked at, to tell the two apart.
+    if large_integral {
+        if let Some(literal) = long_integer_literal(text) {
+            return Err(HashError::UnsafeInteger(literal.to_owned()));
+        }
+    }
+    Ok(out)
+}
+
+const UNSAFE_PREFIX: &str = "unsafe integer ";
+
+/// The first integer literal (no fraction, no exponent) of 19 digits or more outside
+/// strings in valid JSON text: one that serde_json may have read as a double.
+fn long_integer_literal(text: &str) -> Option<&str> {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while let Some(&byte) = bytes.get(i) {
+        match byte {
+            b'"' => {
+                // Skip the string: to the next quote not escaped by a backslash.
+                i += 1;
+                while let Some(&b) = bytes.get(i) {
+                    match b {
+                        b'\\' => i += 2,
+                        b'"' => break,
+                        _ => i += 1,
+                    }
+                }
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while bytes
+                    .get(i)
+                    .is_some_and(|b| matches!(b, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'))
+                {
+                    i += 1;
+                }
+                let token = text.get(start..i).unwrap_or_default();
+                let digits = token.bytes().filter(u8::is_ascii_digit).count();
+                if digits >= 19 && !token.contains(['.', 'e', 'E']) {
+                    return Some(token);
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 /// One object member already written: its name, and where its `"name":value` text
@@ -69,6 +147,9 @@ struct Member<'a> {
 struct Canonical<'o, 'a> {
     out: &'o mut Vec<u8>,
     members: &'o mut Vec<Member<'a>>,
+    /// Set when a double of integral value at or past 2^63 was read (see
+    /// [`long_integer_literal`]).
+    large_integral: &'o mut bool,
 }
 
 impl<'de> DeserializeSeed<'de> for Canonical<'_, 'de> {
@@ -97,19 +178,28 @@ impl<'de> Visitor<'de> for Canonical<'_, 'de> {
         Ok(())
     }
 
-    // RFC 8785 section 3.2.2.3: every number is an IEEE 754 double, integers too
-    // (so 2^64 - 1 is written as 18446744073709552000).
-    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+    // RFC 8785 section 3.2.2.3: every number is an IEEE 754 double, integers too, so
+    // only integers a double holds exactly are accepted.
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        if v.unsigned_abs() > MAX_SAFE_INTEGER {
+            return Err(E::custom(format!("{UNSAFE_PREFIX}{v}")));
+        }
         write_number(v as f64, self.out);
         Ok(())
     }
 
-    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        if v > MAX_SAFE_INTEGER {
+            return Err(E::custom(format!("{UNSAFE_PREFIX}{v}")));
+        }
         write_number(v as f64, self.out);
         Ok(())
     }
 
     fn visit_f64<E>(self, v: f64) -> Result<(), E> {
+        if v.fract() == 0.0 && v.abs() >= 9_223_372_036_854_775_808.0 {
+            *self.large_integral = true;
+        }
         write_number(v, self.out);
         Ok(())
     }
@@ -129,6 +219,7 @@ impl<'de> Visitor<'de> for Canonical<'_, 'de> {
             let seed = Canonical {
                 out: &mut *self.out,
                 members: &mut *self.members,
+                large_integral: &mut *self.large_integral,
             };
             if seq.next_element_seed(seed)?.is_none() {
                 if !first {
@@ -158,6 +249,7 @@ impl<'de> Visitor<'de> for Canonical<'_, 'de> {
             map.next_value_seed(Canonical {
                 out: &mut *self.out,
                 members: &mut *self.members,
+                large_integral: &mut *self.large_integral,
             })?;
             if let Some(previous) = self.members.get(base..).and_then(<[_]>::last) {
                 in_order &= utf16_order(&previous.name, &name.0) == Ordering::Less;
@@ -348,7 +440,7 @@ mod tests {
     #[test]
     fn numbers_take_the_ecmascript_form() {
         assert_eq!(
-            canonical("[1.0, -0, 1e21, 1e20, 0.1e1, 5E-7, 123456789012345680000]"),
+            canonical("[1.0, -0, 1e21, 1e20, 0.1e1, 5E-7, 1.2345678901234568e20]"),
             "[1,0,1e+21,100000000000000000000,1,5e-7,123456789012345680000]"
         );
     }
@@ -483,7 +575,7 @@ mod tests {
                 let exponent = rng.below(80) as i32 - 40;
                 let number = match rng.below(4) {
                     0 => serde_json::Number::from(rng.next() as i64 - (1 << 30)),
-                    1 => serde_json::Number::from(u64::MAX - rng.below(1000)),
+                    1 => serde_json::Number::from(MAX_SAFE_INTEGER - rng.below(1000)),
                     _ => serde_json::Number::from_f64(mantissa * 10f64.powi(exponent))
                         .unwrap_or_else(|| serde_json::Number::from(0)),
                 };
@@ -504,7 +596,70 @@ mod tests {
     }
 
     #[test]
-    fn numbers_outside_ieee754_have_no_canonical_form() {
-        assert_eq!(input_hash(&raw("[1e400]")), None);
+    fn arguments_without_a_faithful_form_are_refused() {
+        let unsafe_integer = |text: &str| match input_hash(&raw(text)) {
+            Err(HashError::UnsafeInteger(literal)) => literal,
+            other => panic!("{text}: {other:?}"),
+        };
+        // Python reads these as different integers; as doubles they are one value.
+        assert_eq!(
+            unsafe_integer(r#"{"n":9007199254740993}"#),
+            "9007199254740993"
+        );
+        assert_eq!(unsafe_integer("[-9007199254740992]"), "-9007199254740992");
+        assert_eq!(
+            unsafe_integer("[18446744073709551615]"),
+            "18446744073709551615"
+        );
+        // Past 64 bits serde_json reads a double; the literal is found in the text.
+        assert_eq!(
+            unsafe_integer(r#"{"s":"1234567890123456789012","n":[123456789012345678901234]}"#),
+            "123456789012345678901234"
+        );
+        for text in ["[1e400]", "[-1e400]", r#"["\ud800"]"#, r#"{"\udc00":1}"#] {
+            assert!(
+                matches!(input_hash(&raw(text)), Err(HashError::Unreadable(_))),
+                "{text}"
+            );
+        }
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert!(matches!(
+            input_hash(&raw(&deep)),
+            Err(HashError::Unreadable(_))
+        ));
+    }
+
+    #[test]
+    fn safe_numbers_and_large_floats_still_hash() {
+        for text in [
+            "[9007199254740991]",
+            "[-9007199254740991]",
+            "[1e20]",
+            "[1E300]",
+            "[12345678901234567890.5]",
+            "[1e-400]",
+            r#"["123456789012345678901234"]"#,
+        ] {
+            assert!(input_hash(&raw(text)).is_ok(), "{text}");
+        }
+        let depth_128 = format!("{}{}", "[".repeat(127), "]".repeat(127));
+        assert!(input_hash(&raw(&depth_128)).is_ok());
+    }
+
+    #[test]
+    fn long_integer_literals_are_found_outside_strings_only() {
+        assert_eq!(
+            long_integer_literal(r#"["1234567890123456789\"", 1]"#),
+            None
+        );
+        assert_eq!(
+            long_integer_literal(r#"{"a\\":1234567890123456789}"#),
+            Some("1234567890123456789")
+        );
+        assert_eq!(long_integer_literal("[1234567890123456789e0]"), None);
+        assert_eq!(
+            long_integer_literal("[-1234567890123456789]"),
+            Some("-1234567890123456789")
+        );
     }
 }

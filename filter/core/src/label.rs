@@ -7,7 +7,7 @@ use crate::headers::{
     X_MCP_METHOD, X_MCP_PROMPT_NAME, X_MCP_PROTOCOL_VERSION, X_MCP_REQUEST_ID, X_MCP_RESOURCE_URI,
     X_MCP_SERVER_ID, X_MCP_TOOL_NAME,
 };
-use crate::message::{self, Kind, Message, Request, Target};
+use crate::message::{self, Kind, LabelLimits, Message, Request, Target};
 use crate::protocol::{Era, ProtocolVersion, META_PROTOCOL_VERSION};
 use crate::request_head::{ClientHeader, RequestHead};
 use crate::sentinel;
@@ -114,10 +114,21 @@ pub fn label_request_with_facts(
     body: &[u8],
     facts: &mut RequestFacts,
 ) -> Result<Labels, Rejection> {
-    let Message { id, kind } = message::parse(body).inspect_err(|rejection| {
-        facts.jsonrpc_id = rejection.id.as_deref().map(ascii_json);
+    let limits = LabelLimits {
+        max_method_bytes: config.max_method_bytes.bytes(),
+        max_uri_bytes: config.max_uri_bytes.bytes(),
+    };
+    let Message { id, kind } = message::parse(body, &limits).inspect_err(|rejection| {
+        facts.jsonrpc_id = rejection.id.as_deref().and_then(bounded_id);
     })?;
-    facts.jsonrpc_id = id.as_deref().map(ascii_json);
+    facts.jsonrpc_id = match id.as_deref() {
+        Some(raw) => Some(bounded_id(raw).ok_or_else(|| {
+            Rejection::new(RequestError::InvalidRequest(format!(
+                "\"id\" is longer than {MAX_ID_BYTES} bytes"
+            )))
+        })?),
+        None => None,
+    };
     let fail = |error: RequestError| Rejection::with_id(error, id.clone());
 
     let mut labels = Labels::default();
@@ -287,6 +298,18 @@ fn not_text(header_name: &str) -> RequestError {
     RequestError::HeaderMismatch(format!(
         "{header_name} header is not plain ASCII (send non-ASCII values in the =?base64?...?= form)"
     ))
+}
+
+/// Longest JSON-RPC id accepted, as the ASCII JSON text sent in `x-mcp-request-id`
+/// (SDKs send integers or UUIDs; the id is a header and an audit field).
+pub const MAX_ID_BYTES: usize = 256;
+
+/// [`ascii_json`], or `None` past [`MAX_ID_BYTES`].
+fn bounded_id(id: &RawValue) -> Option<String> {
+    if id.get().len() > MAX_ID_BYTES {
+        return None;
+    }
+    Some(ascii_json(id)).filter(|text| text.len() <= MAX_ID_BYTES)
 }
 
 /// The id as ASCII-only JSON, so that it is a safe header value: numbers as they came,

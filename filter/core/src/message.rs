@@ -33,6 +33,18 @@ impl Target {
     }
 }
 
+/// MCP 2025-11-25 "Tool names": 1 to 128 characters (prompt names are held to the same
+/// bound: both become headers and audit fields).
+pub const MAX_NAME_CHARS: usize = 128;
+
+/// How long the values that become labels may be: everything the client controls
+/// and the gateway forwards to its side calls is bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LabelLimits {
+    pub max_method_bytes: usize,
+    pub max_uri_bytes: usize,
+}
+
 /// A request or notification from the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
@@ -66,7 +78,7 @@ pub struct Message {
 }
 
 /// Parses the body. Every refusal carries the `id` if a valid one could be read.
-pub fn parse(body: &[u8]) -> Result<Message, Rejection> {
+pub fn parse(body: &[u8], limits: &LabelLimits) -> Result<Message, Rejection> {
     // RFC 8259 section 8.1: JSON text exchanged between systems MUST be UTF-8. Checked
     // for the whole body up front because serde_json does not validate the strings it
     // skips, and the MCP server's parser will refuse them.
@@ -89,13 +101,26 @@ pub fn parse(body: &[u8]) -> Result<Message, Rejection> {
     // strings and numbers; MCP forbids null ("Requests": "MUST NOT be null").
     // With two `id` keys there is no telling which one the client will match, so none
     // is echoed.
+    let id_is_certain = envelope.duplicate != Some("id") && envelope.folded != Some("id");
     let valid_id = id
-        .filter(|raw| is_valid_id(raw) && envelope.duplicate != Some("id"))
+        .filter(|raw| is_valid_id(raw) && id_is_certain)
         .map(|raw| raw.to_owned());
     let fail = |error: RequestError| Rejection::with_id(error, valid_id.clone());
 
     if let Some(key) = envelope.duplicate {
         return Err(fail(RequestError::DuplicateKey(key.into())));
+    }
+    if let Some(key) = envelope.folded {
+        return Err(fail(RequestError::FoldedKey(key.into())));
+    }
+    // JSON-RPC 2.0 section 4/5: a request has `method` (and maybe `params`), a response
+    // has `result` or `error`. Parsers that try one shape and then the other disagree
+    // on a message with both, so it is neither.
+    if (method.is_some() || params.is_some()) && (result.is_some() || error.is_some()) {
+        return Err(fail(RequestError::InvalidRequest(
+            "a message is a request (method, params) or a response (result, error), not both"
+                .into(),
+        )));
     }
     if jsonrpc.map(RawValue::get) != Some(r#""2.0""#) {
         return Err(fail(RequestError::InvalidRequest(
@@ -126,14 +151,25 @@ pub fn parse(body: &[u8]) -> Result<Message, Rejection> {
         ))
     })?;
 
-    let request = parse_params(method, params).map_err(fail)?;
+    if method.len() > limits.max_method_bytes {
+        return Err(fail(RequestError::InvalidRequest(format!(
+            "\"method\" is {} bytes long; this gateway accepts at most {}",
+            method.len(),
+            limits.max_method_bytes
+        ))));
+    }
+    let request = parse_params(method, params, limits).map_err(fail)?;
     Ok(Message {
         id: valid_id,
         kind: Kind::Request(request),
     })
 }
 
-fn parse_params(method: String, params: Option<&RawValue>) -> Result<Request, RequestError> {
+fn parse_params(
+    method: String,
+    params: Option<&RawValue>,
+    limits: &LabelLimits,
+) -> Result<Request, RequestError> {
     let mut request = Request {
         method,
         target: None,
@@ -154,11 +190,20 @@ fn parse_params(method: String, params: Option<&RawValue>) -> Result<Request, Re
             if let Some(key) = picked.duplicate {
                 return Err(RequestError::DuplicateKey(format!("params.{key}")));
             }
+            if let Some(key) = picked.folded {
+                return Err(RequestError::FoldedKey(format!("params.{key}")));
+            }
             let [name, uri, meta, initialize_version, arguments] = picked.values;
             if let Some(meta) = meta {
                 (request.meta_version, request.meta_traceparent) = meta_fields(meta)?;
             }
-            request.input_hash = arguments.and_then(input_hash);
+            // Every forwarded call gets an input_hash that tells apart what the server
+            // can tell apart; arguments the hash cannot represent faithfully are refused
+            // rather than recorded without one.
+            request.input_hash = arguments
+                .map(input_hash)
+                .transpose()
+                .map_err(|e| RequestError::InvalidParams(format!("params.arguments: {e}")))?;
             if request.method == "initialize" {
                 request.initialize_version = initialize_version
                     .map(|raw| {
@@ -183,14 +228,33 @@ fn parse_params(method: String, params: Option<&RawValue>) -> Result<Request, Re
         })
     };
     request.target = match request.method.as_str() {
-        "tools/call" => Some(Target::Tool(required(name, "name")?)),
-        "prompts/get" => Some(Target::Prompt(required(name, "name")?)),
+        "tools/call" => Some(Target::Tool(named(required(name, "name")?, "tool")?)),
+        "prompts/get" => Some(Target::Prompt(named(required(name, "name")?, "prompt")?)),
         "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-            Some(Target::Resource(required(uri, "uri")?))
+            let uri = required(uri, "uri")?;
+            if uri.len() > limits.max_uri_bytes {
+                return Err(RequestError::InvalidParams(format!(
+                    "\"params.uri\" is {} bytes long; this gateway accepts at most {}",
+                    uri.len(),
+                    limits.max_uri_bytes
+                )));
+            }
+            Some(Target::Resource(uri))
         }
         _ => None,
     };
     Ok(request)
+}
+
+/// A tool or prompt name within MCP's 1 to 128 characters.
+fn named(name: String, what: &str) -> Result<String, RequestError> {
+    let chars = name.chars().count();
+    if chars == 0 || chars > MAX_NAME_CHARS {
+        return Err(RequestError::InvalidParams(format!(
+            "{what} name is {chars} characters long; MCP names are 1 to {MAX_NAME_CHARS} characters"
+        )));
+    }
+    Ok(name)
 }
 
 /// The protocol version and the traceparent from `params._meta`.
@@ -205,6 +269,9 @@ fn meta_fields(meta: &RawValue) -> Result<MetaFields, RequestError> {
     }
     if let Some(key) = picked.duplicate {
         return Err(RequestError::DuplicateKey(format!("params._meta.{key}")));
+    }
+    if let Some(key) = picked.folded {
+        return Err(RequestError::FoldedKey(format!("params._meta.{key}")));
     }
     let [version, traceparent] = picked.values;
     let version = version

@@ -36,7 +36,8 @@ pub const TAG_BYTES: usize = 16;
 /// cryptographically secure" id of visible ASCII; a few hundred bytes is generous.
 pub const MAX_SESSION_ID_BYTES: usize = 256;
 /// Longest reference accepted (the wrapped id plus prefix, separators and tag).
-pub const MAX_REFERENCE_BYTES: usize = PREFIX.len() + (MAX_SESSION_ID_BYTES * 4).div_ceil(3) + 1 + 22;
+pub const MAX_REFERENCE_BYTES: usize =
+    PREFIX.len() + (MAX_SESSION_ID_BYTES * 4).div_ceil(3) + 1 + 22;
 /// Domain separation of the binding key derivation.
 const BINDING_LABEL: &[u8] = b"mcp-session-binding/v1";
 
@@ -168,7 +169,11 @@ mod tests {
             unwrap(&other_server, &reference),
             Err(ReferenceError::WrongBinding)
         );
-        let other_master = binding_key(b"another key of enough length....", "financial-data", "agent-a");
+        let other_master = binding_key(
+            b"another key of enough length....",
+            "financial-data",
+            "agent-a",
+        );
         assert_eq!(
             unwrap(&other_master, &reference),
             Err(ReferenceError::WrongBinding)
@@ -178,7 +183,10 @@ mod tests {
     #[test]
     fn derivation_separates_server_and_agent() {
         // "a\0b" + "c" and "a" + "b\0c" must not collide.
-        assert_ne!(binding_key(MASTER, "a", "bc"), binding_key(MASTER, "ab", "c"));
+        assert_ne!(
+            binding_key(MASTER, "a", "bc"),
+            binding_key(MASTER, "ab", "c")
+        );
     }
 
     #[test]
@@ -202,7 +210,10 @@ mod tests {
         ] {
             assert_eq!(unwrap(&key, bad), Err(ReferenceError::Malformed), "{bad}");
         }
-        let long = format!("{PREFIX}{}.AAAAAAAAAAAAAAAAAAAAAA", "A".repeat(MAX_REFERENCE_BYTES));
+        let long = format!(
+            "{PREFIX}{}.AAAAAAAAAAAAAAAAAAAAAA",
+            "A".repeat(MAX_REFERENCE_BYTES)
+        );
         assert_eq!(unwrap(&key, &long), Err(ReferenceError::Malformed));
     }
 

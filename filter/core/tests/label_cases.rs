@@ -232,6 +232,31 @@ fn refused_requests_get_status_code_and_id() {
         ("malformed version header", vec![("mcp-protocol-version", "latest".into())], r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#.into(), 400, -32020, "1", "MCP-Protocol-Version header \"latest\" is not a revision"),
         ("handshake: Mcp-Name present must still agree", { let mut h = handshake(); h.push(("mcp-name", "safe_tool".into())); h }, r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_account"}}"#.into(), 400, -32020, "1", "does not match"),
         ("modern: client response is not a request", modern("x", None), r#"{"jsonrpc":"2.0","id":1,"result":{}}"#.into(), 400, -32600, "1", "missing \"method\""),
+        // Keys that Go's encoding/json reads as the key the gateway reads (Unicode
+        // simple case folding): refused at every level the gateway acts on.
+        ("folded params.name", handshake(), r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","Name":"b"}}"#.into(), 400, -32600, "1", "spelled like \"params.name\""),
+        ("folded params.name alone", handshake(), r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"NAME":"b"}}"#.into(), 400, -32600, "1", "params.name"),
+        ("folded params (long s)", handshake(), "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"a\"},\"param\u{17f}\":{\"name\":\"b\"}}".into(), 400, -32600, "1", "spelled like \"params\""),
+        ("folded params (escaped long s)", handshake(), r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"},"param\u017f":{"name":"b"}}"#.into(), 400, -32600, "1", "spelled like \"params\""),
+        ("folded method", handshake(), r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","METHOD":"tools/call"}"#.into(), 400, -32600, "1", "spelled like \"method\""),
+        ("folded id echoes no id", handshake(), r#"{"jsonrpc":"2.0","id":1,"Id":2,"method":"ping"}"#.into(), 400, -32600, "null", "spelled like \"id\""),
+        ("folded jsonrpc", handshake(), r#"{"jsonrpc":"2.0","JSONRPC":"2.0","id":1,"method":"ping"}"#.into(), 400, -32600, "1", "spelled like \"jsonrpc\""),
+        ("folded arguments", handshake(), r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{},"Arguments":{"x":1}}}"#.into(), 400, -32600, "1", "params.arguments"),
+        ("folded _meta (Kelvin sign not involved)", handshake(), r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_META":{}}}"#.into(), 400, -32600, "1", "params._meta"),
+        ("folded _meta key", modern("tools/list", None), r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/protocolversion":"2025-03-26"}}}"#.into(), 400, -32600, "1", "params._meta.io.modelcontextprotocol/protocolVersion"),
+        ("response and request at once", handshake(), r#"{"jsonrpc":"2.0","id":1,"result":{},"method":"tools/call","params":{"name":"a"}}"#.into(), 400, -32600, "1", "not both"),
+        ("response with params", handshake(), r#"{"jsonrpc":"2.0","id":1,"result":{},"params":{"name":"a"}}"#.into(), 400, -32600, "1", "not both"),
+        ("error response with method", handshake(), r#"{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"x"},"method":"ping"}"#.into(), 400, -32600, "1", "not both"),
+        // Labels are bounded before any side call sees them.
+        ("tool name past 128 characters", handshake(), format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{}"}}}}"#, "é".repeat(129)), 400, -32602, "1", "tool name is 129 characters long"),
+        ("empty tool name", handshake(), r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":""}}"#.into(), 400, -32602, "1", "tool name is 0 characters long"),
+        ("prompt name past 128 characters", handshake(), format!(r#"{{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{{"name":"{}"}}}}"#, "p".repeat(129)), 400, -32602, "1", "prompt name is 129 characters"),
+        ("method past the bound", handshake(), format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{}"}}"#, "m".repeat(129)), 400, -32600, "1", "\"method\" is 129 bytes long; this gateway accepts at most 128"),
+        ("id past 256 bytes echoes no id", handshake(), format!(r#"{{"jsonrpc":"2.0","id":"{}","method":"ping"}}"#, "i".repeat(300)), 400, -32600, "null", "\"id\" is longer than 256 bytes"),
+        // Arguments the audit hash cannot represent faithfully.
+        ("integer past 2^53 in arguments", handshake(), r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"n":9007199254740993}}}"#.into(), 400, -32602, "1", "integer 9007199254740993 is beyond"),
+        ("number out of double range in arguments", handshake(), r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"n":1e400}}}"#.into(), 400, -32602, "1", "params.arguments"),
+        ("lone surrogate in arguments", handshake(), r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"s":"\ud800"}}}"#.into(), 400, -32602, "1", "params.arguments"),
     ];
     for (case, headers, body, status, code, id, message) in cases {
         let rejection = match label_request(&config(), &head(&borrow(&headers)), body.as_bytes()) {
@@ -262,17 +287,29 @@ fn invalid_utf8_body_is_a_parse_error() {
     assert_eq!((rejection.status(), rejection.error.code()), (400, -32700));
 }
 
-/// Deep nesting inside a value the gateway does not read is skipped iteratively (no
-/// stack overflow, no crash) and does not change the labels; nesting where an object
-/// is required is refused.
+/// Deep nesting is read without a stack overflow or crash. In a value the gateway does
+/// not read it is skipped iteratively and does not change the labels; in `arguments`,
+/// which the audit hash must represent, past 128 levels it is refused (no call goes
+/// on without its input_hash); where an object is required it is refused.
 #[test]
 fn deep_nesting_neither_crashes_nor_confuses() {
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     let body = format!(
-        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"arguments":{deep},"name":"add"}}}}"#
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"other":{deep},"name":"add"}}}}"#
     );
     let labels = label_request(&config(), &head(&[]), body.as_bytes()).unwrap();
     assert_eq!(labels.get("x-mcp-tool-name"), Some("add"));
+
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"arguments":{deep},"name":"add"}}}}"#
+    );
+    let rejection = label_request(&config(), &head(&[]), body.as_bytes()).unwrap_err();
+    assert_eq!((rejection.status(), rejection.error.code()), (400, -32602));
+    assert!(
+        rejection.body().contains("params.arguments"),
+        "{}",
+        rejection.body()
+    );
 
     let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{deep}}}"#);
     let rejection = label_request(&config(), &head(&[]), body.as_bytes()).unwrap_err();
@@ -334,4 +371,44 @@ fn body_limit_is_inclusive() {
     let rejection = check_body_size(&cfg, 1001).unwrap();
     assert_eq!(rejection.status(), 413);
     assert!(rejection.body().contains("1000 bytes"));
+}
+
+/// The bounds are inclusive, and configured where the configuration says so.
+#[test]
+fn label_bounds_accept_their_limits() {
+    let handshake = [("mcp-protocol-version", "2025-11-25")];
+    let call = |name: &str, arguments: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{name}","arguments":{arguments}}}}}"#
+        )
+    };
+    let name = "é".repeat(128);
+    let labels = label_request(&config(), &head(&handshake), call(&name, "{}").as_bytes()).unwrap();
+    assert!(labels.get("x-mcp-tool-name").is_some());
+    let safe = call(
+        "a",
+        r#"{"n":9007199254740991,"m":-9007199254740991,"f":1e300}"#,
+    );
+    assert!(label_request(&config(), &head(&handshake), safe.as_bytes()).is_ok());
+
+    let tight =
+        FilterConfig::from_json(br#"{"server_id":"s","max_method_bytes":14,"max_uri_bytes":10}"#)
+            .unwrap();
+    let read = |uri: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{{"uri":"{uri}"}}}}"#
+        )
+    };
+    assert!(label_request(&tight, &head(&handshake), read("file:///a").as_bytes()).is_ok());
+    let refused =
+        label_request(&tight, &head(&handshake), read("file:///abc").as_bytes()).unwrap_err();
+    assert_eq!((refused.status(), refused.error.code()), (400, -32602));
+    assert!(
+        refused.body().contains("params.uri\\\" is 11 bytes long"),
+        "{}",
+        refused.body()
+    );
+    let method = r#"{"jsonrpc":"2.0","id":1,"method":"ping/pong/xyzab"}"#;
+    let refused = label_request(&tight, &head(&handshake), method.as_bytes()).unwrap_err();
+    assert_eq!((refused.status(), refused.error.code()), (400, -32600));
 }
