@@ -163,16 +163,24 @@ CASES = [
          mirrored(), Refused(400, -32600)),
     Case("array as params", body(raw='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":["%s"]}' % TOOL), mirrored(), Refused(400, -32600)),
     Case("nesting 100 deep in arguments", nested(100), mirrored(), Labelled(TOOL)),
-    # Deeper than serde_json's 128 levels: the filter still reads the envelope (it skips
-    # what it does not act on without recursing) and labels the call, with no input
-    # hash. Python's json gives up (RecursionError) and Go's encoding/json stops at
-    # 10,000 levels: both refuse the body; V8's JSON.parse does not recurse.
-    Case("nesting 100000 deep in arguments", nested(100_000), mirrored(), Labelled(TOOL, refused_by=("python", "go"))),
-    # JSON.parse reads the id as a float (1e300); the TypeScript SDK accepts only
-    # integer ids it can echo exactly and refuses the body (-32600).
-    Case("id of 300 digits", body(id=int("9" * 300)), mirrored(), Labelled(TOOL, refused_by=("typescript",))),
+    # Deeper than the 128 levels the audit's input_hash represents: refused rather than
+    # forwarded without a hash. (Before that rule the gateway labelled and forwarded it;
+    # Python's json and Go's encoding/json, which stops at 10,000 levels, refused the
+    # body, V8's JSON.parse did not.)
+    Case("nesting 100000 deep in arguments", nested(100_000), mirrored(), Refused(400, -32602)),
+    # Ids are bounded at 256 bytes (they are echoed into a header and the audit).
+    Case("id of 300 digits", body(id=int("9" * 300)), mirrored(), Refused(400, -32600)),
+    # Within the bound, but JSON.parse reads it as a float (1e249): the TypeScript SDK
+    # accepts only ids it can echo exactly and refuses the body (-32600).
+    Case("id of 250 digits", body(id=int("9" * 250)), mirrored(), Labelled(TOOL, refused_by=("typescript",))),
+    # The TypeScript SDK's envelope is strict (unknown members refused); JSON-RPC 2.0
+    # does not forbid them, and the other two stacks ignore them.
+    Case("unknown top-level member", envelope('"method":"tools/call","params":%s,"x":1' % PARAMS), mirrored(),
+         Labelled(TOOL, refused_by=("typescript",))),
+    # Out of the double range (Python reads inf, JSON.parse Infinity): the audit's
+    # input_hash cannot represent it faithfully, so refused.
     Case("number 1e400 in arguments", body(raw='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"%s","arguments":{"account_id":"acc-001","n":1e400},"_meta":%s}}' % (TOOL, META_JSON)),
-         mirrored(), Labelled(TOOL)),
+         mirrored(), Refused(400, -32602)),
     Case("byte order mark", b"\xef\xbb\xbf" + PLAIN, mirrored(), Refused(400, -32700)),
     Case("invalid UTF-8 in tool name", PLAIN.replace(b"get_account", b"get\xff_account"), mirrored(), Refused(400, -32700)),
     Case("invalid UTF-8 in an argument", PLAIN.replace(b"acc-001", b"acc\xc3-001"), mirrored(), Refused(400, -32700)),
