@@ -135,6 +135,11 @@ impl Host for FuzzHost {
             .first(name)
             .map(|v| String::from_utf8_lossy(v).into_owned()))
     }
+    fn random(&mut self, buffer: &mut [u8]) -> Result<(), HostStatus> {
+        self.call()?;
+        buffer.fill(0x5a);
+        Ok(())
+    }
     fn now_nanos(&mut self) -> Result<u64, HostStatus> {
         self.call()?;
         self.clock += 1_000_000;

@@ -28,6 +28,12 @@ pub fn run(data: &[u8]) {
     let config = config();
     match on_request_head(config, &head) {
         HeadAction::PassThrough | HeadAction::Reject(_) => return,
+        HeadAction::Forward(labels) => {
+            // Only the server label, and only on an MCP path.
+            assert!(config.is_mcp_path(&head.path));
+            assert_eq!(labels.headers.len(), 1);
+            return;
+        }
         HeadAction::ReadBody => {}
     }
     let mut facts = RequestFacts::default();

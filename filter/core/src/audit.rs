@@ -33,12 +33,15 @@ pub struct AuditRecord<'a> {
     pub output_status: OutputStatus,
     /// Request start to the end of the response (or of the client's connection).
     pub latency_ms: f64,
-    /// `Mcp-Session-Id` (handshake era; for `initialize` the one the server issued).
+    /// The session (handshake era), as [`crate::session_ref::audit_ref`] of the
+    /// `Mcp-Session-Id` reference: the same for every request of a session, but not
+    /// the reference itself, which is a bearer secret.
     pub session_id: Option<&'a str>,
-    /// W3C trace id: `traceparent` header, else `params._meta.traceparent`, else
-    /// Envoy's `x-request-id`.
+    /// W3C trace id: `traceparent` header, else `params._meta.traceparent`; `null`
+    /// without trace context.
     pub trace_id: Option<&'a str>,
-    /// Envoy's `x-request-id`, to join with Envoy's own logs and traces.
+    /// The gateway's own id for the request ([`request_id`]), never a client's
+    /// `x-request-id`.
     pub request_id: Option<&'a str>,
     pub protocol_version: Option<&'a str>,
     /// The JSON-RPC id as the client sent it (number or string).
@@ -58,6 +61,23 @@ impl AuditRecord<'_> {
 }
 
 /// ISO 8601 UTC with milliseconds (`2025-01-15T14:23:07.441Z`) from Unix nanoseconds.
+/// A request id of the gateway's own: 128 random bits in the UUID version 4 layout
+/// (RFC 9562 section 5.4).
+pub fn request_id(mut random: [u8; 16]) -> String {
+    random[6] = (random[6] & 0x0f) | 0x40;
+    random[8] = (random[8] & 0x3f) | 0x80;
+    let hex = hex::encode(random);
+    let part = |range: std::ops::Range<usize>| hex.get(range).unwrap_or_default();
+    format!(
+        "{}-{}-{}-{}-{}",
+        part(0..8),
+        part(8..12),
+        part(12..16),
+        part(16..20),
+        part(20..32)
+    )
+}
+
 pub fn iso8601(unix_nanos: u64) -> String {
     let nanos = i64::try_from(unix_nanos).unwrap_or(i64::MAX);
     DateTime::from_timestamp_nanos(nanos).to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -72,6 +92,16 @@ pub fn latency_ms(start_nanos: u64, end_nanos: u64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_ids_are_uuid_v4() {
+        assert_eq!(request_id([0; 16]), "00000000-0000-4000-8000-000000000000");
+        assert_eq!(
+            request_id([0xff; 16]),
+            "ffffffff-ffff-4fff-bfff-ffffffffffff"
+        );
+        assert_ne!(request_id([1; 16]), request_id([2; 16]));
+    }
 
     #[test]
     fn timestamps_and_latency() {

@@ -16,9 +16,13 @@ use serde_json::value::RawValue;
 /// What to do after the request headers.
 #[derive(Debug, Clone)]
 pub enum HeadAction {
-    /// Not an MCP request the filter labels (other path, or GET/DELETE/OPTIONS/HEAD on
-    /// the MCP path: handshake-era SSE stream, session end, CORS): forward as it is.
+    /// Not on an MCP path: forward as it is, unlabelled (the authz-service refuses
+    /// requests without the server label unless their route opts out).
     PassThrough,
+    /// GET/DELETE/OPTIONS/HEAD on the MCP path (handshake-era SSE stream, session end,
+    /// CORS): no body to read; forwarded with these labels (the server id), which mark
+    /// it as handled by the filter.
+    Forward(Labels),
     /// An MCP POST: read the whole body before the request may continue.
     ReadBody,
     /// Refuse now.
@@ -32,7 +36,11 @@ pub fn on_request_head(config: &FilterConfig, head: &RequestHead) -> HeadAction 
     }
     match head.http_method.as_str() {
         "POST" => {}
-        "GET" | "DELETE" | "OPTIONS" | "HEAD" => return HeadAction::PassThrough,
+        "GET" | "DELETE" | "OPTIONS" | "HEAD" => {
+            let mut labels = Labels::default();
+            labels.set(X_MCP_SERVER_ID, config.server_id.as_str().to_owned());
+            return HeadAction::Forward(labels);
+        }
         other => {
             return HeadAction::Reject(Rejection::new(RequestError::MethodNotAllowed(
                 other.to_owned(),

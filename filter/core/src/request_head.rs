@@ -49,8 +49,6 @@ pub struct RequestHead {
     pub session_id: Option<String>,
     /// `traceparent` (W3C Trace Context), first copy.
     pub traceparent: Option<String>,
-    /// `x-request-id`, which Envoy sets before any filter runs.
-    pub request_id: Option<String>,
 }
 
 impl RequestHead {
@@ -72,7 +70,6 @@ impl RequestHead {
                 "content-length" => head.content_length = text().trim().parse().ok(),
                 MCP_SESSION_ID if head.session_id.is_none() => head.session_id = Some(text()),
                 "traceparent" if head.traceparent.is_none() => head.traceparent = Some(text()),
-                "x-request-id" if head.request_id.is_none() => head.request_id = Some(text()),
                 _ => {}
             }
         }
@@ -109,7 +106,6 @@ mod tests {
         assert_eq!(head.content_encoding, None);
         assert_eq!(head.session_id.as_deref(), Some("s-1"));
         assert_eq!(head.traceparent.as_deref(), Some("00-abc"));
-        assert_eq!(head.request_id, None);
     }
 
     #[test]

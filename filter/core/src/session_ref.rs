@@ -117,6 +117,41 @@ pub fn session_id_of(reference: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
+/// What the filter does with the `Mcp-Session-Id` a server puts in its response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResponseSession {
+    /// Replace the server's id with this reference.
+    Set(String),
+    /// Remove the header: the id cannot be bound to the caller (no binding key, or
+    /// not a value the gateway wraps), so the client must not get it raw.
+    Remove,
+}
+
+/// Decides the client's view of a server's `Mcp-Session-Id`:
+/// - the server echoes the id of the reference the client sent: the client gets its
+///   reference back;
+/// - otherwise, with the binding key the authz-service gave for this (`initialize`)
+///   request: a new reference;
+/// - otherwise the header goes, so that an unbound id never reaches a client.
+pub fn response_session(
+    server_value: &str,
+    binding_key_hex: Option<&str>,
+    request_reference: Option<&str>,
+) -> ResponseSession {
+    if let Some(reference) = request_reference {
+        if session_id_of(reference).as_deref() == Some(server_value) {
+            return ResponseSession::Set(reference.to_owned());
+        }
+    }
+    let key = binding_key_hex
+        .and_then(|text| hex::decode(text).ok())
+        .filter(|key| key.len() == 32);
+    match key.and_then(|key| wrap(&key, server_value)) {
+        Some(reference) => ResponseSession::Set(reference),
+        None => ResponseSession::Remove,
+    }
+}
+
 /// What the audit record and the session metrics name a session by: not reversible to
 /// the reference (which is a bearer secret), the same for every request of the session.
 pub fn audit_ref(reference: &str) -> String {
@@ -134,17 +169,10 @@ fn tag(binding_key: &[u8], session_id: &str) -> [u8; TAG_BYTES] {
 }
 
 fn keyed(key: &[u8]) -> HmacSha256 {
-    // HMAC takes keys of any length (RFC 2104 section 2), so this cannot fail.
-    match HmacSha256::new_from_slice(key) {
-        Ok(mac) => mac,
-        Err(_) => unreachable_hmac(),
-    }
-}
-
-#[cold]
-fn unreachable_hmac() -> HmacSha256 {
-    // `new_from_slice` only fails for fixed-size-key MACs; kept total without a panic.
-    <HmacSha256 as hmac::digest::KeyInit>::new(&Default::default())
+    // HMAC takes keys of any length (RFC 2104 section 2): `new_from_slice` fails only
+    // for MACs with fixed-size keys, so the fallback (an empty key) is never taken.
+    HmacSha256::new_from_slice(key)
+        .unwrap_or_else(|_| <HmacSha256 as hmac::digest::KeyInit>::new(&Default::default()))
 }
 
 #[cfg(test)]
@@ -227,6 +255,44 @@ mod tests {
         let longest = wrap(&key, &"~".repeat(MAX_SESSION_ID_BYTES)).unwrap();
         assert!(longest.len() <= MAX_REFERENCE_BYTES);
         assert!(unwrap(&key, &longest).is_ok());
+    }
+
+    #[test]
+    fn server_ids_reach_clients_only_as_references() {
+        let key = binding_key(MASTER, "s", "a");
+        let hex_key = hex::encode(key);
+        // initialize answered with a session: wrapped with the caller's key.
+        let ResponseSession::Set(reference) = response_session("sid-1", Some(&hex_key), None)
+        else {
+            panic!("not wrapped");
+        };
+        assert_eq!(unwrap(&key, &reference).unwrap(), "sid-1");
+        // A later response echoing the id: the client keeps its reference.
+        assert_eq!(
+            response_session("sid-1", None, Some(&reference)),
+            ResponseSession::Set(reference.clone())
+        );
+        // A different id with no key, no key at all, a bad key, an unwrappable id.
+        assert_eq!(
+            response_session("sid-2", None, Some(&reference)),
+            ResponseSession::Remove
+        );
+        assert_eq!(
+            response_session("sid-1", None, None),
+            ResponseSession::Remove
+        );
+        assert_eq!(
+            response_session("sid-1", Some("zz"), None),
+            ResponseSession::Remove
+        );
+        assert_eq!(
+            response_session("sid-1", Some(&hex_key[..62]), None),
+            ResponseSession::Remove
+        );
+        assert_eq!(
+            response_session("has space", Some(&hex_key), None),
+            ResponseSession::Remove
+        );
     }
 
     #[test]

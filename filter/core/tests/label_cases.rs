@@ -333,11 +333,17 @@ fn head_actions() {
         make("PUT", "/other", &[]),
         HeadAction::PassThrough
     ));
+    // On the MCP path, requests without a body still carry the server label: the
+    // authz-service refuses requests that never went through the filter.
     for method in ["GET", "DELETE", "OPTIONS", "HEAD"] {
-        assert!(
-            matches!(make(method, "/mcp", &[]), HeadAction::PassThrough),
-            "{method}"
-        );
+        match make(method, "/mcp", &[]) {
+            HeadAction::Forward(labels) => assert_eq!(
+                labels.headers,
+                vec![("x-mcp-server-id", "financial-data".to_owned())],
+                "{method}"
+            ),
+            other => panic!("{method}: {other:?}"),
+        }
     }
     assert!(matches!(make("POST", "/mcp", &[]), HeadAction::ReadBody));
     assert!(matches!(

@@ -4,11 +4,14 @@
 
 use crate::flow::{Host, Level, CAS_MISMATCH};
 use crate::metrics::MetricIds;
-use mcp_filter_core::audit::{iso8601, latency_ms, AuditRecord};
-use mcp_filter_core::headers::{MCP_SESSION_ID, X_AGENT_ID, X_USER_ID};
+use mcp_filter_core::audit::{iso8601, latency_ms, request_id, AuditRecord};
+use mcp_filter_core::headers::{
+    EXT_AUTHZ_NAMESPACE, MCP_SESSION_ID, SESSION_KEY_METADATA, X_AGENT_ID, X_USER_ID,
+};
 use mcp_filter_core::message::Target;
 use mcp_filter_core::outcome::{classify, Decision, Ending, Outcome, OutputStatus};
 use mcp_filter_core::reply_scan::{Reply, ReplyScanner};
+use mcp_filter_core::session_ref::{self, ResponseSession};
 use mcp_filter_core::session_table::{slot_key, SessionEntry};
 use mcp_filter_core::sse::SseReader;
 use mcp_filter_core::{sentinel, stats, trace, FilterConfig, RequestFacts, RequestHead};
@@ -32,8 +35,10 @@ pub enum Reader {
 pub struct Call {
     start_nanos: u64,
     http_method: String,
+    /// The client's `Mcp-Session-Id`: a session reference (see `session_ref`).
     session_id: Option<String>,
     traceparent: Option<String>,
+    /// The gateway's own id for this request.
     request_id: Option<String>,
     pub facts: RequestFacts,
     /// The filter refused the request: (JSON-RPC code, HTTP status).
@@ -42,7 +47,7 @@ pub struct Call {
     labelled: bool,
     http_status: Option<u16>,
     pub code_details: Option<String>,
-    /// The session id a server issued in its `initialize` response.
+    /// The session reference the client got in this response (`initialize`).
     response_session: Option<String>,
     pub reader: Reader,
     reply: Option<Reply>,
@@ -56,12 +61,20 @@ impl Call {
             host.log(Level::Error, &format!("cannot read the time: {status}"));
             0
         });
+        let mut random = [0u8; 16];
+        let request_id = match host.random(&mut random) {
+            Ok(()) => Some(request_id(random)),
+            Err(status) => {
+                host.log(Level::Error, &format!("cannot draw a request id: {status}"));
+                None
+            }
+        };
         Call {
             start_nanos,
             http_method: head.http_method.clone(),
             session_id: head.session_id.clone(),
             traceparent: head.traceparent.clone(),
-            request_id: head.request_id.clone(),
+            request_id,
             ..Call::default()
         }
     }
@@ -92,8 +105,9 @@ impl Call {
                 .flatten()
                 .and_then(|bytes| String::from_utf8(bytes).ok());
         }
-        if self.facts.method.as_deref() == Some("initialize") {
-            self.response_session = host.response_header(MCP_SESSION_ID).ok().flatten();
+        let initialize = self.facts.method.as_deref() == Some("initialize");
+        if initialize || self.session_id.is_some() {
+            self.bind_session(host, initialize);
         }
         if end_of_stream || !self.expects_reply() || self.rejected.is_some() {
             return;
@@ -113,6 +127,49 @@ impl Call {
         } else {
             Reader::Off
         };
+    }
+
+    /// Handshake-era sessions: the client sees the server's `Mcp-Session-Id` only as a
+    /// reference bound to the verified agent (see `session_ref`). Only `initialize`
+    /// responses and requests of a session are looked at (a session id anywhere else is
+    /// refused by the authz-service when it comes back, as it is not a reference).
+    fn bind_session(&mut self, host: &mut impl Host, initialize: bool) {
+        let Some(server_value) = host.response_header(MCP_SESSION_ID).ok().flatten() else {
+            return;
+        };
+        // The binding key: from the authz-service, for an allowed initialize only.
+        let key = if initialize {
+            authz_metadata(host, SESSION_KEY_METADATA)
+        } else {
+            None
+        };
+        let decision = session_ref::response_session(
+            &server_value,
+            key.as_deref(),
+            self.session_id.as_deref(),
+        );
+        let applied = match &decision {
+            ResponseSession::Set(reference) => host.set_response_header(MCP_SESSION_ID, reference),
+            ResponseSession::Remove => {
+                host.log(
+                    Level::Info,
+                    "removed an Mcp-Session-Id the gateway cannot bind to the caller",
+                );
+                host.remove_response_header(MCP_SESSION_ID)
+            }
+        };
+        match (applied, decision) {
+            (Ok(()), ResponseSession::Set(reference)) if initialize => {
+                self.response_session = Some(reference);
+            }
+            (Ok(()), _) => {}
+            // The raw id may reach the client; it cannot be used through the gateway
+            // (the authz-service accepts references only), so this fails closed.
+            (Err(status), _) => host.log(
+                Level::Error,
+                &format!("cannot rewrite the response's Mcp-Session-Id: {status}"),
+            ),
+        }
     }
 
     pub fn on_response_body(&mut self, host: &mut impl Host, size: usize, end_of_stream: bool) {
@@ -208,7 +265,8 @@ impl Call {
         let session_id = self
             .session_id
             .as_deref()
-            .or(self.response_session.as_deref());
+            .or(self.response_session.as_deref())
+            .map(session_ref::audit_ref);
         let trace_id = self
             .traceparent
             .as_deref()
@@ -218,8 +276,7 @@ impl Call {
                     .meta_traceparent
                     .as_deref()
                     .and_then(trace::trace_id)
-            })
-            .or(self.request_id.as_deref());
+            });
         let jsonrpc_id = self
             .facts
             .jsonrpc_id
@@ -245,7 +302,7 @@ impl Call {
             input_hash: self.facts.input_hash.as_deref(),
             output_status: outcome.status,
             latency_ms: latency_ms(self.start_nanos, end_nanos),
-            session_id,
+            session_id: session_id.as_deref(),
             trace_id,
             request_id: self.request_id.as_deref(),
             protocol_version: self.facts.protocol_version.as_deref(),
@@ -301,17 +358,19 @@ impl Call {
             return;
         }
         let method = self.facts.method.as_deref();
-        if let (Some("initialize"), Some(id), OutputStatus::Success) =
+        if let (Some("initialize"), Some(reference), OutputStatus::Success) =
             (method, self.response_session.as_deref(), outcome.status)
         {
+            // Slots are keyed by the audit form: the table holds no bearer secrets.
+            let id = session_ref::audit_ref(reference);
             let entry = SessionEntry {
-                id: id.to_owned(),
+                id: id.clone(),
                 start_nanos: now,
                 tool_calls: 0,
             };
             // Unconditional write: a slot still held by a session that never ended
             // goes to the newer one.
-            let key = slot_key(server, id);
+            let key = slot_key(server, &id);
             let event = match host.set_shared_data(&key, &entry.encode(), 0) {
                 Ok(()) => "started",
                 Err(_) => "untracked",
@@ -319,9 +378,10 @@ impl Call {
             metrics.add(host, stats::sessions(server, event), 1);
             return;
         }
-        let Some(id) = self.session_id.as_deref() else {
+        let Some(id) = self.session_id.as_deref().map(session_ref::audit_ref) else {
             return;
         };
+        let id = id.as_str();
         let key = slot_key(server, id);
         if method == Some("tools/call") {
             update_session(host, &key, id, |entry| {
@@ -380,12 +440,7 @@ fn identity_header(host: &mut impl Host, name: &str) -> Option<String> {
 
 /// A string the authz-service put into ext_authz's dynamic metadata.
 fn authz_metadata(host: &mut impl Host, key: &str) -> Option<String> {
-    let path = [
-        "metadata",
-        "filter_metadata",
-        "envoy.filters.http.ext_authz",
-        key,
-    ];
+    let path = ["metadata", "filter_metadata", EXT_AUTHZ_NAMESPACE, key];
     let bytes = host.property(&path).ok().flatten()?;
     String::from_utf8(bytes).ok().filter(|v| !v.is_empty())
 }

@@ -90,6 +90,8 @@ pub trait Host {
     fn request_header(&mut self, name: &str) -> Result<Option<String>, HostStatus>;
     /// Wall-clock time, Unix nanoseconds.
     fn now_nanos(&mut self) -> Result<u64, HostStatus>;
+    /// Fills `buffer` with random bytes (the gateway's own request ids).
+    fn random(&mut self, buffer: &mut [u8]) -> Result<(), HostStatus>;
     /// Sets the filter state `wasm.<path>` that access logs read.
     fn set_property(&mut self, path: &[&str], value: &[u8]) -> Result<(), HostStatus>;
     fn define_metric(&mut self, kind: MetricKind, name: &str) -> Result<u32, HostStatus>;
@@ -149,6 +151,12 @@ impl RequestFlow {
         }
         match on_request_head(&self.config, &head) {
             HeadAction::PassThrough => Verdict::Continue,
+            HeadAction::Forward(labels) => {
+                if let Err(rejection) = set_labels(host, &labels.headers) {
+                    return self.reject(host, rejection);
+                }
+                Verdict::Continue
+            }
             HeadAction::Reject(rejection) => self.reject(host, rejection),
             HeadAction::ReadBody if end_of_stream => self.label(host, &head, Vec::new()),
             // Pausing holds the headers while the body is buffered; Envoy lets the body
@@ -336,13 +344,12 @@ impl RequestFlow {
             Ok(agent) => agent,
             Err(rejection) => return self.reject(host, rejection),
         };
-        let agent_header = agent.map(|agent| (X_AGENT_ID, sentinel::encode(&agent)));
-        for (name, value) in labels.headers.iter().chain(agent_header.iter()) {
-            // Never forward an MCP request without its labels (design brief).
-            if let Err(status) = host.set_request_header(name, value) {
-                let rejection = internal(host, format!("cannot set header {name}: {status}"));
-                return self.reject(host, rejection);
-            }
+        let mut headers = labels.headers;
+        if let Some(agent) = agent {
+            headers.push((X_AGENT_ID, sentinel::encode(&agent)));
+        }
+        if let Err(rejection) = set_labels(host, &headers) {
+            return self.reject(host, rejection);
         }
         // Envoy 1.40 re-selects the route after a filter changes request headers, but
         // that has changed between releases (envoyproxy/envoy#36671); clearing the cache
@@ -373,6 +380,20 @@ impl RequestFlow {
         }
         Verdict::Pause
     }
+}
+
+/// Sets the gateway headers. Never forward an MCP request without its labels (design
+/// brief): a failed write is a refusal.
+fn set_labels(host: &mut impl Host, headers: &[(&str, String)]) -> Result<(), Rejection> {
+    for (name, value) in headers {
+        if let Err(status) = host.set_request_header(name, value) {
+            return Err(internal(
+                host,
+                format!("cannot set header {name}: {status}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Envoy's response code details for a request that never got an answer from the

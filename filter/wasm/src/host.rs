@@ -353,6 +353,10 @@ impl Host for WasmHost {
     fn now_nanos(&mut self) -> Result<u64, HostStatus> {
         now_nanos()
     }
+    fn random(&mut self, buffer: &mut [u8]) -> Result<(), HostStatus> {
+        // WASI `random_get`; a failure maps to InternalFailure like other host errors.
+        getrandom::getrandom(buffer).map_err(|_| HostStatus(10))
+    }
     fn set_property(&mut self, path: &[&str], value: &[u8]) -> Result<(), HostStatus> {
         set_property(path, value)
     }

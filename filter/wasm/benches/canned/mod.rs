@@ -79,6 +79,11 @@ impl Host for CannedHost {
         self.calls += 1;
         Ok(None)
     }
+    fn random(&mut self, buffer: &mut [u8]) -> Result<(), HostStatus> {
+        self.calls += 1;
+        buffer.fill(0x17);
+        Ok(())
+    }
     fn now_nanos(&mut self) -> Result<u64, HostStatus> {
         self.calls += 1;
         self.clock += 1_000_000;

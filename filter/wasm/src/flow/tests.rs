@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::metrics::MetricIds;
+use mcp_filter_core::session_ref;
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -164,6 +165,11 @@ impl Host for FakeHost {
     fn request_header(&mut self, name: &str) -> Result<Option<String>, HostStatus> {
         self.check("request_header")?;
         Ok(self.header(name).first().map(|v| v.to_string()))
+    }
+    fn random(&mut self, buffer: &mut [u8]) -> Result<(), HostStatus> {
+        self.check("random")?;
+        buffer.fill(0x2a);
+        Ok(())
     }
     fn now_nanos(&mut self) -> Result<u64, HostStatus> {
         self.check("now_nanos")?;
@@ -577,7 +583,8 @@ fn json_success_is_recorded_with_every_field() {
     assert_eq!(record["http_status"], 200);
     assert_eq!(record["jsonrpc_id"], "c-1");
     assert_eq!(record["trace_id"], "0af7651916cd43dd8448eb211c80319c");
-    assert_eq!(record["request_id"], "req-9");
+    // The gateway's own id, not the client's x-request-id ("req-9").
+    assert_eq!(record["request_id"], "2a2a2a2a-2a2a-4a2a-aa2a-2a2a2a2a2a2a");
     assert_eq!(record["protocol_version"], "2026-07-28");
     assert_eq!(record["error_code"], Value::Null);
     assert!(record["latency_ms"].as_f64().unwrap() > 0.0);
@@ -741,6 +748,8 @@ fn handshake_session_duration_and_tool_calls() {
             .map(|s| vec![("mcp-session-id", s.to_owned())])
             .unwrap_or_default()
     };
+    let binding = session_ref::binding_key(b"master key of at least 32 bytes!", "fin", "agent-a");
+    let hex_key: String = binding.iter().map(|b| format!("{b:02x}")).collect();
     let mut shared = HashMap::new();
     let mut metrics_host = FakeHost::default();
     let metrics = Rc::new(MetricIds::default());
@@ -760,6 +769,18 @@ fn handshake_session_duration_and_tool_calls() {
         for (k, v) in session_headers(session) {
             host.headers.push((k.into(), v));
         }
+        // What the authz-service returns for an allowed initialize.
+        host.properties.insert(
+            [
+                "metadata",
+                "filter_metadata",
+                "envoy.filters.http.ext_authz",
+                "session_key",
+            ]
+            .map(String::from)
+            .to_vec(),
+            hex_key.clone().into_bytes(),
+        );
         host.body = body.as_bytes().to_vec();
         host.shared = std::mem::take(&mut shared);
         host.metric_names = std::mem::take(&mut metrics_host.metric_names);
@@ -791,17 +812,42 @@ fn handshake_session_duration_and_tool_calls() {
         metrics_host.metric_names = std::mem::take(&mut host.metric_names);
         metrics_host.counters = std::mem::take(&mut host.counters);
         metrics_host.histograms = std::mem::take(&mut host.histograms);
-        host.record()
+        let client_session = host
+            .response_headers
+            .iter()
+            .find(|(name, _)| name == "mcp-session-id")
+            .map(|(_, value)| value.clone());
+        (host.record(), client_session)
     };
     let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
     let call = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"t"}}"#;
-    let record = exchange("POST", init, None, "200", Some("sess-1"));
-    assert_eq!(record["session_id"], "sess-1");
-    exchange("POST", call, Some("sess-1"), "200", None);
-    exchange("POST", call, Some("sess-1"), "200", None);
+    let (record, reference) = exchange("POST", init, None, "200", Some("sess-1"));
+    // The client gets a reference bound to the agent, never the server's id; the
+    // record names the session by a hash of it.
+    let reference = reference.expect("the initialize response keeps a session header");
+    assert_eq!(
+        session_ref::unwrap(&binding, &reference).as_deref(),
+        Ok("sess-1")
+    );
+    assert_eq!(
+        record["session_id"],
+        session_ref::audit_ref(&reference).as_str()
+    );
+    assert!(!record.to_string().contains("sess-1"));
+    let (record, echoed) = exchange("POST", call, Some(&reference), "200", Some("sess-1"));
+    assert_eq!(echoed.as_deref(), Some(reference.as_str()));
+    assert_eq!(
+        record["session_id"],
+        session_ref::audit_ref(&reference).as_str()
+    );
+    exchange("POST", call, Some(&reference), "200", None);
     // Another session's call does not count here.
-    exchange("POST", call, Some("sess-2"), "200", None);
-    let record = exchange("DELETE", "", Some("sess-1"), "200", None);
+    let other = session_ref::wrap(&binding, "sess-2").unwrap();
+    exchange("POST", call, Some(&other), "200", None);
+    // A session id the gateway cannot bind never reaches the client.
+    let (_, leaked) = exchange("POST", call, Some(&other), "200", Some("sess-3"));
+    assert_eq!(leaked, None);
+    let (record, _) = exchange("DELETE", "", Some(&reference), "200", None);
     assert_eq!(
         (
             record["http_method"].clone(),
@@ -883,4 +929,47 @@ fn audit_host_refusals_never_panic() {
                 .any(|(_, m)| m.contains("cannot publish the audit record")));
         }
     }
+}
+
+/// GET (handshake-era stream) and DELETE on the MCP path carry the server label, so
+/// the authz-service can tell them from requests that never went through the filter;
+/// forged copies are gone first. Other paths get no label.
+#[test]
+fn bodiless_requests_on_the_mcp_path_carry_the_server_label() {
+    let config = Rc::new(FilterConfig::from_json(br#"{"server_id":"fin"}"#).unwrap());
+    for (method, path, labelled) in [
+        ("GET", "/mcp", true),
+        ("DELETE", "/mcp?x=1", true),
+        ("GET", "/MCP", false),
+        ("POST", "/mcp/", false),
+    ] {
+        let mut host = FakeHost {
+            headers: vec![
+                (":method".into(), method.into()),
+                (":path".into(), path.into()),
+                ("x-mcp-server-id".into(), "forged".into()),
+            ],
+            ..FakeHost::default()
+        };
+        let mut flow = RequestFlow::new(config.clone(), Rc::new(MetricIds::default()));
+        assert_eq!(
+            flow.on_headers(&mut host, true),
+            Verdict::Continue,
+            "{method} {path}"
+        );
+        let expected: Vec<&str> = if labelled { vec!["fin"] } else { vec![] };
+        assert_eq!(host.header("x-mcp-server-id"), expected, "{method} {path}");
+    }
+    // A refused label write refuses the request instead of forwarding it unlabelled.
+    let mut host = FakeHost {
+        headers: vec![
+            (":method".into(), "GET".into()),
+            (":path".into(), "/mcp".into()),
+        ],
+        refuse: vec!["set_request_header"],
+        ..FakeHost::default()
+    };
+    let mut flow = RequestFlow::new(config, Rc::new(MetricIds::default()));
+    assert_eq!(flow.on_headers(&mut host, true), Verdict::Pause);
+    assert_eq!(host.reply(), (500, -31000));
 }
