@@ -31,6 +31,7 @@ fn authorizer(cache_capacity: usize) -> Authorizer {
         policy: RwLock::new(Arc::new(
             Policy::parse(POLICY, Path::new("bench.yaml")).unwrap(),
         )),
+        session_keys: session_keys(SESSION_KEY),
         cache: TokenCache::new(cache_capacity),
         resource_metadata: "https://gateway.test/.well-known/oauth-protected-resource/mcp".into(),
         metrics: Arc::new(Metrics::default()),
@@ -46,6 +47,8 @@ fn input(bearer: &str) -> CheckInput<'_> {
             tool: Some("get_account_balance"),
         },
         request_id: Some("1"),
+        session: None,
+        unlabelled_allowed: false,
     }
 }
 

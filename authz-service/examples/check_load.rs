@@ -4,7 +4,9 @@
 //! policy), drives it with concurrent tonic clients for a fixed time, and divides the
 //! checks answered by the CPU time the service process used (utime + stime from
 //! /proc/PID/stat). Run: `cargo run --release -p mcp-authz-service --example check_load`
-//! (see BENCHMARKS.md). Arguments: [seconds] [concurrency] [cached|uncached].
+//! (see BENCHMARKS.md). Arguments: [seconds] [concurrency] [cached|uncached|session].
+//! `session`: cached tokens, and every check also opens a handshake-era session
+//! reference (`mcp-session-id`) bound to the agent.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -45,14 +47,16 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn request(bearer: &str) -> CheckRequest {
-    check_request(&[
+fn request(bearer: &str, session: Option<&str>) -> CheckRequest {
+    let mut headers = vec![
         ("authorization", bearer),
         ("x-mcp-server-id", "financial-data"),
         ("x-mcp-method", "tools/call"),
         ("x-mcp-tool-name", "get_account_balance"),
         ("x-mcp-request-id", "1"),
-    ])
+    ];
+    headers.extend(session.map(|reference| ("mcp-session-id", reference)));
+    check_request(&headers)
 }
 
 #[tokio::main]
@@ -60,10 +64,19 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let seconds: u64 = args.get(1).and_then(|v| v.parse().ok()).unwrap_or(10);
     let concurrency: usize = args.get(2).and_then(|v| v.parse().ok()).unwrap_or(32);
-    let cached = args.get(3).map(|m| m != "uncached").unwrap_or(true);
+    let mode = args.get(3).map(String::as_str).unwrap_or("cached");
+    let cached = mode != "uncached";
+    // The reference the filter would have handed agent-prod-001 for its session.
+    let session = (mode == "session").then(|| {
+        use mcp_filter_core::session_ref;
+        let key =
+            session_ref::binding_key(SESSION_KEY.as_bytes(), "financial-data", "agent-prod-001");
+        session_ref::wrap(&key, "4f1c9a0e-server-session").unwrap()
+    });
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("jwks.json"), standard_jwks()).unwrap();
+    std::fs::write(dir.path().join("session-keys"), SESSION_KEY).unwrap();
     std::fs::write(
         dir.path().join("policy.yaml"),
         "servers:\n  financial-data:\n    tools:\n      get_account_balance: []\n",
@@ -80,6 +93,10 @@ async fn main() {
         .args([
             "--jwks-file",
             &dir.path().join("jwks.json").display().to_string(),
+        ])
+        .args([
+            "--session-key-file",
+            &dir.path().join("session-keys").display().to_string(),
         ])
         .args([
             "--grpc-addr",
@@ -125,7 +142,12 @@ async fn main() {
     // Warm up (keys loaded, cache filled for the cached run).
     let mut warm = client.clone();
     for _ in 0..100 {
-        let _ = warm.check(request(&pool[0])).await;
+        let response = warm.check(request(&pool[0], session.as_deref())).await;
+        assert_eq!(
+            response.unwrap().into_inner().status.unwrap().code,
+            0,
+            "warm-up check refused"
+        );
     }
 
     let done = Arc::new(AtomicU64::new(0));
@@ -134,13 +156,18 @@ async fn main() {
     let deadline = started + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
     for worker in 0..concurrency {
-        let (mut client, done, pool) = (client.clone(), done.clone(), pool.clone());
+        let (mut client, done, pool, session) =
+            (client.clone(), done.clone(), pool.clone(), session.clone());
         tasks.push(tokio::spawn(async move {
             let mut i = worker;
             while Instant::now() < deadline {
                 let token = &pool[i % pool.len()];
                 i += concurrency;
-                if client.check(request(token)).await.is_ok() {
+                if client
+                    .check(request(token, session.as_deref()))
+                    .await
+                    .is_ok()
+                {
                     done.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -159,7 +186,7 @@ async fn main() {
     let _ = child.wait();
     println!(
         "mode={} checks={checks} seconds={elapsed:.1} checks_per_second={:.0} service_cpu_seconds={cpu:.2} checks_per_cpu_second={:.0} cpu_us_per_check={:.1}",
-        if cached { "cached" } else { "uncached" },
+        mode,
         checks as f64 / elapsed,
         checks as f64 / cpu,
         cpu * 1e6 / checks as f64,

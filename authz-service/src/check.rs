@@ -4,6 +4,7 @@ use crate::identity::Identity;
 use crate::jwks::Jwks;
 use crate::metrics::Metrics;
 use crate::policy::{Call, Policy};
+use crate::session_keys::SessionKeys;
 use crate::token::{verify, TokenCache, TokenError, TokenRules};
 use mcp_filter_core::error_body;
 use serde_json::value::RawValue;
@@ -11,7 +12,15 @@ use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 // JSON-RPC codes of the gateway's one error table (README), shared with the filter.
-pub use mcp_filter_core::error::{FORBIDDEN, UNAUTHORIZED};
+pub use mcp_filter_core::error::{FORBIDDEN, NOT_AN_MCP_ENDPOINT, SESSION_NOT_FOUND, UNAUTHORIZED};
+
+/// What a client whose `Mcp-Session-Id` does not open is told: nothing about whose
+/// session it is or whether it exists.
+pub const SESSION_NOT_FOUND_MESSAGE: &str =
+    "session not found: this Mcp-Session-Id was not issued to the calling agent by this gateway";
+/// What a request without the filter's labels is told.
+pub const NOT_AN_MCP_ENDPOINT_MESSAGE: &str =
+    "not an MCP endpoint: the request did not pass the gateway's MCP handling";
 
 /// What the decision reads from the request (the MCP filter's labels and the token).
 #[derive(Debug, Clone, Copy, Default)]
@@ -20,6 +29,12 @@ pub struct CheckInput<'a> {
     pub call: Call<'a>,
     /// `x-mcp-request-id`: the JSON-RPC id as JSON text.
     pub request_id: Option<&'a str>,
+    /// `mcp-session-id` as Envoy passed it (repeated headers arrive joined with ",",
+    /// which no session reference contains, so they never open a session).
+    pub session: Option<&'a str>,
+    /// The route lets requests without the filter's labels through on a valid token
+    /// (ext_authz per-route context extension `mcp_unlabelled: allow`).
+    pub unlabelled_allowed: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -28,6 +43,11 @@ pub enum Outcome {
         identity: Arc<Identity>,
         /// `Authorization` value to send upstream instead of the client's token.
         upstream_credential: Option<String>,
+        /// The server's own session id, opened from the client's session reference.
+        upstream_session: Option<String>,
+        /// For `initialize`: the key that binds the new session to this agent and
+        /// server; the filter wraps the server's `Mcp-Session-Id` with it.
+        session_binding: Option<[u8; 32]>,
     },
     Deny(Denial),
 }
@@ -41,7 +61,7 @@ pub struct Denial {
     pub body: String,
     /// Metric label: why.
     pub reason: &'static str,
-    /// The caller, when the token was valid (403): Envoy records it as dynamic
+    /// The caller, when the token was valid (403, 404 session): Envoy records it as dynamic
     /// metadata so that the gateway's audit record names the refused agent.
     pub identity: Option<Arc<Identity>>,
 }
@@ -51,6 +71,8 @@ pub struct Authorizer {
     pub rules: TokenRules,
     pub jwks: Arc<Jwks>,
     pub policy: RwLock<Arc<Policy>>,
+    /// Master keys of session binding (hot-reloaded like the policy).
+    pub session_keys: RwLock<Arc<SessionKeys>>,
     pub cache: TokenCache,
     /// RFC 9728 metadata URL, named in every challenge.
     pub resource_metadata: String,
@@ -76,12 +98,39 @@ impl Authorizer {
         *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
     }
 
+    pub fn session_keys(&self) -> Arc<SessionKeys> {
+        self.session_keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_session_keys(&self, keys: SessionKeys) {
+        *self.session_keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+    }
+
     /// Decides one request. Fails closed: anything unverifiable is a denial.
+    ///
+    /// Order: unlabelled (404) -> token (401) -> session (404) -> policy and scopes
+    /// (403). Each step names the caller only once it is known.
     pub async fn check(&self, input: &CheckInput<'_>) -> Outcome {
         // Only denials need the id, so it is parsed on those paths alone.
         let body = |code: i64, message: &str| {
             error_body(request_id(input.request_id).as_deref(), code, message)
         };
+        // The filter labels every request it handles as MCP with the server id. One
+        // without it took another route to the server (Istio's inbound route is a
+        // catch-all: POST /MCP, /mcp/ or /other reach the same server): refuse it
+        // before anything else, unless the route says such requests are expected.
+        if input.call.server.is_none() && !input.unlabelled_allowed {
+            return Outcome::Deny(Denial {
+                status: 404,
+                www_authenticate: None,
+                body: body(NOT_AN_MCP_ENDPOINT, NOT_AN_MCP_ENDPOINT_MESSAGE),
+                reason: "unlabelled",
+                identity: None,
+            });
+        }
         // RFC 6750 section 2.1: `Authorization: Bearer <token>`; the scheme is
         // case-insensitive (RFC 9110 section 11.1).
         let token = input.authorization.and_then(|value| {
@@ -119,6 +168,25 @@ impl Authorizer {
                 })
             }
         };
+        // A session is opened only by the agent it was issued to, on the server that
+        // issued it (MCP: a client that gets 404 for its session starts a new one).
+        let upstream_session = match input.session {
+            None => None,
+            Some(reference) => {
+                match self.open_session(input.call.server, &identity.agent, reference) {
+                    Some(session) => Some(session),
+                    None => {
+                        return Outcome::Deny(Denial {
+                            status: 404,
+                            www_authenticate: None,
+                            body: body(SESSION_NOT_FOUND, SESSION_NOT_FOUND_MESSAGE),
+                            reason: "session",
+                            identity: Some(identity),
+                        })
+                    }
+                }
+            }
+        };
         let policy = self.policy();
         let required = match policy.required_scopes(&input.call) {
             Ok(required) => required,
@@ -152,11 +220,37 @@ impl Authorizer {
                 identity: Some(identity),
             });
         }
+        let session_binding = match (input.call.method, input.call.server) {
+            (Some("initialize"), Some(server)) => {
+                Some(self.session_keys().binding_key(server, &identity.agent))
+            }
+            _ => None,
+        };
         Outcome::Allow {
             identity,
             upstream_credential: policy
                 .upstream_credential(input.call.server)
                 .map(str::to_owned),
+            upstream_session,
+            session_binding,
+        }
+    }
+
+    /// The server's own session id behind `reference`, if it was issued to `agent` on
+    /// `server`. A request without a server id cannot name a binding, so its session
+    /// never opens.
+    fn open_session(&self, server: Option<&str>, agent: &str, reference: &str) -> Option<String> {
+        let server = server?;
+        match self.session_keys().open(server, agent, reference) {
+            // MCP: session ids are visible ASCII. Only this gateway can make a valid
+            // reference, and the filter wraps nothing else; checked anyway, since the
+            // value becomes a request header.
+            Ok(session) if session.bytes().all(|b| (0x21..=0x7e).contains(&b)) => Some(session),
+            Ok(_) => None,
+            Err(error) => {
+                tracing::debug!(%error, server, "session reference refused");
+                None
+            }
         }
     }
 

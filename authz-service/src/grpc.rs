@@ -12,7 +12,8 @@ use envoy_types::ext_authz::v3::pb::{
 use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
 use envoy_types::pb::google::rpc::Status;
 use mcp_filter_core::headers::{
-    X_AGENT_ID, X_MCP_METHOD, X_MCP_REQUEST_ID, X_MCP_SERVER_ID, X_MCP_TOOL_NAME, X_USER_ID,
+    MCP_SESSION_ID, SESSION_KEY_METADATA, X_AGENT_ID, X_MCP_METHOD, X_MCP_REQUEST_ID,
+    X_MCP_SERVER_ID, X_MCP_TOOL_NAME, X_USER_ID,
 };
 use mcp_filter_core::sentinel;
 use std::collections::HashMap;
@@ -20,10 +21,19 @@ use std::sync::Arc;
 use std::time::Instant;
 use tonic::{Request, Response};
 
-// google.rpc.Code values Envoy reads alongside the HTTP answer.
+// google.rpc.Code values Envoy reads alongside the HTTP answer (any code but OK is a
+// denial; the HTTP status comes from the denied response).
 const RPC_OK: i32 = 0;
+const RPC_NOT_FOUND: i32 = 5;
 const RPC_PERMISSION_DENIED: i32 = 7;
 const RPC_UNAUTHENTICATED: i32 = 16;
+
+/// ext_authz per-route `check_settings.context_extensions` key: with the value
+/// [`UNLABELLED_ALLOW`], requests the filter did not label (no `x-mcp-server-id`) are
+/// let through on a valid token alone, as before the unlabelled rule. For routes that
+/// really serve something besides MCP; every other route refuses them with 404.
+pub const UNLABELLED_CONTEXT_KEY: &str = "mcp_unlabelled";
+pub const UNLABELLED_ALLOW: &str = "allow";
 
 pub struct AuthzGrpc {
     pub authorizer: Arc<Authorizer>,
@@ -38,9 +48,8 @@ impl Authorization for AuthzGrpc {
         let started = Instant::now();
         let request = request.into_inner();
         let empty = HashMap::new();
-        let headers = request
-            .attributes
-            .as_ref()
+        let attributes = request.attributes.as_ref();
+        let headers = attributes
             .and_then(|a| a.request.as_ref())
             .and_then(|r| r.http.as_ref())
             .map(|http| &http.headers)
@@ -61,6 +70,10 @@ impl Authorization for AuthzGrpc {
                 tool: tool.as_deref(),
             },
             request_id: header(X_MCP_REQUEST_ID),
+            session: header(MCP_SESSION_ID),
+            unlabelled_allowed: attributes
+                .and_then(|a| a.context_extensions.get(UNLABELLED_CONTEXT_KEY))
+                .is_some_and(|value| value == UNLABELLED_ALLOW),
         };
         let outcome = self.authorizer.check(&input).await;
 
@@ -89,11 +102,11 @@ impl Authorization for AuthzGrpc {
     }
 }
 
-fn set(key: &str, value: &str) -> HeaderValueOption {
+fn set(key: &str, value: String) -> HeaderValueOption {
     HeaderValueOption {
         header: Some(HeaderValue {
             key: key.to_owned(),
-            value: value.to_owned(),
+            value,
             raw_value: Vec::new(),
         }),
         append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
@@ -104,24 +117,33 @@ fn set(key: &str, value: &str) -> HeaderValueOption {
 /// Envoy's answer for a decision.
 ///
 /// Allow: `x-agent-id` / `x-user-id` overwrite whatever the request carried (Envoy
-/// applies ext_authz headers with OVERWRITE_IF_EXISTS_OR_ADD), and the client's token
-/// is removed (MCP authorization spec: servers MUST NOT pass the client's token
-/// upstream), or replaced by the server's own upstream credential.
+/// applies ext_authz headers with OVERWRITE_IF_EXISTS_OR_ADD), in the MCP
+/// `=?base64?...?=` form when not plain printable ASCII (the one rule for every
+/// gateway header, [`sentinel::encode`]; a token's claims can hold any text). The
+/// client's token is removed (MCP authorization spec: servers MUST NOT pass the
+/// client's token upstream), or replaced by the server's own upstream credential. The
+/// client's session reference is replaced by the server's own session id. For
+/// `initialize`, the session binding key goes to the filter as dynamic metadata.
 pub fn answer(outcome: Outcome) -> CheckResponse {
     match outcome {
         Outcome::Allow {
             identity,
             upstream_credential,
+            upstream_session,
+            session_binding,
         } => {
-            let mut headers = vec![set(X_AGENT_ID, &identity.agent)];
+            let mut headers = vec![set(X_AGENT_ID, sentinel::encode(&identity.agent))];
             let mut headers_to_remove = Vec::new();
             match &identity.user {
-                Some(user) => headers.push(set(X_USER_ID, user)),
+                Some(user) => headers.push(set(X_USER_ID, sentinel::encode(user))),
                 None => headers_to_remove.push(X_USER_ID.to_owned()),
             }
-            match &upstream_credential {
+            match upstream_credential {
                 Some(credential) => headers.push(set("authorization", credential)),
                 None => headers_to_remove.push("authorization".to_owned()),
+            }
+            if let Some(session) = upstream_session {
+                headers.push(set(MCP_SESSION_ID, session));
             }
             CheckResponse {
                 status: Some(Status {
@@ -133,7 +155,11 @@ pub fn answer(outcome: Outcome) -> CheckResponse {
                     headers_to_remove,
                     ..OkHttpResponse::default()
                 })),
-                ..CheckResponse::default()
+                dynamic_metadata: session_binding.map(|key| Struct {
+                    fields: [(SESSION_KEY_METADATA.to_owned(), text(&hex::encode(key)))]
+                        .into_iter()
+                        .collect(),
+                }),
             }
         }
         Outcome::Deny(Denial {
@@ -143,16 +169,16 @@ pub fn answer(outcome: Outcome) -> CheckResponse {
             identity,
             ..
         }) => {
-            let mut headers = vec![set("content-type", "application/json")];
-            if let Some(challenge) = &www_authenticate {
+            let mut headers = vec![set("content-type", "application/json".to_owned())];
+            if let Some(challenge) = www_authenticate {
                 headers.push(set("www-authenticate", challenge));
             }
             CheckResponse {
                 status: Some(Status {
-                    code: if status == 401 {
-                        RPC_UNAUTHENTICATED
-                    } else {
-                        RPC_PERMISSION_DENIED
+                    code: match status {
+                        401 => RPC_UNAUTHENTICATED,
+                        404 => RPC_NOT_FOUND,
+                        _ => RPC_PERMISSION_DENIED,
                     },
                     ..Status::default()
                 }),
@@ -173,9 +199,6 @@ pub fn answer(outcome: Outcome) -> CheckResponse {
 /// `envoy.filters.http.ext_authz`), which Envoy records for denied requests too: the
 /// request headers never reach anyone, but the audit record can name who was refused.
 fn identity_metadata(identity: &Identity) -> Struct {
-    let text = |value: &str| Value {
-        kind: Some(Kind::StringValue(value.to_owned())),
-    };
     let mut fields = std::collections::BTreeMap::new();
     fields.insert(AGENT_METADATA_KEY.to_owned(), text(&identity.agent));
     if let Some(user) = &identity.user {
@@ -183,6 +206,12 @@ fn identity_metadata(identity: &Identity) -> Struct {
     }
     Struct {
         fields: fields.into_iter().collect(),
+    }
+}
+
+fn text(value: &str) -> Value {
+    Value {
+        kind: Some(Kind::StringValue(value.to_owned())),
     }
 }
 

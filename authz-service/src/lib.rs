@@ -13,6 +13,7 @@ pub mod jwks;
 pub mod metrics;
 pub mod policy;
 pub mod reload;
+pub mod session_keys;
 pub mod token;
 
 use check::Authorizer;
@@ -21,6 +22,7 @@ use http::ResourceMetadata;
 use jwks::{Jwks, JwksSource};
 use metrics::Metrics;
 use policy::{Policy, PolicyError};
+use session_keys::{SessionKeyError, SessionKeys};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -35,6 +37,8 @@ pub const TOKEN_CACHE_CAPACITY: usize = 100_000;
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub policy: PathBuf,
+    /// Master keys of session binding, one per line (hot-reloaded).
+    pub session_keys: PathBuf,
     pub rules: TokenRules,
     pub jwks: JwksSource,
     pub jwks_refresh: Duration,
@@ -43,23 +47,29 @@ pub struct Settings {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("{0}")]
+    // Transparent: `main` prints the error chain, and these already name file and
+    // reason (with `{0}` and a source, each would be printed twice).
+    #[error(transparent)]
     Policy(#[from] PolicyError),
+    #[error(transparent)]
+    SessionKeys(#[from] SessionKeyError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("gRPC server: {0}")]
     Grpc(#[from] tonic::transport::Error),
 }
 
-/// Loads the policy (an invalid one stops startup) and prepares the key set. Keys
-/// are loaded by [`serve`]; until they are, every check is refused and readiness is
-/// false.
+/// Loads the policy and the session keys (an invalid file stops startup) and prepares
+/// the JWKS. Token keys are loaded by [`serve`]; until they are, every check is
+/// refused and readiness is false.
 pub fn build(settings: &Settings) -> Result<Arc<Authorizer>, StartError> {
     let policy = Policy::load(&settings.policy)?;
+    let session_keys = SessionKeys::load(&settings.session_keys)?;
     Ok(Arc::new(Authorizer {
         rules: settings.rules.clone(),
         jwks: Arc::new(Jwks::new(settings.jwks.clone())),
         policy: RwLock::new(Arc::new(policy)),
+        session_keys: RwLock::new(Arc::new(session_keys)),
         cache: TokenCache::new(TOKEN_CACHE_CAPACITY),
         resource_metadata: http::metadata_url(&settings.metadata.resource),
         metrics: Arc::new(Metrics::default()),
@@ -103,10 +113,14 @@ pub async fn serve(
             }
         })
     };
-    let _watcher = match reload::watch(authorizer.clone(), settings.policy.clone()) {
+    let watched = vec![
+        (reload::Watched::Policy, settings.policy.clone()),
+        (reload::Watched::SessionKeys, settings.session_keys.clone()),
+    ];
+    let _watcher = match reload::watch(authorizer.clone(), watched) {
         Ok(watcher) => Some(watcher),
         Err(error) => {
-            tracing::warn!(%error, "cannot watch the policy file; hot reload is off");
+            tracing::warn!(%error, "cannot watch the policy and session key files; hot reload is off");
             None
         }
     };

@@ -22,6 +22,12 @@ struct Cli {
     /// Policy file (YAML), hot-reloaded.
     #[arg(long, required_unless_present = "validate")]
     policy: Option<PathBuf>,
+    /// Session binding master keys: one per line, at least 32 bytes each (e.g.
+    /// `openssl rand -hex 32`), blank lines and `#` comments ignored. The first key
+    /// binds new sessions; all are tried when checking one (rotation). Hot-reloaded.
+    /// Every replica must read the same keys.
+    #[arg(long, value_name = "FILE", required_unless_present = "validate")]
+    session_key_file: Option<PathBuf>,
     /// gRPC listen address (ext_authz and grpc.health.v1).
     #[arg(long, default_value = "127.0.0.1:9191")]
     grpc_addr: String,
@@ -95,6 +101,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let settings = Settings {
         policy: cli.policy.context("--policy is required")?,
+        session_keys: cli
+            .session_key_file
+            .context("--session-key-file is required")?,
         rules: TokenRules {
             issuer,
             audience: resource.clone(),

@@ -8,8 +8,8 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DecisionLabels {
-    /// `allow`, or the denial reason (`no_token`, `invalid_token`, `policy`,
-    /// `insufficient_scope`).
+    /// `allow`, or the denial reason (`unlabelled`, `no_token`, `invalid_token`,
+    /// `session`, `policy`, `insufficient_scope`).
     pub result: String,
     /// A server id the policy names, or `other` (bounded cardinality: a client can
     /// send any server id to an unknown-server deny).
@@ -23,6 +23,7 @@ pub struct Metrics {
     pub cache_misses: Counter,
     pub jwks_refresh_failures: Counter,
     pub policy_reload_failures: Counter,
+    pub session_key_reload_failures: Counter,
     registry: Registry,
 }
 
@@ -35,6 +36,7 @@ impl Default for Metrics {
         let cache_misses = Counter::default();
         let jwks_refresh_failures = Counter::default();
         let policy_reload_failures = Counter::default();
+        let session_key_reload_failures = Counter::default();
         let mut registry = Registry::with_prefix("mcp_authz");
         registry.register(
             "decisions",
@@ -66,6 +68,11 @@ impl Default for Metrics {
             "Policy reloads refused (the last good policy stays)",
             policy_reload_failures.clone(),
         );
+        registry.register(
+            "session_key_reload_failures",
+            "Session key file reloads refused (the last good keys stay)",
+            session_key_reload_failures.clone(),
+        );
         Metrics {
             decisions,
             check_seconds,
@@ -73,6 +80,7 @@ impl Default for Metrics {
             cache_misses,
             jwks_refresh_failures,
             policy_reload_failures,
+            session_key_reload_failures,
             registry,
         }
     }

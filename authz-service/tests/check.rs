@@ -6,34 +6,16 @@ mod common;
 use common::*;
 use jsonwebtoken::Algorithm;
 use mcp_authz_service::check::{Authorizer, CheckInput, Outcome};
-use mcp_authz_service::jwks::Jwks;
-use mcp_authz_service::metrics::Metrics;
-use mcp_authz_service::policy::{Call, Policy};
-use mcp_authz_service::token::{TokenCache, TokenRules};
+use mcp_authz_service::policy::Call;
 use serde_json::{json, Value};
-use std::path::Path;
-use std::sync::{Arc, RwLock};
 
-const METADATA: &str = "https://gateway.test/.well-known/oauth-protected-resource/mcp";
+const METADATA: &str = METADATA_URL;
 
 fn authorizer() -> Authorizer {
-    let policy = Policy::parse(
+    test_authorizer(
         "servers:\n  financial-data:\n    tools:\n      get_account_balance: []\n      transfer_funds: [mcp.server.financial-data:tools.write]\n",
-        Path::new("policy.yaml"),
+        SESSION_KEY,
     )
-    .unwrap();
-    Authorizer {
-        rules: TokenRules {
-            issuer: ISSUER.into(),
-            audience: AUDIENCE.into(),
-            leeway_seconds: 0,
-        },
-        jwks: Arc::new(Jwks::fixed(standard_keys())),
-        policy: RwLock::new(Arc::new(policy)),
-        cache: TokenCache::new(1000),
-        resource_metadata: METADATA.into(),
-        metrics: Arc::new(Metrics::default()),
-    }
 }
 
 fn call<'a>(authorization: Option<&'a str>, tool: &'a str) -> CheckInput<'a> {
@@ -45,6 +27,8 @@ fn call<'a>(authorization: Option<&'a str>, tool: &'a str) -> CheckInput<'a> {
             tool: Some(tool),
         },
         request_id: Some("42"),
+        session: None,
+        unlabelled_allowed: false,
     }
 }
 
@@ -153,6 +137,7 @@ async fn allow_carries_the_verified_identity() {
         Outcome::Allow {
             identity,
             upstream_credential,
+            ..
         } => {
             assert_eq!(identity.agent, "agent-prod-001");
             assert_eq!(identity.user.as_deref(), Some("alice"));

@@ -25,6 +25,7 @@ struct Running {
     task: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
     policy: std::path::PathBuf,
+    session_keys: std::path::PathBuf,
 }
 
 impl Running {
@@ -42,8 +43,11 @@ async fn start() -> Running {
     std::fs::write(&policy, POLICY).unwrap();
     let jwks = dir.path().join("jwks.json");
     std::fs::write(&jwks, standard_jwks()).unwrap();
+    let session_keys = dir.path().join("session-keys");
+    std::fs::write(&session_keys, format!("# test key\n{SESSION_KEY}\n")).unwrap();
     let settings = Settings {
         policy: policy.clone(),
+        session_keys: session_keys.clone(),
         rules: TokenRules {
             issuer: ISSUER.into(),
             audience: AUDIENCE.into(),
@@ -75,6 +79,7 @@ async fn start() -> Running {
         task,
         _dir: dir,
         policy,
+        session_keys,
     };
     // Ready once the keys are loaded.
     for _ in 0..100 {
@@ -319,5 +324,284 @@ async fn policy_hot_reload_keeps_the_last_good_policy() {
     assert_eq!(failures, 1, "the broken reload was not reported");
     assert_eq!(decision_for(&service, "query_transactions").await, 200);
     assert_eq!(decision_for(&service, "get_account_balance").await, 200);
+    service.stop().await;
+}
+
+fn denied(response: &CheckResponse) -> (i32, u16, serde_json::Value) {
+    let Some(HttpResponse::DeniedResponse(denied)) = &response.http_response else {
+        panic!("not denied: {response:?}")
+    };
+    assert_eq!(
+        header(&denied.headers, "content-type"),
+        Some("application/json")
+    );
+    (
+        response.status.as_ref().unwrap().code,
+        denied.status.as_ref().unwrap().code as u16,
+        serde_json::from_str(&denied.body).unwrap(),
+    )
+}
+
+fn metadata_text(response: &CheckResponse, key: &str) -> Option<String> {
+    use envoy_types::pb::google::protobuf::value::Kind;
+    match response
+        .dynamic_metadata
+        .as_ref()?
+        .fields
+        .get(key)?
+        .kind
+        .as_ref()?
+    {
+        Kind::StringValue(text) => Some(text.clone()),
+        _ => None,
+    }
+}
+
+const SERVER: &str = "financial-data";
+
+/// Labels of a handshake-era request on the MCP path (`method` None: GET or DELETE).
+fn session_request<'a>(
+    token: &'a str,
+    method: Option<&'a str>,
+    session: Option<&'a str>,
+) -> Vec<(&'a str, &'a str)> {
+    let mut headers = vec![("authorization", token), ("x-mcp-server-id", SERVER)];
+    if let Some(method) = method {
+        headers.push(("x-mcp-method", method));
+    }
+    if let Some(session) = session {
+        headers.push(("mcp-session-id", session));
+    }
+    headers
+}
+
+async fn initialize(service: &Running, token: &str, method: &str) -> [u8; 32] {
+    let response = check(&service.grpc, &session_request(token, Some(method), None)).await;
+    assert_eq!(response.status.as_ref().unwrap().code, 0, "{response:?}");
+    let key = metadata_text(&response, "session_key").expect("session_key metadata");
+    assert_eq!(key, key.to_ascii_lowercase());
+    hex::decode(key).unwrap().try_into().unwrap()
+}
+
+#[tokio::test]
+async fn sessions_are_bound_to_the_agent_over_grpc() {
+    let service = start().await;
+    let alice = format!(
+        "Bearer {}",
+        agent_token("agent-a", "mcp.server.financial-data:tools.read")
+    );
+    let bob = format!(
+        "Bearer {}",
+        agent_token("agent-b", "mcp.server.financial-data:tools.read")
+    );
+
+    // initialize (also in the sentinel form the filter may send) carries the binding
+    // key of the verified agent; other calls carry none.
+    let key = initialize(&service, &alice, "initialize").await;
+    assert_eq!(
+        initialize(&service, &alice, "=?base64?aW5pdGlhbGl6ZQ==?=").await,
+        key
+    );
+    let listing = check(
+        &service.grpc,
+        &session_request(&alice, Some("tools/list"), None),
+    )
+    .await;
+    assert_eq!(listing.dynamic_metadata, None);
+
+    // The filter wraps the server's id with that key; agent A's POST, GET and DELETE
+    // reach the server with the server's own id.
+    let reference = mcp_filter_core::session_ref::wrap(&key, "server-sid-9").unwrap();
+    for method in [Some("tools/list"), None] {
+        let response = check(
+            &service.grpc,
+            &session_request(&alice, method, Some(&reference)),
+        )
+        .await;
+        let Some(HttpResponse::OkResponse(ok)) = response.http_response else {
+            panic!("not OK: {response:?}")
+        };
+        let session = ok
+            .headers
+            .iter()
+            .find(|o| o.header.as_ref().is_some_and(|h| h.key == "mcp-session-id"))
+            .expect("mcp-session-id set");
+        assert_eq!(session.header.as_ref().unwrap().value, "server-sid-9");
+        assert_eq!(session.append_action, 2, "OVERWRITE_IF_EXISTS_OR_ADD");
+    }
+
+    // Agent B with A's reference, and A with the header sent twice (Envoy joins the
+    // copies with ","): 404, -31013, B named in the metadata for the audit record.
+    let joined = format!("{reference},{reference}");
+    for (token, session, agent) in [
+        (&bob, reference.as_str(), "agent-b"),
+        (&alice, joined.as_str(), "agent-a"),
+    ] {
+        for method in [Some("tools/list"), None] {
+            let response = check(
+                &service.grpc,
+                &session_request(token, method, Some(session)),
+            )
+            .await;
+            let (rpc, status, body) = denied(&response);
+            assert_eq!((rpc, status), (5, 404), "gRPC NOT_FOUND, HTTP 404");
+            assert_eq!(body["error"]["code"], -31013);
+            assert_eq!(
+                body["error"]["message"],
+                "session not found: this Mcp-Session-Id was not issued to the calling agent by this gateway"
+            );
+            assert_eq!(metadata_text(&response, "agent_id").as_deref(), Some(agent));
+        }
+    }
+    let metrics = metrics(&service).await;
+    assert!(
+        metrics
+            .contains(r#"mcp_authz_decisions_total{result="session",server="financial-data"} 4"#),
+        "{metrics}"
+    );
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn unlabelled_requests_are_refused_unless_the_route_opts_out() {
+    let service = start().await;
+    let token = format!("Bearer {}", agent_token("agent-a", ""));
+    let response = check(&service.grpc, &[("authorization", &token)]).await;
+    let (rpc, status, body) = denied(&response);
+    assert_eq!((rpc, status), (5, 404));
+    assert_eq!(body["error"]["code"], -31014);
+    assert_eq!(response.dynamic_metadata, None);
+
+    // ext_authz per-route check_settings.context_extensions: {mcp_unlabelled: allow}.
+    let mut client = AuthorizationClient::connect(service.grpc.clone())
+        .await
+        .unwrap();
+    let opted_out = |value: &str| {
+        let mut request = check_request(&[("authorization", &token)]);
+        request
+            .attributes
+            .as_mut()
+            .unwrap()
+            .context_extensions
+            .insert("mcp_unlabelled".into(), value.into());
+        request
+    };
+    let allowed = client.check(opted_out("allow")).await.unwrap().into_inner();
+    assert_eq!(allowed.status.unwrap().code, 0);
+    let other = client.check(opted_out("yes")).await.unwrap().into_inner();
+    assert_eq!(denied(&other).1, 404, "only \"allow\" opts out");
+
+    let metrics = metrics(&service).await;
+    assert!(
+        metrics.contains(r#"mcp_authz_decisions_total{result="unlabelled",server="other"} 2"#),
+        "{metrics}"
+    );
+    service.stop().await;
+}
+
+/// Identity values that are not plain printable ASCII, or that look like the
+/// sentinel themselves, reach the upstream only in the `=?base64?...?=` form.
+#[tokio::test]
+async fn identity_headers_use_the_sentinel_form() {
+    use jsonwebtoken::Algorithm;
+    use mcp_filter_core::sentinel;
+    let service = start().await;
+    let scope = "mcp.server.financial-data:tools.read";
+    for (agent, user) in [
+        ("agënt-ü\r\nx-agent-id: admin", "alice\u{0}"),
+        ("=?base64?YWRtaW4=?=", " bob"),
+        ("plain-agent", "plain-user"),
+    ] {
+        let claims =
+            claims(serde_json::json!({"sub": user, "act": {"sub": agent}, "scope": scope}));
+        let token = format!(
+            "Bearer {}",
+            sign(RSA, Algorithm::RS256, Some("rsa"), &claims)
+        );
+        let response = check(
+            &service.grpc,
+            &session_request(&token, Some("tools/list"), None),
+        )
+        .await;
+        let Some(HttpResponse::OkResponse(ok)) = response.http_response else {
+            panic!("not OK: {response:?}")
+        };
+        for (name, raw) in [("x-agent-id", agent), ("x-user-id", user)] {
+            let wire = header(&ok.headers, name).unwrap();
+            assert_eq!(wire, sentinel::encode(raw));
+            assert!(wire.bytes().all(|b| (0x20..=0x7e).contains(&b)), "{wire:?}");
+            assert_eq!(sentinel::decode(wire).unwrap(), raw);
+            assert_eq!(wire == raw, raw.starts_with("plain"), "{wire}");
+        }
+    }
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn session_key_rotation_and_reload_keep_the_last_good_keys() {
+    let service = start().await;
+    let alice = format!(
+        "Bearer {}",
+        agent_token("agent-a", "mcp.server.financial-data:tools.read")
+    );
+    let old_key = initialize(&service, &alice, "initialize").await;
+    let old_reference = mcp_filter_core::session_ref::wrap(&old_key, "sid-old").unwrap();
+    let opens = |reference: String| {
+        let (grpc, alice) = (service.grpc.clone(), alice.clone());
+        async move {
+            let response = check(
+                &grpc,
+                &session_request(&alice, Some("tools/list"), Some(&reference)),
+            )
+            .await;
+            response.status.unwrap().code == 0
+        }
+    };
+
+    // Rotation: a new key first, the old one kept.
+    const NEW: &str = "rotated-session-key-0123456789abcdef0123456789";
+    write(&service.session_keys, &format!("{NEW}\n{SESSION_KEY}\n"));
+    let mut new_key = old_key;
+    for _ in 0..100 {
+        new_key = initialize(&service, &alice, "initialize").await;
+        if new_key != old_key {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_ne!(new_key, old_key, "the rotated key file was not picked up");
+    assert!(
+        opens(old_reference.clone()).await,
+        "old references stay valid"
+    );
+
+    // A broken file (a short key) is refused; the rotated keys stay in force.
+    write(&service.session_keys, "too-short\n");
+    let mut reported = false;
+    for _ in 0..100 {
+        if metrics(&service)
+            .await
+            .contains("mcp_authz_session_key_reload_failures_total 1")
+        {
+            reported = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(reported, "the broken reload was not reported");
+    assert_eq!(initialize(&service, &alice, "initialize").await, new_key);
+    assert!(opens(old_reference.clone()).await);
+
+    // The old key removed: its references stop opening.
+    write(&service.session_keys, NEW);
+    let mut closed = false;
+    for _ in 0..100 {
+        if !opens(old_reference.clone()).await {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(closed, "a reference under a removed key still opens");
     service.stop().await;
 }

@@ -25,6 +25,8 @@ async fn allowed(authorizer: &Authorizer, token: &str) -> bool {
             tool: None,
         },
         request_id: None,
+        session: None,
+        unlabelled_allowed: false,
     };
     matches!(authorizer.check(&input).await, Outcome::Allow { .. })
 }
@@ -69,6 +71,7 @@ async fn rotation_is_picked_up_on_unknown_kid() {
         policy: RwLock::new(Arc::new(
             Policy::parse("servers:\n  fd: {}\n", Path::new("p.yaml")).unwrap(),
         )),
+        session_keys: session_keys(SESSION_KEY),
         cache: TokenCache::new(100),
         resource_metadata: "m".into(),
         metrics: Arc::new(Metrics::default()),

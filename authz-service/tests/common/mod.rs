@@ -6,8 +6,14 @@ use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, 
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
-use mcp_authz_service::jwks::KeySet;
+use mcp_authz_service::check::Authorizer;
+use mcp_authz_service::jwks::{Jwks, KeySet};
+use mcp_authz_service::metrics::Metrics;
+use mcp_authz_service::policy::Policy;
+use mcp_authz_service::session_keys::SessionKeys;
+use mcp_authz_service::token::{TokenCache, TokenRules};
 use serde_json::{json, Value};
+use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub const ISSUER: &str = "https://issuer.test";
@@ -18,6 +24,35 @@ pub const RSA_OTHER: &[u8] = include_bytes!("../fixtures/keys/rsa-other.pem");
 pub const RSA_PUBLIC: &[u8] = include_bytes!("../fixtures/keys/rsa.pub.pem");
 pub const EC: &[u8] = include_bytes!("../fixtures/keys/ec.pem");
 pub const ED25519: &[u8] = include_bytes!("../fixtures/keys/ed25519.pem");
+
+/// The session binding master key of the tests (a key file's one line).
+pub const SESSION_KEY: &str = "test-session-key-0123456789abcdef0123456789abcdef";
+
+pub fn session_keys(text: &str) -> RwLock<Arc<SessionKeys>> {
+    let keys = SessionKeys::parse(text.as_bytes(), std::path::Path::new("keys")).unwrap();
+    RwLock::new(Arc::new(keys))
+}
+
+pub const METADATA_URL: &str = "https://gateway.test/.well-known/oauth-protected-resource/mcp";
+
+/// A decision maker with the fixture keys, `policy` and the session key file `keys`.
+pub fn test_authorizer(policy: &str, keys: &str) -> Authorizer {
+    Authorizer {
+        rules: TokenRules {
+            issuer: ISSUER.into(),
+            audience: AUDIENCE.into(),
+            leeway_seconds: 0,
+        },
+        jwks: Arc::new(Jwks::fixed(standard_keys())),
+        policy: RwLock::new(Arc::new(
+            Policy::parse(policy, std::path::Path::new("policy.yaml")).unwrap(),
+        )),
+        session_keys: session_keys(keys),
+        cache: TokenCache::new(1000),
+        resource_metadata: METADATA_URL.into(),
+        metrics: Arc::new(Metrics::default()),
+    }
+}
 
 pub fn now() -> u64 {
     SystemTime::now()
