@@ -1,12 +1,14 @@
 """The authz-service for tests and the demo, and the tokens it accepts.
 
-One signing key per process: every authz-service started here trusts it, so a token
-minted once works against any of them.
+One signing key and one session key per process: every authz-service started here
+trusts the one and binds sessions with the other, so a token minted once works against
+any of them, and so does a session reference (like replicas sharing a Secret).
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 import time
 from functools import lru_cache
@@ -30,6 +32,12 @@ READ_SCOPES = " ".join(
 @lru_cache(maxsize=1)
 def signing_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@lru_cache(maxsize=1)
+def session_key() -> str:
+    """The session binding master key of this run (64 hex characters, 256 bits)."""
+    return secrets.token_hex(32)
 
 
 def jwks() -> dict:
@@ -56,9 +64,19 @@ def bearer(agent: str = "agent-under-test", scopes: str = READ_SCOPES, **kwargs)
 
 
 class Authz(Process):
-    """The release build of mcp-authz-service on free ports, with the demo policy."""
+    """The release build of mcp-authz-service on free ports, with the demo policy.
 
-    def __init__(self, log_dir: Path, policy: Path = ROOT / "demo" / "policy.yaml", jwks_url: str | None = None, extra_args=()):
+    `session_keys`: the text of its session key file (default: this run's one key);
+    `self.session_keys` is the file, which a test may rewrite (hot reload)."""
+
+    def __init__(
+        self,
+        log_dir: Path,
+        policy: Path = ROOT / "demo" / "policy.yaml",
+        jwks_url: str | None = None,
+        extra_args=(),
+        session_keys: str | None = None,
+    ):
         log_dir = Path(log_dir)
         self.grpc_port, self.http_port = free_port(), free_port()
         # A private copy, so a test may rewrite it (hot reload) without touching ours.
@@ -66,11 +84,14 @@ class Authz(Process):
         shutil.copy(policy, self.policy)
         jwks_path = log_dir / f"authz-{self.grpc_port}-jwks.json"
         jwks_path.write_text(json.dumps(jwks()))
+        self.session_keys = log_dir / f"authz-{self.grpc_port}-session-keys"
+        self.session_keys.write_text(session_keys if session_keys is not None else f"{session_key()}\n")
         super().__init__(
             f"authz-{self.grpc_port}",
             [
                 str(BINARY),
                 "--policy", str(self.policy),
+                "--session-key-file", str(self.session_keys),
                 "--grpc-addr", f"127.0.0.1:{self.grpc_port}",
                 "--http-addr", f"127.0.0.1:{self.http_port}",
                 "--resource", RESOURCE,
