@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import re
 
 import anyio
 import pytest
@@ -65,6 +66,9 @@ def audited_gateway(logs, mcp_server):
         envoy.stop()
         ratelimit.stop()
         authz.stop()
+
+
+UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
 
 def call(request_id: str, tool: str, arguments: dict, progress: bool = False) -> str:
@@ -195,9 +199,13 @@ def test_every_request_gets_exactly_its_record_and_metrics(audited_gateway):
         assert record["timestamp"].endswith("Z") and "T" in record["timestamp"]
         assert record["latency_ms"] >= 0
         assert record["http_method"] == "POST"
-        assert record["trace_id"] and record["trace_id"] == record["request_id"]
+        # The gateway's own id (UUID v4), not Envoy's or a client's x-request-id; these
+        # calls carry no trace context, so there is no trace id.
+        assert UUID4.fullmatch(record["request_id"]), record["request_id"]
+        assert record["trace_id"] is None
         # Raw arguments never reach the log.
         assert "acc-001" not in json.dumps(record)
+    assert len({r["request_id"] for r in records}) == len(records)
     assert by_id["success"]["input_hash"] == input_hash(ok_args)
     assert by_id["success"]["input_hash"] == by_id["first-of-loop"]["input_hash"] == by_id["streamed"]["input_hash"]
     assert by_id["tool-error"]["input_hash"] == input_hash({"account_id": "nope"})
@@ -281,6 +289,8 @@ def test_handshake_sessions_and_negotiation_failures(audited_gateway):
     good = [r for r in init if r["output_status"] == "success"]
     assert len(good) == 1 and good[0]["session_id"], records
     session_id = good[0]["session_id"]
+    # A hash of the agent-bound session reference, never the bearer value itself.
+    assert re.fullmatch(r"sha256:[0-9a-f]{32}", session_id), session_id
     in_session = [r for r in records if r["session_id"] == session_id]
     assert {r["tool_name"] for r in in_session if r["tool_name"]} == {"get_account_balance", "query_transactions"}
     assert any(r["http_method"] == "DELETE" for r in in_session)

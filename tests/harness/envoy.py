@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import glob
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +27,10 @@ def envoy_binary() -> str:
 
 
 def wasm_path() -> Path:
-    path = ROOT / "target" / "wasm32-wasip1" / "release" / "mcp_filter.wasm"
+    # MCP_FILTER_WASM runs the suite against another build (for example the one before
+    # a fix, to show a new test fails there).
+    override = os.environ.get("MCP_FILTER_WASM")
+    path = Path(override) if override else ROOT / "target" / "wasm32-wasip1" / "release" / "mcp_filter.wasm"
     if not path.exists():
         raise FileNotFoundError(f"{path} missing; run scripts/setup.sh")
     return path
