@@ -55,6 +55,19 @@ REQUESTS = {
     "duplicate-name": head(name="get_account_balance")
     + b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_account_balance","name":"delete_account"}}',
     "case-variant-keys": b'{"jsonrpc":"2.0","id":1,"Method":"tools/call","method":"tools/list","params":{"NAME":"delete_account"}}',
+    # Keys Go's encoding/json reads as the gateway's (Unicode simple case folding).
+    "fold-name": b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_account_balance","Name":"delete_account"}}',
+    "fold-params-long-s": b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"},"param\\u017f":{"name":"b"}}',
+    "fold-params-raw-long-s": '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"},"param\u017f":{"name":"b"}}'.encode(),
+    "fold-kelvin": '{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{"traceparent":"x","\u212aey":1}}}'.encode(),
+    "fold-meta-version": head("tools/list") + b'{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/PROTOCOLVERSION":"2025-06-18"}}}',
+    "request-and-response": b'{"jsonrpc":"2.0","id":1,"result":{},"method":"tools/call","params":{"name":"delete_account"}}',
+    "long-tool-name": request("tools/call", {"name": "t" * 129}),
+    "long-method": request("m" * 200),
+    "long-uri": request("resources/read", {"uri": "file:///" + "u" * 2100}),
+    "long-id": request("ping", id="i" * 300),
+    "big-integer-argument": b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"n":9007199254740993}}}',
+    "huge-integer-argument": b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"n":123456789012345678901234}}}',
     "escaped-names": head(name="get_account_balance")
     + b'{"jsonrpc":"2.0","id":1,"method":"tools\\/c\\u0061ll","params":{"name":"get\\u005faccount_balance","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}',
     "non-ascii-sentinel": head(name="=?base64?" + "w6ljaG8=" + "?=") + call("\u00e9cho"),

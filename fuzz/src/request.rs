@@ -55,6 +55,8 @@ pub fn run(data: &[u8]) {
         );
     }
 
+    check_case_and_bounds(request.body, &labels, &facts);
+
     // A strict JSON parser (serde_json, RFC 8259; typed, so a repeated or mistyped
     // member is an error) reads the same method and target from an accepted body:
     // what a server acts on is what the labels say. Other members are skipped without
@@ -91,6 +93,70 @@ pub fn run(data: &[u8]) {
             );
             assert!(labels.get(X_MCP_TOOL_NAME).is_none());
         }
+    }
+}
+
+/// Members the gateway reads at each level it acts on (MCP's request shape).
+const TOP: [&str; 6] = ["jsonrpc", "method", "id", "params", "result", "error"];
+const PARAMS: [&str; 5] = ["name", "uri", "_meta", "protocolVersion", "arguments"];
+const META: [&str; 2] = ["io.modelcontextprotocol/protocolVersion", "traceparent"];
+
+/// What a case-insensitive server (Go's encoding/json) and the label bounds require of
+/// an accepted body, checked on a full parse independent of the picker:
+/// - no member at a level the gateway acts on is a case-fold variant of one it reads
+///   (such a server would read it instead);
+/// - not both request- and response-shaped;
+/// - labels within their bounds (method 128 bytes, names 1-128 characters, URIs 2048
+///   bytes, the id 256 bytes), and an input_hash for every call with arguments.
+fn check_case_and_bounds(body: &[u8], labels: &mcp_filter_core::Labels, facts: &RequestFacts) {
+    let Ok(serde_json::Value::Object(top)) = serde_json::from_slice::<serde_json::Value>(body)
+    else {
+        return; // a number past f64 range or similar: serde_json's Value refuses it
+    };
+    let no_fold_variants = |object: &serde_json::Map<String, serde_json::Value>,
+                            wanted: &[&str]| {
+        for key in object.keys() {
+            for w in wanted {
+                assert!(
+                    key == w || !mcp_filter_core::folds_to(key, w),
+                    "accepted {key:?}, a case-fold variant of {w:?}"
+                );
+            }
+        }
+    };
+    no_fold_variants(&top, &TOP);
+    let request_shaped = top.contains_key("method") || top.contains_key("params");
+    let response_shaped = top.contains_key("result") || top.contains_key("error");
+    assert!(
+        !(request_shaped && response_shaped),
+        "accepted a request-and-response"
+    );
+    if let Some(serde_json::Value::Object(params)) = top.get("params") {
+        no_fold_variants(params, &PARAMS);
+        if let Some(serde_json::Value::Object(meta)) = params.get("_meta") {
+            no_fold_variants(meta, &META);
+        }
+        if params.contains_key("arguments")
+            && matches!(facts.method.as_deref(), Some("tools/call" | "prompts/get"))
+        {
+            assert!(
+                facts.input_hash.is_some(),
+                "a call with arguments has no input_hash"
+            );
+        }
+    }
+    if let Some(method) = &facts.method {
+        assert!(method.len() <= 128, "method of {} bytes", method.len());
+    }
+    match &facts.target {
+        Some(Target::Tool(name) | Target::Prompt(name)) => {
+            assert!((1..=128).contains(&name.chars().count()), "name {name:?}");
+        }
+        Some(Target::Resource(uri)) => assert!(uri.len() <= 2048, "uri of {} bytes", uri.len()),
+        None => {}
+    }
+    if let Some(id) = labels.get(mcp_filter_core::headers::X_MCP_REQUEST_ID) {
+        assert!(id.len() <= 256, "id of {} bytes", id.len());
     }
 }
 

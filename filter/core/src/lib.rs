@@ -31,4 +31,5 @@ pub use label::{
     check_body_size, label_request, label_request_with_facts, on_request_head, HeadAction, Labels,
     RequestFacts,
 };
+pub use pick::folds_to;
 pub use request_head::{ClientHeader, RequestHead};
