@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 
 from harness import bearer, token
-from harness.authz import READ_SCOPES
+from harness.authz import READ_SCOPES, session_key
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
@@ -17,6 +20,21 @@ META = {
     "io.modelcontextprotocol/protocolVersion": MODERN,
     "io.modelcontextprotocol/clientCapabilities": {},
 }
+
+
+def session_reference(session_id: str, agent: str = AGENT, server: str = "financial-data") -> str:
+    """The Mcp-Session-Id the gateway gives `agent` for the server's `session_id`,
+    computed here independently of the Rust code (filter/core/src/session_ref.rs):
+    mcp1.<b64url(id)>.<b64url(HMAC(HMAC(master, label 0 server 0 agent), id)[:16])>."""
+    binding = hmac.new(
+        session_key().encode(), b"mcp-session-binding/v1\0" + server.encode() + b"\0" + agent.encode(), hashlib.sha256
+    ).digest()
+    tag = hmac.new(binding, session_id.encode(), hashlib.sha256).digest()[:16]
+
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    return f"mcp1.{b64(session_id.encode())}.{b64(tag)}"
 
 
 def modern_call(tool: str, request_id=1, arguments=None, auth=True) -> tuple[str, list[tuple[str, str]]]:

@@ -9,7 +9,7 @@ from harness import request
 
 from harness import bearer
 
-from helpers import AGENT, MODERN, echoed_headers, modern_call, values
+from helpers import AGENT, MODERN, echoed_headers, modern_call, session_reference, values
 
 FORGED = [
     ("x-mcp-tool-name", "harmless_tool"),
@@ -89,7 +89,8 @@ def test_non_ascii_tool_name_is_labelled_with_the_sentinel(echo_gateway):
 
 def test_handshake_notification_has_no_request_id(echo_gateway):
     body = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-    response = request(echo_gateway, "POST", "/mcp", body, [("mcp-session-id", "s-1"), bearer()] + FORGED)
+    session = ("mcp-session-id", session_reference("s-1"))
+    response = request(echo_gateway, "POST", "/mcp", body, [session, bearer()] + FORGED)
     assert response.status == 200
     assert gateway_headers(echoed_headers(response)) == [
         ("x-mcp-method", "notifications/initialized"),
@@ -103,12 +104,13 @@ def test_handshake_notification_has_no_request_id(echo_gateway):
 def test_get_and_delete_pass_through_with_forgeries_stripped(echo_gateway, method):
     response = request(
         echo_gateway, "GET" if method == "GET" else "DELETE", "/mcp", None,
-        [("mcp-session-id", "s-1"), ("accept", "text/event-stream"), bearer()] + FORGED,
+        [("mcp-session-id", session_reference("s-1")), ("accept", "text/event-stream"), bearer()] + FORGED,
     )
     assert response.status == 200
     seen = echoed_headers(response)
-    # No labels (nothing to label), forged copies gone, the verified agent set.
-    assert gateway_headers(seen) == [("x-agent-id", AGENT)]
+    # Only the server label (no body to label), forged copies gone, the verified agent
+    # set; the server gets its own session id back from the agent's reference.
+    assert gateway_headers(seen) == [("x-mcp-server-id", "financial-data"), ("x-agent-id", AGENT)]
     assert values(seen, "mcp-session-id") == ["s-1"]
     assert json.loads(response.body)["method"] == method
 
