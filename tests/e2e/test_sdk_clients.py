@@ -106,9 +106,10 @@ def test_handshake_era_session(mcp_gateway, monkeypatch):
     call = next(h for h in posts if h.get("x-mcp-method") == "tools/call")
     assert call["x-mcp-tool-name"] == "query_transactions"
     assert call["x-mcp-protocol-version"] == "2025-06-18"
-    assert call["mcp-session-id"]
-    # GET (SSE stream) and DELETE (session end) of this session pass through
-    # unlabelled. (The harness' readiness probe is a GET without a session.)
+    # The client held an agent-bound reference; the server gets its own id back.
+    assert call["mcp-session-id"] and not call["mcp-session-id"].startswith("mcp1.")
+    # GET (SSE stream) and DELETE (session end) of this session carry only the server
+    # label. (The harness' readiness probe is a GET without a session.)
     session_id = call["mcp-session-id"]
     others = [
         r for r in records
@@ -116,7 +117,8 @@ def test_handshake_era_session(mcp_gateway, monkeypatch):
     ]
     assert {r["method"] for r in others} == {"GET", "DELETE"}, [r["method"] for r in records]
     for record in others:
-        assert not any(k.startswith("x-mcp-") for k, _ in record["headers"])
+        labels = [(k, v) for k, v in record["headers"] if k.startswith("x-mcp-")]
+        assert labels == [("x-mcp-server-id", "financial-data")], record
 
 
 def test_streamed_sse_response_with_progress(mcp_gateway):
