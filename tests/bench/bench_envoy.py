@@ -43,8 +43,10 @@ from harness.procs import ROOT, wait_for_http  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ARMS = ("bare", "native", "filter", "chain-memory", "chain-redis")
-# Not run by default: where the filter's cost goes (`--arms filter,filter-no-log`).
-EXTRA_ARMS = ("filter-no-log",)
+# Not run by default: where the filter's cost goes (`--arms filter,filter-no-log`), and
+# the filter of another build beside this one (`--arms filter,filter-baseline
+# --baseline-wasm old.wasm`: before/after of a change on the request path).
+EXTRA_ARMS = ("filter-no-log", "filter-baseline")
 PAYLOADS = ("call-small", "call-16KiB", "tools-list", "call-sse")
 VERSION = "2026-07-28"
 ENVOY_CPU, OTHERS_CPU = "0", "1"
@@ -106,7 +108,7 @@ def arm_config(name: str):
             route.pop("typed_per_filter_config", None)
             route.get("route", {}).pop("rate_limits", None)
         hcm.pop("local_reply_config", None)
-        if name != "filter":
+        if name not in ("filter", "filter-baseline"):
             # The audit record is part of what our filter does; the others have none.
             hcm.pop("access_log", None)
 
@@ -213,7 +215,13 @@ class Services:
 
 
 def bench_arm(arm: str, services: Services, logs: Path, bodies: dict, args, results: dict) -> None:
-    envoy, port = start_gateway(logs, services.upstreams(arm), mutate=arm_config(arm))
+    if arm == "filter-baseline":
+        # The harness loads the .wasm named by MCP_FILTER_WASM (tests/harness/envoy.py).
+        os.environ["MCP_FILTER_WASM"] = str(args.baseline_wasm)
+    try:
+        envoy, port = start_gateway(logs, services.upstreams(arm), mutate=arm_config(arm))
+    finally:
+        os.environ.pop("MCP_FILTER_WASM", None)
     try:
         pin(envoy.pid, ENVOY_CPU)
         url = f"http://127.0.0.1:{port}/mcp"
@@ -256,6 +264,7 @@ def main() -> None:
     parser.add_argument("--arms", default=",".join(ARMS))
     parser.add_argument("--payloads", default=",".join(PAYLOADS))
     parser.add_argument("--out", type=Path, default=ROOT / "target" / "bench" / "envoy.json")
+    parser.add_argument("--baseline-wasm", type=Path, help="the .wasm of the filter-baseline arm")
     args = parser.parse_args()
     args.rates = [int(r) for r in args.rates.split(",") if r]
     args.arms = [a for a in args.arms.split(",") if a]
@@ -264,6 +273,8 @@ def main() -> None:
         unknown = set(value) - set(known)
         if unknown:
             parser.error(f"unknown {sorted(unknown)}; known: {', '.join(known)}")
+    if "filter-baseline" in args.arms and not (args.baseline_wasm and args.baseline_wasm.exists()):
+        parser.error("the filter-baseline arm needs --baseline-wasm pointing at a built .wasm")
 
     logs = Path(tempfile.mkdtemp(prefix="mcp-bench-"))
     # A token that outlives the run (the harness default lasts 10 minutes).
