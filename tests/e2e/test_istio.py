@@ -1,10 +1,14 @@
 """The Istio EnvoyFilters (envoy/istio/): documented fields only, the same filter
-chain as envoy/envoy.yaml, and, assembled into a bootstrap the way Istio applies
-patches, accepted by `envoy --mode validate` and running requests end to end."""
+chain, connection manager settings and routes as envoy/envoy.yaml, and, applied the way
+istiod applies patches to the configuration istiod really generates (a catch-all
+inbound route for the sidecar, the VirtualService's routes for the gateway: see
+tests/harness/istio.py), accepted by `envoy --mode validate` and running requests end to
+end. tests/e2e/test_path_variants.py sends the path variants through them."""
 
 from __future__ import annotations
 
 import copy
+import json
 
 import anyio
 import pytest
@@ -15,19 +19,41 @@ from harness.envoy import ENVOY_DIR
 from harness.istio import (
     APPLY_TO,
     CONTEXTS,
+    INBOUND_CLUSTER,
     MATCH_FIELDS,
     NESTED_FIELDS,
     OPERATIONS,
     ROUTER,
     SPEC_FIELDS,
+    UnmatchedPatch,
     apply,
     envoy_filters,
+    gateway_host,
+    gateway_skeleton,
     load,
+    sidecar_skeleton,
+    upstream_ports,
+    variant,
 )
 
 FILES = envoy_filters()
+ISTIO_ROUTES = ENVOY_DIR / "istio" / "istio-virtualservice.yaml"
 SHIPPED = yaml.safe_load((ENVOY_DIR / "envoy.yaml").read_text())
 SHIPPED_HCM = SHIPPED["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+SHIPPED_ROUTES = SHIPPED_HCM["route_config"]["virtual_hosts"][0]["routes"]
+# The connection manager settings every deployment must carry as envoy.yaml does.
+HCM_SETTINGS = [
+    "normalize_path",
+    "merge_slashes",
+    "path_with_escaped_slashes_action",
+    "common_http_protocol_options",
+    "access_log",
+    "local_reply_config",
+]
+
+
+def hcm_of(bootstrap: dict) -> dict:
+    return bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
 
 
 def test_both_variants_ship():
@@ -93,14 +119,70 @@ def test_patches_carry_the_shipped_chain(path):
         if cluster["name"] != "mcp_server":
             assert without_address(added[cluster["name"]]) == without_address(cluster)
 
-    hcm = next(p for p in patches if p["applyTo"] == "NETWORK_FILTER")["patch"]["value"]["typed_config"]
-    assert hcm["access_log"] == SHIPPED_HCM["access_log"]
-    assert hcm["local_reply_config"] == SHIPPED_HCM["local_reply_config"]
-    mcp_route = next(r for r in SHIPPED_HCM["route_config"]["virtual_hosts"][0]["routes"] if r["match"] == {"path": "/mcp"})
-    vhost = next(p for p in patches if p["applyTo"] == "VIRTUAL_HOST")["patch"]["value"]
-    assert vhost["rate_limits"] == mcp_route["route"]["rate_limits"]
+    (merge,) = [p["patch"]["value"]["typed_config"] for p in patches if p["applyTo"] == "NETWORK_FILTER"]
+    assert {key: merge.get(key) for key in HCM_SETTINGS} == {key: SHIPPED_HCM[key] for key in HCM_SETTINGS}
     bootstrap = next(p for p in patches if p["applyTo"] == "BOOTSTRAP")["patch"]["value"]
     assert bootstrap["stats_config"] == SHIPPED["stats_config"]
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_every_patch_applies_to_what_istiod_generates(path):
+    """Istio ignores a patch that matches nothing; the harness refuses it. Applied to
+    istiod's shape, every connection manager setting of envoy.yaml is in force (a MERGE
+    that Istio's own values outranked would show here)."""
+    bootstrap = apply(load(path))
+    hcm = hcm_of(bootstrap)
+    assert {key: hcm.get(key) for key in HCM_SETTINGS} == {key: SHIPPED_HCM[key] for key in HCM_SETTINGS}
+
+
+def test_a_patch_aimed_at_a_route_istiod_does_not_generate_is_refused():
+    # The metadata route exists on the gateway (from the VirtualService), not in a
+    # sidecar's inbound configuration: merging into it there would silently do nothing.
+    patch = {
+        "applyTo": "HTTP_ROUTE",
+        "match": {"context": "SIDECAR_INBOUND", "routeConfiguration": {"portNumber": 8000, "vhost": {"route": {"name": "mcp-oauth-metadata"}}}},
+        "patch": {"operation": "MERGE", "value": {"typed_per_filter_config": {}}},
+    }
+    with pytest.raises(UnmatchedPatch):
+        apply({"spec": {"configPatches": [patch]}})
+
+
+def routes_to(bootstrap: dict) -> dict[str, list[dict]]:
+    """Cluster (or "direct_response") -> the routes that lead there."""
+    out: dict[str, list[dict]] = {}
+    for vhost in hcm_of(bootstrap)["route_config"]["virtual_hosts"]:
+        for route in vhost["routes"]:
+            key = route["route"]["cluster"] if "route" in route else "direct_response"
+            out.setdefault(key, []).append(dict(route, vhost=vhost))
+    return out
+
+
+def test_istio_generates_a_catch_all_inbound_route():
+    """What the sidecar patches must undo: istiod sends every path to the server."""
+    (route,) = routes_to(sidecar_skeleton())[INBOUND_CLUSTER]
+    assert route["match"] == {"prefix": "/"}
+    assert not hcm_of(sidecar_skeleton()).get("merge_slashes")
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_only_the_mcp_path_reaches_the_mcp_server(path):
+    """After the patches, the one route to the MCP server matches exactly /mcp,
+    case-sensitively (the filter's mcp_paths), and carries envoy.yaml's rate limit
+    actions and timeouts; nothing else goes there."""
+    bootstrap = apply(load(path))
+    clusters = routes_to(bootstrap)
+    mcp_cluster = INBOUND_CLUSTER if variant(load(path)) == "sidecar" else next(c for c in clusters if c.startswith("outbound|8000||"))
+    (route,) = clusters[mcp_cluster]
+    assert route["match"] in ({"path": "/mcp"}, {"path": "/mcp", "case_sensitive": True})
+    (shipped,) = [r for r in SHIPPED_ROUTES if r.get("route", {}).get("cluster") == "mcp_server"]
+    rate_limits = route["route"].get("rate_limits") or route["vhost"].get("rate_limits")
+    assert rate_limits == shipped["route"]["rate_limits"]
+    assert route["route"]["timeout"] == shipped["route"]["timeout"]
+    if variant(load(path)) == "sidecar":
+        # The sidecar's routes are envoy.yaml's, in the same order, but for the cluster.
+        routes = hcm_of(bootstrap)["route_config"]["virtual_hosts"][0]["routes"]
+        renamed = json.loads(json.dumps(SHIPPED_ROUTES).replace('"mcp_server"', json.dumps(INBOUND_CLUSTER)))
+        assert routes == renamed
 
 
 def assembled(path, logs) -> "Path":
@@ -111,18 +193,33 @@ def assembled(path, logs) -> "Path":
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
 def test_assembled_bootstrap_validates(path, logs):
-    upstreams = {name: free_port() for name in ("mcp_server", "authz_service", "authz_http", "ratelimit_service")}
+    services = {name: free_port() for name in ("authz_service", "authz_http", "ratelimit_service")}
+    upstreams = upstream_ports(free_port(), services["authz_http"], services)
     rendered = render_config(assembled(path, logs), logs, free_port(), free_port(), upstreams)
     result = validate(rendered)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def served_on_loopback(path, logs) -> "Path":
+    """The assembled bootstrap, for the gateway with the Gateway and VirtualService
+    serving host 127.0.0.1 instead of mcp-gateway.example.com: the SDK's demo server
+    refuses any other Host (DNS rebinding protection on loopback, 421), and the gateway
+    passes the client's Host on. tests/e2e/test_path_variants.py uses the real host."""
+    if variant(load(path)) == "sidecar":
+        return assembled(path, logs)
+    routes = ISTIO_ROUTES.read_text().replace(gateway_host(), "127.0.0.1")
+    copied = logs / "istio-virtualservice-loopback.yaml"
+    copied.write_text(routes)
+    out = logs / f"istio-{path.stem}-loopback.yaml"
+    out.write_text(yaml.safe_dump(apply(load(path), gateway_skeleton(copied)), sort_keys=False))
+    return out
+
+
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
 def test_assembled_chain_runs_end_to_end(path, logs, mcp_server, authz, ratelimit):
     port, seen = mcp_server
-    envoy, listener = start_gateway(
-        logs, {"mcp_server": port, **authz.upstreams(), **ratelimit.upstreams()}, source=assembled(path, logs)
-    )
+    upstreams = upstream_ports(port, authz.http_port, {**authz.upstreams(), **ratelimit.upstreams()})
+    envoy, listener = start_gateway(logs, upstreams, source=served_on_loopback(path, logs))
     try:
         url = f"http://127.0.0.1:{listener}/mcp"
 
@@ -146,7 +243,8 @@ def test_assembled_chain_runs_end_to_end(path, logs, mcp_server, authz, ratelimi
         assert refused.json()["error"]["code"] == -31010
         assert 'resource_metadata="' in refused.header("www-authenticate")
         # The metadata route is reachable without a token (ext_authz disabled on it).
-        assert request(listener, "GET", "/.well-known/oauth-protected-resource/mcp").status == 200
+        metadata = request(listener, "GET", "/.well-known/oauth-protected-resource/mcp")
+        assert metadata.status == 200 and "authorization_servers" in metadata.json(), metadata.body
 
         def outcomes(records):
             return {(r["decision"], r["http_status"]) for r in records if r["tool_name"]}

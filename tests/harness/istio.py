@@ -1,6 +1,34 @@
 """Turns the shipped Istio EnvoyFilters into an Envoy bootstrap, applying their patches
-the way Istio documents them, so that what the patches carry is validated and run by
-the real Envoy instead of being an untested copy."""
+the way istiod does, onto the configuration istiod really generates, so that what the
+patches carry is validated and run by the real Envoy instead of being an untested copy.
+
+The generated shapes follow istio/istio (pilot/pkg/networking/core):
+
+- sidecar inbound (`buildSidecarInboundHTTPOpts`, `buildSidecarInboundHTTPRouteConfig`,
+  `route.BuildDefaultHTTPInboundRoute`, `buildHTTPConnectionManager`): one route
+  configuration `inbound|<port>||` with the virtual host `inbound|http|<port>` whose one
+  route, named `default`, sends *every* path (`prefix: /`) to the inbound cluster
+  `inbound|<port>||`; the connection manager normalises paths (mesh default
+  `pathNormalization: BASE`) but merges no slashes, keeps escaped slashes
+  (`KEEP_UNCHANGED`) and lets header names with underscores through.
+- gateway (`buildGatewayHTTPRouteConfig`, `route.TranslateRoute`): route configuration
+  `http.<server port>`, one virtual host `<host>:<port>` per Gateway host, one route per
+  VirtualService match (named after the http route, `exact` -> `path`, `prefix` ->
+  `prefix`, `case_sensitive: true` unless `ignoreUriCase`) to the outbound cluster
+  `outbound|<port>||<host>`, Istio's default retry policy; unmatched paths get Envoy's
+  own 404. Built here from envoy/istio/istio-virtualservice.yaml itself.
+
+Istio-only HTTP filters (istio.metadata_exchange, istio.stats) are not in upstream
+Envoy and are left out: they neither route nor rewrite paths. The inbound listener is
+an ordinary listener on a test port, not `virtualInbound` with `original_dst`.
+
+Patch semantics follow pilot/pkg/networking/core/envoyfilter: MERGE is protobuf
+MergeFrom (messages merge, lists append, scalars and oneof members replace); HTTP_ROUTE
+REMOVE/MERGE apply to the routes istiod generated, then ADD appends and INSERT_BEFORE /
+INSERT_FIRST without a route match put the route first, in patch order. A patch that
+matches nothing is a silent no-op in Istio; here it is an error, so a patch aimed at
+something the real configuration does not have cannot pass unnoticed.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +40,7 @@ import yaml
 from .envoy import ENVOY_DIR
 
 ISTIO_DIR = ENVOY_DIR / "istio"
+VIRTUAL_SERVICE = ISTIO_DIR / "istio-virtualservice.yaml"
 
 # EnvoyFilter fields and enums as Istio documents them (networking.istio.io/v1alpha3,
 # "EnvoyFilter" reference).
@@ -38,6 +67,23 @@ NESTED_FIELDS = {
 
 HCM = "envoy.filters.network.http_connection_manager"
 ROUTER = "envoy.filters.http.router"
+HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+
+# The sidecar variant: the MCP server's container port (the EnvoyFilter's portNumber).
+SIDECAR_PORT = 8000
+INBOUND_CLUSTER = f"inbound|{SIDECAR_PORT}||"
+# The ingress gateway's container port for Gateway port 80 (istio-ingressgateway maps
+# 80 -> 8080); patches name the Gateway port, the listener binds the container port.
+GATEWAY_LISTENER_PORT = 8080
+
+# Oneof groups of the messages the patches merge into: setting one member in a MERGE
+# clears the others (protobuf MergeFrom semantics).
+ONEOFS = [
+    {"prefix", "path", "safe_regex", "connect_matcher", "path_separated_prefix", "path_match_policy"},
+    {"route", "redirect", "direct_response", "filter_action", "non_forwarding_action"},
+    {"cluster", "cluster_header", "weighted_clusters", "cluster_specifier_plugin", "inline_cluster_specifier_plugin"},
+    {"route_config", "rds", "scoped_routes"},
+]
 
 
 def envoy_filters() -> list[Path]:
@@ -48,9 +94,18 @@ def load(path: Path) -> dict:
     return yaml.safe_load(Path(path).read_text())
 
 
+def load_all(path: Path) -> list[dict]:
+    return [doc for doc in yaml.safe_load_all(Path(path).read_text()) if doc]
+
+
 def proto_merge(dst: dict, src: dict) -> dict:
-    """Protobuf MergeFrom on the JSON form: messages merge, lists append, scalars win."""
+    """Protobuf MergeFrom on the JSON form: messages merge, lists append, scalars win,
+    and a oneof member set in `src` replaces whichever member `dst` had."""
     for key, value in src.items():
+        for group in ONEOFS:
+            if key in group:
+                for other in group - {key}:
+                    dst.pop(other, None)
         if isinstance(value, dict) and isinstance(dst.get(key), dict):
             proto_merge(dst[key], value)
         elif isinstance(value, list) and isinstance(dst.get(key), list):
@@ -60,107 +115,379 @@ def proto_merge(dst: dict, src: dict) -> dict:
     return dst
 
 
-def skeleton() -> dict:
-    """What Istio generates before the patches, reduced to what they touch: an HTTP
-    listener whose connection manager has only the router, and the routes of
-    istio-virtualservice.yaml (named as Istio names them)."""
+def _admin() -> dict:
+    return {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}}
+
+
+def _static_cluster(name: str) -> dict:
+    # EDS in Istio; a static loopback endpoint here (render_config sets the port).
     return {
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
-        "static_resources": {
-            "listeners": [
-                {
-                    "name": "istio_listener",
-                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
-                    "filter_chains": [
-                        {
-                            "filters": [
-                                {
-                                    "name": HCM,
-                                    "typed_config": {
-                                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                                        "stat_prefix": "istio",
-                                        "normalize_path": True,
-                                        "merge_slashes": True,
-                                        "route_config": {
-                                            "name": "istio_routes",
-                                            "virtual_hosts": [
-                                                {
-                                                    "name": "mcp",
-                                                    "domains": ["*"],
-                                                    "routes": [
-                                                        {
-                                                            "name": "mcp-oauth-metadata",
-                                                            "match": {"prefix": "/.well-known/oauth-protected-resource"},
-                                                            "route": {"cluster": "authz_http"},
-                                                        },
-                                                        {
-                                                            "name": "mcp",
-                                                            "match": {"path": "/mcp"},
-                                                            "route": {"cluster": "mcp_server", "timeout": "0s"},
-                                                        },
-                                                    ],
-                                                }
-                                            ],
-                                        },
-                                        "http_filters": [
-                                            {
-                                                "name": ROUTER,
-                                                "typed_config": {
-                                                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
-                                                },
-                                            }
-                                        ],
-                                    },
-                                }
-                            ]
-                        }
-                    ],
-                }
-            ],
-            "clusters": [
-                {
-                    "name": "mcp_server",
-                    "type": "STATIC",
-                    "connect_timeout": "2s",
-                    "load_assignment": {
-                        "cluster_name": "mcp_server",
-                        "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}}}]}],
-                    },
-                }
-            ],
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "10s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}}}]}],
         },
     }
 
 
+def _router() -> dict:
+    return {"name": ROUTER, "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
+
+
+def _hcm_defaults() -> dict:
+    """What buildHTTPConnectionManager sets on every Istio HTTP connection manager with
+    the default MeshConfig (pathNormalization BASE, no ProxyConfig connectionSettings)."""
+    return {
+        "@type": HCM_TYPE,
+        "codec_type": "AUTO",
+        "upgrade_configs": [{"upgrade_type": "websocket"}],
+        "stream_idle_timeout": "0s",
+        "normalize_path": True,
+        "path_with_escaped_slashes_action": "KEEP_UNCHANGED",
+        "request_id_extension": {
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig",
+                "use_request_id_for_trace_sampling": True,
+            }
+        },
+        "server_name": "istio-envoy",
+    }
+
+
+def _listener(name: str, hcm: dict) -> dict:
+    return {
+        "name": name,
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+        "filter_chains": [{"name": name, "filters": [{"name": HCM, "typed_config": hcm}]}],
+    }
+
+
+def sidecar_skeleton(port: int = SIDECAR_PORT) -> dict:
+    """The inbound HTTP filter chain istiod generates for container port `port` of a
+    pod whose Service declares it as HTTP (no VirtualService applies to inbound)."""
+    cluster = f"inbound|{port}||"
+    hcm = {
+        **_hcm_defaults(),
+        "stat_prefix": f"inbound_0.0.0.0_{port}",
+        "use_remote_address": False,
+        "forward_client_cert_details": "APPEND_FORWARD",
+        "set_current_client_cert_details": {"subject": True, "dns": True, "uri": True},
+        "route_config": {
+            "name": cluster,
+            "validate_clusters": False,
+            "virtual_hosts": [
+                {
+                    "name": f"inbound|http|{port}",
+                    "domains": ["*"],
+                    "routes": [
+                        {
+                            "name": "default",
+                            "match": {"prefix": "/"},
+                            "route": {
+                                "cluster": cluster,
+                                "timeout": "0s",
+                                "max_stream_duration": {"max_stream_duration": "0s", "grpc_timeout_header_max": "0s"},
+                                "retry_policy": {"retry_on": "reset-before-request", "num_retries": 2},
+                            },
+                            "decorator": {"operation": f"financial-data-mcp.mcp-servers.svc.cluster.local:{port}/*"},
+                        }
+                    ],
+                }
+            ],
+        },
+        "http_filters": [
+            {
+                "name": "envoy.filters.http.grpc_stats",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.grpc_stats.v3.FilterConfig",
+                    "emit_filter_state": True,
+                    "stats_for_all_methods": False,
+                },
+            },
+            {"name": "envoy.filters.http.fault", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"}},
+            {"name": "envoy.filters.http.cors", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"}},
+            _router(),
+        ],
+    }
+    return {
+        "admin": _admin(),
+        "static_resources": {"listeners": [_listener(f"0.0.0.0_{port}", hcm)], "clusters": [_static_cluster(cluster)]},
+    }
+
+
+# Istio's default outbound retry policy (route/retry: DefaultPolicy).
+DEFAULT_RETRY = {
+    "retry_on": "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes",
+    "num_retries": 2,
+    "retry_host_predicate": [
+        {
+            "name": "envoy.retry_host_predicates.previous_hosts",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"},
+        }
+    ],
+    "host_selection_retry_max_attempts": 5,
+}
+
+
+def outbound_cluster(destination: dict) -> str:
+    return f"outbound|{destination['port']['number']}||{destination['host']}"
+
+
+def gateway_routes(virtual_service: dict) -> list[dict]:
+    """route.TranslateRoute for the http routes of a VirtualService bound to a gateway
+    (single destination, no rewrite/redirect: what the shipped VirtualService uses)."""
+    meta = virtual_service["metadata"]
+    config = f"/apis/networking.istio.io/v1/namespaces/{meta['namespace']}/virtual-service/{meta['name']}"
+    routes = []
+    for http in virtual_service["spec"]["http"]:
+        (destination,) = [d["destination"] for d in http["route"]]
+        for match in http.get("match") or [None]:
+            name = http.get("name", "")
+            if match and match.get("name"):
+                name = f"{name}.{match['name']}"
+            route_match: dict = {"prefix": "/"}
+            uri = (match or {}).get("uri")
+            if uri:
+                (kind, value), = uri.items()
+                route_match = {"exact": {"path": value}, "prefix": {"prefix": value}, "regex": {"safe_regex": {"regex": value}}}[kind]
+            route_match["case_sensitive"] = not (match or {}).get("ignoreUriCase", False)
+            timeout = http.get("timeout", "0s")
+            routes.append(
+                {
+                    "name": name,
+                    "match": route_match,
+                    "route": {
+                        "cluster": outbound_cluster(destination),
+                        "timeout": timeout,
+                        "retry_policy": DEFAULT_RETRY,
+                        "max_grpc_timeout": timeout,
+                    },
+                    "metadata": {"filter_metadata": {"istio": {"config": config}}},
+                    "decorator": {"operation": f"{destination['host']}:{destination['port']['number']}/*"},
+                }
+            )
+    # SortVHostRoutes: catch-all routes go last, the rest keep their order.
+    return sorted(routes, key=lambda r: r["match"] == {"prefix": "/", "case_sensitive": True})
+
+
+def gateway_skeleton(virtual_service_file: Path = VIRTUAL_SERVICE) -> dict:
+    """What istiod generates for the Gateway and VirtualService in
+    `virtual_service_file` on an ingress gateway (HTTP server, one host)."""
+    gateway, virtual_service = load_all(virtual_service_file)
+    (server,) = gateway["spec"]["servers"]
+    (host,) = server["hosts"]
+    port = server["port"]["number"]
+    hcm = {
+        **_hcm_defaults(),
+        "stat_prefix": f"outbound_0.0.0.0_{GATEWAY_LISTENER_PORT}",
+        "use_remote_address": True,
+        "forward_client_cert_details": "SANITIZE_SET",
+        "set_current_client_cert_details": {"subject": True, "cert": True, "dns": True, "uri": True},
+        "http_protocol_options": {},
+        # RDS `http.<port>` in Istio; inline here with the same content.
+        "route_config": {
+            "name": f"http.{port}",
+            "validate_clusters": False,
+            "ignore_port_in_host_matching": True,
+            "max_direct_response_body_size_bytes": 1048576,
+            "virtual_hosts": [{"name": f"{host}:{port}", "domains": [host], "routes": gateway_routes(virtual_service)}],
+        },
+        "http_filters": [
+            {"name": "envoy.filters.http.fault", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"}},
+            {"name": "envoy.filters.http.cors", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"}},
+            _router(),
+        ],
+    }
+    clusters = sorted({outbound_cluster(h["route"][0]["destination"]) for h in virtual_service["spec"]["http"]})
+    return {
+        "admin": _admin(),
+        "static_resources": {
+            "listeners": [_listener(f"0.0.0.0_{GATEWAY_LISTENER_PORT}", hcm)],
+            "clusters": [_static_cluster(name) for name in clusters],
+        },
+    }
+
+
+def gateway_host(virtual_service_file: Path = VIRTUAL_SERVICE) -> str:
+    """The host the Gateway serves: requests need it as Host / :authority."""
+    gateway, _ = load_all(virtual_service_file)
+    (server,) = gateway["spec"]["servers"]
+    (host,) = server["hosts"]
+    return host
+
+
+def variant(envoy_filter: dict) -> str:
+    """"gateway" or "sidecar", from the patches' contexts."""
+    contexts = {p["match"]["context"] for p in envoy_filter["spec"]["configPatches"]}
+    return "gateway" if contexts == {"GATEWAY"} else "sidecar"
+
+
+def skeleton_for(envoy_filter: dict) -> dict:
+    return gateway_skeleton() if variant(envoy_filter) == "gateway" else sidecar_skeleton()
+
+
+def upstream_ports(mcp_port: int, authz_http_port: int, services: dict[str, int]) -> dict[str, int]:
+    """Cluster name -> loopback port for both generated shapes plus the patches'
+    clusters (`services`: the authz/ratelimit clusters, as Authz/Ratelimit.upstreams())."""
+    _, virtual_service = load_all(VIRTUAL_SERVICE)
+    ports = {INBOUND_CLUSTER: mcp_port, **services}
+    for http in virtual_service["spec"]["http"]:
+        destination = http["route"][0]["destination"]
+        # The VirtualService sends the RFC 9728 metadata to the authz-service's HTTP
+        # port and everything else it routes to the MCP server.
+        is_authz = destination["host"].startswith("mcp-authz-service.")
+        ports[outbound_cluster(destination)] = authz_http_port if is_authz else mcp_port
+    return ports
+
+
+def _route_config_matches(context: str, route_config: dict, match: dict | None) -> bool:
+    """envoyfilter.routeConfigurationMatch: by name, and by port (sidecars: the port in
+    `inbound|<port>||`; gateways: the port in `http.<port>`)."""
+    if not match:
+        return True
+    if match.get("name") and match["name"] != route_config["name"]:
+        return False
+    if match.get("portNumber"):
+        name = route_config["name"]
+        port = name.split("|")[1] if context != "GATEWAY" and name.startswith("inbound|") else name.rpartition(".")[2]
+        if str(match["portNumber"]) != port:
+            return False
+    return True
+
+
+def _vhost_matches(vhost: dict, match: dict | None) -> bool:
+    vmatch = (match or {}).get("vhost")
+    if not vmatch:
+        return True
+    return (not vmatch.get("name") or vmatch["name"] == vhost["name"]) and (
+        not vmatch.get("domainName") or vmatch["domainName"] in vhost["domains"]
+    )
+
+
+ACTIONS = {"ROUTE": "route", "REDIRECT": "redirect", "DIRECT_RESPONSE": "direct_response"}
+
+
+def _route_matches(route: dict | None, match: dict | None) -> bool:
+    rmatch = ((match or {}).get("vhost") or {}).get("route")
+    if not rmatch:
+        return True
+    if route is None:
+        return False
+    if rmatch.get("name") and rmatch["name"] != route.get("name"):
+        return False
+    action = rmatch.get("action", "ANY")
+    return action == "ANY" or ACTIONS[action] in route
+
+
+def _listener_matches(context: str, listener: dict, match: dict | None) -> bool:
+    if not match:
+        return True
+    if match.get("portNumber"):
+        own = SIDECAR_PORT if context == "SIDECAR_INBOUND" else GATEWAY_LISTENER_PORT
+        if match["portNumber"] != own:
+            return False
+    wanted = ((match.get("filterChain") or {}).get("filter") or {}).get("name")
+    return wanted in (None, HCM)
+
+
+class UnmatchedPatch(ValueError):
+    pass
+
+
 def apply(envoy_filter: dict, bootstrap: dict | None = None) -> dict:
-    """Applies every patch of an EnvoyFilter to a bootstrap (the skeleton by default).
-    Added clusters that name Kubernetes services become STATIC so that the tests can
-    point them at loopback ports."""
-    bootstrap = copy.deepcopy(bootstrap or skeleton())
+    """Applies every patch of an EnvoyFilter to a bootstrap (the shape istiod generates
+    for the variant, by default). Added clusters that name Kubernetes services become
+    STATIC so that the tests can point them at loopback ports. Raises UnmatchedPatch
+    for a patch that would not apply to anything."""
+    bootstrap = copy.deepcopy(bootstrap or skeleton_for(envoy_filter))
     resources = bootstrap["static_resources"]
-    hcm = resources["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    for patch in envoy_filter["spec"]["configPatches"]:
+    listener = resources["listeners"][0]
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    route_config = hcm["route_config"]
+    patches = envoy_filter["spec"]["configPatches"]
+
+    def fail(patch, why):
+        raise UnmatchedPatch(f"{patch['applyTo']} {patch['patch']['operation']} {patch['match']}: {why}")
+
+    # Route patches run when istiod builds the route configuration, before the
+    # listener patches; REMOVE and MERGE see only the routes istiod generated.
+    route_patches = [p for p in patches if p["applyTo"] in ("VIRTUAL_HOST", "HTTP_ROUTE")]
+    applied: set[int] = set()
+    for vhost in route_config["virtual_hosts"]:
+        for i, patch in enumerate(route_patches):
+            match = patch["match"].get("routeConfiguration")
+            context = patch["match"]["context"]
+            if patch["applyTo"] != "VIRTUAL_HOST" or not _route_config_matches(context, route_config, match) or not _vhost_matches(vhost, match):
+                continue
+            if patch["patch"]["operation"] != "MERGE":
+                fail(patch, "operation not emulated")
+            proto_merge(vhost, patch["patch"]["value"])
+            applied.add(i)
+        generated = list(vhost["routes"])
+        for i, patch in enumerate(route_patches):
+            match = patch["match"].get("routeConfiguration")
+            context = patch["match"]["context"]
+            operation = patch["patch"]["operation"]
+            if patch["applyTo"] != "HTTP_ROUTE" or operation not in ("REMOVE", "MERGE"):
+                continue
+            if not _route_config_matches(context, route_config, match) or not _vhost_matches(vhost, match):
+                continue
+            for j, route in enumerate(generated):
+                if _route_matches(route, match):
+                    applied.add(i)
+                    if operation == "REMOVE":
+                        generated[j] = None
+                    else:
+                        proto_merge(route, patch["patch"]["value"])
+        routes = generated
+        for i, patch in enumerate(route_patches):
+            match = patch["match"].get("routeConfiguration")
+            context = patch["match"]["context"]
+            operation = patch["patch"]["operation"]
+            if patch["applyTo"] != "HTTP_ROUTE" or operation in ("REMOVE", "MERGE"):
+                continue
+            if not _route_config_matches(context, route_config, match) or not _vhost_matches(vhost, match):
+                continue
+            value = copy.deepcopy(patch["patch"]["value"])
+            has_route_match = bool(((match or {}).get("vhost") or {}).get("route"))
+            if operation == "ADD" or (operation == "INSERT_AFTER" and not has_route_match):
+                routes.append(value)
+            elif operation in ("INSERT_BEFORE", "INSERT_FIRST") and not has_route_match:
+                routes.insert(0, value)
+            else:
+                fail(patch, "positional route insertion by route match is not emulated")
+            applied.add(i)
+        vhost["routes"] = [r for r in routes if r is not None]
+    for i, patch in enumerate(route_patches):
+        if i not in applied:
+            fail(patch, "matches no virtual host or route istiod generates")
+
+    for patch in patches:
         apply_to, operation = patch["applyTo"], patch["patch"]["operation"]
         value = copy.deepcopy(patch["patch"].get("value", {}))
+        context = patch["match"]["context"]
+        if apply_to in ("VIRTUAL_HOST", "HTTP_ROUTE"):
+            continue
         if apply_to == "CLUSTER" and operation == "ADD":
             value["type"] = "STATIC"
             resources["clusters"].append(value)
         elif apply_to == "HTTP_FILTER" and operation == "INSERT_BEFORE":
+            if not _listener_matches(context, listener, patch["match"].get("listener")):
+                fail(patch, "matches no listener")
             wanted = patch["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"]
             filters = hcm["http_filters"]
-            index = next(i for i, f in enumerate(filters) if f["name"] == wanted)
+            index = next((i for i, f in enumerate(filters) if f["name"] == wanted), None)
+            if index is None:
+                fail(patch, f"no {wanted} filter")
             filters.insert(index, value)
         elif apply_to == "NETWORK_FILTER" and operation == "MERGE":
+            if not _listener_matches(context, listener, patch["match"].get("listener")):
+                fail(patch, "matches no listener")
+            if value["typed_config"]["@type"] != hcm["@type"]:
+                fail(patch, "typed_config of another type")
             proto_merge(hcm, value["typed_config"])
-        elif apply_to == "VIRTUAL_HOST" and operation == "MERGE":
-            for vhost in hcm["route_config"]["virtual_hosts"]:
-                proto_merge(vhost, value)
-        elif apply_to == "HTTP_ROUTE" and operation == "MERGE":
-            name = patch["match"]["routeConfiguration"]["vhost"]["route"]["name"]
-            for vhost in hcm["route_config"]["virtual_hosts"]:
-                for route in vhost["routes"]:
-                    if route.get("name") == name:
-                        proto_merge(route, value)
         elif apply_to == "BOOTSTRAP" and operation == "MERGE":
             proto_merge(bootstrap, value)
         else:
