@@ -99,6 +99,11 @@ def test_istio_routes_parse_with_documented_fields():
     assert (virtual_service["apiVersion"], virtual_service["kind"]) == ("networking.istio.io/v1", "VirtualService")
     assert set(virtual_service["spec"]) <= {"hosts", "gateways", "http", "tls", "tcp", "exportTo"}
     names = [route["name"] for route in virtual_service["spec"]["http"]]
+    # MCP traffic is routed on exactly the filter's mcp_paths, case-sensitively: a
+    # prefix or case-insensitive match would send "/MCP" or "/mcp/" to the server
+    # without the filter's labels (tests/e2e/test_path_variants.py sends them).
+    to_mcp = [r for r in virtual_service["spec"]["http"] if r["route"][0]["destination"]["port"]["number"] == 8000]
+    assert [m for r in to_mcp for m in r["match"]] == [{"uri": {"exact": "/mcp"}}]
     # gateway-envoyfilter.yaml disables ext_authz on the metadata route by this name.
     patches = yaml.safe_load((ENVOY_DIR / "istio" / "gateway-envoyfilter.yaml").read_text())["spec"]["configPatches"]
     route_patch = next(p for p in patches if p["applyTo"] == "HTTP_ROUTE")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 from harness import ROOT, free_port, render_config, validate
-from harness.envoy import wasm_plugin_configs
+from harness.envoy import filter_settings, wasm_plugin_configs
 
 # Envoy bootstrap configs (envoy/*.yaml); monitoring files live in envoy/monitoring/.
 SHIPPED = sorted((ROOT / "envoy").glob("*.yaml"))
@@ -57,3 +57,23 @@ def test_shipped_wasm_filters_are_safe(path: Path):
         assert plugin["allow_on_headers_stop_iteration"] is True
         assert plugin["failure_policy"] == "FAIL_RELOAD"
         assert "fail_open" not in plugin
+
+
+STANDALONE = [ROOT / "envoy" / "envoy.yaml", ROOT / "envoy" / "compose" / "envoy.yaml"]
+
+
+@pytest.mark.parametrize("path", STANDALONE, ids=[str(p.relative_to(ROOT)) for p in STANDALONE])
+def test_only_the_mcp_path_reaches_the_server_and_underscores_are_refused(path: Path):
+    """The settings tests/e2e/test_path_variants.py and test_header_hygiene.py rely on,
+    named so that a change to them fails here with a clear message."""
+    config = yaml.safe_load(path.read_text())
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    assert hcm["normalize_path"] is True and hcm["merge_slashes"] is True
+    assert hcm["path_with_escaped_slashes_action"] == "REJECT_REQUEST"
+    assert hcm["common_http_protocol_options"]["headers_with_underscores_action"] == "REJECT_REQUEST"
+    routes = [r for vhost in hcm["route_config"]["virtual_hosts"] for r in vhost["routes"]]
+    to_server = [r["match"] for r in routes if r.get("route", {}).get("cluster") == "mcp_server"]
+    mcp_paths = filter_settings(wasm_plugin_configs(config)[0]).get("mcp_paths", ["/mcp"])
+    assert to_server == [{"path": p} for p in mcp_paths]
+    # The last route answers everything else itself.
+    assert routes[-1]["match"] == {"prefix": "/"} and routes[-1]["direct_response"]["status"] == 404
