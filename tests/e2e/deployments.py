@@ -1,0 +1,185 @@
+"""Every shipped deployment, started for real in front of the lenient MCP upstream:
+envoy/envoy.yaml, envoy/compose/envoy.yaml, and both Istio EnvoyFilters applied to the
+configuration istiod generates (tests/harness/istio.py). Module-scoped: one set of
+services per test module, one Envoy per deployment."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from harness import Authz, Envoy, Ratelimit, audit_records, bearer, envoy_counter, free_port, render_config
+from harness.authz import READ_SCOPES
+from harness.client import Response
+from harness.envoy import ENVOY_DIR, audit_log_path
+from harness.istio import apply, envoy_filters, gateway_host, load, upstream_ports
+from harness.paths import Received, h2_request, raw_request, start_lenient
+
+from e2e.helpers import AGENT, modern_call
+
+COMPOSE_ENVOY = ENVOY_DIR / "compose" / "envoy.yaml"
+ISTIO = {p.name.split("-")[0]: p for p in envoy_filters()}  # "gateway", "sidecar"
+DEPLOYMENTS = ["envoy.yaml", "compose/envoy.yaml", "istio-sidecar", "istio-gateway"]
+TOOL = "get_account_balance"
+NO_SCOPES = ""
+
+
+@dataclass
+class Services:
+    logs: Path
+    authz: Authz
+    ratelimit: Ratelimit
+    upstream_port: int
+    received: Received
+
+
+@dataclass
+class Deployment:
+    name: str
+    envoy: Envoy
+    port: int
+    host: str
+    # Whether unmatched paths get the gateway's JSON-RPC 404 (the Istio gateway
+    # leaves them to Envoy's own empty 404: no route matches).
+    json_404: bool
+
+    def counter(self, name: str) -> int:
+        return envoy_counter(self.envoy.admin_port, name)
+
+    def audit(self, until=None) -> list[dict]:
+        return audit_records(self.envoy.audit_path, until=until)
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory):
+    logs = tmp_path_factory.mktemp("deployments")
+    started = []
+    try:
+        authz = Authz(logs)
+        started.append(authz)
+        ratelimit = Ratelimit(logs)
+        started.append(ratelimit)
+        upstream, port, received = start_lenient(logs)
+        started.append(upstream)
+        yield Services(logs, authz, ratelimit, port, received)
+    finally:
+        for proc in reversed(started):
+            proc.stop()
+
+
+def assembled(name: str, logs: Path) -> Path:
+    out = logs / f"istio-{name}.yaml"
+    out.write_text(yaml.safe_dump(apply(load(ISTIO[name])), sort_keys=False))
+    return out
+
+
+def start(name: str, services: Services, source: Path | None = None) -> Deployment:
+    """Renders and starts one deployment (`source` overrides the config file)."""
+    authz, ratelimit = services.authz, services.ratelimit
+    host, json_404 = "127.0.0.1", True
+    if name in ("envoy.yaml", "compose/envoy.yaml"):
+        source = source or (ENVOY_DIR / name if name == "envoy.yaml" else COMPOSE_ENVOY)
+        upstreams = {"mcp_server": services.upstream_port, **authz.upstreams(), **ratelimit.upstreams()}
+    else:
+        variant = name.removeprefix("istio-")
+        source = source or assembled(variant, services.logs)
+        upstreams = upstream_ports(services.upstream_port, authz.http_port, {**authz.upstreams(), **ratelimit.upstreams()})
+        if variant == "gateway":
+            host, json_404 = gateway_host(), False
+    listener, admin = free_port(), free_port()
+    path = render_config(source, services.logs, listener, admin, upstreams)
+    envoy = Envoy(path, admin, services.logs)
+    envoy.audit_path = audit_log_path(services.logs, listener)
+    return Deployment(name, envoy, listener, host, json_404)
+
+
+@pytest.fixture(scope="module", params=DEPLOYMENTS)
+def deployment(request, services):
+    deployed = start(request.param, services)
+    yield deployed
+    deployed.envoy.stop()
+
+
+@dataclass
+class Probe:
+    """One request sent, and what became of it."""
+
+    protocol: str
+    method: str
+    target: str
+    scopes: str
+    probe_id: str
+    jsonrpc_id: int
+    response: Response | None  # None: the stream was reset / the connection closed
+    received: list[dict]
+
+    @property
+    def status(self) -> int:
+        return self.response.status if self.response else 0
+
+    def __str__(self) -> str:
+        scopes = "read-scopes" if self.scopes == READ_SCOPES else f"scopes={self.scopes!r}"
+        answer = self.response.body[:160] if self.response else "reset"
+        return f"{self.protocol} {self.method} {self.target!r} {scopes}: {self.status} {answer}"
+
+
+_ids = iter(range(10_000, 10**9))
+
+
+def tool_call(
+    deployment: Deployment,
+    target: str,
+    protocol: str = "http/1.1",
+    scopes: str | None = None,
+    method: str = "POST",
+    extra: list[tuple[str, str]] = (),
+) -> tuple[Response | None, str, int]:
+    """Sends a 2026-07-28 tools/call of TOOL (as a compliant client would) to `target`
+    with a valid token for AGENT carrying `scopes` (default: the read scopes). Every
+    request carries its own `x-probe` header so the upstream's records can be told
+    apart. Returns (response or None if reset, probe id, JSON-RPC id)."""
+    jsonrpc_id = next(_ids)
+    body, headers = modern_call(TOOL, jsonrpc_id, {"account_id": "acc-001"})
+    if scopes is not None:
+        headers = [h for h in headers if h[0] != "authorization"] + [bearer(AGENT, scopes)]
+    probe_id = uuid.uuid4().hex
+    headers = headers + [("x-probe", probe_id), *extra]
+    payload = body.encode() if method == "POST" else b""
+    if method != "POST":
+        # The handshake-era GET stream / DELETE of a session: no body, no mirrored
+        # 2026-07-28 headers (that revision has neither).
+        headers = [h for h in headers if h[0] in ("authorization", "x-probe")]
+        headers += [("accept", "text/event-stream"), ("mcp-protocol-version", "2025-11-25")]
+    try:
+        if protocol == "http/1.1":
+            response = raw_request(deployment.port, method, target.format(host=deployment.host), headers, payload, host=deployment.host)
+        else:
+            response = h2_request(deployment.port, method, target.format(host=deployment.host), headers, payload, authority=deployment.host)
+    except ConnectionError:
+        response = None
+    if response is not None and response.status == 0:
+        response = None
+    return response, probe_id, jsonrpc_id
+
+
+def probe(deployment: Deployment, services: Services, target: str, protocol: str = "http/1.1", scopes: str | None = None, method: str = "POST", extra=()) -> Probe:
+    response, probe_id, jsonrpc_id = tool_call(deployment, target, protocol, scopes, method, extra)
+    received = services.received.with_header("x-probe", probe_id)
+    return Probe(protocol, method, target, READ_SCOPES if scopes is None else scopes, probe_id, jsonrpc_id, response, received)
+
+
+def header(record: dict, name: str) -> str | None:
+    values = [v for k, v in record["headers"] if k == name]
+    assert len(values) <= 1, (name, values)
+    return values[0] if values else None
+
+
+def jsonrpc_error_code(response: Response) -> int | None:
+    try:
+        return json.loads(response.body)["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return None
