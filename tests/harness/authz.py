@@ -8,6 +8,7 @@ any of them, and so does a session reference (like replicas sharing a Secret).
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 import time
@@ -23,7 +24,8 @@ ISSUER = "https://issuer.demo.test"
 RESOURCE = "https://gateway.demo.test/mcp"
 METADATA_URL = "https://gateway.demo.test/.well-known/oauth-protected-resource/mcp"
 KID = "demo-2026"
-BINARY = ROOT / "target" / "release" / "mcp-authz-service"
+# AUTHZ_BIN: another build to run the same tests against (as examples/check_load.rs).
+BINARY = Path(os.environ.get("AUTHZ_BIN", ROOT / "target" / "release" / "mcp-authz-service"))
 READ_SCOPES = " ".join(
     f"mcp.server.financial-data:{area}.read" for area in ("tools", "resources", "prompts")
 )
