@@ -43,9 +43,6 @@ class Deployment:
     envoy: Envoy
     port: int
     host: str
-    # Whether unmatched paths get the gateway's JSON-RPC 404 (the Istio gateway
-    # leaves them to Envoy's own empty 404: no route matches).
-    json_404: bool
 
     def counter(self, name: str) -> int:
         return envoy_counter(self.envoy.admin_port, name)
@@ -80,7 +77,7 @@ def assembled(name: str, logs: Path) -> Path:
 def start(name: str, services: Services, source: Path | None = None) -> Deployment:
     """Renders and starts one deployment (`source` overrides the config file)."""
     authz, ratelimit = services.authz, services.ratelimit
-    host, json_404 = "127.0.0.1", True
+    host = "127.0.0.1"
     if name in ("envoy.yaml", "compose/envoy.yaml"):
         source = source or (ENVOY_DIR / name if name == "envoy.yaml" else COMPOSE_ENVOY)
         upstreams = {"mcp_server": services.upstream_port, **authz.upstreams(), **ratelimit.upstreams()}
@@ -89,12 +86,12 @@ def start(name: str, services: Services, source: Path | None = None) -> Deployme
         source = source or assembled(variant, services.logs)
         upstreams = upstream_ports(services.upstream_port, authz.http_port, {**authz.upstreams(), **ratelimit.upstreams()})
         if variant == "gateway":
-            host, json_404 = gateway_host(), False
+            host = gateway_host()
     listener, admin = free_port(), free_port()
     path = render_config(source, services.logs, listener, admin, upstreams)
     envoy = Envoy(path, admin, services.logs)
     envoy.audit_path = audit_log_path(services.logs, listener)
-    return Deployment(name, envoy, listener, host, json_404)
+    return Deployment(name, envoy, listener, host)
 
 
 @pytest.fixture(scope="module", params=DEPLOYMENTS)

@@ -31,6 +31,7 @@ from harness.istio import (
     gateway_host,
     gateway_skeleton,
     load,
+    proto_merge,
     sidecar_skeleton,
     upstream_ports,
     variant,
@@ -147,6 +148,16 @@ def test_a_patch_aimed_at_a_route_istiod_does_not_generate_is_refused():
         apply({"spec": {"configPatches": [patch]}})
 
 
+def test_the_harness_merges_as_protobuf_does():
+    # MergeFrom: a oneof member replaces its siblings, lists append, messages merge.
+    route = {"match": {"prefix": "/", "headers": [{"name": "a"}]}, "route": {"cluster": "x", "timeout": "0s"}}
+    proto_merge(route, {"match": {"path": "/mcp", "headers": [{"name": "b"}]}, "direct_response": {"status": 404}})
+    assert route == {"match": {"path": "/mcp", "headers": [{"name": "a"}, {"name": "b"}]}, "direct_response": {"status": 404}}
+    hcm = {"normalize_path": True, "common_http_protocol_options": {"idle_timeout": "1h"}}
+    proto_merge(hcm, {"common_http_protocol_options": {"headers_with_underscores_action": "REJECT_REQUEST"}})
+    assert hcm["common_http_protocol_options"] == {"idle_timeout": "1h", "headers_with_underscores_action": "REJECT_REQUEST"}
+
+
 def routes_to(bootstrap: dict) -> dict[str, list[dict]]:
     """Cluster (or "direct_response") -> the routes that lead there."""
     out: dict[str, list[dict]] = {}
@@ -178,9 +189,11 @@ def test_only_the_mcp_path_reaches_the_mcp_server(path):
     rate_limits = route["route"].get("rate_limits") or route["vhost"].get("rate_limits")
     assert rate_limits == shipped["route"]["rate_limits"]
     assert route["route"]["timeout"] == shipped["route"]["timeout"]
+    routes = hcm_of(bootstrap)["route_config"]["virtual_hosts"][0]["routes"]
+    # Whatever no route above takes gets envoy.yaml's JSON-RPC 404.
+    assert routes[-1] == SHIPPED_ROUTES[-1] and SHIPPED_ROUTES[-1]["direct_response"]["status"] == 404
     if variant(load(path)) == "sidecar":
         # The sidecar's routes are envoy.yaml's, in the same order, but for the cluster.
-        routes = hcm_of(bootstrap)["route_config"]["virtual_hosts"][0]["routes"]
         renamed = json.loads(json.dumps(SHIPPED_ROUTES).replace('"mcp_server"', json.dumps(INBOUND_CLUSTER)))
         assert routes == renamed
 
@@ -210,8 +223,10 @@ def served_on_loopback(path, logs) -> "Path":
     routes = ISTIO_ROUTES.read_text().replace(gateway_host(), "127.0.0.1")
     copied = logs / "istio-virtualservice-loopback.yaml"
     copied.write_text(routes)
+    # The EnvoyFilter names the gateway's virtual host after the host too.
+    envoy_filter = yaml.safe_load(path.read_text().replace(gateway_host(), "127.0.0.1"))
     out = logs / f"istio-{path.stem}-loopback.yaml"
-    out.write_text(yaml.safe_dump(apply(load(path), gateway_skeleton(copied)), sort_keys=False))
+    out.write_text(yaml.safe_dump(apply(envoy_filter, gateway_skeleton(copied)), sort_keys=False))
     return out
 
 

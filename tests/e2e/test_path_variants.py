@@ -100,7 +100,7 @@ def test_the_upstream_executes_every_variant(services):
     assert {"/MCP", "/mcp/", "/mcp%2F", "/mcp;x", "/mcp%3Bx", "/mcp."} <= executed
 
 
-def check(probes, deployment):
+def check(probes):
     """The invariant, and the exact split between labelled and refused variants."""
     problems = []
     for p in probes:
@@ -123,10 +123,8 @@ def check(probes, deployment):
             if p.received or p.status not in (0, 400, 404):
                 problems.append(f"expected refused: {p} received={len(p.received)}")
             # Envoy's 400 for a path it cannot normalise gets the JSON-RPC body from a
-            # local reply mapper; the 404 comes from the route (not on the Istio gateway,
-            # where no route matches and Envoy answers with an empty 404).
-            has_body = p.status == 400 or (p.status == 404 and deployment.json_404)
-            if has_body and jsonrpc_error_code(p.response) != -31014:
+            # local reply mapper, the 404 from the catch-all route or the authz-service.
+            if p.status in (400, 404) and jsonrpc_error_code(p.response) != -31014:
                 problems.append(f"refusal without the JSON-RPC error -31014: {p}")
     assert not problems, "\n".join(problems)
 
@@ -135,7 +133,7 @@ def check(probes, deployment):
 def test_path_variants_are_labelled_or_refused(deployment, services, scopes):
     probes = [probe(deployment, services, t, "http/1.1", scopes) for t in LABELLED + REFUSED]
     probes += [probe(deployment, services, t, "h2", scopes) for t in H2_LABELLED + H2_REFUSED]
-    check(probes, deployment)
+    check(probes)
     # Each labelled call left its audit record, decided on its labels.
     want = {p.jsonrpc_id: ("allowed" if scopes == READ_SCOPES else "denied") for p in probes if p.target in LABELLED + H2_LABELLED}
     records = deployment.audit(until=lambda rs: want.keys() <= {r["jsonrpc_id"] for r in rs})
