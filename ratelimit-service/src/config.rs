@@ -2,9 +2,34 @@
 //! bring their files: `domain`, nested `descriptors` with `key`, optional `value`,
 //! `rate_limit` (`unit`, `requests_per_unit`, `unlimited`, `name`) and `shadow_mode`.
 //!
+//! One addition of ours, optional: `max_distinct_values`, at the top of a file (the
+//! default for its domain; [`DEFAULT_MAX_DISTINCT_VALUES`] if absent) or on a key-only
+//! descriptor (its own bound; refused next to `value:`). A key-only descriptor matches
+//! any value, so its values come from requests (a tool name is whatever the client
+//! wrote): each value would get a counter of its own, without bound. At most
+//! `max_distinct_values` values per scope and window get their own counter; later
+//! ones share the scope's overflow counter, still limited (scope: see [`Level`]; key
+//! names: `keys.rs`). `0` makes every value of that key share one counter. Values
+//! listed with `value:` always have their own counter. Set it above the number of
+//! distinct values you expect in one window (for example the agents that may call one
+//! tool in a minute on a key-only `agent_id`); `mcp_ratelimit_overflow_total` counts
+//! the hits that went to overflow counters.
+//!
+//! ```yaml
+//! domain: mcp_gateway
+//! max_distinct_values: 50          # any tool: 50 names per window with a counter
+//! descriptors:
+//!   - key: tool_call
+//!     descriptors:
+//!       - key: agent_id
+//!         max_distinct_values: 5000  # per tool name: 5000 agents per window
+//!         rate_limit: { unit: minute, requests_per_unit: 60 }
+//! ```
+//!
 //! Every problem is reported with the file, the descriptor path and the reason, all of
 //! them in one pass.
 
+use crate::keys;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::fmt;
@@ -42,6 +67,10 @@ impl Unit {
     }
 }
 
+/// How many distinct values of a key-only descriptor get their own counter, per
+/// scope and window, when neither the descriptor nor its file says.
+pub const DEFAULT_MAX_DISTINCT_VALUES: u32 = 100;
+
 /// A limit attached to a descriptor node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limit {
@@ -53,6 +82,36 @@ pub struct Limit {
     pub shadow_mode: bool,
     /// The path of keys (`tool_call.agent_id`) for metrics: bounded, unlike values.
     pub metric_key: String,
+    /// One per entry of a descriptor that reaches this limit, root first: how that
+    /// entry is counted.
+    pub levels: Box<[Level]>,
+    /// `mcp_rl:{<domain>`: how every counter key of this limit starts (`keys.rs`).
+    pub key_head: Box<str>,
+}
+
+/// One entry of the path to a limit, with the parts of its keys written once, when
+/// the configuration is loaded, rather than on every request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Level {
+    /// `None`: a descriptor with `value:` matched, so the value is the configuration's
+    /// and always has its own counter. `Some(n)`: a key-only descriptor matched, so the
+    /// value is the request's; at most `n` distinct values get their own counter per
+    /// scope and window, the others share the overflow counter of that scope.
+    ///
+    /// The scope of a key-only level is: the limit (which fixes the keys and the listed
+    /// values of the whole path) and the values of the entries *before* this one, as
+    /// counted (an earlier value that overflowed counts as the overflow value). Later
+    /// key-only values are left out on purpose: if the scope of `tool_call` held the
+    /// value of a later `agent_id` too, and both were client-chosen, every new pair
+    /// would open a new scope and nothing would be bounded. With earlier values only,
+    /// a limit has at most `(n1 + 1) * (n2 + 1) * ...` counters per window (one factor
+    /// per key-only level), whatever clients send, in memory and in Redis.
+    pub max_distinct_values: Option<u32>,
+    /// Listed value: `|key=value`. Key-only: `|key` (the value follows per request).
+    pub segment: Box<str>,
+    /// Key-only levels: the rest of the limit's path as written in the scope key (later
+    /// listed values as `|key=value`, later key-only keys as `|key`). Empty otherwise.
+    pub scope_rest: Box<str>,
 }
 
 /// One node of the descriptor tree.
@@ -115,6 +174,9 @@ impl std::error::Error for ConfigError {}
 #[serde(deny_unknown_fields)]
 struct RawFile {
     domain: Option<String>,
+    /// Default for every key-only descriptor of this domain
+    /// ([`DEFAULT_MAX_DISTINCT_VALUES`] when absent).
+    max_distinct_values: Option<u32>,
     #[serde(default)]
     descriptors: Vec<RawDescriptor>,
 }
@@ -129,6 +191,8 @@ struct RawDescriptor {
     descriptors: Vec<RawDescriptor>,
     #[serde(default)]
     shadow_mode: bool,
+    /// Key-only descriptors only: values with their own counter, per scope and window.
+    max_distinct_values: Option<u32>,
     // Accepted for compatibility with envoyproxy/ratelimit files; metrics here are
     // always per key path, never per value.
     #[serde(default, rename = "detailed_metric")]
@@ -210,14 +274,18 @@ impl Config {
                 continue;
             }
             let mut root = Node::default();
-            add_descriptors(
-                &name,
-                "descriptors",
-                "",
-                &raw.descriptors,
-                &mut root,
-                &mut problems,
-            );
+            let mut key_head = String::from("mcp_rl:{");
+            keys::escape_into(&mut key_head, &domain);
+            let mut walk = Walk {
+                file: &name,
+                key_head: &key_head,
+                default_max_distinct: raw
+                    .max_distinct_values
+                    .unwrap_or(DEFAULT_MAX_DISTINCT_VALUES),
+                path: Vec::new(),
+                problems: &mut problems,
+            };
+            walk.add_descriptors("descriptors", "", &raw.descriptors, &mut root);
             config.domains.insert(domain, Domain { root });
         }
         if problems.is_empty() {
@@ -228,53 +296,121 @@ impl Config {
     }
 }
 
-fn add_descriptors(
-    file: &str,
-    path: &str,
-    metric_prefix: &str,
-    descriptors: &[RawDescriptor],
-    parent: &mut Node,
-    problems: &mut Vec<String>,
-) {
-    for (index, raw) in descriptors.iter().enumerate() {
-        let here = format!("{path}[{index}]");
-        let Some(key) = raw.key.clone().filter(|k| !k.is_empty()) else {
-            problems.push(format!("{file}: {here}.key: missing or empty"));
-            continue;
-        };
-        let metric_key = if metric_prefix.is_empty() {
-            key.clone()
-        } else {
-            format!("{metric_prefix}.{key}")
-        };
-        let mut node = Node::default();
-        if let Some(limit) = &raw.rate_limit {
-            node.limit = limit_of(file, &here, limit, raw.shadow_mode, &metric_key, problems);
-        }
-        add_descriptors(
-            file,
-            &format!("{here}.descriptors"),
-            &metric_key,
-            &raw.descriptors,
-            &mut node,
-            problems,
-        );
-        let duplicate = match &raw.value {
-            Some(value) => parent
-                .exact
-                .insert((key.clone(), value.clone()), node)
-                .is_some(),
-            None => parent.any.insert(key.clone(), node).is_some(),
-        };
-        if duplicate {
-            let what = match &raw.value {
-                Some(value) => format!("key {key:?} with value {value:?}"),
-                None => format!("key {key:?} without value"),
+/// One entry of the path from the root to the descriptor being read.
+struct Step {
+    key: String,
+    value: Option<String>,
+    max_distinct_values: u32,
+}
+
+/// The state of reading one file's descriptor tree.
+struct Walk<'a> {
+    file: &'a str,
+    key_head: &'a str,
+    default_max_distinct: u32,
+    path: Vec<Step>,
+    problems: &'a mut Vec<String>,
+}
+
+impl Walk<'_> {
+    fn add_descriptors(
+        &mut self,
+        path: &str,
+        metric_prefix: &str,
+        descriptors: &[RawDescriptor],
+        parent: &mut Node,
+    ) {
+        let file = self.file;
+        for (index, raw) in descriptors.iter().enumerate() {
+            let here = format!("{path}[{index}]");
+            let Some(key) = raw.key.clone().filter(|k| !k.is_empty()) else {
+                self.problems
+                    .push(format!("{file}: {here}.key: missing or empty"));
+                continue;
             };
-            problems.push(format!(
-                "{file}: {here}: duplicate descriptor: {what} appears twice at this level"
-            ));
+            if raw.value.is_some() && raw.max_distinct_values.is_some() {
+                self.problems.push(format!(
+                    "{file}: {here}.max_distinct_values: only for a descriptor without value (a listed value always has its own counter)"
+                ));
+            }
+            let metric_key = if metric_prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{metric_prefix}.{key}")
+            };
+            self.path.push(Step {
+                key: key.clone(),
+                value: raw.value.clone(),
+                max_distinct_values: raw.max_distinct_values.unwrap_or(self.default_max_distinct),
+            });
+            let mut node = Node::default();
+            if let Some(limit) = &raw.rate_limit {
+                node.limit = limit_of(
+                    file,
+                    &here,
+                    limit,
+                    raw.shadow_mode,
+                    &metric_key,
+                    self.problems,
+                )
+                .map(|limit| Limit {
+                    levels: self.levels(),
+                    key_head: self.key_head.into(),
+                    ..limit
+                });
+            }
+            self.add_descriptors(
+                &format!("{here}.descriptors"),
+                &metric_key,
+                &raw.descriptors,
+                &mut node,
+            );
+            self.path.pop();
+            let duplicate = match &raw.value {
+                Some(value) => parent
+                    .exact
+                    .insert((key.clone(), value.clone()), node)
+                    .is_some(),
+                None => parent.any.insert(key.clone(), node).is_some(),
+            };
+            if duplicate {
+                let what = match &raw.value {
+                    Some(value) => format!("key {key:?} with value {value:?}"),
+                    None => format!("key {key:?} without value"),
+                };
+                self.problems.push(format!(
+                    "{file}: {here}: duplicate descriptor: {what} appears twice at this level"
+                ));
+            }
         }
+    }
+
+    /// The levels of a limit at the end of the current path (see [`Level`]).
+    fn levels(&self) -> Box<[Level]> {
+        let segment = |step: &Step| {
+            let mut text = String::from("|");
+            keys::escape_into(&mut text, &step.key);
+            if let Some(value) = &step.value {
+                text.push('=');
+                keys::escape_into(&mut text, value);
+            }
+            text
+        };
+        self.path
+            .iter()
+            .enumerate()
+            .map(|(index, step)| Level {
+                max_distinct_values: match step.value {
+                    Some(_) => None,
+                    None => Some(step.max_distinct_values),
+                },
+                segment: segment(step).into(),
+                scope_rest: match step.value {
+                    Some(_) => "".into(),
+                    None => self.path[index + 1..].iter().map(segment).collect(),
+                },
+            })
+            .collect()
     }
 }
 
@@ -286,6 +422,7 @@ fn limit_of(
     metric_key: &str,
     problems: &mut Vec<String>,
 ) -> Option<Limit> {
+    // The caller fills in `levels` and `key_head`.
     if raw.unlimited {
         if raw.unit.is_some() || raw.requests_per_unit.is_some() {
             problems.push(format!(
@@ -299,6 +436,8 @@ fn limit_of(
             unlimited: true,
             shadow_mode,
             metric_key: metric_key.to_owned(),
+            levels: Box::default(),
+            key_head: Box::default(),
         });
     }
     let unit = match raw.unit.as_deref() {
@@ -328,6 +467,8 @@ fn limit_of(
         unlimited: false,
         shadow_mode,
         metric_key: metric_key.to_owned(),
+        levels: Box::default(),
+        key_head: Box::default(),
     })
 }
 

@@ -2,7 +2,7 @@
 
 use crate::config::{Config, Unit};
 use crate::limiter::{decide, Clock, Descriptor, Status};
-use crate::metrics::{KeyLabel, Metrics};
+use crate::metrics::{KeyLabel, Metrics, OverflowLabel};
 use crate::store::Backend;
 use envoy_types::pb::envoy::config::core::v3::HeaderValue;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::rate_limit::Unit as PbUnit;
@@ -77,8 +77,10 @@ impl RateLimitService for RateLimitGrpc {
         )
         .await
         .map_err(|error| {
-            // UNAVAILABLE lets Envoy's `failure_mode_deny` decide: allow by default,
-            // refuse when the operator asked for it.
+            // Only a store outage gets here (Redis unreachable or slow; the memory
+            // store never fails, so no request can cause this). UNAVAILABLE lets
+            // Envoy's `failure_mode_deny` decide: allow by default, refuse when the
+            // operator asked for it.
             metrics.backend_errors.inc();
             tracing::warn!(%error, "rate limit decision failed");
             GrpcStatus::unavailable(error.to_string())
@@ -93,8 +95,8 @@ impl RateLimitService for RateLimitGrpc {
     }
 }
 
-fn record(metrics: &Metrics, status: &Status, hits: u32) {
-    let Some(limit) = status.limit.as_ref().filter(|l| !l.unlimited) else {
+fn record(metrics: &Metrics, status: &Status<'_>, hits: u32) {
+    let Some(limit) = status.limit.filter(|l| !l.unlimited) else {
         return;
     };
     let label = KeyLabel {
@@ -119,45 +121,54 @@ fn record(metrics: &Metrics, status: &Status, hits: u32) {
             .get_or_create(&label)
             .inc_by(u64::from(hits));
     }
+    if let Some(overflow) = status.overflow {
+        metrics
+            .overflow
+            .get_or_create(&OverflowLabel {
+                key: label.key,
+                reason: overflow.as_str(),
+            })
+            .inc_by(u64::from(hits));
+    }
 }
 
 /// The RLS answer: per descriptor its code, limit, remaining and time to reset (so
 /// Envoy can send RateLimit headers), and `Retry-After` on the 429 (RFC 9110 section
 /// 10.2.3) when anything is over its limit.
-pub fn answer(statuses: &[Status]) -> RateLimitResponse {
+pub fn answer(statuses: &[Status<'_>]) -> RateLimitResponse {
     let over = statuses.iter().filter(|s| s.over_limit);
     let retry_after = over.clone().map(|s| s.reset_seconds).max();
-    let descriptor_statuses =
-        statuses
-            .iter()
-            .map(|status| DescriptorStatus {
-                code: if status.over_limit {
-                    Code::OverLimit
-                } else {
-                    Code::Ok
-                } as i32,
-                current_limit: status.limit.as_ref().filter(|l| !l.unlimited).map(|limit| {
-                    RateLimit {
-                        name: String::new(),
-                        requests_per_unit: limit.requests_per_unit,
-                        unit: match limit.unit {
-                            Unit::Second => PbUnit::Second,
-                            Unit::Minute => PbUnit::Minute,
-                            Unit::Hour => PbUnit::Hour,
-                            Unit::Day => PbUnit::Day,
-                        } as i32,
-                    }
+    let descriptor_statuses = statuses
+        .iter()
+        .map(|status| DescriptorStatus {
+            code: if status.over_limit {
+                Code::OverLimit
+            } else {
+                Code::Ok
+            } as i32,
+            current_limit: status
+                .limit
+                .filter(|l| !l.unlimited)
+                .map(|limit| RateLimit {
+                    name: String::new(),
+                    requests_per_unit: limit.requests_per_unit,
+                    unit: match limit.unit {
+                        Unit::Second => PbUnit::Second,
+                        Unit::Minute => PbUnit::Minute,
+                        Unit::Hour => PbUnit::Hour,
+                        Unit::Day => PbUnit::Day,
+                    } as i32,
                 }),
-                limit_remaining: status.remaining,
-                duration_until_reset: status.limit.as_ref().filter(|l| !l.unlimited).map(|_| {
-                    envoy_types::pb::google::protobuf::Duration {
-                        seconds: i64::try_from(status.reset_seconds).unwrap_or(i64::MAX),
-                        nanos: 0,
-                    }
-                }),
-                ..DescriptorStatus::default()
-            })
-            .collect();
+            limit_remaining: status.remaining,
+            duration_until_reset: status.limit.filter(|l| !l.unlimited).map(|_| {
+                envoy_types::pb::google::protobuf::Duration {
+                    seconds: i64::try_from(status.reset_seconds).unwrap_or(i64::MAX),
+                    nanos: 0,
+                }
+            }),
+            ..DescriptorStatus::default()
+        })
+        .collect();
     RateLimitResponse {
         overall_code: if retry_after.is_some() {
             Code::OverLimit

@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod grpc;
+pub mod keys;
 pub mod limiter;
 pub mod metrics;
 pub mod store;
@@ -25,7 +26,7 @@ use std::time::Duration;
 use store::{Backend, Memory, Redis, StoreError};
 use tokio::net::TcpListener;
 
-/// Counters the in-memory store holds at most (about 100 bytes each).
+/// Default for [`Settings::memory_capacity`].
 pub const MEMORY_CAPACITY: usize = 1_000_000;
 
 #[derive(Debug, Clone)]
@@ -34,6 +35,21 @@ pub struct Settings {
     pub config: PathBuf,
     /// `redis://...` to share counters between replicas; in memory otherwise.
     pub redis_url: Option<String>,
+    /// Entries (counters plus distinct values seen, about 100 bytes each) the memory
+    /// store makes for requests at most; past it new requests share overflow counters
+    /// (see [`store::Memory`]). Unused with Redis.
+    pub memory_capacity: usize,
+}
+
+impl Settings {
+    /// In memory, with the default capacity.
+    pub fn new(config: impl Into<PathBuf>) -> Settings {
+        Settings {
+            config: config.into(),
+            redis_url: None,
+            memory_capacity: MEMORY_CAPACITY,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +70,7 @@ pub fn build(settings: &Settings) -> Result<Arc<Limiter>, StartError> {
     let clock = SystemClock;
     let store = match &settings.redis_url {
         Some(url) => Backend::Redis(Redis::new(url)?),
-        None => Backend::Memory(Memory::new(MEMORY_CAPACITY, || {
+        None => Backend::Memory(Memory::new(settings.memory_capacity, || {
             limiter::Clock::now(&SystemClock)
         })),
     };

@@ -2,7 +2,7 @@
 //! injected clock so windows can be tested at their boundaries.
 
 use crate::config::{Config, Limit};
-use crate::store::{Backend, Increment, StoreError};
+use crate::store::{Backend, Counted, Increment, Overflow, StoreError};
 
 /// Seconds since the Unix epoch.
 pub trait Clock: Send + Sync {
@@ -25,10 +25,10 @@ const NEAR_LIMIT_RATIO: f64 = 0.8;
 
 /// The outcome for one descriptor.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Status {
+pub struct Status<'c> {
     pub over_limit: bool,
     /// The limit that matched (none: the descriptor is not limited).
-    pub limit: Option<Limit>,
+    pub limit: Option<&'c Limit>,
     /// Requests left in this window after this one.
     pub remaining: u32,
     /// Seconds until the window resets.
@@ -36,6 +36,22 @@ pub struct Status {
     /// Over the limit but allowed because the limit is in shadow mode.
     pub shadow_over_limit: bool,
     pub near_limit: bool,
+    /// Counted on an overflow counter shared with other values (and why).
+    pub overflow: Option<Overflow>,
+}
+
+impl Status<'_> {
+    fn not_counted(limit: Option<&Limit>) -> Status<'_> {
+        Status {
+            over_limit: false,
+            limit,
+            remaining: if limit.is_some() { u32::MAX } else { 0 },
+            reset_seconds: 0,
+            shadow_over_limit: false,
+            near_limit: false,
+            overflow: None,
+        }
+    }
 }
 
 /// One request descriptor: its entries in order and its hits (Envoy's `hits_addend`,
@@ -46,29 +62,29 @@ pub struct Descriptor<'a> {
     pub hits: u32,
 }
 
-/// Decides each descriptor of one request, with one store round trip. A store failure
-/// fails the whole request, so the service can answer UNAVAILABLE and let Envoy's
-/// `failure_mode_deny` decide.
-pub async fn decide(
-    config: &Config,
+/// Decides each descriptor of one request, with one store round trip. Only an
+/// unavailable store (Redis) fails the request, so the service can answer UNAVAILABLE
+/// and let Envoy's `failure_mode_deny` decide; nothing a client sends can (see
+/// [`crate::store::Memory`]).
+pub async fn decide<'c>(
+    config: &'c Config,
     store: &Backend,
     now: u64,
     domain: &str,
     descriptors: &[Descriptor<'_>],
-) -> Result<Vec<Status>, StoreError> {
+) -> Result<Vec<Status<'c>>, StoreError> {
     let limits: Vec<Option<&Limit>> = descriptors
         .iter()
         .map(|d| config.find(domain, &d.entries))
         .collect();
-    let mut increments = Vec::new();
+    let mut increments = Vec::with_capacity(descriptors.len());
     for (descriptor, limit) in descriptors.iter().zip(&limits) {
         if let Some(limit) = limit.filter(|l| !l.unlimited) {
-            let window = limit.unit.seconds();
-            let start = now - now % window;
             increments.push(Increment {
-                key: counter_key(domain, &descriptor.entries, start),
+                limit,
+                entries: &descriptor.entries,
+                window_start: now - now % limit.unit.seconds(),
                 hits: u64::from(descriptor.hits),
-                expires_at: start + window,
             });
         }
     }
@@ -76,24 +92,13 @@ pub async fn decide(
     let mut statuses = Vec::with_capacity(descriptors.len());
     for limit in limits {
         let status = match limit {
-            None => Status {
-                over_limit: false,
-                limit: None,
-                remaining: 0,
-                reset_seconds: 0,
-                shadow_over_limit: false,
-                near_limit: false,
-            },
-            Some(limit) if limit.unlimited => Status {
-                over_limit: false,
-                limit: Some(limit.clone()),
-                remaining: u32::MAX,
-                reset_seconds: 0,
-                shadow_over_limit: false,
-                near_limit: false,
-            },
+            None => Status::not_counted(None),
+            Some(limit) if limit.unlimited => Status::not_counted(Some(limit)),
             Some(limit) => {
-                let count = counts.next().unwrap_or(u64::MAX);
+                let Counted { count, overflow } = counts.next().unwrap_or(Counted {
+                    count: u64::MAX,
+                    overflow: None,
+                });
                 let window = limit.unit.seconds();
                 let allowed = u64::from(limit.requests_per_unit);
                 let over = count > allowed;
@@ -103,28 +108,14 @@ pub async fn decide(
                     reset_seconds: window - now % window,
                     shadow_over_limit: over && limit.shadow_mode,
                     near_limit: !over && count as f64 > allowed as f64 * NEAR_LIMIT_RATIO,
-                    limit: Some(limit.clone()),
+                    limit: Some(limit),
+                    overflow,
                 }
             }
         };
         statuses.push(status);
     }
     Ok(statuses)
-}
-
-/// The counter of one descriptor in one window. The `{...}` hash tag keeps every key
-/// of a descriptor in one Redis Cluster slot; the window start makes each window a
-/// fresh key that expires on its own.
-pub fn counter_key(domain: &str, entries: &[(&str, &str)], window_start: u64) -> String {
-    let mut key = format!("mcp_rl:{{{domain}");
-    for (k, v) in entries {
-        key.push('|');
-        key.push_str(k);
-        key.push('=');
-        key.push_str(v);
-    }
-    key.push_str(&format!("}}:{window_start}"));
-    key
 }
 
 #[cfg(test)]

@@ -28,6 +28,11 @@ struct Cli {
     /// Share counters through Redis (redis://host:port/db); in memory otherwise.
     #[arg(long)]
     redis_url: Option<String>,
+    /// Memory store: entries (counters plus distinct values seen, about 100 bytes
+    /// each) made for requests at most. Past it, requests that need a new counter
+    /// share their limit's overflow counter (limited together, never let through).
+    #[arg(long, default_value_t = mcp_ratelimit_service::MEMORY_CAPACITY)]
+    memory_capacity: usize,
 }
 
 #[tokio::main]
@@ -63,6 +68,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings {
         config: cli.config.context("--config is required")?,
         redis_url: cli.redis_url,
+        memory_capacity: cli.memory_capacity,
     };
     let limiter = build(&settings)?;
     let grpc = tokio::net::TcpListener::bind(&cli.grpc_addr)

@@ -13,11 +13,20 @@ pub struct KeyLabel {
     pub key: String,
 }
 
+/// Labels of [`Metrics::overflow`]: the limit's key path and why the hits were counted
+/// on a shared overflow counter (`max_distinct_values` or `store_full`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OverflowLabel {
+    pub key: String,
+    pub reason: &'static str,
+}
+
 pub struct Metrics {
     pub hits: Family<KeyLabel, Counter>,
     pub over_limit: Family<KeyLabel, Counter>,
     pub near_limit: Family<KeyLabel, Counter>,
     pub shadow_mode: Family<KeyLabel, Counter>,
+    pub overflow: Family<OverflowLabel, Counter>,
     pub backend_errors: Counter,
     pub config_reload_failures: Counter,
     pub decision_seconds: Histogram,
@@ -32,6 +41,7 @@ impl Default for Metrics {
             over_limit: Family::default(),
             near_limit: Family::default(),
             shadow_mode: Family::default(),
+            overflow: Family::default(),
             backend_errors: Counter::default(),
             config_reload_failures: Counter::default(),
             // 20 µs .. ~160 ms
@@ -57,6 +67,12 @@ impl Default for Metrics {
             "shadow_mode",
             "Hits over a shadow-mode limit (allowed)",
             metrics.shadow_mode.clone(),
+        );
+        registry.register(
+            "overflow",
+            "Hits counted on an overflow counter shared by several values: a key-only \
+             value past max_distinct_values, or the memory store full",
+            metrics.overflow.clone(),
         );
         registry.register(
             "backend_errors",

@@ -1,6 +1,7 @@
 //! The service over real sockets with a tonic client: decisions and their response
-//! fields, hot reload, health, metrics; and the Redis store against a real
-//! redis-server: two replicas share one limit, Redis down gives UNAVAILABLE, Redis
+//! fields, hot reload, health, metrics, a flood of unknown tool names against a small
+//! memory store; and the Redis store against a real redis-server: two replicas share
+//! one limit and one bound on distinct values, Redis down gives UNAVAILABLE, Redis
 //! back brings decisions back.
 
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
@@ -25,10 +26,14 @@ struct Service {
 
 impl Service {
     async fn start(config: &Path, redis_url: Option<String>) -> Service {
-        let settings = Settings {
-            config: config.to_owned(),
+        Service::start_with(Settings {
             redis_url,
-        };
+            ..Settings::new(config)
+        })
+        .await
+    }
+
+    async fn start_with(settings: Settings) -> Service {
         let limiter = build(&settings).unwrap();
         let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -329,6 +334,143 @@ async fn redis_replicas_share_a_limit_and_survive_redis_restarts() {
     assert!(
         recovered,
         "decisions did not come back after Redis returned"
+    );
+    first.stop().await;
+    second.stop().await;
+}
+
+/// Every tool and every agent through key-only descriptors: both values are the
+/// client's as far as the service can tell.
+const ANY_TOOL_ANY_AGENT: &str = "domain: mcp_gateway\ndescriptors:\n  - key: tool_call\n    descriptors:\n      - key: agent_id\n        rate_limit: {unit: hour, requests_per_unit: 3}\n";
+
+fn over_limit(answer: &RateLimitResponse) -> bool {
+    answer.overall_code == Code::OverLimit as i32
+}
+
+/// The finding: unique tool names used to fill the memory store, after which every
+/// decision failed with UNAVAILABLE and Envoy (failure_mode_deny: false) let every
+/// client through. Now no answer is an error, the flood is limited, and an agent's
+/// existing counter keeps its limit.
+#[tokio::test]
+async fn a_flood_of_unknown_tools_never_makes_the_service_unavailable() {
+    let (_dir, path) = config_dir(ANY_TOOL_ANY_AGENT);
+    let service = Service::start_with(Settings {
+        memory_capacity: 16,
+        ..Settings::new(&path)
+    })
+    .await;
+    assert!(!over_limit(
+        &service
+            .ask("query_transactions", "victim", 1)
+            .await
+            .unwrap()
+    ));
+    let mut refused = 0;
+    for i in 0..300 {
+        let answer = service
+            .ask(&format!("made-up-{i}"), "attacker", 1)
+            .await
+            .unwrap_or_else(|e| panic!("call {i}: {e:?}"));
+        refused += usize::from(over_limit(&answer));
+    }
+    assert!(refused >= 290, "only {refused} of 300 refused");
+    for expected in [false, false, true] {
+        let answer = service
+            .ask("query_transactions", "victim", 1)
+            .await
+            .unwrap();
+        assert_eq!(over_limit(&answer), expected);
+    }
+    let metrics = service.metrics().await;
+    assert!(
+        metrics.contains(
+            r#"mcp_ratelimit_overflow_total{key="tool_call.agent_id",reason="store_full"}"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("mcp_ratelimit_backend_errors_total 0"),
+        "{metrics}"
+    );
+    service.stop().await;
+}
+
+struct RedisKeys(redis::Connection);
+
+impl RedisKeys {
+    fn open(url: &str) -> RedisKeys {
+        RedisKeys(redis::Client::open(url).unwrap().get_connection().unwrap())
+    }
+
+    fn count(&mut self) -> usize {
+        redis::cmd("DBSIZE").query(&mut self.0).unwrap()
+    }
+
+    fn ttl(&mut self, key: &str) -> i64 {
+        redis::cmd("TTL").arg(key).query(&mut self.0).unwrap()
+    }
+}
+
+/// Two replicas on one Redis share the bound: the values one replica admitted count
+/// for the other; past the bound every tool of an agent shares one counter, so the
+/// flood is limited and Redis holds a bounded number of keys, each expiring.
+#[tokio::test]
+async fn redis_replicas_share_the_bound_on_distinct_values() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let redis = Redis::start(port);
+    let (_dir, path) = config_dir(&ANY_TOOL_ANY_AGENT.replace(
+        "descriptors:\n  - key: tool_call",
+        "max_distinct_values: 4\ndescriptors:\n  - key: tool_call",
+    ));
+    let first = Service::start(&path, Some(redis.url())).await;
+    let second = Service::start(&path, Some(redis.url())).await;
+    for i in 0..2 {
+        first.ask(&format!("tool-{i}"), "a", 1).await.unwrap();
+        second
+            .ask(&format!("tool-{}", i + 2), "a", 1)
+            .await
+            .unwrap();
+    }
+    // Four tools with their own counter: 2 more calls each of tool-0 pass.
+    for replica in [&first, &second] {
+        assert!(!over_limit(&replica.ask("tool-0", "a", 1).await.unwrap()));
+    }
+    assert!(over_limit(&first.ask("tool-0", "a", 1).await.unwrap()));
+    let mut keys = RedisKeys::open(&redis.url());
+    // 4 counters, the tool scope, 4 agent scopes.
+    assert_eq!(keys.count(), 9);
+    // The flood, across both replicas: 3 calls pass on the overflow counter.
+    let mut refused = 0;
+    for i in 0..200 {
+        let replica = if i % 2 == 0 { &first } else { &second };
+        let answer = replica.ask(&format!("made-up-{i}"), "a", 1).await.unwrap();
+        refused += usize::from(over_limit(&answer));
+    }
+    assert_eq!(refused, 197);
+    // The overflow counter and its agent scope: two keys more, whatever the flood.
+    assert_eq!(keys.count(), 11);
+    let window = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 3600
+        * 3600;
+    let ttl = keys.ttl(&format!(
+        "mcp_rl:{{mcp_gateway|tool_call=%overflow|agent_id=a}}:{window}"
+    ));
+    assert!((1..=3601).contains(&ttl), "{ttl}");
+    let ttl = keys.ttl(&format!(
+        "mcp_rl:{{mcp_gateway|tool_call|agent_id}}:{window}/3600"
+    ));
+    assert!((1..=3601).contains(&ttl), "{ttl}");
+    let metrics = first.metrics().await + &second.metrics().await;
+    assert!(
+        metrics.contains(r#"mcp_ratelimit_overflow_total{key="tool_call.agent_id",reason="max_distinct_values"} 100"#),
+        "{metrics}"
     );
     first.stop().await;
     second.stop().await;

@@ -81,6 +81,43 @@ descriptors:
     assert!(config.find("d", &[("agent_id", "free")]).unwrap().unlimited);
 }
 
+#[test]
+fn max_distinct_values_per_file_and_per_key_only_descriptor() {
+    let levels = |text: &str, entries: &[(&str, &str)]| {
+        let config = parse(text).unwrap();
+        let limit = config.find("d", entries).unwrap();
+        limit
+            .levels
+            .iter()
+            .map(|l| l.max_distinct_values)
+            .collect::<Vec<_>>()
+    };
+    let tree = "descriptors:\n  - key: tool_call\n    descriptors:\n      - key: agent_id\n        value: vip\n        rate_limit: {unit: minute, requests_per_unit: 5}\n      - key: agent_id\n        max_distinct_values: 1000\n        rate_limit: {unit: minute, requests_per_unit: 5}\n";
+    let vip = [("tool_call", "t"), ("agent_id", "vip")];
+    let other = [("tool_call", "t"), ("agent_id", "a")];
+    // Default 100; a listed value is never bounded.
+    let unset = format!("domain: d\n{tree}");
+    assert_eq!(
+        levels(&unset, &vip),
+        [Some(DEFAULT_MAX_DISTINCT_VALUES), None]
+    );
+    assert_eq!(levels(&unset, &other), [Some(100), Some(1000)]);
+    // The file's default; a descriptor's own setting wins.
+    let file = format!("domain: d\nmax_distinct_values: 7\n{tree}");
+    assert_eq!(levels(&file, &vip), [Some(7), None]);
+    assert_eq!(levels(&file, &other), [Some(7), Some(1000)]);
+    // Key parts written once at load, escaped.
+    let limit = parse("domain: 'a|b'\ndescriptors:\n  - key: k\n    value: 'v=1'\n    descriptors:\n      - key: x\n        rate_limit: {unit: second, requests_per_unit: 1}\n").unwrap();
+    let limit = limit.find("a|b", &[("k", "v=1"), ("x", "y")]).unwrap();
+    assert_eq!(&*limit.key_head, "mcp_rl:{a%7Cb");
+    let parts: Vec<(&str, &str)> = limit
+        .levels
+        .iter()
+        .map(|l| (&*l.segment, &*l.scope_rest))
+        .collect();
+    assert_eq!(parts, [("|k=v%3D1", ""), ("|x", "")]);
+}
+
 /// One case per error, with the exact message (file, key path, reason).
 #[test]
 fn config_errors_name_file_key_and_reason() {
@@ -116,7 +153,23 @@ fn config_errors_name_file_key_and_reason() {
         ),
         (
             "domain: d\ndescriptors:\n  - key: a\n    rate_limits: {}\n",
-            "limits.yaml: descriptors[0]: unknown field `rate_limits`, expected one of `key`, `value`, `rate_limit`, `descriptors`, `shadow_mode`, `detailed_metric`, `value_to_metric` at line 4 column 5",
+            "limits.yaml: descriptors[0]: unknown field `rate_limits`, expected one of `key`, `value`, `rate_limit`, `descriptors`, `shadow_mode`, `max_distinct_values`, `detailed_metric`, `value_to_metric` at line 4 column 5",
+        ),
+        (
+            "domain: d\ndescriptors:\n  - key: a\n    value: v\n    max_distinct_values: 5\n",
+            "limits.yaml: descriptors[0].max_distinct_values: only for a descriptor without value (a listed value always has its own counter)",
+        ),
+        (
+            "domain: d\nmax_distinct_values: many\n",
+            "limits.yaml: max_distinct_values: invalid type: string \"many\", expected u32 at line 2 column 22",
+        ),
+        (
+            "domain: d\ndescriptors:\n  - key: a\n    max_distinct_values: -3\n",
+            "limits.yaml: descriptors[0].max_distinct_values: invalid type: integer `-3`, expected u32 at line 4 column 26",
+        ),
+        (
+            "domain: d\nmax_distinct: 5\n",
+            "limits.yaml: unknown field `max_distinct`, expected one of `domain`, `max_distinct_values`, `descriptors` at line 2 column 1",
         ),
     ];
     for (text, message) in table {

@@ -1,5 +1,5 @@
 use super::*;
-use crate::store::{Increment, Memory};
+use crate::store::{Memory, Overflow};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -31,22 +31,26 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
+        Fixture::with(LIMITS, 1000)
+    }
+
+    fn with(limits: &str, capacity: usize) -> Fixture {
         let clock = Arc::new(AtomicU64::new(1_800_000_000)); // a minute boundary
         let store_clock = clock.clone();
         Fixture {
-            config: Config::parse([(Path::new("limits.yaml"), LIMITS)]).unwrap(),
-            store: Backend::Memory(Memory::new(1000, move || {
+            config: Config::parse([(Path::new("limits.yaml"), limits)]).unwrap(),
+            store: Backend::Memory(Memory::new(capacity, move || {
                 store_clock.load(Ordering::Relaxed)
             })),
             clock,
         }
     }
 
-    fn call(&self, tool: &str, agent: &str, hits: u32) -> Status {
+    fn call(&self, tool: &str, agent: &str, hits: u32) -> Status<'_> {
         self.decide(vec![("tool_call", tool), ("agent_id", agent)], hits)
     }
 
-    fn decide(&self, entries: Vec<(&str, &str)>, hits: u32) -> Status {
+    fn decide(&self, entries: Vec<(&str, &str)>, hits: u32) -> Status<'_> {
         let now = self.clock.load(Ordering::Relaxed);
         let descriptors = [Descriptor { entries, hits }];
         let future = decide(&self.config, &self.store, now, "mcp_gateway", &descriptors);
@@ -56,11 +60,15 @@ impl Fixture {
         runtime.block_on(future).unwrap().remove(0)
     }
 
-    fn counters(&self) -> usize {
+    fn memory(&self) -> &Memory {
         match &self.store {
-            Backend::Memory(memory) => memory.len(),
+            Backend::Memory(memory) => memory,
             Backend::Redis(_) => unreachable!("memory fixture"),
         }
+    }
+
+    fn counters(&self) -> usize {
+        self.memory().len()
     }
 
     fn advance(&self, seconds: u64) {
@@ -154,41 +162,202 @@ fn near_limit_is_flagged() {
     );
 }
 
+/// Every tool and agent matched by key-only nodes: the values are the client's.
+const ANY_TOOL_ANY_AGENT: &str = r#"
+domain: mcp_gateway
+descriptors:
+  - key: tool_call
+    descriptors:
+      - key: agent_id
+        rate_limit: {unit: minute, requests_per_unit: 3}
+"#;
+
+/// The attack of the finding: one agent sends unique tool names until the memory
+/// store is full. No decision may fail (the service would answer UNAVAILABLE and
+/// Envoy would fail open for everyone), the flooding agent stays limited, and an
+/// agent whose counter exists keeps its own limit.
 #[test]
-fn expired_windows_are_reclaimed_and_memory_is_bounded() {
-    let clock = Arc::new(AtomicU64::new(100));
-    let c = clock.clone();
-    let store = Memory::new(2, move || c.load(Ordering::Relaxed));
-    let inc = |key: &str, expires_at: u64| Increment {
-        key: key.into(),
-        hits: 1,
-        expires_at,
-    };
-    store.increment(&inc("a", 160)).unwrap();
-    store.increment(&inc("b", 160)).unwrap();
-    assert_eq!(store.increment(&inc("c", 160)), Err(StoreError::Full(2)));
-    assert_eq!(
-        store.increment(&inc("a", 160)),
-        Ok(2),
-        "existing counters still count"
+fn a_full_store_never_fails_a_decision_and_limits_still_hold() {
+    let f = Fixture::with(ANY_TOOL_ANY_AGENT, 8);
+    assert!(!f.call("query_transactions", "victim", 1).over_limit);
+    let refused = (0..200)
+        .filter(|i| f.call(&format!("made-up-{i}"), "attacker", 1).over_limit)
+        .count();
+    assert!(
+        refused >= 190,
+        "the flood was not limited: {refused} of 200 refused"
     );
-    clock.store(160, Ordering::Relaxed);
-    assert_eq!(
-        store.increment(&inc("c", 220)),
-        Ok(1),
-        "full: expired windows make room"
+    assert!(!f.call("query_transactions", "victim", 1).over_limit);
+    assert!(!f.call("query_transactions", "victim", 1).over_limit);
+    assert!(
+        f.call("query_transactions", "victim", 1).over_limit,
+        "the victim's 4th call in the minute"
     );
-    assert_eq!(store.len(), 1);
+    // The flood went to the limit's overflow counter, made past the capacity (one per
+    // limit and window), and said so.
+    let status = f.call("made-up-again", "attacker", 1);
+    assert_eq!(status.overflow, Some(Overflow::StoreFull));
+    assert!(f.memory().used() <= 8 + 1, "{}", f.memory().used());
+}
+
+/// `max_distinct_values: 3` for the whole file, limit 5 per minute.
+const BOUNDED: &str = r#"
+domain: mcp_gateway
+max_distinct_values: 3
+descriptors:
+  - key: tool_call
+    descriptors:
+      - key: agent_id
+        rate_limit: {unit: minute, requests_per_unit: 5}
+"#;
+
+#[test]
+fn values_past_the_bound_share_one_counter_and_stay_limited() {
+    let f = Fixture::with(BOUNDED, 1000);
+    for i in 0..3 {
+        let status = f.call(&format!("made-up-{i}"), "attacker", 1);
+        assert_eq!((status.remaining, status.overflow), (4, None), "{i}");
+    }
+    // Tools 4, 5, ... share the attacker's overflow counter: 5 pass, then refused.
+    let over: Vec<(bool, Option<Overflow>)> = (3..10)
+        .map(|i| f.call(&format!("made-up-{i}"), "attacker", 1))
+        .map(|s| (s.over_limit, s.overflow))
+        .collect();
+    let shared = Some(Overflow::MaxDistinctValues);
+    assert_eq!(
+        over,
+        [
+            (false, shared),
+            (false, shared),
+            (false, shared),
+            (false, shared),
+            (false, shared),
+            (true, shared),
+            (true, shared)
+        ]
+    );
+    // Another agent's new tool overflows the tool scope too, but its agent value still
+    // has its own counter under it: its own 5, none of the attacker's hits.
+    for _ in 0..5 {
+        let status = f.call("query_transactions", "victim", 1);
+        assert!(!status.over_limit);
+        assert_eq!(status.overflow, shared);
+    }
+    assert!(f.call("get_account_balance", "victim", 1).over_limit);
+    // A tool that got its own counter keeps it.
+    assert_eq!(f.call("made-up-1", "attacker", 1).overflow, None);
+    // Counters: 3 own tools x 1 agent, the overflow tool x 2 agents.
+    assert_eq!(f.counters(), 5);
 }
 
 #[test]
-fn counter_keys_share_a_cluster_slot_per_descriptor() {
-    assert_eq!(
-        counter_key(
-            "mcp_gateway",
-            &[("tool_call", "q"), ("agent_id", "a1")],
-            1_800_000_000
-        ),
-        "mcp_rl:{mcp_gateway|tool_call=q|agent_id=a1}:1800000000"
+fn the_bound_starts_again_with_each_window() {
+    let f = Fixture::with(BOUNDED, 1000);
+    for i in 0..4 {
+        f.call(&format!("t{i}"), "a", 1);
+    }
+    assert!(f.call("t3", "a", 1).overflow.is_some());
+    f.advance(60);
+    let status = f.call("t3", "a", 1);
+    assert_eq!((status.overflow, status.remaining), (None, 4));
+    // The old window's counters and values go with the next sweep.
+    f.memory().sweep();
+    assert_eq!(f.counters(), 1);
+    assert_eq!(f.memory().used(), 3, "one counter and its two values");
+}
+
+#[test]
+fn listed_values_always_have_their_own_counter() {
+    let f = Fixture::with(
+        r#"
+domain: mcp_gateway
+descriptors:
+  - key: tool_call
+    value: query_transactions
+    descriptors:
+      - key: agent_id
+        rate_limit: {unit: minute, requests_per_unit: 5}
+  - key: tool_call
+    max_distinct_values: 1
+    descriptors:
+      - key: agent_id
+        value: vip
+        rate_limit: {unit: minute, requests_per_unit: 5}
+      - key: agent_id
+        max_distinct_values: 0
+        rate_limit: {unit: minute, requests_per_unit: 5}
+"#,
+        1000,
     );
+    assert_eq!(f.call("made-up", "vip", 1).overflow, None);
+    // The key-only tool scope of vip's limit is full (1): the next tool overflows.
+    assert!(f.call("made-up-2", "vip", 1).overflow.is_some());
+    // query_transactions is listed: its own counter, whatever else was sent.
+    for i in 0..5 {
+        assert_eq!(
+            f.call("query_transactions", &format!("agent-{i}"), 1)
+                .overflow,
+            None
+        );
+    }
+    // max_distinct_values: 0: every value of that key shares one counter.
+    assert!(f.call("made-up", "a1", 3).overflow.is_some());
+    assert!(
+        f.call("made-up", "a2", 3).over_limit,
+        "a1 and a2 share a counter"
+    );
+}
+
+/// The scope of a key-only value is its limit plus the values before it: another
+/// limit's flood does not fill it, and a later level has one scope per earlier value.
+#[test]
+fn scopes_are_per_limit_and_per_earlier_value() {
+    let f = Fixture::with(
+        r#"
+domain: mcp_gateway
+max_distinct_values: 2
+descriptors:
+  - key: tool_call
+    descriptors:
+      - key: agent_id
+        value: vip
+        rate_limit: {unit: minute, requests_per_unit: 5}
+      - key: agent_id
+        rate_limit: {unit: minute, requests_per_unit: 5}
+"#,
+        1000,
+    );
+    for i in 0..10 {
+        f.call(&format!("made-up-{i}"), "attacker", 1);
+    }
+    assert_eq!(
+        f.call("query_transactions", "vip", 1).overflow,
+        None,
+        "vip's limit has its own tool scope"
+    );
+    // Agents per tool: two each, per tool.
+    assert_eq!(f.call("made-up-0", "b", 1).overflow, None);
+    assert!(f.call("made-up-0", "c", 1).overflow.is_some());
+    assert_eq!(f.call("made-up-1", "c", 1).overflow, None);
+}
+
+/// Whatever clients send, the store holds at most the capacity plus one overflow
+/// counter per limit and window (swept windows give room back); without reaching the
+/// capacity, at most (max + 1) counters per key-only level of a limit and window.
+#[test]
+fn memory_stays_bounded_whatever_clients_send() {
+    let f = Fixture::with(BOUNDED, 1_000_000);
+    for i in 0..2_000 {
+        f.call(&format!("tool-{}", i % 97), &format!("agent-{i}"), 1);
+    }
+    assert!(f.counters() <= 4 * 4, "{}", f.counters());
+    let f = Fixture::with(&BOUNDED.replace("max_distinct_values: 3", ""), 50);
+    for window in 0..5 {
+        for i in 0..2_000 {
+            let status = f.call(&format!("tool-{window}-{i}"), &format!("agent-{i}"), 1);
+            assert!(status.limit.is_some());
+            assert!(f.memory().used() <= 50 + 1, "{}", f.memory().used());
+        }
+        f.advance(60);
+    }
 }

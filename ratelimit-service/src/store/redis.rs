@@ -1,0 +1,140 @@
+//! Counters in Redis, shared by replicas.
+
+use super::{Counted, Increment, Overflow, StoreError};
+use crate::keys;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ErrorKind, RedisError, ServerErrorKind};
+use std::time::Duration;
+use tokio::sync::{Mutex, OnceCell};
+
+/// Counts a whole request in Redis: distinct-value scopes (`SISMEMBER`/`SCARD`/`SADD`)
+/// and counters (`INCRBY` + `EXPIREAT`). A script because each level's outcome (own
+/// value or overflow) names the next level's scope and the counter; run atomically, so
+/// replicas never lose a hit nor let a scope pass its bound.
+const SCRIPT: &str = include_str!("increment.lua");
+
+/// Counters in Redis: one `EVALSHA` round trip per request. The connection is reused
+/// and re-established by itself after Redis comes back; while Redis is unreachable
+/// every call fails fast with [`StoreError::Unavailable`].
+///
+/// Keys expire one second after their window ends (a little past it, so a slow clock
+/// on one replica cannot drop a counter another replica still uses). Per limit and
+/// window Redis holds at most `max_distinct_values` values per key-only scope and
+/// `(max_distinct_values + 1)` counters per key-only level, whatever clients send.
+pub struct Redis {
+    client: redis::Client,
+    connection: Mutex<Option<ConnectionManager>>,
+    /// The script's SHA1, as `SCRIPT LOAD` answered it.
+    script: OnceCell<String>,
+}
+
+/// A Redis call that takes longer than this counts as Redis being unavailable, so
+/// Envoy's own rate limit timeout and `failure_mode_deny` stay in charge.
+const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
+
+fn unavailable(error: RedisError) -> StoreError {
+    StoreError::Unavailable(error.to_string())
+}
+
+impl Redis {
+    pub fn new(url: &str) -> Result<Redis, StoreError> {
+        let client = redis::Client::open(url)
+            .map_err(|e| StoreError::Unavailable(format!("invalid Redis URL {url:?}: {e}")))?;
+        Ok(Redis {
+            client,
+            connection: Mutex::new(None),
+            script: OnceCell::new(),
+        })
+    }
+
+    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
+        let mut slot = self.connection.lock().await;
+        if let Some(connection) = slot.as_ref() {
+            return Ok(connection.clone());
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(REDIS_TIMEOUT))
+            .set_response_timeout(Some(REDIS_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let connection = ConnectionManager::new_with_config(self.client.clone(), config)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        *slot = Some(connection.clone());
+        Ok(connection)
+    }
+
+    async fn load_script(connection: &mut ConnectionManager) -> Result<String, RedisError> {
+        redis::cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(SCRIPT)
+            .query_async(connection)
+            .await
+    }
+
+    pub(super) async fn increment_all(
+        &self,
+        increments: &[Increment<'_>],
+    ) -> Result<Vec<Counted>, StoreError> {
+        if increments.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut connection = self.connection().await?;
+        let sha = self
+            .script
+            .get_or_try_init(|| {
+                let mut connection = connection.clone();
+                async move { Self::load_script(&mut connection).await }
+            })
+            .await
+            .map_err(unavailable)?;
+        let mut command = redis::cmd("EVALSHA");
+        command.arg(sha).arg(0).arg(increments.len());
+        for increment in increments {
+            let limit = increment.limit;
+            command
+                .arg(&*limit.key_head)
+                .arg(increment.window_start)
+                .arg(increment.window_seconds())
+                .arg(increment.hits)
+                .arg(increment.expires_at() + 1)
+                .arg(limit.levels.len());
+            for (level, (_, value)) in limit.levels.iter().zip(increment.entries) {
+                match level.max_distinct_values {
+                    None => command.arg(&*level.segment).arg("").arg("").arg(""),
+                    Some(max) => command
+                        .arg(&*level.segment)
+                        .arg(&*keys::escaped(value))
+                        .arg(max)
+                        .arg(&*level.scope_rest),
+                };
+            }
+        }
+        let reply: Vec<u64> = match command.query_async(&mut connection).await {
+            // Redis restarted (or its scripts were flushed) since the script was
+            // loaded: load it again (same SHA1) and retry once.
+            Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                Self::load_script(&mut connection)
+                    .await
+                    .map_err(unavailable)?;
+                command.query_async(&mut connection).await
+            }
+            other => other,
+        }
+        .map_err(unavailable)?;
+        if reply.len() != increments.len() * 2 {
+            return Err(StoreError::Unavailable(format!(
+                "unexpected answer from the counting script: {} numbers for {} descriptors",
+                reply.len(),
+                increments.len()
+            )));
+        }
+        Ok(reply
+            .chunks_exact(2)
+            .map(|pair| Counted {
+                count: pair[0],
+                overflow: (pair[1] == 1).then_some(Overflow::MaxDistinctValues),
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,293 @@
+use super::*;
+use crate::config::Config;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const START: u64 = 1_800_000_000; // a minute boundary
+
+/// tool_call (key-only, at most 2) -> agent_id listed `vip` or key-only (at most 2).
+const LIMITS: &str = r#"
+domain: mcp_gateway
+max_distinct_values: 2
+descriptors:
+  - key: tool_call
+    descriptors:
+      - key: agent_id
+        value: vip
+        rate_limit: {unit: minute, requests_per_unit: 100}
+      - key: agent_id
+        rate_limit: {unit: minute, requests_per_unit: 100}
+"#;
+
+fn config() -> Config {
+    Config::parse([(Path::new("limits.yaml"), LIMITS)]).unwrap()
+}
+
+/// Increments for `calls` (tool, agent), each found in `config`.
+fn increments<'a>(
+    config: &'a Config,
+    calls: &'a [[(&'a str, &'a str); 2]],
+    window_start: u64,
+) -> Vec<Increment<'a>> {
+    calls
+        .iter()
+        .map(|entries| Increment {
+            limit: config.find("mcp_gateway", entries).unwrap(),
+            entries,
+            window_start,
+            hits: 1,
+        })
+        .collect()
+}
+
+fn call<'a>(tool: &'a str, agent: &'a str) -> [(&'a str, &'a str); 2] {
+    [("tool_call", tool), ("agent_id", agent)]
+}
+
+#[test]
+fn counter_keys_name_the_descriptor_escape_values_and_mark_overflow() {
+    let config = config();
+    let memory = Memory::new(1000, || START);
+    let calls = [
+        call("q", "a1"),
+        call("x|agent_id=a1", "a1"),
+        call("third", "a1"),
+        call("q", "vip"),
+    ];
+    let counted: Vec<Counted> = increments(&config, &calls, START)
+        .iter()
+        .map(|i| memory.increment(i))
+        .collect();
+    assert_eq!(
+        counted.iter().map(|c| c.overflow).collect::<Vec<_>>(),
+        [None, None, Some(Overflow::MaxDistinctValues), None]
+    );
+    assert_eq!(
+        memory.counter_keys(),
+        [
+            // Plain values: the key format from before escaping existed.
+            "mcp_rl:{mcp_gateway|tool_call=%overflow|agent_id=a1}:1800000000",
+            "mcp_rl:{mcp_gateway|tool_call=q|agent_id=a1}:1800000000",
+            "mcp_rl:{mcp_gateway|tool_call=q|agent_id=vip}:1800000000",
+            "mcp_rl:{mcp_gateway|tool_call=x%7Cagent_id%3Da1|agent_id=a1}:1800000000",
+        ]
+    );
+    let scopes = memory.scope_keys();
+    let names: Vec<&str> = scopes.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            // The agent scopes per tool value, then the tool scopes of the two limits.
+            "mcp_rl:{mcp_gateway|tool_call=%overflow|agent_id}:1800000000/60",
+            "mcp_rl:{mcp_gateway|tool_call=q|agent_id}:1800000000/60",
+            "mcp_rl:{mcp_gateway|tool_call=x%7Cagent_id%3Da1|agent_id}:1800000000/60",
+            "mcp_rl:{mcp_gateway|tool_call|agent_id=vip}:1800000000/60",
+            "mcp_rl:{mcp_gateway|tool_call|agent_id}:1800000000/60",
+        ]
+    );
+    assert_eq!(
+        scopes.last().unwrap().1,
+        ["q", "x|agent_id=a1"],
+        "the values seen"
+    );
+}
+
+#[test]
+fn expired_windows_are_reclaimed_and_the_capacity_holds() {
+    let config = config();
+    let clock = Arc::new(AtomicU64::new(START));
+    let c = clock.clone();
+    // Room for one counter and its two values.
+    let memory = Memory::new(3, move || c.load(Ordering::Relaxed));
+    let calls = [call("a", "x"), call("a", "x"), call("b", "y")];
+    let counted: Vec<Counted> = increments(&config, &calls, START)
+        .iter()
+        .map(|i| memory.increment(i))
+        .collect();
+    assert_eq!(
+        counted,
+        [
+            Counted {
+                count: 1,
+                overflow: None
+            },
+            Counted {
+                count: 2,
+                overflow: None
+            },
+            // Full: the limit's overflow counter, made past the capacity.
+            Counted {
+                count: 1,
+                overflow: Some(Overflow::StoreFull)
+            },
+        ]
+    );
+    assert_eq!(memory.used(), 4);
+    // The next window: the full store sweeps the ended one and has room again.
+    clock.store(START + 60, Ordering::Relaxed);
+    let next = increments(&config, &calls[2..], START + 60);
+    assert_eq!(
+        memory.increment(&next[0]),
+        Counted {
+            count: 1,
+            overflow: None
+        }
+    );
+    assert_eq!(memory.used(), 3);
+    assert_eq!(
+        memory.counter_keys(),
+        ["mcp_rl:{mcp_gateway|tool_call=b|agent_id=y}:1800000060"]
+    );
+}
+
+/// A redis-server on a free loopback port, stopped by its PID.
+struct RedisServer {
+    child: Child,
+    port: u16,
+}
+
+impl RedisServer {
+    fn start() -> RedisServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/setup.sh installs it)");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return RedisServer { child, port };
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("redis-server did not start on {port}");
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn connection(&self) -> ::redis::Connection {
+        ::redis::Client::open(self.url())
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The same requests in memory and in a real Redis: the same counts, the same
+/// overflow decisions, the same keys and values seen; Redis keys expire with the
+/// window; a flood of names leaves Redis bounded.
+#[tokio::test]
+async fn memory_and_redis_count_and_name_alike() {
+    let server = RedisServer::start();
+    let config = config();
+    let memory = Backend::Memory(Memory::new(1000, || START));
+    let redis = Backend::Redis(Redis::new(&server.url()).unwrap());
+    let calls = [
+        call("q", "a1"),
+        call("x|agent_id=a1", "a1"),
+        call("third", "a1"),
+        call("fourth", "a1"),
+        call("q", "a2"),
+        call("q", "a3"),
+        call("q", "vip"),
+        call("new", "vip"),
+        call("newer", "vip"),
+    ];
+    let batch = increments(&config, &calls, START);
+    // One request with several descriptors, then one descriptor per request.
+    let in_memory = memory.increment_all(&batch).await.unwrap();
+    let in_redis = redis.increment_all(&batch).await.unwrap();
+    assert_eq!(in_memory, in_redis);
+    for increment in &batch {
+        let one = std::slice::from_ref(increment);
+        assert_eq!(
+            memory.increment_all(one).await.unwrap(),
+            redis.increment_all(one).await.unwrap()
+        );
+    }
+    let overflowed: Vec<bool> = in_redis.iter().map(|c| c.overflow.is_some()).collect();
+    assert_eq!(
+        overflowed,
+        [false, false, true, true, false, true, false, false, true]
+    );
+
+    let Backend::Memory(memory) = &memory else {
+        unreachable!()
+    };
+    let mut connection = server.connection();
+    let mut keys: Vec<String> = ::redis::cmd("KEYS")
+        .arg("mcp_rl:*")
+        .query(&mut connection)
+        .unwrap();
+    keys.sort();
+    let mut expected: Vec<String> = memory.counter_keys();
+    expected.extend(memory.scope_keys().into_iter().map(|(k, _)| k));
+    expected.sort();
+    assert_eq!(keys, expected);
+    for (scope, values) in memory.scope_keys() {
+        let mut members: Vec<String> = ::redis::cmd("SMEMBERS")
+            .arg(&scope)
+            .query(&mut connection)
+            .unwrap();
+        members.sort();
+        // Redis holds the values escaped, memory as sent.
+        let escaped: Vec<String> = values
+            .iter()
+            .map(|v| crate::keys::escaped(v).into_owned())
+            .collect();
+        assert_eq!(members, escaped, "{scope}");
+    }
+    for key in &keys {
+        let expire_at: i64 = ::redis::cmd("EXPIRETIME")
+            .arg(key)
+            .query(&mut connection)
+            .unwrap();
+        assert_eq!(expire_at, (START + 61) as i64, "{key}");
+    }
+    let count: u64 = ::redis::cmd("GET")
+        .arg("mcp_rl:{mcp_gateway|tool_call=q|agent_id=a1}:1800000000")
+        .query(&mut connection)
+        .unwrap();
+    assert_eq!(count, 2);
+
+    // A flood of unique names from one agent adds one key: its overflow counter.
+    let flood: Vec<String> = (0..500).map(|i| format!("made-up-{i}")).collect();
+    let flood_calls: Vec<[(&str, &str); 2]> = flood.iter().map(|t| call(t, "a9")).collect();
+    for increment in increments(&config, &flood_calls, START) {
+        redis.increment_all(&[increment]).await.unwrap();
+    }
+    let size: usize = ::redis::cmd("DBSIZE").query(&mut connection).unwrap();
+    assert_eq!(size, keys.len() + 1);
+    let count: u64 = ::redis::cmd("GET")
+        .arg("mcp_rl:{mcp_gateway|tool_call=%overflow|agent_id=a9}:1800000000")
+        .query(&mut connection)
+        .unwrap();
+    assert_eq!(count, 500);
+
+    // Scripts flushed (as after a Redis restart): loaded again on the next request.
+    let _: () = ::redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query(&mut connection)
+        .unwrap();
+    let again = increments(&config, &calls[..1], START);
+    assert_eq!(redis.increment_all(&again).await.unwrap()[0].count, 3);
+}
