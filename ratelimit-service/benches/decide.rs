@@ -7,7 +7,7 @@ use mcp_ratelimit_service::limiter::{decide, Descriptor};
 use mcp_ratelimit_service::store::{Backend, Memory};
 use std::path::Path;
 
-const LIMITS: &str = "domain: mcp_gateway\ndescriptors:\n  - key: tool_call\n    descriptors:\n      - key: agent_id\n        rate_limit: {unit: hour, requests_per_unit: 1000000000}\n";
+const LIMITS: &str = "domain: mcp_gateway\ndescriptors:\n  - key: tool_call\n    descriptors:\n      - key: agent_id\n        max_distinct_values: 1000\n        rate_limit: {unit: hour, requests_per_unit: 1000000000}\n";
 
 fn in_process(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()

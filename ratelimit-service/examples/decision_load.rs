@@ -4,10 +4,15 @@
 //! Starts the release `mcp-ratelimit-service` binary on loopback (and, for Redis, a
 //! `redis-server`), drives it with concurrent tonic clients for a fixed time, and
 //! divides the decisions answered by the CPU time the service process used
-//! (utime + stime from /proc/PID/stat). Each request carries the gateway's descriptor
+//! (utime + stime from /proc/PID/stat); with Redis it also prints Redis' own CPU time
+//! per decision. Each request carries the gateway's descriptor
 //! [tool_call=<tool>, agent_id=<agent>] for one of 1,000 agents x 10 tools, all under
-//! a limit. Run: `cargo run --release -p mcp-ratelimit-service --example decision_load
-//! -- [seconds] [concurrency] [memory|redis]` (see BENCHMARKS.md).
+//! a limit; both keys are key-only, and `max_distinct_values: 1000` on agent_id gives
+//! every pair its own counter (the common path: each request checks two distinct-value
+//! scopes, then its counter). Run: `cargo run --release -p mcp-ratelimit-service --example decision_load
+//! -- [seconds] [concurrency] [memory|redis]` (see BENCHMARKS.md). `RATELIMIT_BIN`
+//! picks the service binary, `LIMITS_FILE` a limits file of your own (domain
+//! `mcp_gateway`, the descriptor above).
 
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
@@ -60,11 +65,12 @@ async fn main() {
     let redis = args.get(3).is_some_and(|m| m == "redis");
 
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("limits.yaml"),
-        "domain: mcp_gateway\ndescriptors:\n  - key: tool_call\n    descriptors:\n      - key: agent_id\n        rate_limit: {unit: hour, requests_per_unit: 100000000}\n",
-    )
-    .unwrap();
+    let limits = match std::env::var("LIMITS_FILE") {
+        Ok(path) => std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}")),
+        Err(_) => "domain: mcp_gateway\ndescriptors:\n  - key: tool_call\n    descriptors:\n      - key: agent_id\n        max_distinct_values: 1000\n        rate_limit: {unit: hour, requests_per_unit: 100000000}\n"
+            .to_owned(),
+    };
+    std::fs::write(dir.path().join("limits.yaml"), limits).unwrap();
     let mut _redis = None;
     let (grpc, http) = (free_port(), free_port());
     let binary = std::env::var("RATELIMIT_BIN")
@@ -136,6 +142,9 @@ async fn main() {
     };
     let done = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
+    let redis_pid = _redis.as_ref().map(|r: &Killed| r.0.id());
+    let redis_cpu = || redis_pid.map(cpu_seconds).unwrap_or(0.0);
+    let redis_before = redis_cpu();
     let cpu_before = cpu_seconds(pid);
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
@@ -158,14 +167,20 @@ async fn main() {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds(pid) - cpu_before;
+    let redis_cpu = redis_cpu() - redis_before;
     let decisions = done.load(Ordering::Relaxed);
     drop(service);
     println!(
-        "store={} decisions={decisions} errors={} seconds={elapsed:.1} decisions_per_second={:.0} service_cpu_seconds={cpu:.2} decisions_per_cpu_second={:.0} cpu_us_per_decision={:.1}",
+        "store={} decisions={decisions} errors={} seconds={elapsed:.1} decisions_per_second={:.0} service_cpu_seconds={cpu:.2} decisions_per_cpu_second={:.0} cpu_us_per_decision={:.1}{}",
         if redis { "redis" } else { "memory" },
         errors.load(Ordering::Relaxed),
         decisions as f64 / elapsed,
         decisions as f64 / cpu,
         cpu * 1e6 / decisions as f64,
+        if redis {
+            format!(" redis_cpu_us_per_decision={:.1}", redis_cpu * 1e6 / decisions as f64)
+        } else {
+            String::new()
+        },
     );
 }
