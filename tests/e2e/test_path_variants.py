@@ -82,9 +82,10 @@ REFUSED = [
     "/.well-known/oauth-protected-resource/../mcp",
     "/.well-known/oauth-protected-resource/..%2Fmcp",
 ]
-# HTTP/2 carries no absolute-form target; the rest are sent as :path unchanged.
+# HTTP/2 has :authority instead of absolute-form targets; the rest are sent as :path
+# unchanged, plus paths without the leading slash and an absolute URI as :path.
 H2_LABELLED = [t for t in LABELLED if not t.startswith("http")]
-H2_REFUSED = [t for t in REFUSED if not t.lower().startswith("http")] + ["mcp", "MCP"]
+H2_REFUSED = [t for t in REFUSED if not t.lower().startswith("http")] + ["mcp", "MCP", "http://{host}/mcp"]
 
 
 def test_the_upstream_executes_every_variant(services):
@@ -100,11 +101,15 @@ def test_the_upstream_executes_every_variant(services):
     assert {"/MCP", "/mcp/", "/mcp%2F", "/mcp;x", "/mcp%3Bx", "/mcp."} <= executed
 
 
+def is_labelled(p) -> bool:
+    return p.target in (LABELLED if p.protocol == "http/1.1" else H2_LABELLED)
+
+
 def check(probes):
     """The invariant, and the exact split between labelled and refused variants."""
     problems = []
     for p in probes:
-        labelled_variant = p.target in (LABELLED + H2_LABELLED)
+        labelled_variant = is_labelled(p)
         for record in p.received:
             # Anything that reached the server carries the filter's labels and the
             # verified agent, and only a call the token's scopes allow gets there.
@@ -135,7 +140,7 @@ def test_path_variants_are_labelled_or_refused(deployment, services, scopes):
     probes += [probe(deployment, services, t, "h2", scopes) for t in H2_LABELLED + H2_REFUSED]
     check(probes)
     # Each labelled call left its audit record, decided on its labels.
-    want = {p.jsonrpc_id: ("allowed" if scopes == READ_SCOPES else "denied") for p in probes if p.target in LABELLED + H2_LABELLED}
+    want = {p.jsonrpc_id: ("allowed" if scopes == READ_SCOPES else "denied") for p in probes if is_labelled(p)}
     records = deployment.audit(until=lambda rs: want.keys() <= {r["jsonrpc_id"] for r in rs})
     decisions = {r["jsonrpc_id"]: r["decision"] for r in records if r["jsonrpc_id"] in want}
     assert decisions == want
