@@ -79,7 +79,10 @@ def test_unlabelled_requests_are_refused_unless_the_route_opts_out(gateway):
     envoy, port, seen = gateway
     body, headers = modern_call("get_account_balance", request_id="u-1", arguments={"account_id": "acc-001"})
     without_token = [h for h in headers if h[0] != "authorization"]
-    for method, sent in [("POST", headers), ("POST", without_token), ("GET", headers), ("DELETE", headers)]:
+    # A client's own copy of the label is stripped by the filter on every path.
+    forged = headers + [("x-mcp-server-id", "financial-data"), ("x-mcp-method", "tools/call")]
+    attempts = [("POST", headers), ("POST", without_token), ("POST", forged), ("GET", headers), ("DELETE", headers)]
+    for method, sent in attempts:
         response = request(port, method, OTHER, body if method == "POST" else None, sent)
         # 404 before the token: not a 401 challenge that invites the client to retry.
         assert response.status == 404, (method, response.status, response.body)
