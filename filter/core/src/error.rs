@@ -27,6 +27,10 @@ pub const BODY_TOO_LARGE: i64 = -31001;
 pub const UNSUPPORTED_ENCODING: i64 = -31002;
 /// An HTTP method the MCP transport does not define.
 pub const METHOD_NOT_ALLOWED: i64 = -31003;
+/// A request header name with an underscore (400, Envoy's own reply through the
+/// `local_reply_config` mapper of the shipped configs): WSGI/CGI/Rack servers read
+/// `x_agent_id` as `x-agent-id`, so such headers never pass.
+pub const UNDERSCORE_HEADER: i64 = -31004;
 /// No valid token (401, from the authz-service).
 pub const UNAUTHORIZED: i64 = -31010;
 /// The token lacks the scopes the call needs, or the policy refuses it (403).

@@ -1,7 +1,7 @@
 //! How a request ended: the gateway's decision, the call's `output_status` and the
 //! JSON-RPC error code, from what the filter saw of the response.
 
-use crate::error::{AUTHZ_UNAVAILABLE, FORBIDDEN, RATE_LIMITED, UNAUTHORIZED};
+use crate::error::{AUTHZ_UNAVAILABLE, FORBIDDEN, RATE_LIMITED, SESSION_NOT_FOUND, UNAUTHORIZED};
 use crate::reply_scan::Reply;
 use serde::Serialize;
 
@@ -114,6 +114,10 @@ pub fn classify(ending: &Ending) -> Outcome {
         let code = match ending.http_status {
             Some(401) => UNAUTHORIZED,
             Some(403) => FORBIDDEN,
+            // The authz-service's 404s: on an MCP path (the only requests with a
+            // record) every request carries the server label, so a 404 is the session
+            // check (-31014 is for unlabelled requests, which have no record).
+            Some(404) => SESSION_NOT_FOUND,
             _ => AUTHZ_UNAVAILABLE,
         };
         return refused(Decision::Denied, code);
@@ -190,6 +194,14 @@ mod tests {
         assert_eq!(
             outcome(&ending(403, "ext_authz_denied")),
             (Decision::Denied, OutputStatus::Error, Some(FORBIDDEN))
+        );
+        assert_eq!(
+            outcome(&ending(404, "ext_authz_denied")),
+            (
+                Decision::Denied,
+                OutputStatus::Error,
+                Some(SESSION_NOT_FOUND)
+            )
         );
         assert_eq!(
             outcome(&ending(503, "ext_authz_error")),
