@@ -149,8 +149,9 @@ pub async fn serve(
             let mut interval = tokio::time::interval(Duration::from_secs(5));
             loop {
                 interval.tick().await;
-                if let Backend::Memory(memory) = &limiter.store {
-                    memory.sweep();
+                match &limiter.store {
+                    Backend::Memory(memory) => memory.sweep(),
+                    Backend::Redis(redis) => redis.sweep(limiter.clock.now()),
                 }
             }
         })

@@ -8,11 +8,13 @@
 
 mod memory;
 mod redis;
+mod scopes;
 
 pub use self::memory::Memory;
 pub use self::redis::Redis;
 
 use crate::config::Limit;
+use crate::keys;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -69,6 +71,55 @@ pub struct Counted {
     pub count: u64,
     /// Set when the hits were counted on an overflow counter.
     pub overflow: Option<Overflow>,
+}
+
+/// Writes the counter key of `increment`. For each key-only level, `admit(scope key,
+/// value, max_distinct_values)` says whether the value has its own counter (`None`)
+/// or shares the scope's overflow counter (and why); an error stops the writing. One
+/// buffer for the whole key: each scope key is the counter key so far plus the scope's
+/// rest, handed out and cut off again, so a known descriptor costs one allocation.
+fn counter_key<E>(
+    increment: &Increment<'_>,
+    mut admit: impl FnMut(&str, &str, u32) -> Result<Option<Overflow>, E>,
+) -> Result<(String, Option<Overflow>), E> {
+    let Increment {
+        limit,
+        entries,
+        window_start,
+        ..
+    } = *increment;
+    let mut key = String::with_capacity(
+        limit.key_head.len()
+            + entries
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 2)
+                .sum::<usize>()
+            + 32,
+    );
+    key.push_str(&limit.key_head);
+    let mut overflow = None;
+    for (level, (_, value)) in limit.levels.iter().zip(entries) {
+        key.push_str(&level.segment);
+        let Some(max) = level.max_distinct_values else {
+            continue;
+        };
+        let mark = key.len();
+        key.push_str(&level.scope_rest);
+        keys::push_scope_window(&mut key, window_start, increment.window_seconds());
+        let refused = admit(&key[..], value, max);
+        key.truncate(mark);
+        key.push('=');
+        match refused? {
+            None => keys::escape_into(&mut key, value),
+            Some(reason) => {
+                key.push_str(keys::OVERFLOW);
+                // A full store is the reason to report if there are two.
+                overflow = overflow.max(Some(reason));
+            }
+        }
+    }
+    keys::push_counter_window(&mut key, window_start);
+    Ok((key, overflow))
 }
 
 /// Where counters live.

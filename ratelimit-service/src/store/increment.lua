@@ -8,8 +8,10 @@
 --   expiry (Unix seconds), the number of levels, then for each level:
 --     segment (`|key=value` or `|key`), value (escaped; '' for a listed value),
 --     max distinct values ('' for a listed value), scope rest.
--- Returns, for each descriptor: the new count and 1 if it was counted on an overflow
--- counter (0 otherwise).
+-- Returns, for each descriptor: the new count, 1 if it was counted on an overflow
+-- counter (0 otherwise), and which key-only levels have their own value (bit n for
+-- the n-th key-only level, the first 52), so the service can count them without this
+-- script next time (store/redis.rs).
 local out = {}
 local i = 2
 for _ = 1, tonumber(ARGV[1]) do
@@ -18,12 +20,13 @@ for _ = 1, tonumber(ARGV[1]) do
   local hits, expire_at = ARGV[i + 3], ARGV[i + 4]
   local levels = tonumber(ARGV[i + 5])
   i = i + 6
-  local overflow = 0
+  local overflow, own_levels, key_only = 0, 0, 0
   for _ = 1, levels do
     local segment, value, max, rest = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
     i = i + 4
     key = key .. segment
     if max ~= '' then
+      key_only = key_only + 1
       -- A key-only level: the value has its own counter if its scope already knows
       -- it, or has room for it in this window; otherwise the scope's overflow counter.
       local scope = key .. rest .. '}:' .. window_start .. '/' .. window_seconds
@@ -35,6 +38,9 @@ for _ = 1, tonumber(ARGV[1]) do
       end
       if own then
         key = key .. '=' .. value
+        if key_only <= 52 then
+          own_levels = own_levels + 2 ^ (key_only - 1)
+        end
       else
         key = key .. '=%overflow'
         overflow = 1
@@ -50,5 +56,6 @@ for _ = 1, tonumber(ARGV[1]) do
   end
   out[#out + 1] = count
   out[#out + 1] = overflow
+  out[#out + 1] = own_levels
 end
 return out

@@ -1,11 +1,12 @@
 //! Counters in memory, for one replica.
 
-use super::{Counted, Increment, Overflow};
+use super::scopes::{Scopes, Seen};
+use super::{counter_key, Counted, Increment, Overflow};
 use crate::config::Limit;
 use crate::keys;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
-use std::collections::HashSet;
+use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Counters and the values each key-only scope has seen, in concurrent maps. At most
@@ -27,7 +28,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 /// counters instead would reset them, and a client could cycle names to be unlimited.
 pub struct Memory {
     counters: DashMap<String, Counter>,
-    scopes: DashMap<String, Scope>,
+    scopes: Scopes,
     /// Counters plus values seen: what `capacity` bounds.
     used: AtomicUsize,
     capacity: usize,
@@ -48,17 +49,11 @@ impl Counter {
     }
 }
 
-/// The values of one key-only scope in one window that have their own counter.
-struct Scope {
-    values: HashSet<Box<str>>,
-    expires_at: u64,
-}
-
 impl Memory {
     pub fn new(capacity: usize, clock: impl Fn() -> u64 + Send + Sync + 'static) -> Memory {
         Memory {
             counters: DashMap::new(),
-            scopes: DashMap::new(),
+            scopes: Scopes::default(),
             used: AtomicUsize::new(0),
             capacity,
             last_sweep: AtomicU64::new(u64::MAX),
@@ -75,13 +70,7 @@ impl Memory {
             freed += usize::from(!keep);
             keep
         });
-        self.scopes.retain(|_, scope| {
-            let keep = scope.expires_at > now;
-            if !keep {
-                freed += scope.values.len();
-            }
-            keep
-        });
+        freed += self.scopes.sweep(now);
         self.used.fetch_sub(freed, Ordering::AcqRel);
     }
 
@@ -103,44 +92,14 @@ impl Memory {
     pub fn increment(&self, increment: &Increment<'_>) -> Counted {
         let Increment {
             limit,
-            entries,
             window_start,
             hits,
+            ..
         } = *increment;
-        let (window_seconds, expires_at) = (increment.window_seconds(), increment.expires_at());
-        // One buffer for the whole descriptor: each scope key is the counter key so far
-        // plus the scope's rest, looked up and cut off again (no allocation per level).
-        let mut key = String::with_capacity(
-            limit.key_head.len()
-                + entries
-                    .iter()
-                    .map(|(k, v)| k.len() + v.len() + 2)
-                    .sum::<usize>()
-                + 32,
-        );
-        key.push_str(&limit.key_head);
-        let mut overflow = None;
-        for (level, (_, value)) in limit.levels.iter().zip(entries) {
-            key.push_str(&level.segment);
-            let Some(max) = level.max_distinct_values else {
-                continue;
-            };
-            let mark = key.len();
-            key.push_str(&level.scope_rest);
-            keys::push_scope_window(&mut key, window_start, window_seconds);
-            let refused = self.admit(&key, value, max, expires_at);
-            key.truncate(mark);
-            key.push('=');
-            match refused {
-                None => keys::escape_into(&mut key, value),
-                Some(reason) => {
-                    key.push_str(keys::OVERFLOW);
-                    // A full store is the reason to report if there are two.
-                    overflow = overflow.max(Some(reason));
-                }
-            }
-        }
-        keys::push_counter_window(&mut key, window_start);
+        let expires_at = increment.expires_at();
+        let Ok((key, overflow)) = counter_key(increment, |scope, value, max| {
+            Ok::<_, Infallible>(self.admit(scope, value, max, expires_at))
+        });
         if let Some(counter) = self.counters.get(key.as_str()) {
             return Counted {
                 count: counter.add(hits),
@@ -204,52 +163,29 @@ impl Memory {
 
     /// The scope keys held, sorted, each with its values (sorted).
     pub fn scope_keys(&self) -> Vec<(String, Vec<String>)> {
-        let mut scopes: Vec<(String, Vec<String>)> = self
-            .scopes
-            .iter()
-            .map(|e| {
-                let mut values: Vec<String> = e.values.iter().map(|v| v.to_string()).collect();
-                values.sort();
-                (e.key().clone(), values)
-            })
-            .collect();
-        scopes.sort();
-        scopes
+        self.scopes.list()
     }
 
     /// `None` if `value` has (or now gets) its own counter in `scope`; otherwise why
     /// not.
     fn admit(&self, scope: &str, value: &str, max: u32, expires_at: u64) -> Option<Overflow> {
         let max = usize::try_from(max).unwrap_or(usize::MAX);
-        // Known values (nearly every request) only take a read lock.
-        if let Some(seen) = self.scopes.get(scope) {
-            if seen.values.contains(value) {
-                return None;
-            }
-            if seen.values.len() >= max {
-                return Some(Overflow::MaxDistinctValues);
-            }
-        }
-        if max == 0 {
-            return Some(Overflow::MaxDistinctValues);
+        match self.scopes.check(scope, value, max) {
+            Seen::Known => return None,
+            Seen::Full => return Some(Overflow::MaxDistinctValues),
+            Seen::New => {}
         }
         if !self.reserve() {
             return Some(Overflow::StoreFull);
         }
-        let mut seen = self
-            .scopes
-            .entry(scope.to_owned())
-            .or_insert_with(|| Scope {
-                values: HashSet::new(),
-                expires_at,
-            });
-        if seen.values.contains(value) || seen.values.len() >= max {
+        match self.scopes.add(scope, value, max, expires_at) {
+            Seen::New => None,
             // Another request added it, or filled the scope, meanwhile.
-            self.used.fetch_sub(1, Ordering::AcqRel);
-            return (!seen.values.contains(value)).then_some(Overflow::MaxDistinctValues);
+            seen => {
+                self.used.fetch_sub(1, Ordering::AcqRel);
+                (seen == Seen::Full).then_some(Overflow::MaxDistinctValues)
+            }
         }
-        seen.values.insert(value.into());
-        None
     }
 
     /// Takes room for one entry, sweeping expired windows first if the store is full.

@@ -1,6 +1,7 @@
 //! Counters in Redis, shared by replicas.
 
-use super::{Counted, Increment, Overflow, StoreError};
+use super::scopes::{Scopes, Seen};
+use super::{counter_key, Counted, Increment, Overflow, StoreError};
 use crate::keys;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError, ServerErrorKind};
@@ -13,9 +14,18 @@ use tokio::sync::{Mutex, OnceCell};
 /// replicas never lose a hit nor let a scope pass its bound.
 const SCRIPT: &str = include_str!("increment.lua");
 
-/// Counters in Redis: one `EVALSHA` round trip per request. The connection is reused
-/// and re-established by itself after Redis comes back; while Redis is unreachable
-/// every call fails fast with [`StoreError::Unavailable`].
+/// Counters in Redis: one round trip per request. The connection is reused and
+/// re-established by itself after Redis comes back; while Redis is unreachable every
+/// call fails fast with [`StoreError::Unavailable`].
+///
+/// A request whose key-only values this replica has already seen Redis admit in this
+/// window is counted with a plain pipeline (`INCRBY` + `EXPIREAT` per descriptor):
+/// within a window Redis never takes a value back out of a scope, so the counter key
+/// is known. Any other request runs the script (`EVALSHA`), and the values it admits
+/// are remembered. Those copies are bounded like Redis' sets (only admitted values,
+/// at most `max_distinct_values` per scope) and dropped with their window. If Redis
+/// loses its data mid-window, values remembered here keep their counters while Redis
+/// admits new ones: a scope can then pass its bound once, by what replicas remembered.
 ///
 /// Keys expire one second after their window ends (a little past it, so a slow clock
 /// on one replica cannot drop a counter another replica still uses). Per limit and
@@ -26,6 +36,8 @@ pub struct Redis {
     connection: Mutex<Option<ConnectionManager>>,
     /// The script's SHA1, as `SCRIPT LOAD` answered it.
     script: OnceCell<String>,
+    /// Values Redis admitted, per scope key (which names the window).
+    admitted: Scopes,
 }
 
 /// A Redis call that takes longer than this counts as Redis being unavailable, so
@@ -44,6 +56,7 @@ impl Redis {
             client,
             connection: Mutex::new(None),
             script: OnceCell::new(),
+            admitted: Scopes::default(),
         })
     }
 
@@ -72,6 +85,11 @@ impl Redis {
             .await
     }
 
+    /// Forgets remembered values of ended windows.
+    pub fn sweep(&self, now: u64) {
+        self.admitted.sweep(now);
+    }
+
     pub(super) async fn increment_all(
         &self,
         increments: &[Increment<'_>],
@@ -80,6 +98,50 @@ impl Redis {
             return Ok(Vec::new());
         }
         let mut connection = self.connection().await?;
+        let mut known = Vec::with_capacity(increments.len());
+        for increment in increments {
+            let key = counter_key(increment, |scope, value, _| {
+                match self.admitted.check(scope, value, usize::MAX) {
+                    Seen::Known => Ok(None),
+                    _ => Err(()),
+                }
+            });
+            match key {
+                Ok((key, _)) => known.push(key),
+                Err(()) => break,
+            }
+        }
+        if known.len() == increments.len() {
+            let mut pipe = redis::pipe();
+            for (key, increment) in known.iter().zip(increments) {
+                pipe.cmd("INCRBY").arg(key).arg(increment.hits);
+                // A little past the window end, so a slow clock on one replica cannot
+                // drop a counter another replica still uses.
+                pipe.cmd("EXPIREAT")
+                    .arg(key)
+                    .arg(increment.expires_at() + 1)
+                    .ignore();
+            }
+            let counts: Vec<u64> = pipe
+                .query_async(&mut connection)
+                .await
+                .map_err(unavailable)?;
+            return Ok(counts
+                .into_iter()
+                .map(|count| Counted {
+                    count,
+                    overflow: None,
+                })
+                .collect());
+        }
+        self.run_script(&mut connection, increments).await
+    }
+
+    async fn run_script(
+        &self,
+        connection: &mut ConnectionManager,
+        increments: &[Increment<'_>],
+    ) -> Result<Vec<Counted>, StoreError> {
         let sha = self
             .script
             .get_or_try_init(|| {
@@ -110,19 +172,17 @@ impl Redis {
                 };
             }
         }
-        let reply: Vec<u64> = match command.query_async(&mut connection).await {
+        let reply: Vec<u64> = match command.query_async(connection).await {
             // Redis restarted (or its scripts were flushed) since the script was
             // loaded: load it again (same SHA1) and retry once.
             Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                Self::load_script(&mut connection)
-                    .await
-                    .map_err(unavailable)?;
-                command.query_async(&mut connection).await
+                Self::load_script(connection).await.map_err(unavailable)?;
+                command.query_async(connection).await
             }
             other => other,
         }
         .map_err(unavailable)?;
-        if reply.len() != increments.len() * 2 {
+        if reply.len() != increments.len() * 3 {
             return Err(StoreError::Unavailable(format!(
                 "unexpected answer from the counting script: {} numbers for {} descriptors",
                 reply.len(),
@@ -130,11 +190,36 @@ impl Redis {
             )));
         }
         Ok(reply
-            .chunks_exact(2)
-            .map(|pair| Counted {
-                count: pair[0],
-                overflow: (pair[1] == 1).then_some(Overflow::MaxDistinctValues),
+            .chunks_exact(3)
+            .zip(increments)
+            .map(|(answer, increment)| {
+                let (count, overflowed, own_levels) = (answer[0], answer[1], answer[2]);
+                self.remember(increment, own_levels);
+                Counted {
+                    count,
+                    overflow: (overflowed == 1).then_some(Overflow::MaxDistinctValues),
+                }
             })
             .collect())
+    }
+
+    /// Remembers the values the script admitted (`own_levels`: bit n for the n-th
+    /// key-only level), walking the scopes the way the script did.
+    fn remember(&self, increment: &Increment<'_>, own_levels: u64) {
+        let mut ordinal = 0;
+        let _ = counter_key(increment, |scope, value, _| {
+            let own = ordinal < 52 && own_levels & (1 << ordinal) != 0;
+            ordinal += 1;
+            if own {
+                self.admitted
+                    .add(scope, value, usize::MAX, increment.expires_at());
+                Ok::<_, ()>(None)
+            } else {
+                // Past the 52nd key-only level the answer does not say: stop there.
+                (ordinal <= 52)
+                    .then_some(Some(Overflow::MaxDistinctValues))
+                    .ok_or(())
+            }
+        });
     }
 }

@@ -269,6 +269,19 @@ async fn memory_and_redis_count_and_name_alike() {
         .unwrap();
     assert_eq!(count, 2);
 
+    // Values this replica saw Redis admit: counted with a plain pipeline, no script.
+    let scripts = evalsha_calls(&mut connection);
+    let known = increments(&config, &calls[..2], START);
+    let counts: Vec<u64> = redis
+        .increment_all(&known)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.count)
+        .collect();
+    assert_eq!(counts, [3, 3]);
+    assert_eq!(evalsha_calls(&mut connection), scripts);
+
     // A flood of unique names from one agent adds one key: its overflow counter.
     let flood: Vec<String> = (0..500).map(|i| format!("made-up-{i}")).collect();
     let flood_calls: Vec<[(&str, &str); 2]> = flood.iter().map(|t| call(t, "a9")).collect();
@@ -288,6 +301,20 @@ async fn memory_and_redis_count_and_name_alike() {
         .arg("FLUSH")
         .query(&mut connection)
         .unwrap();
-    let again = increments(&config, &calls[..1], START);
-    assert_eq!(redis.increment_all(&again).await.unwrap()[0].count, 3);
+    let again = increments(&config, &flood_calls[..1], START);
+    assert_eq!(redis.increment_all(&again).await.unwrap()[0].count, 501);
+    assert_eq!(evalsha_calls(&mut connection), scripts + 500 + 2);
+}
+
+/// How many times Redis ran EVALSHA (including calls refused with NOSCRIPT).
+fn evalsha_calls(connection: &mut ::redis::Connection) -> u64 {
+    let info: String = ::redis::cmd("INFO")
+        .arg("commandstats")
+        .query(connection)
+        .unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|calls| calls.parse().ok())
+        .unwrap_or(0)
 }
