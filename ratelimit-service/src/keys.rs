@@ -1,8 +1,9 @@
 //! How counters and distinct-value scopes are named, in memory and in Redis alike.
 //!
 //! A counter key is the descriptor written out, then its window:
-//! `mcp_rl:{<domain>|<key>=<value>|...}:<window start>`. The `{...}` hash tag keeps
-//! every window of one descriptor in one Redis Cluster slot.
+//! `mcp_rl:{<domain>|<key>=<value>|...}:<window start>`. (The braces are a Redis
+//! Cluster hash tag, but the service speaks to a single Redis: its Lua script builds
+//! scope keys itself, which Cluster would refuse across slots.)
 //!
 //! Values come from requests, so they are escaped: `%`, `|`, `=`, `{` and `}` are
 //! written as `%25`, `%7C`, `%3D`, `%7B`, `%7D`. Without this a tool named

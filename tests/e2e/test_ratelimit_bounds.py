@@ -22,8 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from harness import ROOT, Authz, Process, RedisServer, bearer, envoy_counter, free_port, request, start_gateway, wait_for_http
-from harness.ratelimit import BINARY
+from harness import ROOT, Authz, Ratelimit, RedisServer, bearer, envoy_counter, request, start_gateway
 
 from helpers import modern_call
 
@@ -32,40 +31,12 @@ ATTACKER = "agent-flooding"
 VICTIM = "agent-bystander"
 
 
-class BoundedRatelimit(Process):
-    """mcp-ratelimit-service with our limits and, optionally, a memory capacity or Redis.
-    (The harness' `Ratelimit` takes no extra flags.)"""
-
-    def __init__(self, logs: Path, limits: dict, memory_capacity: int | None = None, redis_url: str | None = None):
-        self.grpc_port, self.http_port = free_port(), free_port()
-        config = Path(logs) / f"bounded-limits-{self.grpc_port}.yaml"
-        config.write_text(yaml.safe_dump(limits))
-        argv = [
-            str(BINARY), "--config", str(config),
-            "--grpc-addr", f"127.0.0.1:{self.grpc_port}", "--http-addr", f"127.0.0.1:{self.http_port}",
-        ]
-        if memory_capacity is not None:
-            argv += ["--memory-capacity", str(memory_capacity)]
-        if redis_url:
-            argv += ["--redis-url", redis_url]
-        super().__init__(f"ratelimit-bounded-{self.grpc_port}", argv, logs)
-        try:
-            wait_for_http(self.http_port, "/ready", expect=lambda body: body.startswith("ready"), process=self)
-        except Exception:
-            self.stop()
-            raise
-
-    def upstreams(self) -> dict[str, int]:
-        return {"ratelimit_service": self.grpc_port}
-
-    def metrics(self) -> str:
-        import http.client
-
-        conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=5)
-        conn.request("GET", "/metrics")
-        body = conn.getresponse().read().decode()
-        conn.close()
-        return body
+def bounded_ratelimit(logs: Path, limits: dict, memory_capacity: int | None = None, redis_url: str | None = None):
+    """mcp-ratelimit-service with our limits and, optionally, a memory capacity or Redis."""
+    config = Path(logs) / "bounded-limits.yaml"
+    config.write_text(yaml.safe_dump(limits))
+    extra = ["--memory-capacity", str(memory_capacity)] if memory_capacity is not None else []
+    return Ratelimit(logs, config=config, redis_url=redis_url, extra_args=extra)
 
 
 def limits(max_distinct_values: int | None = None) -> dict:
@@ -114,7 +85,7 @@ def ratelimit_stats(envoy) -> dict[str, int]:
 @pytest.mark.parametrize("store", ["memory", "redis"])
 def test_made_up_tool_names_past_the_bound_share_one_limited_counter(logs, echo, open_authz, store):
     redis = RedisServer(logs) if store == "redis" else None
-    ratelimit = BoundedRatelimit(logs, limits(max_distinct_values=20), redis_url=redis and redis.url)
+    ratelimit = bounded_ratelimit(logs, limits(max_distinct_values=20), redis_url=redis and redis.url)
     envoy, port = start_gateway(logs, {"mcp_server": echo, **open_authz.upstreams(), **ratelimit.upstreams()})
     try:
         wait_for_fresh_minute()
@@ -144,7 +115,7 @@ def test_made_up_tool_names_past_the_bound_share_one_limited_counter(logs, echo,
 
 def test_a_full_memory_store_does_not_let_everyone_through(logs, echo, open_authz):
     # Room for 40 entries: a counter and the two values it needs are three.
-    ratelimit = BoundedRatelimit(logs, limits(), memory_capacity=40)
+    ratelimit = bounded_ratelimit(logs, limits(), memory_capacity=40)
     envoy, port = start_gateway(logs, {"mcp_server": echo, **open_authz.upstreams(), **ratelimit.upstreams()})
     try:
         wait_for_fresh_minute()

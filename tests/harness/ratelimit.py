@@ -15,7 +15,13 @@ BINARY = ROOT / "target" / "release" / "mcp-ratelimit-service"
 class Ratelimit(Process):
     """The release build of mcp-ratelimit-service on free ports."""
 
-    def __init__(self, log_dir: Path, config: Path = ROOT / "demo" / "limits.yaml", redis_url: str | None = None):
+    def __init__(
+        self,
+        log_dir: Path,
+        config: Path = ROOT / "demo" / "limits.yaml",
+        redis_url: str | None = None,
+        extra_args=(),
+    ):
         log_dir = Path(log_dir)
         self.grpc_port, self.http_port = free_port(), free_port()
         # A private directory, so a test may rewrite the config (hot reload).
@@ -30,6 +36,7 @@ class Ratelimit(Process):
         ]
         if redis_url:
             argv += ["--redis-url", redis_url]
+        argv += list(extra_args)
         super().__init__(f"ratelimit-{self.grpc_port}", argv, log_dir)
         try:
             wait_for_http(self.http_port, "/ready", expect=lambda body: body.startswith("ready"), process=self)
