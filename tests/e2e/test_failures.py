@@ -213,6 +213,8 @@ def test_mcp_server_failing_before_it_answers(logs, authz, ratelimit, mode, stat
         assert json.loads(response.body)["id"] == 11
         record = record_for(envoy, 11)
         assert (record["decision"], record["output_status"], record["http_status"]) == ("allowed", output_status, status)
+        # The record's error_code is the code the client got (one table for both).
+        assert record["error_code"] == code
         assert record["tool_name"] == "get_account_balance" and record["agent_id"] == AGENT
     finally:
         envoy.stop()

@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod config;
+pub mod envoy_reply;
 pub mod error;
 pub mod headers;
 pub mod input_hash;

@@ -1,7 +1,7 @@
 //! How a request ended: the gateway's decision, the call's `output_status` and the
 //! JSON-RPC error code, from what the filter saw of the response.
 
-use crate::error::{AUTHZ_UNAVAILABLE, FORBIDDEN, RATE_LIMITED, SESSION_NOT_FOUND, UNAUTHORIZED};
+use crate::envoy_reply::envoy_reply;
 use crate::reply_scan::Reply;
 use serde::Serialize;
 
@@ -79,18 +79,7 @@ pub struct Outcome {
     pub error_code: Option<i64>,
 }
 
-/// Envoy's response code details for an upstream that did not answer in time
-/// (route timeout, per-try timeout, stream idle timeout). Envoy 1.40's router answers
-/// a route timeout before any response with `response_timeout` (checked with
-/// `%RESPONSE_CODE_DETAILS%`), and cuts a started stream with
-/// `upstream_response_timeout`.
-pub const TIMEOUT_DETAILS: [&str; 5] = [
-    "response_timeout",
-    "upstream_response_timeout",
-    "upstream_per_try_timeout",
-    "stream_idle_timeout",
-    "request_overall_timeout",
-];
+pub use crate::envoy_reply::TIMEOUT_DETAILS;
 
 pub fn classify(ending: &Ending) -> Outcome {
     let refused = |decision, code| Outcome {
@@ -107,20 +96,13 @@ pub fn classify(ending: &Ending) -> Outcome {
         return refused(decision, code);
     }
     let details = ending.code_details.unwrap_or_default();
-    if details == "request_rate_limited" {
-        return refused(Decision::RateLimited, RATE_LIMITED);
-    }
-    if details.starts_with("ext_authz") {
-        let code = match ending.http_status {
-            Some(401) => UNAUTHORIZED,
-            Some(403) => FORBIDDEN,
-            // The authz-service's 404s: on an MCP path (the only requests with a
-            // record) every request carries the server label, so a 404 is the session
-            // check (-31014 is for unlabelled requests, which have no record).
-            Some(404) => SESSION_NOT_FOUND,
-            _ => AUTHZ_UNAVAILABLE,
+    // Envoy's own replies: the same table the filter rewrites them by.
+    if let Some(reply) = envoy_reply(details, ending.http_status) {
+        return Outcome {
+            decision: reply.decision,
+            status: reply.output_status,
+            error_code: Some(reply.code),
         };
-        return refused(Decision::Denied, code);
     }
     let allowed = |status, error_code| Outcome {
         decision: Decision::Allowed,
@@ -149,6 +131,10 @@ pub fn classify(ending: &Ending) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::{
+        AUTHZ_UNAVAILABLE, FORBIDDEN, RATE_LIMITED, SESSION_NOT_FOUND, UNAUTHORIZED,
+        UPSTREAM_TIMEOUT, UPSTREAM_UNAVAILABLE,
+    };
 
     fn ending(status: u16, details: &str) -> Ending<'_> {
         Ending {
@@ -231,8 +217,18 @@ mod tests {
 
     #[test]
     fn timeouts_errors_and_partial_ends() {
+        // Envoy's own 504 (the filter rewrote it with -31031): the code the client got.
         assert_eq!(
             outcome(&ending(504, "upstream_response_timeout")),
+            (
+                Decision::Allowed,
+                OutputStatus::Timeout,
+                Some(UPSTREAM_TIMEOUT)
+            )
+        );
+        // A started stream cut by the route timeout: the client got the server's 200.
+        assert_eq!(
+            outcome(&ending(200, "upstream_response_timeout")),
             (Decision::Allowed, OutputStatus::Timeout, None)
         );
         assert_eq!(
@@ -243,9 +239,12 @@ mod tests {
             outcome(&ending(
                 503,
                 "upstream_reset_before_response_started{connection_termination}"
-            ))
-            .1,
-            OutputStatus::Error
+            )),
+            (
+                Decision::Allowed,
+                OutputStatus::Error,
+                Some(UPSTREAM_UNAVAILABLE)
+            )
         );
         // 200 whose body ended without the response.
         assert_eq!(

@@ -5,6 +5,7 @@
 use crate::flow::{Host, Level, CAS_MISMATCH};
 use crate::metrics::MetricIds;
 use mcp_filter_core::audit::{iso8601, latency_ms, request_id, AuditRecord};
+use mcp_filter_core::envoy_reply::{envoy_reply, EnvoyReply};
 use mcp_filter_core::headers::{
     EXT_AUTHZ_NAMESPACE, MCP_SESSION_ID, SESSION_KEY_METADATA, X_AGENT_ID, X_USER_ID,
 };
@@ -127,6 +128,11 @@ impl Call {
         } else {
             Reader::Off
         };
+    }
+
+    /// Envoy's own reply, if the response is one (see the core's `envoy_reply` table).
+    pub fn envoy_reply(&self) -> Option<EnvoyReply> {
+        envoy_reply(self.code_details.as_deref()?, self.http_status)
     }
 
     /// Handshake-era sessions: the client sees the server's `Mcp-Session-Id` only as a

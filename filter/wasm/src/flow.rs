@@ -7,11 +7,8 @@
 use crate::audit::{Call, Reader};
 use crate::metrics::MetricIds;
 use crate::wire;
-use mcp_filter_core::error::{
-    AUTHZ_UNAVAILABLE, RATE_LIMITED, UPSTREAM_TIMEOUT, UPSTREAM_UNAVAILABLE,
-};
+use mcp_filter_core::error::RATE_LIMITED;
 use mcp_filter_core::headers::{is_gateway_header, X_AGENT_ID};
-use mcp_filter_core::outcome::TIMEOUT_DETAILS;
 use mcp_filter_core::{
     check_body_size, error_body, label_request_with_facts, on_request_head, sentinel,
     AgentIdentity, FilterConfig, HeadAction, Rejection, RequestError, RequestFacts, RequestHead,
@@ -221,35 +218,22 @@ impl RequestFlow {
         let Some(id) = call.facts.jsonrpc_id.clone() else {
             return Verdict::Continue;
         };
-        let (code, message) = match call.code_details.as_deref() {
-            Some("request_rate_limited") => {
-                let retry = host.response_header("retry-after").ok().flatten();
-                let message = match retry {
-                    Some(seconds) => format!(
-                        "rate limited: too many calls of this tool by this agent; retry after {seconds} seconds"
-                    ),
-                    None => "rate limited: too many calls of this tool by this agent".to_owned(),
-                };
-                (RATE_LIMITED, message)
-            }
-            Some("ext_authz_error") => (
-                AUTHZ_UNAVAILABLE,
-                "authorization service unavailable: request refused".to_owned(),
-            ),
-            // The router's own answers when the MCP server fails (Envoy response code
-            // details: `upstream_reset_before_response_started{<reason>}`,
-            // `no_healthy_upstream`, `response_timeout`); their plain-text
-            // bodies mean nothing to an MCP client.
-            Some(details) if is_upstream_failure(details) => (
-                UPSTREAM_UNAVAILABLE,
-                "MCP server unavailable: it could not be reached or closed the connection before answering".to_owned(),
-            ),
-            Some(details) if TIMEOUT_DETAILS.contains(&details) => (
-                UPSTREAM_TIMEOUT,
-                "MCP server did not answer in time".to_owned(),
-            ),
-            _ => return Verdict::Continue,
+        // Envoy's own replies (the rate limit filter's 429, an unreachable authz-service's
+        // 503, the router's 503/504 when the MCP server fails) mean nothing to an MCP
+        // client as they are: the core's one table says what the client is told.
+        let Some(reply) = call.envoy_reply().filter(|reply| reply.rewrite) else {
+            return Verdict::Continue;
         };
+        let message = match (
+            reply.code,
+            host.response_header("retry-after").ok().flatten(),
+        ) {
+            (RATE_LIMITED, Some(seconds)) => {
+                format!("{}; retry after {seconds} seconds", reply.message)
+            }
+            _ => reply.message.to_owned(),
+        };
+        let code = reply.code;
         // Envoy's body is replaced, not read.
         call.reader = Reader::Off;
         let id = RawValue::from_string(id).ok();
@@ -394,14 +378,6 @@ fn set_labels(host: &mut impl Host, headers: &[(&str, String)]) -> Result<(), Re
         }
     }
     Ok(())
-}
-
-/// Envoy's response code details for a request that never got an answer from the
-/// upstream, because it could not connect or the connection closed or reset first.
-fn is_upstream_failure(details: &str) -> bool {
-    details.starts_with("upstream_reset_before_response_started")
-        || details == "no_healthy_upstream"
-        || details == "cluster_not_found"
 }
 
 /// Removes every client copy of the gateway headers, then reads what the decision needs.
