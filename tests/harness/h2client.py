@@ -19,14 +19,19 @@ def request_h2(
     headers: list[tuple[str, str]],
     chunks: list[bytes],
     timeout: float = 15,
+    authority: str | None = None,
 ) -> Response:
-    """Sends one request on a new HTTP/2 connection to 127.0.0.1:port."""
-    conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True))
+    """Sends one request on a new HTTP/2 connection to 127.0.0.1:port, headers and
+    `:path` exactly as given (no validation or normalisation: tests send what a hostile
+    client would). A reset stream or a closed connection is raised as ConnectionError."""
+    conn = h2.connection.H2Connection(
+        config=h2.config.H2Configuration(client_side=True, validate_outbound_headers=False, normalize_outbound_headers=False)
+    )
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     try:
         conn.initiate_connection()
         stream = conn.get_next_available_stream_id()
-        pseudo = [(":method", method), (":path", path), (":scheme", "http"), (":authority", f"127.0.0.1:{port}")]
+        pseudo = [(":method", method), (":path", path), (":scheme", "http"), (":authority", authority or f"127.0.0.1:{port}")]
         conn.send_headers(stream, pseudo + [(k.lower(), v) for k, v in headers], end_stream=not chunks)
         pending = [bytes(chunk) for chunk in chunks if chunk]
         status, response_headers, body = 0, [], b""
@@ -60,5 +65,7 @@ def request_h2(
                     return Response(status, response_headers, body)
                 elif isinstance(event, h2.events.StreamReset):
                     raise ConnectionError(f"stream reset: {event.error_code}")
+                elif isinstance(event, h2.events.ConnectionTerminated):
+                    raise ConnectionError(f"connection terminated: {event.error_code}")
     finally:
         sock.close()

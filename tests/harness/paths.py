@@ -8,11 +8,8 @@ import json
 import socket
 from pathlib import Path
 
-import h2.config
-import h2.connection
-import h2.events
-
 from .client import Response
+from .h2client import request_h2
 from .procs import ROOT, Process, free_port, python, wait_for_http
 
 
@@ -126,39 +123,6 @@ def h2_request(
     authority: str | None = None,
     timeout: float = 15,
 ) -> Response:
-    """One HTTP/2 (prior knowledge) request with `:path` exactly `path`. A reset stream
-    or a closed connection is raised as ConnectionError."""
-    conn = h2.connection.H2Connection(
-        config=h2.config.H2Configuration(client_side=True, validate_outbound_headers=False, normalize_outbound_headers=False)
-    )
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        conn.initiate_connection()
-        stream = conn.get_next_available_stream_id()
-        pseudo = [(":method", method), (":path", path), (":scheme", "http"), (":authority", authority or f"127.0.0.1:{port}")]
-        conn.send_headers(stream, pseudo + [(k.lower(), v) for k, v in headers], end_stream=not body)
-        if body:
-            conn.send_data(stream, body, end_stream=True)
-        sock.sendall(conn.data_to_send())
-        status, response_headers, data = 0, [], b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("connection closed before the response ended")
-            for event in conn.receive_data(chunk):
-                if isinstance(event, h2.events.ResponseReceived):
-                    for name, value in event.headers:
-                        name, value = name.decode(), value.decode("latin-1")
-                        if name == ":status":
-                            status = int(value)
-                        else:
-                            response_headers.append((name, value))
-                elif isinstance(event, h2.events.DataReceived):
-                    data += event.data
-                    conn.acknowledge_received_data(event.flow_controlled_length, stream)
-                elif isinstance(event, h2.events.StreamEnded):
-                    return Response(status, response_headers, data)
-                elif isinstance(event, h2.events.StreamReset):
-                    raise ConnectionError(f"stream reset: {event.error_code}")
-                elif isinstance(event, h2.events.ConnectionTerminated):
-                    raise ConnectionError(f"connection terminated: {event.error_code}")
-            sock.sendall(conn.data_to_send())
+    """One HTTP/2 (prior knowledge) request with `:path` exactly `path`."""
+    return request_h2(port, method, path, headers, [body] if body else [], timeout=timeout, authority=authority)
+
