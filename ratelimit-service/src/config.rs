@@ -1,10 +1,15 @@
 //! Rate limit configuration in the YAML format of envoyproxy/ratelimit, so users can
 //! bring their files: `domain`, nested `descriptors` with `key`, optional `value`,
 //! `rate_limit` (`unit`, `requests_per_unit`, `unlimited`, `name`) and `shadow_mode`.
+//! A `value` ending in `*` is a wildcard, as there: `value: foo*` matches every value
+//! that starts with `foo`; at one level an exact value wins over a wildcard (the first
+//! in file order that matches), which wins over a key-only descriptor. Only a trailing
+//! `*` is special (`bar*b` is a literal value). A wildcard-matched value is the
+//! client's, so it is bounded by `max_distinct_values` like a key-only one.
 //!
 //! One addition of ours, optional: `max_distinct_values`, at the top of a file (the
 //! default for its domain; [`DEFAULT_MAX_DISTINCT_VALUES`] if absent) or on a key-only
-//! descriptor (its own bound; refused next to `value:`). A key-only descriptor matches
+//! descriptor or a wildcard one (its own bound; refused next to a listed `value:`). A key-only descriptor matches
 //! any value, so its values come from requests (a tool name is whatever the client
 //! wrote): each value would get a counter of its own, without bound. At most
 //! `max_distinct_values` values per scope and window get their own counter; later
@@ -71,13 +76,26 @@ impl Unit {
 /// scope and window, when neither the descriptor nor its file says.
 pub const DEFAULT_MAX_DISTINCT_VALUES: u32 = 100;
 
+/// How many requests a window allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub unit: Unit,
+    pub requests_per_unit: u32,
+}
+
+/// What a matched limit does: count against a rate, or nothing (`unlimited: true`).
+/// An enum so an unlimited limit has no unit nor request count to misread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quota {
+    /// `unlimited: true`: matched, never counted, never refused.
+    Unlimited,
+    Counted(Rate),
+}
+
 /// A limit attached to a descriptor node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limit {
-    pub unit: Unit,
-    pub requests_per_unit: u32,
-    /// `unlimited: true`: matched, never counted, never refused.
-    pub unlimited: bool,
+    pub quota: Quota,
     /// Over-limit requests are counted and reported but allowed.
     pub shadow_mode: bool,
     /// The path of keys (`tool_call.agent_id`) for metrics: bounded, unlike values.
@@ -89,13 +107,23 @@ pub struct Limit {
     pub key_head: Box<str>,
 }
 
+impl Limit {
+    /// The rate this limit counts against; `None` for an unlimited one.
+    pub fn rate(&self) -> Option<Rate> {
+        match self.quota {
+            Quota::Unlimited => None,
+            Quota::Counted(rate) => Some(rate),
+        }
+    }
+}
+
 /// One entry of the path to a limit, with the parts of its keys written once, when
 /// the configuration is loaded, rather than on every request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Level {
     /// `None`: a descriptor with `value:` matched, so the value is the configuration's
-    /// and always has its own counter. `Some(n)`: a key-only descriptor matched, so the
-    /// value is the request's; at most `n` distinct values get their own counter per
+    /// and always has its own counter. `Some(n)`: a key-only or wildcard (`value:
+    /// foo*`) descriptor matched, so the value is the request's; at most `n` distinct values get their own counter per
     /// scope and window, the others share the overflow counter of that scope.
     ///
     /// The scope of a key-only level is: the limit (which fixes the keys and the listed
@@ -107,7 +135,8 @@ pub struct Level {
     /// a limit has at most `(n1 + 1) * (n2 + 1) * ...` counters per window (one factor
     /// per key-only level), whatever clients send, in memory and in Redis.
     pub max_distinct_values: Option<u32>,
-    /// Listed value: `|key=value`. Key-only: `|key` (the value follows per request).
+    /// Listed value: `|key=value`. Key-only: `|key`. Wildcard: `|key%*prefix` (see
+    /// `keys.rs`). For the last two the value follows per request.
     pub segment: Box<str>,
     /// Key-only levels: the rest of the limit's path as written in the scope key (later
     /// listed values as `|key=value`, later key-only keys as `|key`). Empty otherwise.
@@ -120,8 +149,20 @@ pub struct Node {
     pub limit: Option<Limit>,
     /// Children by `key` + `value` (exact) ...
     exact: HashMap<(String, String), Node>,
+    /// ... by `key` + value prefix (`value: foo*`), in file order ...
+    wildcard: Vec<Wildcard>,
     /// ... and by `key` alone (any value).
     any: HashMap<String, Node>,
+}
+
+/// A descriptor whose value ends in `*`: envoyproxy/ratelimit matches it against every
+/// request value that starts with the rest (`foo*` matches `foo` and `foobar`). Only a
+/// trailing `*` is a wildcard, as there (`bar*b` is a literal value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Wildcard {
+    key: String,
+    prefix: String,
+    node: Node,
 }
 
 /// The limits of one domain.
@@ -139,14 +180,21 @@ pub struct Config {
 impl Config {
     /// The limit for a request descriptor (its `(key, value)` entries, in order), with
     /// envoyproxy/ratelimit's matching: at each level an exact `key`+`value` entry wins
-    /// over a key-only one; the limit applies when the last entry lands on a node that
-    /// has one.
+    /// over a wildcard one (`value: foo*`; the first in file order whose prefix the
+    /// value starts with), which wins over a key-only one; the limit applies when the
+    /// last entry lands on a node that has one.
     pub fn find(&self, domain: &str, entries: &[(&str, &str)]) -> Option<&Limit> {
         let mut node = &self.domains.get(domain)?.root;
         for (key, value) in entries {
             node = node
                 .exact
                 .get(&((*key).to_owned(), (*value).to_owned()))
+                .or_else(|| {
+                    node.wildcard
+                        .iter()
+                        .find(|w| w.key == *key && value.starts_with(w.prefix.as_str()))
+                        .map(|w| &w.node)
+                })
                 .or_else(|| node.any.get(*key))?;
         }
         if entries.is_empty() {
@@ -296,10 +344,34 @@ impl Config {
     }
 }
 
+/// How a descriptor matches a request value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Match {
+    /// `value: v`: exactly `v`; the value is the configuration's.
+    Listed(String),
+    /// `value: v*`: any value starting with `v`; the value is the request's.
+    Prefix(String),
+    /// No `value`: any value; the value is the request's.
+    Any,
+}
+
+impl Match {
+    /// envoyproxy/ratelimit's rule: a value ending in `*` is a prefix.
+    fn of(value: Option<&str>) -> Match {
+        match value {
+            None => Match::Any,
+            Some(value) => match value.strip_suffix('*') {
+                Some(prefix) => Match::Prefix(prefix.to_owned()),
+                None => Match::Listed(value.to_owned()),
+            },
+        }
+    }
+}
+
 /// One entry of the path from the root to the descriptor being read.
 struct Step {
     key: String,
-    value: Option<String>,
+    matching: Match,
     max_distinct_values: u32,
 }
 
@@ -328,7 +400,8 @@ impl Walk<'_> {
                     .push(format!("{file}: {here}.key: missing or empty"));
                 continue;
             };
-            if raw.value.is_some() && raw.max_distinct_values.is_some() {
+            let matching = Match::of(raw.value.as_deref());
+            if matches!(matching, Match::Listed(_)) && raw.max_distinct_values.is_some() {
                 self.problems.push(format!(
                     "{file}: {here}.max_distinct_values: only for a descriptor without value (a listed value always has its own counter)"
                 ));
@@ -340,7 +413,7 @@ impl Walk<'_> {
             };
             self.path.push(Step {
                 key: key.clone(),
-                value: raw.value.clone(),
+                matching: matching.clone(),
                 max_distinct_values: raw.max_distinct_values.unwrap_or(self.default_max_distinct),
             });
             let mut node = Node::default();
@@ -366,12 +439,23 @@ impl Walk<'_> {
                 &mut node,
             );
             self.path.pop();
-            let duplicate = match &raw.value {
-                Some(value) => parent
-                    .exact
-                    .insert((key.clone(), value.clone()), node)
-                    .is_some(),
-                None => parent.any.insert(key.clone(), node).is_some(),
+            let duplicate = match matching {
+                Match::Listed(value) => parent.exact.insert((key.clone(), value), node).is_some(),
+                Match::Prefix(prefix) => {
+                    let duplicate = parent
+                        .wildcard
+                        .iter()
+                        .any(|w| w.key == key && w.prefix == prefix);
+                    if !duplicate {
+                        parent.wildcard.push(Wildcard {
+                            key: key.clone(),
+                            prefix,
+                            node,
+                        });
+                    }
+                    duplicate
+                }
+                Match::Any => parent.any.insert(key.clone(), node).is_some(),
             };
             if duplicate {
                 let what = match &raw.value {
@@ -390,25 +474,34 @@ impl Walk<'_> {
         let segment = |step: &Step| {
             let mut text = String::from("|");
             keys::escape_into(&mut text, &step.key);
-            if let Some(value) = &step.value {
-                text.push('=');
-                keys::escape_into(&mut text, value);
+            match &step.matching {
+                Match::Listed(value) => {
+                    text.push('=');
+                    keys::escape_into(&mut text, value);
+                }
+                // Its own counters and scope, apart from a key-only sibling's.
+                Match::Prefix(prefix) => {
+                    text.push_str(keys::WILDCARD);
+                    keys::escape_into(&mut text, prefix);
+                }
+                Match::Any => {}
             }
             text
         };
         self.path
             .iter()
             .enumerate()
-            .map(|(index, step)| Level {
-                max_distinct_values: match step.value {
-                    Some(_) => None,
-                    None => Some(step.max_distinct_values),
-                },
-                segment: segment(step).into(),
-                scope_rest: match step.value {
-                    Some(_) => "".into(),
-                    None => self.path[index + 1..].iter().map(segment).collect(),
-                },
+            .map(|(index, step)| {
+                let listed = matches!(step.matching, Match::Listed(_));
+                Level {
+                    max_distinct_values: (!listed).then_some(step.max_distinct_values),
+                    segment: segment(step).into(),
+                    scope_rest: if listed {
+                        "".into()
+                    } else {
+                        self.path[index + 1..].iter().map(segment).collect()
+                    },
+                }
             })
             .collect()
     }
@@ -431,9 +524,7 @@ fn limit_of(
             return None;
         }
         return Some(Limit {
-            unit: Unit::Second,
-            requests_per_unit: 0,
-            unlimited: true,
+            quota: Quota::Unlimited,
             shadow_mode,
             metric_key: metric_key.to_owned(),
             levels: Box::default(),
@@ -462,9 +553,10 @@ fn limit_of(
         Some(n) => Some(n),
     };
     Some(Limit {
-        unit: unit?,
-        requests_per_unit: requests?,
-        unlimited: false,
+        quota: Quota::Counted(Rate {
+            unit: unit?,
+            requests_per_unit: requests?,
+        }),
         shadow_mode,
         metric_key: metric_key.to_owned(),
         levels: Box::default(),

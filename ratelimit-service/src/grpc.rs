@@ -96,7 +96,7 @@ impl RateLimitService for RateLimitGrpc {
 }
 
 fn record(metrics: &Metrics, status: &Status<'_>, hits: u32) {
-    let Some(limit) = status.limit.filter(|l| !l.unlimited) else {
+    let Some(limit) = status.limit.filter(|l| l.rate().is_some()) else {
         return;
     };
     let label = KeyLabel {
@@ -146,21 +146,18 @@ pub fn answer(statuses: &[Status<'_>]) -> RateLimitResponse {
             } else {
                 Code::Ok
             } as i32,
-            current_limit: status
-                .limit
-                .filter(|l| !l.unlimited)
-                .map(|limit| RateLimit {
-                    name: String::new(),
-                    requests_per_unit: limit.requests_per_unit,
-                    unit: match limit.unit {
-                        Unit::Second => PbUnit::Second,
-                        Unit::Minute => PbUnit::Minute,
-                        Unit::Hour => PbUnit::Hour,
-                        Unit::Day => PbUnit::Day,
-                    } as i32,
-                }),
+            current_limit: status.limit.and_then(|l| l.rate()).map(|rate| RateLimit {
+                name: String::new(),
+                requests_per_unit: rate.requests_per_unit,
+                unit: match rate.unit {
+                    Unit::Second => PbUnit::Second,
+                    Unit::Minute => PbUnit::Minute,
+                    Unit::Hour => PbUnit::Hour,
+                    Unit::Day => PbUnit::Day,
+                } as i32,
+            }),
             limit_remaining: status.remaining,
-            duration_until_reset: status.limit.filter(|l| !l.unlimited).map(|_| {
+            duration_until_reset: status.limit.and_then(|l| l.rate()).map(|_| {
                 envoy_types::pb::google::protobuf::Duration {
                     seconds: i64::try_from(status.reset_seconds).unwrap_or(i64::MAX),
                     nanos: 0,

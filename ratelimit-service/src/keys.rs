@@ -26,6 +26,12 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
+/// Written between the key and the prefix of a wildcard descriptor (`value: foo*`):
+/// `|<key>%*<prefix>`, then `=<value>` in a counter key. Like [`OVERFLOW`] it is a `%`
+/// not followed by two hex digits, which no escaped key can contain, so a wildcard's
+/// counters and scope never meet those of a key-only descriptor of the same key.
+pub const WILDCARD: &str = "%*";
+
 /// The value written for every entry that shares an overflow counter.
 pub const OVERFLOW: &str = "%overflow";
 

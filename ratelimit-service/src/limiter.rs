@@ -1,7 +1,7 @@
 //! Fixed-window decisions for request descriptors, over a counter store, with an
 //! injected clock so windows can be tested at their boundaries.
 
-use crate::config::{Config, Limit};
+use crate::config::{Config, Limit, Quota};
 use crate::store::{Backend, Counted, Increment, Overflow, StoreError};
 
 /// Seconds since the Unix epoch.
@@ -79,11 +79,12 @@ pub async fn decide<'c>(
         .collect();
     let mut increments = Vec::with_capacity(descriptors.len());
     for (descriptor, limit) in descriptors.iter().zip(&limits) {
-        if let Some(limit) = limit.filter(|l| !l.unlimited) {
+        if let Some((limit, rate)) = limit.and_then(|l| Some((l, l.rate()?))) {
             increments.push(Increment {
                 limit,
+                unit: rate.unit,
                 entries: &descriptor.entries,
-                window_start: now - now % limit.unit.seconds(),
+                window_start: now - now % rate.unit.seconds(),
                 hits: u64::from(descriptor.hits),
             });
         }
@@ -91,16 +92,16 @@ pub async fn decide<'c>(
     let mut counts = store.increment_all(&increments).await?.into_iter();
     let mut statuses = Vec::with_capacity(descriptors.len());
     for limit in limits {
-        let status = match limit {
+        let status = match limit.map(|l| (l, l.quota)) {
             None => Status::not_counted(None),
-            Some(limit) if limit.unlimited => Status::not_counted(Some(limit)),
-            Some(limit) => {
+            Some((limit, Quota::Unlimited)) => Status::not_counted(Some(limit)),
+            Some((limit, Quota::Counted(rate))) => {
                 let Counted { count, overflow } = counts.next().unwrap_or(Counted {
                     count: u64::MAX,
                     overflow: None,
                 });
-                let window = limit.unit.seconds();
-                let allowed = u64::from(limit.requests_per_unit);
+                let window = rate.unit.seconds();
+                let allowed = u64::from(rate.requests_per_unit);
                 let over = count > allowed;
                 Status {
                     over_limit: over && !limit.shadow_mode,

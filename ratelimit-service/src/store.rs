@@ -13,7 +13,7 @@ mod scopes;
 pub use self::memory::Memory;
 pub use self::redis::Redis;
 
-use crate::config::Limit;
+use crate::config::{Limit, Unit};
 use crate::keys;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,7 +27,10 @@ pub enum StoreError {
 /// Hits to add for one descriptor that reached a counted limit.
 #[derive(Debug, Clone, Copy)]
 pub struct Increment<'a> {
+    /// A counted limit (an unlimited one is never incremented).
     pub limit: &'a Limit,
+    /// The unit of the limit's rate: the window's length.
+    pub unit: Unit,
     /// The descriptor's entries, one per `limit.levels`.
     pub entries: &'a [(&'a str, &'a str)],
     /// Start of the limit's current window (Unix seconds).
@@ -37,7 +40,7 @@ pub struct Increment<'a> {
 
 impl Increment<'_> {
     pub fn window_seconds(&self) -> u64 {
-        self.limit.unit.seconds()
+        self.unit.seconds()
     }
 
     /// End of the window: the counter (and the values seen) may be dropped after it.

@@ -29,7 +29,8 @@ fn seed_example_parses_and_matches() {
             ],
         )
         .expect("the seed's 120/min limit");
-    assert_eq!((limit.unit, limit.requests_per_unit), (Unit::Minute, 120));
+    let rate = limit.rate().unwrap();
+    assert_eq!((rate.unit, rate.requests_per_unit), (Unit::Minute, 120));
     assert_eq!(limit.metric_key, "tool_call.agent_id");
     // Another agent has no limit under the seed config; nor does a partial descriptor.
     assert!(config
@@ -68,6 +69,8 @@ descriptors:
         config
             .find("d", &[("agent_id", "vip")])
             .unwrap()
+            .rate()
+            .unwrap()
             .requests_per_unit,
         1000
     );
@@ -75,10 +78,71 @@ descriptors:
         config
             .find("d", &[("agent_id", "anyone")])
             .unwrap()
+            .rate()
+            .unwrap()
             .requests_per_unit,
         10
     );
-    assert!(config.find("d", &[("agent_id", "free")]).unwrap().unlimited);
+    assert_eq!(
+        config.find("d", &[("agent_id", "free")]).unwrap().quota,
+        Quota::Unlimited
+    );
+}
+
+fn wildcard_fixture() -> Config {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wildcard.yaml");
+    Config::load(&path).unwrap()
+}
+
+fn requests(config: &Config, entries: &[(&str, &str)]) -> Option<u32> {
+    Some(
+        config
+            .find("mcp_gateway", entries)?
+            .rate()?
+            .requests_per_unit,
+    )
+}
+
+/// envoyproxy/ratelimit's `value: foo*`: a prefix match; exact wins over wildcard (the
+/// first matching in file order), wildcard over key-only; only a trailing `*` counts.
+#[test]
+fn wildcard_values_match_by_prefix_with_upstream_precedence() {
+    let config = wildcard_fixture();
+    let tool = |name| requests(&config, &[("tool_call", name)]);
+    assert_eq!(tool("query_accounts"), Some(5), "exact wins");
+    assert_eq!(
+        tool("query_transactions"),
+        Some(20),
+        "first wildcard in file order"
+    );
+    assert_eq!(tool("query_"), Some(20), "the prefix itself matches");
+    assert_eq!(tool("qx"), Some(30));
+    assert_eq!(tool("bar*b"), Some(1), "a `*` inside is literal");
+    assert_eq!(tool("barxb"), Some(100), "... so it matches nothing else");
+    assert_eq!(tool("other"), Some(100), "key-only last");
+    assert_eq!(tool("query*"), Some(30), "a value with `*` is just a value");
+    let agent = |name| requests(&config, &[("agent_id", name), ("tool_call", "t")]);
+    assert_eq!(agent("agent-1"), Some(7));
+    assert_eq!(agent("robot"), Some(8));
+    // A wildcard level is bounded like a key-only one, under its own name.
+    let limit = config
+        .find(
+            "mcp_gateway",
+            &[("agent_id", "agent-1"), ("tool_call", "t")],
+        )
+        .unwrap();
+    let levels: Vec<(Option<u32>, &str, &str)> = limit
+        .levels
+        .iter()
+        .map(|l| (l.max_distinct_values, &*l.segment, &*l.scope_rest))
+        .collect();
+    assert_eq!(
+        levels,
+        [
+            (Some(2), "|agent_id%*agent-", "|tool_call"),
+            (Some(DEFAULT_MAX_DISTINCT_VALUES), "|tool_call", ""),
+        ]
+    );
 }
 
 #[test]
@@ -158,6 +222,10 @@ fn config_errors_name_file_key_and_reason() {
         (
             "domain: d\ndescriptors:\n  - key: a\n    value: v\n    max_distinct_values: 5\n",
             "limits.yaml: descriptors[0].max_distinct_values: only for a descriptor without value (a listed value always has its own counter)",
+        ),
+        (
+            "domain: d\ndescriptors:\n  - key: a\n    value: 'v*'\n  - key: a\n    value: 'v*'\n",
+            "limits.yaml: descriptors[1]: duplicate descriptor: key \"a\" with value \"v*\" appears twice at this level",
         ),
         (
             "domain: d\nmax_distinct_values: many\n",

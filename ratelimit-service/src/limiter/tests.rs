@@ -113,7 +113,7 @@ fn limits_are_per_tool_and_per_agent() {
     let other = f.call("query_transactions", "agent-7", 1);
     assert!(!other.over_limit, "other agent");
     assert_eq!(
-        other.limit.unwrap().requests_per_unit,
+        other.limit.unwrap().rate().unwrap().requests_per_unit,
         10,
         "key-only default"
     );
@@ -360,4 +360,40 @@ fn memory_stays_bounded_whatever_clients_send() {
         }
         f.advance(60);
     }
+}
+
+/// A value matched by a wildcard (`value: agent-*`) is the client's choice, like a
+/// key-only one: bounded by `max_distinct_values`, with counters apart from the
+/// key-only sibling's.
+#[test]
+fn wildcard_values_are_bounded_and_counted_apart_from_key_only() {
+    let limits = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wildcard.yaml"),
+    )
+    .unwrap();
+    let f = Fixture::with(&limits, 1000);
+    let agent = |name: &str| f.decide(vec![("agent_id", name), ("tool_call", "t")], 1);
+    assert_eq!(agent("agent-1").overflow, None);
+    assert_eq!(agent("agent-2").overflow, None);
+    assert_eq!(
+        agent("agent-3").overflow,
+        Some(Overflow::MaxDistinctValues),
+        "max_distinct_values: 2 on the wildcard"
+    );
+    assert_eq!(
+        agent("robot").overflow,
+        None,
+        "the key-only sibling's own scope"
+    );
+    let keys = f.memory().counter_keys();
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with("mcp_rl:{mcp_gateway|agent_id%*agent-=agent-1|tool_call=t}")),
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with("mcp_rl:{mcp_gateway|agent_id=robot|tool_call=t}")),
+        "{keys:?}"
+    );
 }

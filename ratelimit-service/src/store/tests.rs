@@ -36,6 +36,7 @@ fn increments<'a>(
         .iter()
         .map(|entries| Increment {
             limit: config.find("mcp_gateway", entries).unwrap(),
+            unit: crate::config::Unit::Minute,
             entries,
             window_start,
             hits: 1,
