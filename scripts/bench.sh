@@ -13,7 +13,7 @@ mkdir -p target/bench
 
 echo "== criterion micro-benchmarks"
 cargo bench --quiet -p mcp-filter-core --bench hot_path
-cargo bench --quiet -p mcp-filter --bench flow
+cargo bench --quiet -p mcp-filter-core --bench flow
 cargo bench --quiet -p mcp-authz-service --bench check
 cargo bench --quiet -p mcp-ratelimit-service --bench decide
 

@@ -16,10 +16,10 @@
 use crate::host::FuzzHost;
 use crate::input::{find, FuzzRequest};
 use crate::request::config;
-use mcp_filter::flow::{RequestFlow, Verdict};
-use mcp_filter::metrics::MetricIds;
-use mcp_filter::wire::parse_pairs;
+use mcp_filter_core::flow::{RequestFlow, Verdict};
 use mcp_filter_core::headers::is_gateway_header;
+use mcp_filter_core::metric_ids::MetricIds;
+use mcp_filter_core::wire::parse_pairs;
 use mcp_filter_core::{label_request, on_request_head, HeadAction, RequestHead};
 use serde::Deserialize;
 use std::rc::Rc;

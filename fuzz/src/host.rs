@@ -1,8 +1,8 @@
 //! A host for the fuzzed filter flow: headers and bodies from the input, and one host
 //! call (picked by the input) that fails, as a real host's calls can.
 
-use mcp_filter::flow::{Host, HostStatus, Level, MetricKind};
-use mcp_filter::wire::serialize_pairs;
+use mcp_filter_core::host::{Host, HostStatus, Level, MetricKind, CAS_MISMATCH};
+use mcp_filter_core::wire::serialize_pairs;
 use std::collections::HashMap;
 
 /// proxy-wasm `BadArgument`.
@@ -174,7 +174,7 @@ impl Host for FuzzHost {
         self.call()?;
         let current = self.shared.get(key).map_or(0, |(_, c)| *c);
         if cas != 0 && cas != current {
-            return Err(mcp_filter::flow::CAS_MISMATCH);
+            return Err(CAS_MISMATCH);
         }
         self.shared
             .insert(key.to_owned(), (value.to_vec(), current.wrapping_add(1)));

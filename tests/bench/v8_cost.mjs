@@ -1,4 +1,4 @@
-// Runs a wasm32-wasip1 program (filter/wasm/examples/v8_cost.rs) in Node's V8.
+// Runs a wasm32-wasip1 program (filter/core/examples/v8_cost.rs) in Node's V8.
 // The filter's proxy-wasm imports are stubbed: the program never calls them (its host
 // answers from memory); they only have to exist for the module to instantiate.
 import { readFile } from 'node:fs/promises';

@@ -3,12 +3,12 @@
 //! filter's own work per request, natively, and how many host calls it makes (each
 //! one crosses the wasm boundary inside Envoy). Method and results in BENCHMARKS.md.
 //!
-//!     cargo bench -p mcp-filter --bench flow
+//!     cargo bench -p mcp-filter-core --bench flow
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 mod canned;
 
-use mcp_filter::metrics::MetricIds;
+use mcp_filter_core::metric_ids::MetricIds;
 use std::rc::Rc;
 
 fn whole_request(c: &mut Criterion) {

@@ -4,16 +4,16 @@
 //! filter in V8; Node.js is V8 too, so this shows what the Rust code costs there,
 //! without Envoy's ABI crossings (BENCHMARKS.md, "Where the filter's time goes").
 //!
-//!     cargo build --release --target wasm32-wasip1 -p mcp-filter --example v8_cost
+//!     cargo build --release --target wasm32-wasip1 -p mcp-filter-core --example v8_cost
 //!     node tests/bench/v8_cost.mjs target/wasm32-wasip1/release/examples/v8_cost.wasm
 //!
-//! Built natively (`cargo run --release -p mcp-filter --example v8_cost`) it prints
+//! Built natively (`cargo run --release -p mcp-filter-core --example v8_cost`) it prints
 //! the same figures for comparison.
 
 #[path = "../benches/canned/mod.rs"]
 mod canned;
 
-use mcp_filter::metrics::MetricIds;
+use mcp_filter_core::metric_ids::MetricIds;
 use std::rc::Rc;
 use std::time::Instant;
 

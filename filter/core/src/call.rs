@@ -2,20 +2,20 @@
 //! request head, the body, the response head and the response body, put together in
 //! `on_log`.
 
-use crate::flow::{Host, Level, CAS_MISMATCH};
-use crate::metrics::MetricIds;
-use mcp_filter_core::audit::{iso8601, latency_ms, request_id, AuditRecord};
-use mcp_filter_core::envoy_reply::{envoy_reply, EnvoyReply};
-use mcp_filter_core::headers::{
+use crate::audit::{iso8601, latency_ms, request_id, AuditRecord};
+use crate::envoy_reply::{envoy_reply, EnvoyReply};
+use crate::headers::{
     EXT_AUTHZ_NAMESPACE, MCP_SESSION_ID, SESSION_KEY_METADATA, X_AGENT_ID, X_USER_ID,
 };
-use mcp_filter_core::message::Target;
-use mcp_filter_core::outcome::{classify, Decision, Ending, Outcome, OutputStatus};
-use mcp_filter_core::reply_scan::{Reply, ReplyScanner};
-use mcp_filter_core::session_ref::{self, ResponseSession};
-use mcp_filter_core::session_table::{slot_key, SessionEntry};
-use mcp_filter_core::sse::SseReader;
-use mcp_filter_core::{sentinel, stats, trace, FilterConfig, RequestFacts, RequestHead};
+use crate::host::{Host, Level, CAS_MISMATCH};
+use crate::message::Target;
+use crate::metric_ids::MetricIds;
+use crate::outcome::{classify, Decision, Ending, Outcome, OutputStatus};
+use crate::reply_scan::{Reply, ReplyScanner};
+use crate::session_ref::{self, ResponseSession};
+use crate::session_table::{slot_key, SessionEntry};
+use crate::sse::SseReader;
+use crate::{sentinel, stats, trace, FilterConfig, RequestFacts, RequestHead};
 use serde_json::value::RawValue;
 
 /// The filter state the access log prints (`%FILTER_STATE(wasm.mcp_audit:PLAIN)%`).

@@ -7,13 +7,17 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod call;
 pub mod config;
 pub mod envoy_reply;
 pub mod error;
+pub mod flow;
 pub mod headers;
+pub mod host;
 pub mod input_hash;
 pub mod label;
 pub mod message;
+pub mod metric_ids;
 pub mod outcome;
 mod pick;
 pub mod protocol;
@@ -25,6 +29,7 @@ pub mod session_table;
 pub mod sse;
 pub mod stats;
 pub mod trace;
+pub mod wire;
 
 pub use config::{AgentIdentity, ConfigError, FilterConfig};
 pub use error::{error_body, Rejection, RequestError};

@@ -1,8 +1,8 @@
 //! The filter's Envoy stats: defined on first use (labels are part of the name, see
-//! `mcp_filter_core::stats`) and cached per VM, so each label set costs one
+//! `crate::stats`) and cached per VM, so each label set costs one
 //! `proxy_define_metric` per worker.
 
-use crate::flow::{Host, MetricKind};
+use crate::host::{Host, MetricKind};
 use std::cell::RefCell;
 use std::collections::HashMap;
 

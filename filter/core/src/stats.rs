@@ -112,7 +112,8 @@ pub fn negotiation_failures(server: &str, kind: NegotiationFailure) -> String {
 }
 
 /// Counter: handshake-era sessions by server and event (`started`, `ended`,
-/// `untracked` when the session table is full).
+/// `untracked` when the host refused to write the session's slot; the table is a ring
+/// of fixed slots, so it is never full: a new session takes over an old one's slot).
 pub fn sessions(server: &str, event: &str) -> String {
     format!("mcp_sessions_total;server={server};event={event}")
 }

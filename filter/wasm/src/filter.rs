@@ -1,8 +1,9 @@
 //! The proxy-wasm contexts: forward each callback to [`RequestFlow`] with the real host.
 
-use crate::flow::{Level, RequestFlow, Verdict};
 use crate::host::{self, WasmHost};
-use crate::metrics::MetricIds;
+use mcp_filter_core::flow::{RequestFlow, Verdict};
+use mcp_filter_core::host::Level;
+use mcp_filter_core::metric_ids::MetricIds;
 use mcp_filter_core::FilterConfig;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};

@@ -12,8 +12,8 @@
 // Same imports as the SDK's declarations, with `u32` in place of its enums on purpose.
 #![allow(clashing_extern_declarations)]
 
-use crate::flow::{Host, HostStatus, Level, MetricKind};
-use crate::wire;
+use mcp_filter_core::host::{Host, HostStatus, Level, MetricKind};
+use mcp_filter_core::wire;
 use std::ptr::{null, null_mut};
 
 const HTTP_REQUEST_HEADERS: u32 = 0;

@@ -1,14 +1,11 @@
 //! Envoy MCP gateway filter: the proxy-wasm adapter around `mcp-filter-core`.
 //!
-//! Build with `cargo build --release --target wasm32-wasip1 -p mcp-filter`; load the
-//! `.wasm` with `allow_on_headers_stop_iteration: true` and `failure_policy:
+//! Only the ABI (`host.rs`: the core's `Host` trait over proxy-wasm host calls) and the
+//! callback glue (`filter.rs`: each callback forwarded to the core's `RequestFlow`);
+//! every decision is made in the core. Build with
+//! `cargo build --release --target wasm32-wasip1 -p mcp-filter`; load the `.wasm` with `allow_on_headers_stop_iteration: true` and `failure_policy:
 //! FAIL_RELOAD` (see `envoy/envoy.yaml`).
 #![deny(unsafe_code)]
-
-pub mod audit;
-pub mod flow;
-pub mod metrics;
-pub mod wire;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;

@@ -2,9 +2,10 @@
 //! the criterion bench (`benches/flow.rs`) and the V8 timing example
 //! (`examples/v8_cost.rs`).
 
-use mcp_filter::flow::{Host, HostStatus, Level, MetricKind, RequestFlow, Verdict};
-use mcp_filter::metrics::MetricIds;
-use mcp_filter::wire::serialize_pairs;
+use mcp_filter_core::flow::{RequestFlow, Verdict};
+use mcp_filter_core::host::{Host, HostStatus, Level, MetricKind};
+use mcp_filter_core::metric_ids::MetricIds;
+use mcp_filter_core::wire::serialize_pairs;
 use mcp_filter_core::FilterConfig;
 use serde_json::json;
 use std::rc::Rc;

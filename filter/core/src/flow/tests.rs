@@ -1,8 +1,9 @@
 //! The request flow against a fake host that can refuse any call.
 
 use super::*;
-use crate::metrics::MetricIds;
-use mcp_filter_core::session_ref;
+use crate::host::{HostStatus, MetricKind, CAS_MISMATCH};
+use crate::metric_ids::MetricIds;
+use crate::session_ref;
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -567,10 +568,9 @@ fn json_success_is_recorded_with_every_field() {
     flow.on_log(&mut host);
 
     let record = host.record();
-    let expected_hash = mcp_filter_core::input_hash::input_hash(
-        &RawValue::from_string(r#"{"a":"x","b":2}"#.into()).unwrap(),
-    )
-    .unwrap();
+    let expected_hash =
+        crate::input_hash::input_hash(&RawValue::from_string(r#"{"a":"x","b":2}"#.into()).unwrap())
+            .unwrap();
     assert_eq!(record["timestamp"], "2025-01-15T14:23:07.442Z");
     assert_eq!(record["agent_id"], "agent-prod-001");
     assert_eq!(record["user_id"], Value::Null);
