@@ -1,12 +1,14 @@
-//! The service's HTTP side: Prometheus metrics, readiness, and the RFC 9728 protected
-//! resource metadata that Envoy serves unauthenticated for the gateway.
+//! The service's HTTP side: the RFC 9728 protected resource metadata that Envoy
+//! serves unauthenticated for the gateway, beside the shared `/metrics` and `/ready`
+//! (`mcp_service_kit::http`).
 
 use crate::check::Authorizer;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use mcp_service_kit::Readiness;
 use std::sync::Arc;
 
 /// Settings of the protected resource metadata document.
@@ -24,14 +26,17 @@ struct AppState {
     metadata: Arc<ResourceMetadata>,
 }
 
-pub fn router(authorizer: Arc<Authorizer>, metadata: ResourceMetadata) -> Router {
+pub fn router(
+    authorizer: Arc<Authorizer>,
+    metadata: ResourceMetadata,
+    readiness: Readiness,
+) -> Router {
+    let metrics = authorizer.metrics.clone();
     let state = AppState {
         authorizer,
         metadata: Arc::new(metadata),
     };
     Router::new()
-        .route("/metrics", get(metrics))
-        .route("/ready", get(ready))
         // RFC 9728 section 3.1: the well-known URI, with the resource's path inserted
         // after it (`/.well-known/oauth-protected-resource/mcp`), and the root one.
         .route(
@@ -43,29 +48,10 @@ pub fn router(authorizer: Arc<Authorizer>, metadata: ResourceMetadata) -> Router
             get(protected_resource),
         )
         .with_state(state)
-}
-
-async fn metrics(State(state): State<AppState>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        state.authorizer.metrics.render(),
-    )
-        .into_response()
-}
-
-async fn ready(State(state): State<AppState>) -> Response {
-    if state.authorizer.jwks.keys().is_some() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no verification keys loaded\n",
-        )
-            .into_response()
-    }
+        .merge(mcp_service_kit::http::router(
+            move || metrics.render(),
+            readiness,
+        ))
 }
 
 async fn protected_resource(State(state): State<AppState>) -> Response {

@@ -20,6 +20,7 @@ use check::Authorizer;
 use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 use http::ResourceMetadata;
 use jwks::{Jwks, JwksSource};
+use mcp_service_kit::{self as kit, Readiness};
 use metrics::Metrics;
 use policy::{Policy, PolicyError};
 use session_keys::{SessionKeyError, SessionKeys};
@@ -53,10 +54,8 @@ pub enum StartError {
     Policy(#[from] PolicyError),
     #[error(transparent)]
     SessionKeys(#[from] SessionKeyError),
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    #[error("gRPC server: {0}")]
-    Grpc(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Serve(#[from] kit::ServeError),
 }
 
 /// Loads the policy and the session keys (an invalid file stops startup) and prepares
@@ -78,6 +77,9 @@ pub fn build(settings: &Settings) -> Result<Arc<Authorizer>, StartError> {
 
 /// Serves gRPC (ext_authz + health) and HTTP (metrics, readiness, RFC 9728 metadata)
 /// until `shutdown` completes. Keeps the JWKS fresh every `jwks_refresh`.
+///
+/// Ready (gRPC health and `/ready`) once the token keys are loaded: the policy and
+/// the session keys already are ([`build`]), and without keys every check is refused.
 pub async fn serve(
     authorizer: Arc<Authorizer>,
     settings: &Settings,
@@ -85,71 +87,45 @@ pub async fn serve(
     http_listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_not_serving::<AuthorizationServer<grpc::AuthzGrpc>>()
-        .await;
-
-    let refresher = {
-        let authorizer = authorizer.clone();
-        let every = settings.jwks_refresh;
-        tokio::spawn(async move {
-            let mut interval = tokio::time::interval(every);
-            loop {
-                interval.tick().await;
-                match authorizer.jwks.refresh().await {
-                    Ok(count) => tracing::debug!(keys = count, "JWKS refreshed"),
-                    Err(error) => {
-                        authorizer.metrics.jwks_refresh_failures.inc();
-                        tracing::warn!(%error, source = %authorizer.jwks.source(), "JWKS refresh failed; cached keys stay in use");
-                    }
-                }
-                // Readiness: keys and policy loaded (the policy always is).
-                if authorizer.jwks.keys().is_some() {
-                    health
-                        .set_serving::<AuthorizationServer<grpc::AuthzGrpc>>()
-                        .await;
-                }
-            }
+    let readiness =
+        Readiness::new::<AuthorizationServer<grpc::AuthzGrpc>>("no verification keys loaded").await;
+    let _refresher = {
+        let (authorizer, readiness) = (authorizer.clone(), readiness.clone());
+        kit::every(settings.jwks_refresh, move || {
+            let (authorizer, readiness) = (authorizer.clone(), readiness.clone());
+            async move { refresh_jwks(&authorizer, &readiness).await }
         })
     };
-    let watched = vec![
-        (reload::Watched::Policy, settings.policy.clone()),
-        (reload::Watched::SessionKeys, settings.session_keys.clone()),
-    ];
-    let _watcher = match reload::watch(authorizer.clone(), watched) {
-        Ok(watcher) => Some(watcher),
-        Err(error) => {
-            tracing::warn!(%error, "cannot watch the policy and session key files; hot reload is off");
-            None
-        }
+    let _watcher = reload::watch(authorizer.clone(), settings)
+        .map_err(|error| {
+            tracing::warn!(%error, "cannot watch the policy and session key files; hot reload is off")
+        })
+        .ok();
+    let app = http::router(
+        authorizer.clone(),
+        settings.metadata.clone(),
+        readiness.clone(),
+    );
+    let service = AuthorizationServer::new(grpc::AuthzGrpc { authorizer });
+    let listeners = kit::Listeners {
+        grpc,
+        http: http_listener,
     };
+    kit::serve(listeners, &readiness, service, app, shutdown).await?;
+    Ok(())
+}
 
-    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let app = http::router(authorizer.clone(), settings.metadata.clone());
-    let http_server = tokio::spawn(async move {
-        axum::serve(http_listener, app)
-            .with_graceful_shutdown(async {
-                let _ = http_stopped.await;
-            })
-            .await
-    });
-
-    let result = tonic::transport::Server::builder()
-        .add_service(health_service)
-        .add_service(AuthorizationServer::new(grpc::AuthzGrpc {
-            authorizer: authorizer.clone(),
-        }))
-        // TCP_NODELAY: tonic sets it only on listeners it binds itself. Without it, a
-        // reply's HTTP/2 frames wait for Envoy's delayed ACK (Nagle): several ms added
-        // to every check at low rates (BENCHMARKS.md).
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
-            shutdown,
-        )
-        .await;
-    refresher.abort();
-    let _ = stop_http.send(());
-    let _ = http_server.await;
-    result.map_err(StartError::from)
+async fn refresh_jwks(authorizer: &Authorizer, readiness: &Readiness) {
+    match authorizer.jwks.refresh().await {
+        Ok(count) => tracing::debug!(keys = count, "JWKS refreshed"),
+        Err(error) => {
+            authorizer.metrics.jwks_refresh_failures.inc();
+            tracing::warn!(%error, source = %authorizer.jwks.source(), "JWKS refresh failed; cached keys stay in use");
+        }
+    }
+    // Keys once loaded stay in use when a refresh fails, so readiness never drops
+    // back: a JWKS endpoint outage must not take every replica out of service.
+    if authorizer.jwks.keys().is_some() && readiness.check().is_err() {
+        readiness.set_ready().await;
+    }
 }

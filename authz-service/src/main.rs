@@ -7,6 +7,7 @@ use mcp_authz_service::jwks::JwksSource;
 use mcp_authz_service::policy::Policy;
 use mcp_authz_service::token::TokenRules;
 use mcp_authz_service::{build, serve, Settings};
+use mcp_service_kit as kit;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -60,31 +61,12 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    kit::cli::init_tracing();
     let cli = Cli::parse();
     if let Some(file) = &cli.validate {
-        return match Policy::load(file) {
-            Ok(_) => {
-                println!("{}: OK", file.display());
-                ExitCode::SUCCESS
-            }
-            Err(error) => {
-                eprintln!("{error}");
-                ExitCode::FAILURE
-            }
-        };
+        return kit::cli::validate(file, Policy::load);
     }
-    match run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("mcp-authz-service: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    kit::cli::exit("mcp-authz-service", run(cli).await)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -117,32 +99,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
     };
     let authorizer = build(&settings)?;
-    let grpc = tokio::net::TcpListener::bind(&cli.grpc_addr)
-        .await
-        .with_context(|| format!("cannot listen on {}", cli.grpc_addr))?;
-    let http = tokio::net::TcpListener::bind(&cli.http_addr)
-        .await
-        .with_context(|| format!("cannot listen on {}", cli.http_addr))?;
-    tracing::info!(grpc = %grpc.local_addr()?, http = %http.local_addr()?, "mcp-authz-service listening");
-    serve(authorizer, &settings, grpc, http, shutdown_signal()).await?;
-    tracing::info!("stopped");
+    let kit::Listeners { grpc, http } =
+        kit::Listeners::bind(&cli.grpc_addr, &cli.http_addr).await?;
+    serve(
+        authorizer,
+        &settings,
+        grpc,
+        http,
+        kit::cli::shutdown_signal(),
+    )
+    .await?;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => return ctrl_c.await.unwrap_or_default(),
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    ctrl_c.await.unwrap_or_default();
 }

@@ -1,22 +1,18 @@
-//! `--validate` as users run it: exit status and messages with file, field and reason.
+//! `--validate` and startup errors as users meet them: exit status and messages with
+//! file, field and reason (the `--validate` mechanics are `mcp_service_kit::cli`'s;
+//! these pin the authz-service's own messages).
 
+use mcp_service_kit::testing::{invalid, valid, validate};
 use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_mcp-authz-service");
 
 #[test]
 fn validate_reports_file_field_and_reason() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("policy.yaml");
     std::fs::write(&good, "servers:\n  fd:\n    tools:\n      t: []\n").unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_mcp-authz-service"))
-        .arg("--validate")
-        .arg(&good)
-        .output()
-        .unwrap();
-    assert!(output.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&output.stdout),
-        format!("{}: OK\n", good.display())
-    );
+    assert_eq!(validate(BIN, &good), valid(&good));
 
     let bad = dir.path().join("bad.yaml");
     std::fs::write(
@@ -24,18 +20,12 @@ fn validate_reports_file_field_and_reason() {
         "servers:\n  fd:\n    tools:\n      t: [\"two words\"]\n",
     )
     .unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_mcp-authz-service"))
-        .arg("--validate")
-        .arg(&bad)
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
     assert_eq!(
-        String::from_utf8_lossy(&output.stderr),
-        format!(
+        validate(BIN, &bad),
+        invalid(format!(
             "{}: servers.fd.tools.t: \"two words\" is not a valid OAuth scope token\n",
             bad.display()
-        )
+        ))
     );
 }
 
@@ -49,7 +39,7 @@ fn a_bad_session_key_file_stops_startup() {
     let keys = dir.path().join("session-keys");
     std::fs::write(&keys, "# demo\nshort-key\n").unwrap();
     let start = |extra: &[&std::ffi::OsStr]| {
-        Command::new(env!("CARGO_BIN_EXE_mcp-authz-service"))
+        Command::new(BIN)
             .arg("--policy")
             .arg(&policy)
             .args([

@@ -1,0 +1,92 @@
+//! Helpers for the services' tests and load examples (feature `testing`): things
+//! every test of a service binary needs and that are not service logic.
+
+use std::path::Path;
+use std::process::Command;
+
+/// CPU seconds (user + system) a process has used so far, from `/proc/PID/stat`;
+/// 0 where there is no `/proc` (the load examples then print no per-CPU figure of
+/// worth, but still run).
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name (which may hold spaces); utime and
+    // stime are fields 14 and 15 of the whole line, in clock ticks (USER_HZ, 100 on
+    // Linux).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// A loopback port free at the time of the call, for a child process to bind.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// What `<binary> --validate <file>` did.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Validated {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `binary --validate file` as a user would.
+pub fn validate(binary: &str, file: &Path) -> Validated {
+    let output = Command::new(binary)
+        .arg("--validate")
+        .arg(file)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {binary}: {e}"));
+    Validated {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// The verdict of a file that validates.
+pub fn valid(file: &Path) -> Validated {
+    Validated {
+        code: Some(0),
+        stdout: format!("{}: OK\n", file.display()),
+        stderr: String::new(),
+    }
+}
+
+/// The verdict of a file that does not: exit status 1 and `message` alone on stderr.
+pub fn invalid(message: String) -> Validated {
+    Validated {
+        code: Some(1),
+        stdout: String::new(),
+        stderr: message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn this_process_uses_cpu_time() {
+        let started = std::time::Instant::now();
+        // Busy for 50 ms: 5 ticks, so the figure must move off zero.
+        let mut x = 0u64;
+        while started.elapsed().as_millis() < 50 {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        assert!(super::cpu_seconds(std::process::id()) > 0.0);
+        assert_eq!(super::cpu_seconds(u32::MAX), 0.0, "no such process");
+    }
+}
