@@ -15,7 +15,8 @@ use crate::reply_scan::{Reply, ReplyScanner};
 use crate::session_ref::{self, ResponseSession};
 use crate::session_table::{slot_key, SessionEntry};
 use crate::sse::SseReader;
-use crate::{sentinel, stats, trace, FilterConfig, RequestFacts, RequestHead};
+use crate::stats::{self, Stat};
+use crate::{sentinel, trace, FilterConfig, RequestFacts, RequestHead};
 use serde_json::value::RawValue;
 
 /// The filter state the access log prints (`%FILTER_STATE(wasm.mcp_audit:PLAIN)%`).
@@ -326,25 +327,26 @@ impl Call {
 
         let method = self.facts.method.as_deref();
         let method_label = stats::method_label(method, self.facts.is_response, &self.http_method);
-        metrics.add(
-            host,
-            stats::requests(server, method_label, outcome.decision),
-            1,
-        );
+        let requests = Stat::Requests {
+            method: method_label,
+            decision: outcome.decision,
+        };
+        metrics.add(host, config, requests, 1);
         if let Some(tool) = tool {
             let tool = stats::tool_label(config, tool);
-            metrics.add(
-                host,
-                stats::tool_calls(server, tool, stats::outcome_label(&outcome)),
-                1,
-            );
+            let outcome_label = stats::outcome_label(&outcome);
+            let calls = Stat::ToolCalls {
+                tool,
+                outcome: outcome_label,
+            };
+            metrics.add(host, config, calls, 1);
             if outcome.decision == Decision::Allowed {
                 let millis = end_nanos.saturating_sub(self.start_nanos) / 1_000_000;
-                metrics.record(host, stats::tool_call_duration(server, tool), millis);
+                metrics.record(host, config, Stat::ToolCallDuration { tool }, millis);
             }
         }
         if let Some(kind) = stats::negotiation_failure(method, &outcome, self.reply) {
-            metrics.add(host, stats::negotiation_failures(server, kind), 1);
+            metrics.add(host, config, Stat::NegotiationFailures(kind), 1);
         }
         self.track_session(host, config, metrics, &outcome, end_nanos);
     }
@@ -381,7 +383,7 @@ impl Call {
                 Ok(()) => "started",
                 Err(_) => "untracked",
             };
-            metrics.add(host, stats::sessions(server, event), 1);
+            metrics.add(host, config, Stat::Sessions { event }, 1);
             return;
         }
         let Some(id) = self.session_id.as_deref().map(session_ref::audit_ref) else {
@@ -404,9 +406,9 @@ impl Call {
             });
             if let Some(entry) = ended {
                 let millis = now.saturating_sub(entry.start_nanos) / 1_000_000;
-                metrics.record(host, stats::session_duration(server), millis);
-                metrics.record(host, stats::session_tool_calls(server), entry.tool_calls);
-                metrics.add(host, stats::sessions(server, "ended"), 1);
+                metrics.record(host, config, Stat::SessionDuration, millis);
+                metrics.record(host, config, Stat::SessionToolCalls, entry.tool_calls);
+                metrics.add(host, config, Stat::Sessions { event: "ended" }, 1);
             }
         }
     }

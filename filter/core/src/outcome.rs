@@ -6,7 +6,7 @@ use crate::reply_scan::Reply;
 use serde::Serialize;
 
 /// What the gateway decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Decision {
     /// Forwarded to the MCP server.

@@ -9,6 +9,7 @@
 //! allow-listed tool names are checked at configuration, everything else is fixed.
 
 use crate::config::FilterConfig;
+use crate::host::MetricKind;
 use crate::outcome::{Decision, Outcome};
 use crate::reply_scan::Reply;
 
@@ -44,12 +45,77 @@ const METHODS: [&str; 24] = [
     "notifications/message",
 ];
 
+/// The `mcp_tool` label of a tool: its place in the allow-list, or `other`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ToolLabel {
+    Listed(usize),
+    Other,
+}
+
 /// The `mcp_tool` label of a tool name.
-pub fn tool_label<'a>(config: &FilterConfig, tool: &'a str) -> &'a str {
-    if config.metrics.tool_names.contains(tool) {
-        tool
-    } else {
-        OTHER
+pub fn tool_label(config: &FilterConfig, tool: &str) -> ToolLabel {
+    match config.metrics.tool_names.index(tool) {
+        Some(index) => ToolLabel::Listed(index),
+        None => ToolLabel::Other,
+    }
+}
+
+impl ToolLabel {
+    /// The label value.
+    pub fn as_str(self, config: &FilterConfig) -> &str {
+        match self {
+            ToolLabel::Listed(index) => config.metrics.tool_names.get(index).unwrap_or(OTHER),
+            ToolLabel::Other => OTHER,
+        }
+    }
+}
+
+/// One of the filter's stats with its labels, as a small value: the per-request key of
+/// the metric id cache (`metric_ids`), so a request formats no stat name; the name is
+/// written once, when the stat is defined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stat {
+    Requests {
+        method: &'static str,
+        decision: Decision,
+    },
+    ToolCalls {
+        tool: ToolLabel,
+        outcome: &'static str,
+    },
+    ToolCallDuration {
+        tool: ToolLabel,
+    },
+    NegotiationFailures(NegotiationFailure),
+    Sessions {
+        event: &'static str,
+    },
+    SessionDuration,
+    SessionToolCalls,
+}
+
+impl Stat {
+    pub fn kind(self) -> MetricKind {
+        match self {
+            Stat::ToolCallDuration { .. } | Stat::SessionDuration | Stat::SessionToolCalls => {
+                MetricKind::Histogram
+            }
+            _ => MetricKind::Counter,
+        }
+    }
+
+    /// The Envoy stat name, labels included.
+    pub fn name(self, config: &FilterConfig) -> String {
+        let server = config.server_id.as_str();
+        match self {
+            Stat::Requests { method, decision } => requests(server, method, decision),
+            Stat::ToolCalls { tool, outcome } => tool_calls(server, tool.as_str(config), outcome),
+            Stat::ToolCallDuration { tool } => tool_call_duration(server, tool.as_str(config)),
+            Stat::NegotiationFailures(kind) => negotiation_failures(server, kind),
+            Stat::Sessions { event } => sessions(server, event),
+            Stat::SessionDuration => session_duration(server),
+            Stat::SessionToolCalls => session_tool_calls(server),
+        }
     }
 }
 
@@ -130,7 +196,7 @@ pub fn session_tool_calls(server: &str) -> String {
 
 /// The kinds of negotiation failure on-call engineers watch for: a spike means a
 /// client or server release speaks a version the other side does not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NegotiationFailure {
     /// `initialize` (handshake era) did not succeed.
     Initialize,
@@ -192,8 +258,12 @@ mod tests {
     #[test]
     fn labels_are_bounded() {
         let config = config();
-        assert_eq!(tool_label(&config, "get.balance"), "get.balance");
-        assert_eq!(tool_label(&config, "made-up-123"), OTHER);
+        assert_eq!(
+            tool_label(&config, "get.balance").as_str(&config),
+            "get.balance"
+        );
+        assert_eq!(tool_label(&config, "made-up-123"), ToolLabel::Other);
+        assert_eq!(tool_label(&config, "made-up-123").as_str(&config), OTHER);
         assert_eq!(
             method_label(Some("tools/call"), false, "POST"),
             "tools/call"
@@ -213,6 +283,33 @@ mod tests {
         assert_eq!(
             requests("fin", "tools/call", Decision::RateLimited),
             "mcp_requests_total;server=fin;method=tools/call;decision=rate_limited"
+        );
+    }
+
+    #[test]
+    fn stat_keys_name_their_stats() {
+        let config = config();
+        let tool = tool_label(&config, "get.balance");
+        let calls = Stat::ToolCalls {
+            tool,
+            outcome: "success",
+        };
+        assert_eq!(
+            calls.name(&config),
+            "mcp_tool_calls_total;server=fin;tool=get.balance;outcome=success"
+        );
+        assert_eq!(calls.kind(), MetricKind::Counter);
+        let duration = Stat::ToolCallDuration {
+            tool: ToolLabel::Other,
+        };
+        assert_eq!(
+            duration.name(&config),
+            "mcp_tool_call_duration_ms;server=fin;tool=other"
+        );
+        assert_eq!(duration.kind(), MetricKind::Histogram);
+        assert_eq!(
+            Stat::Sessions { event: "ended" }.name(&config),
+            "mcp_sessions_total;server=fin;event=ended"
         );
     }
 
