@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import json
 
-from harness import bearer, token
+from harness import bearer, connection_manager, token
 from harness.authz import READ_SCOPES, session_key
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -81,7 +81,7 @@ def route_timeout(seconds: float):
     has none, for long SSE answers), to provoke upstream timeouts."""
 
     def mutate(config: dict) -> None:
-        hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        hcm = connection_manager(config)
         for host in hcm["route_config"]["virtual_hosts"]:
             for route in host["routes"]:
                 if route.get("match") == {"path": "/mcp"}:
@@ -92,7 +92,7 @@ def route_timeout(seconds: float):
 
 def ratelimit_failure_mode_deny(config: dict) -> None:
     """Envoy config mutation: the rate limit filter refuses when its service fails."""
-    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    hcm = connection_manager(config)
     for f in hcm["http_filters"]:
         if f["name"] == "envoy.filters.http.ratelimit":
             f["typed_config"]["failure_mode_deny"] = True

@@ -18,16 +18,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
-from harness import request, start_gateway, without_ext_authz
+from harness import connection_manager, request, start_gateway, without_ext_authz
 
-from helpers import echoed_headers, modern_call, values
+from e2e.helpers import echoed_headers, modern_call, values
 
 ISSUER = "https://issuer.test"
 AUDIENCE = "https://gateway.test/mcp"
 
 
 def http_filters(config):
-    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    hcm = connection_manager(config)
     return hcm["http_filters"]
 
 

@@ -9,7 +9,7 @@ import pytest
 from harness import Authz, request, start_gateway
 from harness.authz import METADATA_URL, READ_SCOPES, token
 
-from helpers import AGENT, connect, echoed_headers, modern_call, values
+from e2e.helpers import AGENT, connect, echoed_headers, modern_call, values
 
 WRITE = "mcp.server.financial-data:tools.write"
 

@@ -16,13 +16,13 @@ import json
 
 import anyio
 import pytest
-from harness import Authz, Ratelimit, audit_records, request, start_gateway, token
+from harness import Authz, Ratelimit, audit_records, connection_manager, request, start_gateway, token
 from harness.authz import READ_SCOPES
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
-from helpers import echoed_headers, modern_call, values
+from e2e.helpers import echoed_headers, modern_call, values
 
 OTHER = "/other"  # routed to the MCP server; not one of the filter's mcp_paths
 OPEN = "/open"  # the same, on a route that opts out: mcp_unlabelled: allow
@@ -34,7 +34,7 @@ NOT_AN_MCP_ENDPOINT = -31014
 def extra_routes(config: dict) -> None:
     """Envoy config mutation: two routes to the MCP server that the filter does not
     label, ahead of the catch-all 404."""
-    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    hcm = connection_manager(config)
     for host in hcm["route_config"]["virtual_hosts"]:
         routes = host["routes"]
         at = next(i for i, route in enumerate(routes) if route["match"] == {"prefix": "/"})

@@ -43,7 +43,7 @@ from harness.client import Response
 from harness.h2client import request_h2
 from harness.oracles import ORACLES, Dispatch, build_go_oracle, start_oracles
 
-from helpers import AGENT, META, MODERN
+from e2e.helpers import AGENT, META, MODERN
 
 LIMIT = 1024 * 1024  # max_body_bytes in envoy/envoy.yaml
 TOOL = "get_account_balance"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from harness import ROOT, free_port, render_config, validate
+from harness import ROOT, connection_manager, free_port, render_config, validate
 from harness.envoy import filter_settings, wasm_plugin_configs
 
 # Envoy bootstrap configs (envoy/*.yaml); monitoring files live in envoy/monitoring/.
@@ -67,7 +67,7 @@ def test_only_the_mcp_path_reaches_the_server_and_underscores_are_refused(path: 
     """The settings tests/e2e/test_path_variants.py and test_header_hygiene.py rely on,
     named so that a change to them fails here with a clear message."""
     config = yaml.safe_load(path.read_text())
-    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    hcm = connection_manager(config)
     assert hcm["normalize_path"] is True and hcm["merge_slashes"] is True
     assert hcm["path_with_escaped_slashes_action"] == "REJECT_REQUEST"
     assert hcm["common_http_protocol_options"]["headers_with_underscores_action"] == "REJECT_REQUEST"

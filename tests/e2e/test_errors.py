@@ -7,7 +7,7 @@ import json
 import pytest
 from harness import request
 
-from helpers import META, modern_call
+from e2e.helpers import META, modern_call
 
 LIMIT = 1024 * 1024  # max_body_bytes in envoy/envoy.yaml
 

@@ -14,7 +14,7 @@ import re
 import pytest
 from harness import audit_records, envoy_counter, request, start_gateway
 
-from helpers import AGENT, META, MODERN, bearer
+from e2e.helpers import AGENT, META, MODERN, bearer
 
 UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 BIG = 900 * 1024  # under the 1 MiB body limit: refused for its label, not its size

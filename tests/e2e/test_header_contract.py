@@ -9,7 +9,7 @@ from harness import request
 
 from harness import bearer
 
-from helpers import AGENT, MODERN, echoed_headers, modern_call, session_reference, values
+from e2e.helpers import AGENT, MODERN, echoed_headers, modern_call, session_reference, values
 
 FORGED = [
     ("x-mcp-tool-name", "harmless_tool"),

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from e2e.helpers import AGENT, connect, modern_call
 from harness import audit_records, free_port, metric, prometheus_when, render_config, request, start_gateway, validate
-from harness.envoy import ENVOY_DIR
+from harness.envoy import ENVOY_DIR, connection_manager
 from harness.istio import (
     APPLY_TO,
     CONTEXTS,
@@ -40,7 +40,7 @@ from harness.istio import (
 FILES = envoy_filters()
 ISTIO_ROUTES = ENVOY_DIR / "istio" / "istio-virtualservice.yaml"
 SHIPPED = yaml.safe_load((ENVOY_DIR / "envoy.yaml").read_text())
-SHIPPED_HCM = SHIPPED["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+SHIPPED_HCM = connection_manager(SHIPPED)
 SHIPPED_ROUTES = SHIPPED_HCM["route_config"]["virtual_hosts"][0]["routes"]
 # The connection manager settings every deployment must carry as envoy.yaml does.
 HCM_SETTINGS = [
@@ -51,10 +51,6 @@ HCM_SETTINGS = [
     "access_log",
     "local_reply_config",
 ]
-
-
-def hcm_of(bootstrap: dict) -> dict:
-    return bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
 
 
 def test_both_variants_ship():
@@ -132,7 +128,7 @@ def test_every_patch_applies_to_what_istiod_generates(path):
     istiod's shape, every connection manager setting of envoy.yaml is in force (a MERGE
     that Istio's own values outranked would show here)."""
     bootstrap = apply(load(path))
-    hcm = hcm_of(bootstrap)
+    hcm = connection_manager(bootstrap)
     assert {key: hcm.get(key) for key in HCM_SETTINGS} == {key: SHIPPED_HCM[key] for key in HCM_SETTINGS}
 
 
@@ -161,7 +157,7 @@ def test_the_harness_merges_as_protobuf_does():
 def routes_to(bootstrap: dict) -> dict[str, list[dict]]:
     """Cluster (or "direct_response") -> the routes that lead there."""
     out: dict[str, list[dict]] = {}
-    for vhost in hcm_of(bootstrap)["route_config"]["virtual_hosts"]:
+    for vhost in connection_manager(bootstrap)["route_config"]["virtual_hosts"]:
         for route in vhost["routes"]:
             key = route["route"]["cluster"] if "route" in route else "direct_response"
             out.setdefault(key, []).append(dict(route, vhost=vhost))
@@ -172,7 +168,7 @@ def test_istio_generates_a_catch_all_inbound_route():
     """What the sidecar patches must undo: istiod sends every path to the server."""
     (route,) = routes_to(sidecar_skeleton())[INBOUND_CLUSTER]
     assert route["match"] == {"prefix": "/"}
-    assert not hcm_of(sidecar_skeleton()).get("merge_slashes")
+    assert not connection_manager(sidecar_skeleton()).get("merge_slashes")
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
@@ -189,7 +185,7 @@ def test_only_the_mcp_path_reaches_the_mcp_server(path):
     rate_limits = route["route"].get("rate_limits") or route["vhost"].get("rate_limits")
     assert rate_limits == shipped["route"]["rate_limits"]
     assert route["route"]["timeout"] == shipped["route"]["timeout"]
-    routes = hcm_of(bootstrap)["route_config"]["virtual_hosts"][0]["routes"]
+    routes = connection_manager(bootstrap)["route_config"]["virtual_hosts"][0]["routes"]
     # Whatever no route above takes gets envoy.yaml's JSON-RPC 404.
     assert routes[-1] == SHIPPED_ROUTES[-1] and SHIPPED_ROUTES[-1]["direct_response"]["status"] == 404
     if variant(load(path)) == "sidecar":

@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from harness import Authz, Ratelimit, RedisServer, bearer, request, start_gateway
+from harness import Authz, Ratelimit, RedisServer, bearer, metric, request, start_gateway
 
-from helpers import modern_call, ratelimit_failure_mode_deny
+from e2e.helpers import modern_call, ratelimit_failure_mode_deny
 
 LIMITED = "agent-prod-001"
 LIMIT = 120
@@ -36,6 +36,8 @@ def chain(logs, echo, authz, ratelimit):
     return start
 
 
+# Slow: may wait for a fresh minute window (up to 15 s).
+@pytest.mark.slow
 def test_121st_call_is_429_with_retry_after_and_json_rpc_error(chain, ratelimit):
     envoy, port = chain()
     try:
@@ -63,12 +65,14 @@ def test_121st_call_is_429_with_retry_after_and_json_rpc_error(chain, ratelimit)
         assert call(port, tool="get_account_balance").status == 200
         assert call(port, agent="agent-prod-002").status == 200
         metrics = ratelimit.metrics()
-        assert 'mcp_ratelimit_over_limit_total{key="tool_call.agent_id"} 1' in metrics
-        assert 'mcp_ratelimit_hits_total{key="tool_call.agent_id"} 122' in metrics
+        assert metric(metrics, "mcp_ratelimit_over_limit_total", key="tool_call.agent_id") == 1
+        assert metric(metrics, "mcp_ratelimit_hits_total", key="tool_call.agent_id") == 122
     finally:
         envoy.stop()
 
 
+# Slow: may wait for a fresh minute window (up to 15 s).
+@pytest.mark.slow
 def test_two_envoys_share_the_limit(chain):
     first, first_port = chain()
     second, second_port = chain()
@@ -99,6 +103,8 @@ def test_service_down_fails_open_by_default_and_closed_when_asked(chain, ratelim
         closed_envoy.stop()
 
 
+# Slow: may wait for a fresh minute window (up to 15 s).
+@pytest.mark.slow
 def test_replicas_share_counters_through_redis(logs, echo):
     redis = RedisServer(logs)
     authz = Authz(logs)

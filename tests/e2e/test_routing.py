@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from harness import start_echo, start_gateway, request
+from harness import connection_manager, start_echo, start_gateway, request
 
-from helpers import modern_call
+from e2e.helpers import modern_call
 
 
 def add_tool_route(config):
     """Sends get_account_balance calls to cluster `balances`, the rest stays as shipped."""
-    listener = config["static_resources"]["listeners"][0]
-    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    hcm = connection_manager(config)
     routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
     routes.insert(
         0,

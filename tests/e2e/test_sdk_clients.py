@@ -7,7 +7,7 @@ import json
 import anyio
 import mcp.client.session
 
-from helpers import connect
+from e2e.helpers import connect
 
 
 def run(coro_fn):

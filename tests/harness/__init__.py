@@ -2,18 +2,23 @@
 
 from .authz import Authz, bearer, token, without_ext_authz
 from .ratelimit import Ratelimit, RedisServer
-from .envoy import Envoy, envoy_binary, render_config, start_gateway, validate, wasm_path
+from .envoy import Envoy, connection_manager, envoy_binary, render_config, start_gateway, validate, wasm_path
 from .client import Response, request
-from .observe import audit_records, envoy_counter, metric, prometheus, prometheus_when, series
+from .observe import (
+    audit_records, envoy_counter, metric, parse_prometheus, prometheus, prometheus_when, series, service_metrics, wait_until,
+)
 from .procs import ROOT, Process, free_port, python, start_echo, start_mcp_server, wait_for_http
 
 __all__ = [
     "audit_records",
     "envoy_counter",
     "metric",
+    "parse_prometheus",
     "prometheus",
     "prometheus_when",
     "series",
+    "service_metrics",
+    "wait_until",
     "Ratelimit",
     "RedisServer",
     "Authz",
@@ -22,6 +27,7 @@ __all__ = [
     "without_ext_authz",
     "ROOT",
     "Envoy",
+    "connection_manager",
     "Process",
     "Response",
     "envoy_binary",

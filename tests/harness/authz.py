@@ -18,6 +18,8 @@ from pathlib import Path
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from .envoy import connection_manager
+from .observe import service_metrics
 from .procs import ROOT, Process, free_port, wait_for_http
 
 ISSUER = "https://issuer.demo.test"
@@ -113,12 +115,16 @@ class Authz(Process):
         """Envoy cluster name -> port, for render_config."""
         return {"authz_service": self.grpc_port, "authz_http": self.http_port}
 
+    def metrics(self) -> dict[tuple[str, frozenset], float]:
+        """Its /metrics, parsed (read values with harness.metric)."""
+        return service_metrics(self.http_port)
+
 
 def without_ext_authz(config: dict) -> None:
     """Envoy config mutation: the filter alone (for deployments that verify identity
     with Envoy's jwt_authn or mTLS instead of the authz-service)."""
-    for listener in config["static_resources"]["listeners"]:
-        hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    for index in range(len(config["static_resources"]["listeners"])):
+        hcm = connection_manager(config, index)
         hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != "envoy.filters.http.ext_authz"]
         for host in hcm["route_config"]["virtual_hosts"]:
             for route in host["routes"]:

@@ -47,6 +47,12 @@ def walk(node):
             yield from walk(value)
 
 
+def connection_manager(config: dict, listener: int = 0) -> dict:
+    """The HTTP connection manager of a listener in an Envoy config (the first filter
+    of its first filter chain): where its routes, HTTP filters and access logs live."""
+    return config["static_resources"]["listeners"][listener]["filter_chains"][0]["filters"][0]["typed_config"]
+
+
 def wasm_plugin_configs(config: dict) -> list[dict]:
     """Every wasm PluginConfig in an Envoy config (the `config:` of each wasm filter)."""
     return [

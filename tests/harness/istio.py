@@ -38,7 +38,7 @@ from pathlib import Path
 
 import yaml
 
-from .envoy import ENVOY_DIR
+from .envoy import ENVOY_DIR, connection_manager
 
 ISTIO_DIR = ENVOY_DIR / "istio"
 VIRTUAL_SERVICE = ISTIO_DIR / "istio-virtualservice.yaml"
@@ -406,7 +406,7 @@ def apply(envoy_filter: dict, bootstrap: dict | None = None) -> dict:
     bootstrap = copy.deepcopy(bootstrap or skeleton_for(envoy_filter))
     resources = bootstrap["static_resources"]
     listener = resources["listeners"][0]
-    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    hcm = connection_manager(bootstrap)
     route_config = hcm["route_config"]
     patches = envoy_filter["spec"]["configPatches"]
 

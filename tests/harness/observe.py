@@ -36,15 +36,25 @@ def envoy_counter(admin_port: int, name: str) -> int:
     return 0
 
 
-def prometheus(admin_port: int) -> dict[tuple[str, frozenset], float]:
-    """Envoy's /stats/prometheus as {(sample name, labels): value}."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/stats/prometheus", timeout=10) as response:
-        text = response.read().decode()
+def parse_prometheus(text: str) -> dict[tuple[str, frozenset], float]:
+    """A Prometheus text exposition as {(sample name, labels): value}."""
     samples = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
     return samples
+
+
+def prometheus(admin_port: int) -> dict[tuple[str, frozenset], float]:
+    """Envoy's /stats/prometheus as {(sample name, labels): value}."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/stats/prometheus", timeout=10) as response:
+        return parse_prometheus(response.read().decode())
+
+
+def service_metrics(http_port: int) -> dict[tuple[str, frozenset], float]:
+    """A service's /metrics (authz-service, ratelimit-service) as {(sample name, labels): value}."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=5) as response:
+        return parse_prometheus(response.read().decode())
 
 
 def prometheus_when(admin_port: int, ready, timeout: float = 12.0) -> dict[tuple[str, frozenset], float]:
@@ -66,3 +76,17 @@ def metric(samples: dict, name: str, **labels) -> float:
 def series(samples: dict, name: str) -> list[dict]:
     """The label sets of every sample called `name`."""
     return [dict(labels) for (sample, labels) in samples if sample == name]
+
+
+def wait_until(condition, timeout: float = 15.0, interval: float = 0.1):
+    """Polls `condition()` until it returns something true and returns that; raises
+    TimeoutError with the last value otherwise. For waiting on a positive signal (a
+    counter, a log line) rather than sleeping a guessed time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout} s (last value {value!r})")
+        time.sleep(interval)

@@ -7,6 +7,7 @@ import socket
 import time
 from pathlib import Path
 
+from .observe import service_metrics
 from .procs import ROOT, Process, free_port, wait_for_http
 
 BINARY = ROOT / "target" / "release" / "mcp-ratelimit-service"
@@ -47,14 +48,9 @@ class Ratelimit(Process):
     def upstreams(self) -> dict[str, int]:
         return {"ratelimit_service": self.grpc_port}
 
-    def metrics(self) -> str:
-        import http.client
-
-        conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=5)
-        conn.request("GET", "/metrics")
-        body = conn.getresponse().read().decode()
-        conn.close()
-        return body
+    def metrics(self) -> dict[tuple[str, frozenset], float]:
+        """Its /metrics, parsed (read values with harness.metric)."""
+        return service_metrics(self.http_port)
 
 
 class RedisServer(Process):
