@@ -38,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import Authz, Process, Ratelimit, RedisServer, envoy_binary, free_port, python, start_gateway, token  # noqa: E402
+from harness import Authz, Process, Ratelimit, RedisServer, connection_manager, envoy_binary, envoy_counter, free_port, python, start_gateway, token  # noqa: E402
 from harness.procs import ROOT, wait_for_http  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -84,7 +84,7 @@ def arm_config(name: str):
     """The Envoy config mutation that makes `name` out of envoy/envoy.yaml."""
 
     def mutate(config: dict) -> None:
-        hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        hcm = connection_manager(config)
         filters = hcm["http_filters"]
         if name.startswith("chain"):
             return
@@ -119,6 +119,12 @@ def cpu_seconds(pid: int) -> float:
     """utime + stime of every thread of the process."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def ratelimit_decisions(admin_port: int) -> int:
+    """Rate limit decisions Envoy received on the MCP route (its own counters): a CPU
+    figure read from /proc at 10 ms resolution cannot show whether a service was asked."""
+    return sum(envoy_counter(admin_port, f"cluster.mcp_server.ratelimit.{outcome}") for outcome in ("ok", "over_limit"))
 
 
 def memory_mib(pid: int) -> tuple[float, float]:
@@ -231,6 +237,7 @@ def bench_arm(arm: str, services: Services, logs: Path, bodies: dict, args, resu
             run_oha(url, body_file, headers, 1, None)  # warm up (JIT, connections, caches)
             measured = services.measured(arm)
             before = {key: cpu_seconds(p.pid) for key, p in measured.items()}
+            decisions_before = ratelimit_decisions(envoy.admin_port)
             envoy_before, start = cpu_seconds(envoy.pid), time.monotonic()
             report = run_oha(url, body_file, headers, args.seconds, None)
             envoy_used, elapsed = cpu_seconds(envoy.pid) - envoy_before, time.monotonic() - start
@@ -240,6 +247,9 @@ def bench_arm(arm: str, services: Services, logs: Path, bodies: dict, args, resu
             figures["envoy_core_busy"].append(envoy_used / elapsed)
             for key, process in measured.items():
                 figures.setdefault(f"{key}_cpu_us", []).append((cpu_seconds(process.pid) - before[key]) * 1e6 / count)
+            if arm.startswith("chain"):
+                decided = ratelimit_decisions(envoy.admin_port) - decisions_before
+                figures.setdefault("ratelimit_decisions_per_request", []).append(decided / count)
             for rate in args.rates:
                 report = run_oha(url, body_file, headers, args.seconds, rate)
                 answered(report)

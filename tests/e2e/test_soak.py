@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from soak.soak import check, run
 
 
+@pytest.mark.slow
 def test_short_soak_loses_no_record_and_keeps_every_decision(logs):
     summary = run(logs, seconds=40, rate=40)
     assert summary["requests_sent"] >= 1200, summary
