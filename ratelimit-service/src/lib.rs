@@ -8,23 +8,27 @@
 
 pub mod config;
 pub mod grpc;
+pub mod http;
 pub mod keys;
 pub mod limiter;
 pub mod metrics;
+pub mod reload;
 pub mod store;
 
 use config::{Config, ConfigError};
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitServiceServer;
 use grpc::{Limiter, RateLimitGrpc};
 use limiter::SystemClock;
+use mcp_service_kit::{self as kit, Readiness};
 use metrics::Metrics;
-use notify::{RecursiveMode, Watcher};
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use store::{Backend, Memory, Redis, StoreError};
 use tokio::net::TcpListener;
+
+pub use reload::reload;
 
 /// Default for [`Settings::memory_capacity`].
 pub const MEMORY_CAPACITY: usize = 1_000_000;
@@ -58,10 +62,8 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error("{0}")]
     Store(#[from] StoreError),
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    #[error("gRPC server: {0}")]
-    Grpc(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Serve(#[from] kit::ServeError),
 }
 
 /// Loads the configuration (an invalid one stops startup) and sets up the store.
@@ -82,51 +84,11 @@ pub fn build(settings: &Settings) -> Result<Arc<Limiter>, StartError> {
     }))
 }
 
-/// Reloads the configuration; a bad one is reported and the last good one stays.
-pub fn reload(limiter: &Limiter, path: &Path) -> bool {
-    match Config::load(path) {
-        Ok(config) => {
-            limiter.set_config(config);
-            tracing::info!(path = %path.display(), "rate limit configuration reloaded");
-            true
-        }
-        Err(error) => {
-            limiter.metrics.config_reload_failures.inc();
-            tracing::error!(%error, "configuration reload refused; keeping the last good configuration");
-            false
-        }
-    }
-}
-
-fn watch(limiter: Arc<Limiter>, path: PathBuf) -> notify::Result<notify::RecommendedWatcher> {
-    let (events, mut changes) = tokio::sync::mpsc::unbounded_channel();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
-            let _ = events.send(());
-        }
-    })?;
-    // A directory is watched itself; a single file through its directory (editors
-    // and ConfigMaps replace files rather than write them in place).
-    let watched = if path.is_dir() {
-        path.clone()
-    } else {
-        path.parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .to_owned()
-    };
-    watcher.watch(&watched, RecursiveMode::NonRecursive)?;
-    tokio::spawn(async move {
-        while changes.recv().await.is_some() {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            while changes.try_recv().is_ok() {}
-            reload(&limiter, &path);
-        }
-    });
-    Ok(watcher)
-}
-
 /// Serves gRPC (RLS + health) and HTTP (`/metrics`, `/ready`) until `shutdown`.
+///
+/// Ready (gRPC health and `/ready`) once the configuration is in force: [`build`]
+/// loaded it (an invalid one stops startup), so from the start here, through the
+/// same readiness the authz-service uses.
 pub async fn serve(
     limiter: Arc<Limiter>,
     settings: &Settings,
@@ -134,59 +96,32 @@ pub async fn serve(
     http_listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<RateLimitServiceServer<RateLimitGrpc>>()
-        .await;
-    let _watcher = watch(limiter.clone(), settings.config.clone())
+    let readiness =
+        Readiness::new::<RateLimitServiceServer<RateLimitGrpc>>("no configuration loaded").await;
+    let _watcher = reload::watch(limiter.clone(), settings.config.clone())
         .map_err(
             |error| tracing::warn!(%error, "cannot watch the configuration; hot reload is off"),
         )
         .ok();
-    let sweeper = {
+    // A `Limiter` always holds a configuration that loaded; ready once reloads are
+    // watched too, so a change made after readiness is never missed.
+    readiness.set_ready().await;
+    let _sweeper = {
         let limiter = limiter.clone();
-        tokio::spawn(async move {
-            let mut interval = tokio::time::interval(Duration::from_secs(5));
-            loop {
-                interval.tick().await;
-                match &limiter.store {
-                    Backend::Memory(memory) => memory.sweep(),
-                    Backend::Redis(redis) => redis.sweep(limiter.clock.now()),
-                }
+        kit::every(Duration::from_secs(5), move || {
+            match &limiter.store {
+                Backend::Memory(memory) => memory.sweep(),
+                Backend::Redis(redis) => redis.sweep(limiter.clock.now()),
             }
+            std::future::ready(())
         })
     };
-    let metrics = limiter.metrics.clone();
-    let app = axum::Router::new()
-        .route(
-            "/metrics",
-            axum::routing::get(move || {
-                let metrics = metrics.clone();
-                async move { metrics.render() }
-            }),
-        )
-        .route("/ready", axum::routing::get(|| async { "ready\n" }));
-    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let http = tokio::spawn(async move {
-        axum::serve(http_listener, app)
-            .with_graceful_shutdown(async {
-                let _ = http_stopped.await;
-            })
-            .await
-    });
-    let result = tonic::transport::Server::builder()
-        .add_service(health_service)
-        .add_service(RateLimitServiceServer::new(RateLimitGrpc { limiter }))
-        // TCP_NODELAY: tonic sets it only on listeners it binds itself. Without it, a
-        // reply's HTTP/2 frames wait for Envoy's delayed ACK (Nagle): several ms added
-        // to every check at low rates (BENCHMARKS.md).
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
-            shutdown,
-        )
-        .await;
-    sweeper.abort();
-    let _ = stop_http.send(());
-    let _ = http.await;
-    result.map_err(StartError::from)
+    let app = http::router(&limiter, readiness.clone());
+    let listeners = kit::Listeners {
+        grpc: grpc_listener,
+        http: http_listener,
+    };
+    let service = RateLimitServiceServer::new(RateLimitGrpc { limiter });
+    kit::serve(listeners, &readiness, service, app, shutdown).await?;
+    Ok(())
 }

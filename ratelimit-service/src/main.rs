@@ -4,6 +4,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use mcp_ratelimit_service::config::Config;
 use mcp_ratelimit_service::{build, serve, Settings};
+use mcp_service_kit as kit;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -37,31 +38,12 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    kit::cli::init_tracing();
     let cli = Cli::parse();
     if let Some(path) = &cli.validate {
-        return match Config::load(path) {
-            Ok(_) => {
-                println!("{}: OK", path.display());
-                ExitCode::SUCCESS
-            }
-            Err(error) => {
-                eprintln!("{error}");
-                ExitCode::FAILURE
-            }
-        };
+        return kit::cli::validate(path, Config::load);
     }
-    match run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("mcp-ratelimit-service: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    kit::cli::exit("mcp-ratelimit-service", run(cli).await)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -71,25 +53,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         memory_capacity: cli.memory_capacity,
     };
     let limiter = build(&settings)?;
-    let grpc = tokio::net::TcpListener::bind(&cli.grpc_addr)
-        .await
-        .with_context(|| format!("cannot listen on {}", cli.grpc_addr))?;
-    let http = tokio::net::TcpListener::bind(&cli.http_addr)
-        .await
-        .with_context(|| format!("cannot listen on {}", cli.http_addr))?;
-    tracing::info!(grpc = %grpc.local_addr()?, http = %http.local_addr()?, "mcp-ratelimit-service listening");
-    serve(limiter, &settings, grpc, http, shutdown_signal()).await?;
+    let kit::Listeners { grpc, http } =
+        kit::Listeners::bind(&cli.grpc_addr, &cli.http_addr).await?;
+    serve(limiter, &settings, grpc, http, kit::cli::shutdown_signal()).await?;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(_) => return ctrl_c.await.unwrap_or_default(),
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
-    }
 }

@@ -97,11 +97,8 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Prometheus text exposition.
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
-            out.clear();
-        }
-        out
+        mcp_service_kit::http::render(&self.registry)
     }
 }
