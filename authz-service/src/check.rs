@@ -6,21 +6,15 @@ use crate::metrics::Metrics;
 use crate::policy::{Call, Policy};
 use crate::session_keys::SessionKeys;
 use crate::token::{verify, TokenCache, TokenError, TokenRules};
-use mcp_filter_core::error_body;
 use serde_json::value::RawValue;
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+mod denial;
+
+pub use self::denial::{Denial, NOT_AN_MCP_ENDPOINT_MESSAGE, SESSION_NOT_FOUND_MESSAGE};
 // JSON-RPC codes of the gateway's one error table (README), shared with the filter.
 pub use mcp_filter_core::error::{FORBIDDEN, NOT_AN_MCP_ENDPOINT, SESSION_NOT_FOUND, UNAUTHORIZED};
-
-/// What a client whose `Mcp-Session-Id` does not open is told: nothing about whose
-/// session it is or whether it exists.
-pub const SESSION_NOT_FOUND_MESSAGE: &str =
-    "session not found: this Mcp-Session-Id was not issued to the calling agent by this gateway";
-/// What a request without the filter's labels is told.
-pub const NOT_AN_MCP_ENDPOINT_MESSAGE: &str =
-    "not an MCP endpoint: the request did not pass the gateway's MCP handling";
 
 /// What the decision reads from the request (the MCP filter's labels and the token).
 #[derive(Debug, Clone, Copy, Default)]
@@ -50,20 +44,6 @@ pub enum Outcome {
         session_binding: Option<[u8; 32]>,
     },
     Deny(Denial),
-}
-
-/// A refusal as the client will see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Denial {
-    pub status: u16,
-    pub www_authenticate: Option<String>,
-    /// JSON-RPC error response body.
-    pub body: String,
-    /// Metric label: why.
-    pub reason: &'static str,
-    /// The caller, when the token was valid (403, 404 session): Envoy records it as dynamic
-    /// metadata so that the gateway's audit record names the refused agent.
-    pub identity: Option<Arc<Identity>>,
 }
 
 /// Everything a decision needs; shared by all gRPC calls.
@@ -115,21 +95,14 @@ impl Authorizer {
     /// (403). Each step names the caller only once it is known.
     pub async fn check(&self, input: &CheckInput<'_>) -> Outcome {
         // Only denials need the id, so it is parsed on those paths alone.
-        let body = |code: i64, message: &str| {
-            error_body(request_id(input.request_id).as_deref(), code, message)
-        };
+        let id = || request_id(input.request_id);
+        let metadata = self.resource_metadata.as_str();
         // The filter labels every request it handles as MCP with the server id. One
         // without it took another route to the server (Istio's inbound route is a
         // catch-all: POST /MCP, /mcp/ or /other reach the same server): refuse it
         // before anything else, unless the route says such requests are expected.
         if input.call.server.is_none() && !input.unlabelled_allowed {
-            return Outcome::Deny(Denial {
-                status: 404,
-                www_authenticate: None,
-                body: body(NOT_AN_MCP_ENDPOINT, NOT_AN_MCP_ENDPOINT_MESSAGE),
-                reason: "unlabelled",
-                identity: None,
-            });
+            return Outcome::Deny(Denial::unlabelled(id()));
         }
         // RFC 6750 section 2.1: `Authorization: Bearer <token>`; the scheme is
         // case-insensitive (RFC 9110 section 11.1).
@@ -138,35 +111,11 @@ impl Authorizer {
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         });
         let Some(token) = token.filter(|t| !t.is_empty()) else {
-            let message = "authorization required: send an OAuth bearer token";
-            return Outcome::Deny(Denial {
-                status: 401,
-                // RFC 9728 section 5.1 / MCP authorization spec: point the client at the
-                // protected resource metadata; no error code when no token was sent
-                // (RFC 6750 section 3.1).
-                www_authenticate: Some(format!(
-                    "Bearer resource_metadata=\"{}\"",
-                    self.resource_metadata
-                )),
-                body: body(UNAUTHORIZED, message),
-                reason: "no_token",
-                identity: None,
-            });
+            return Outcome::Deny(Denial::no_token(id(), metadata));
         };
         let identity = match self.identify(token).await {
             Ok(identity) => identity,
-            Err(error) => {
-                return Outcome::Deny(Denial {
-                    status: 401,
-                    www_authenticate: Some(format!(
-                        "Bearer error=\"invalid_token\", error_description=\"{error}\", resource_metadata=\"{}\"",
-                        self.resource_metadata
-                    )),
-                    body: body(UNAUTHORIZED, &format!("invalid token: {error}")),
-                    reason: "invalid_token",
-                    identity: None,
-                })
-            }
+            Err(error) => return Outcome::Deny(Denial::invalid_token(id(), metadata, error)),
         };
         // A session is opened only by the agent it was issued to, on the server that
         // issued it (MCP: a client that gets 404 for its session starts a new one).
@@ -175,50 +124,28 @@ impl Authorizer {
             Some(reference) => {
                 match self.open_session(input.call.server, &identity.agent, reference) {
                     Some(session) => Some(session),
-                    None => {
-                        return Outcome::Deny(Denial {
-                            status: 404,
-                            www_authenticate: None,
-                            body: body(SESSION_NOT_FOUND, SESSION_NOT_FOUND_MESSAGE),
-                            reason: "session",
-                            identity: Some(identity),
-                        })
-                    }
+                    None => return Outcome::Deny(Denial::session(id(), identity)),
                 }
             }
         };
         let policy = self.policy();
         let required = match policy.required_scopes(&input.call) {
             Ok(required) => required,
-            Err(refusal) => {
-                return Outcome::Deny(Denial {
-                    status: 403,
-                    www_authenticate: None,
-                    body: body(FORBIDDEN, &format!("forbidden: {refusal}")),
-                    reason: "policy",
-                    identity: Some(identity),
-                })
-            }
+            Err(refusal) => return Outcome::Deny(Denial::policy(id(), identity, refusal)),
         };
-        let missing: Vec<&String> = required
+        let missing: Vec<&str> = required
             .iter()
             .filter(|s| !identity.scopes.contains(*s))
+            .map(String::as_str)
             .collect();
         if !missing.is_empty() {
-            let needed = required.join(" ");
-            let missing: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
-            return Outcome::Deny(Denial {
-                status: 403,
-                // RFC 6750 section 3.1 and MCP "Scope Challenge Handling": name every
-                // scope the call needs, so one step-up suffices.
-                www_authenticate: Some(format!(
-                    "Bearer error=\"insufficient_scope\", scope=\"{needed}\", resource_metadata=\"{}\"",
-                    self.resource_metadata
-                )),
-                body: body(FORBIDDEN, &format!("insufficient scope: missing {}", missing.join(" "))),
-                reason: "insufficient_scope",
-                identity: Some(identity),
-            });
+            return Outcome::Deny(Denial::insufficient_scope(
+                id(),
+                identity,
+                metadata,
+                &required,
+                &missing,
+            ));
         }
         let session_binding = match (input.call.method, input.call.server) {
             (Some("initialize"), Some(server)) => {

@@ -1,7 +1,7 @@
 //! `envoy.service.auth.v3.Authorization/Check`: maps Envoy's request to a decision
 //! and the decision to Envoy's answer.
 
-use crate::check::{Authorizer, CheckInput, Denial, Outcome};
+use crate::check::{Authorizer, CheckInput, Outcome};
 use crate::identity::Identity;
 use crate::metrics::DecisionLabels;
 use crate::policy::Call;
@@ -21,12 +21,8 @@ use std::sync::Arc;
 use std::time::Instant;
 use tonic::{Request, Response};
 
-// google.rpc.Code values Envoy reads alongside the HTTP answer (any code but OK is a
-// denial; the HTTP status comes from the denied response).
+// google.rpc.Code OK: the request goes on (a denial's code is the denial's own).
 const RPC_OK: i32 = 0;
-const RPC_NOT_FOUND: i32 = 5;
-const RPC_PERMISSION_DENIED: i32 = 7;
-const RPC_UNAUTHENTICATED: i32 = 16;
 
 /// ext_authz per-route `check_settings.context_extensions` key: with the value
 /// [`UNLABELLED_ALLOW`], requests the filter did not label (no `x-mcp-server-id`) are
@@ -84,7 +80,7 @@ impl Authorization for AuthzGrpc {
         };
         let result = match &outcome {
             Outcome::Allow { .. } => "allow",
-            Outcome::Deny(denial) => denial.reason,
+            Outcome::Deny(denial) => denial.reason(),
         };
         let metrics = &self.authorizer.metrics;
         metrics
@@ -162,34 +158,26 @@ pub fn answer(outcome: Outcome) -> CheckResponse {
                 }),
             }
         }
-        Outcome::Deny(Denial {
-            status,
-            www_authenticate,
-            body,
-            identity,
-            ..
-        }) => {
+        Outcome::Deny(denial) => {
             let mut headers = vec![set("content-type", "application/json".to_owned())];
-            if let Some(challenge) = www_authenticate {
+            if let Some(challenge) = denial.challenge() {
                 headers.push(set("www-authenticate", challenge));
             }
             CheckResponse {
                 status: Some(Status {
-                    code: match status {
-                        401 => RPC_UNAUTHENTICATED,
-                        404 => RPC_NOT_FOUND,
-                        _ => RPC_PERMISSION_DENIED,
-                    },
+                    code: denial.rpc_code(),
                     ..Status::default()
                 }),
                 http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
                     status: Some(HttpStatus {
-                        code: i32::from(status),
+                        code: i32::from(denial.status()),
                     }),
                     headers,
-                    body,
+                    body: denial.body(),
                 })),
-                dynamic_metadata: identity.map(|identity| identity_metadata(&identity)),
+                dynamic_metadata: denial
+                    .into_identity()
+                    .map(|identity| identity_metadata(&identity)),
             }
         }
     }

@@ -35,9 +35,9 @@ fn call<'a>(authorization: Option<&'a str>, tool: &'a str) -> CheckInput<'a> {
 async fn deny(authorizer: &Authorizer, input: CheckInput<'_>) -> (u16, Option<String>, Value) {
     match authorizer.check(&input).await {
         Outcome::Deny(denial) => (
-            denial.status,
-            denial.www_authenticate,
-            serde_json::from_str(&denial.body).unwrap(),
+            denial.status(),
+            denial.challenge(),
+            serde_json::from_str(&denial.body()).unwrap(),
         ),
         Outcome::Allow { identity, .. } => panic!("allowed {identity:?}"),
     }

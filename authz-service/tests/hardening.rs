@@ -57,7 +57,7 @@ fn reference(agent: &str, id: &str) -> String {
 async fn refuse(authorizer: &Authorizer, input: CheckInput<'_>) -> (Denial, Value) {
     match authorizer.check(&input).await {
         Outcome::Deny(denial) => {
-            let body = serde_json::from_str(&denial.body).unwrap();
+            let body = serde_json::from_str(&denial.body()).unwrap();
             (denial, body)
         }
         Outcome::Allow { identity, .. } => panic!("allowed {identity:?}"),
@@ -85,9 +85,9 @@ async fn unlabelled_requests_are_404_before_the_token_is_looked_at() {
     let valid = bearer("agent-a");
     for authorization in [None, Some("Bearer not-a-jwt"), Some(valid.as_str())] {
         let (denial, body) = refuse(&a, unlabelled(authorization, false)).await;
-        assert_eq!((denial.status, denial.reason), (404, "unlabelled"));
-        assert_eq!(denial.www_authenticate, None);
-        assert_eq!(denial.identity, None);
+        assert_eq!((denial.status(), denial.reason()), (404, "unlabelled"));
+        assert_eq!(denial.challenge(), None);
+        assert_eq!(denial.identity(), None);
         assert_eq!(
             body,
             serde_json::json!({"jsonrpc": "2.0", "id": null, "error": {"code": -31014, "message": NOT_AN_MCP_ENDPOINT_MESSAGE}})
@@ -98,7 +98,7 @@ async fn unlabelled_requests_are_404_before_the_token_is_looked_at() {
     // A method label without the server label is unlabelled too.
     let mut input = unlabelled(Some(&valid), false);
     input.call.method = Some("tools/list");
-    assert_eq!(refuse(&a, input).await.0.status, 404);
+    assert_eq!(refuse(&a, input).await.0.status(), 404);
 }
 
 #[tokio::test]
@@ -110,13 +110,13 @@ async fn a_route_that_opts_out_lets_unlabelled_requests_through_on_a_valid_token
         (None, None)
     );
     let (denial, _) = refuse(&a, unlabelled(None, true)).await;
-    assert_eq!((denial.status, denial.reason), (401, "no_token"));
+    assert_eq!((denial.status(), denial.reason()), (401, "no_token"));
     // Without a server there is no binding to check a session against.
     let issued = reference("agent-a", "sid-1");
     let mut input = unlabelled(Some(&valid), true);
     input.session = Some(&issued);
     let (denial, _) = refuse(&a, input).await;
-    assert_eq!((denial.status, denial.reason), (404, "session"));
+    assert_eq!((denial.status(), denial.reason()), (404, "session"));
 }
 
 #[tokio::test]
@@ -149,13 +149,13 @@ async fn a_session_opens_only_for_the_agent_it_was_issued_to() {
     for (authorization, session, agent) in cases {
         let (denial, body) = refuse(&a, call(Some(authorization), Some(session))).await;
         assert_eq!(
-            (denial.status, denial.reason),
+            (denial.status(), denial.reason()),
             (404, "session"),
             "{session}"
         );
-        assert_eq!(denial.www_authenticate, None);
+        assert_eq!(denial.challenge(), None);
         // The audit record names the refused agent (dynamic metadata).
-        assert_eq!(denial.identity.unwrap().agent, agent);
+        assert_eq!(denial.identity().unwrap().agent, agent);
         assert_eq!(
             body,
             serde_json::json!({"jsonrpc": "2.0", "id": 7, "error": {"code": -31013, "message": SESSION_NOT_FOUND_MESSAGE}})
@@ -171,16 +171,16 @@ async fn checks_run_unlabelled_then_token_then_session_then_policy() {
     // Unlabelled beats a missing token.
     let mut input = unlabelled(None, false);
     input.session = Some(&stolen);
-    assert_eq!(refuse(&a, input).await.0.reason, "unlabelled");
+    assert_eq!(refuse(&a, input).await.0.reason(), "unlabelled");
     // The token comes before the session: no token, no word about the session.
     assert_eq!(
-        refuse(&a, call(None, Some(&stolen))).await.0.reason,
+        refuse(&a, call(None, Some(&stolen))).await.0.reason(),
         "no_token"
     );
     // The session before the policy: a tool the policy refuses, with a stolen session.
     let mut input = call(Some(&bob), Some(&stolen));
     input.call.tool = Some("drop_tables");
-    assert_eq!(refuse(&a, input).await.0.reason, "session");
+    assert_eq!(refuse(&a, input).await.0.reason(), "session");
     // A GET stream or DELETE (server label, no method) needs a valid token and, with a
     // session, the agent's own.
     let mut input = call(Some(&bob), None);
@@ -188,7 +188,7 @@ async fn checks_run_unlabelled_then_token_then_session_then_policy() {
     input.call.tool = None;
     assert_eq!(allow(&a, input).await, (None, None));
     input.session = Some(&stolen);
-    assert_eq!(refuse(&a, input).await.0.reason, "session");
+    assert_eq!(refuse(&a, input).await.0.reason(), "session");
 }
 
 #[tokio::test]
