@@ -5,8 +5,10 @@ use super::{counter_key, Counted, Increment, Overflow, StoreError};
 use crate::keys;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError, ServerErrorKind};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
-use tokio::sync::{Mutex, OnceCell};
+use tokio::sync::OnceCell;
 
 /// Counts a whole request in Redis: distinct-value scopes (`SISMEMBER`/`SCARD`/`SADD`)
 /// and counters (`INCRBY` + `EXPIREAT`). A script because each level's outcome (own
@@ -14,9 +16,15 @@ use tokio::sync::{Mutex, OnceCell};
 /// replicas never lose a hit nor let a scope pass its bound.
 const SCRIPT: &str = include_str!("increment.lua");
 
-/// Counters in Redis: one round trip per request. The connection is reused and
-/// re-established by itself after Redis comes back; while Redis is unreachable every
-/// call fails fast with [`StoreError::Unavailable`].
+/// Counters in Redis: one round trip per request. The first connection is made in the
+/// background (from [`Redis::new`], retried until Redis answers). Calls never queue
+/// behind connect attempts: while the very first attempt runs they wait for it, at
+/// most [`REDIS_TIMEOUT`] (so a service started next to its Redis counts its first
+/// requests); after that, until connected, they fail at once with
+/// [`StoreError::Unavailable`], so Envoy's `failure_mode_deny` decides without delay.
+/// Once made, the connection is shared without a lock and re-established by itself
+/// after Redis comes back; while Redis is unreachable calls fail within
+/// [`REDIS_TIMEOUT`].
 ///
 /// A request whose key-only values this replica has already seen Redis admit in this
 /// window is counted with a plain pipeline (`INCRBY` + `EXPIREAT` per descriptor):
@@ -33,11 +41,22 @@ const SCRIPT: &str = include_str!("increment.lua");
 /// `(max_distinct_values + 1)` counters per key-only level, whatever clients send.
 pub struct Redis {
     client: redis::Client,
-    connection: Mutex<Option<ConnectionManager>>,
+    /// Shared with the background connect task.
+    link: Arc<Link>,
+    /// A connect task is running (or has succeeded).
+    connecting: AtomicBool,
     /// The script's SHA1, as `SCRIPT LOAD` answered it.
     script: OnceCell<String>,
     /// Values Redis admitted, per scope key (which names the window).
     admitted: Scopes,
+}
+
+#[derive(Default)]
+struct Link {
+    /// Set once, by the connect task; read without a lock on every call.
+    connection: OnceLock<ConnectionManager>,
+    /// `true` once the first connect attempt has ended, either way.
+    first_attempt_done: tokio::sync::watch::Sender<bool>,
 }
 
 /// A Redis call that takes longer than this counts as Redis being unavailable, so
@@ -52,29 +71,94 @@ impl Redis {
     pub fn new(url: &str) -> Result<Redis, StoreError> {
         let client = redis::Client::open(url)
             .map_err(|e| StoreError::Unavailable(format!("invalid Redis URL {url:?}: {e}")))?;
-        Ok(Redis {
+        let redis = Redis {
             client,
-            connection: Mutex::new(None),
+            link: Arc::default(),
+            connecting: AtomicBool::new(false),
             script: OnceCell::new(),
             admitted: Scopes::default(),
-        })
+        };
+        redis.start_connecting();
+        Ok(redis)
     }
 
+    /// Whether the first connection has been made (later outages are the connection
+    /// manager's to repair; calls then fail within [`REDIS_TIMEOUT`]).
+    pub fn is_connected(&self) -> bool {
+        self.link.connection.get().is_some()
+    }
+
+    /// Waits until the first connect attempt has ended (tests).
+    #[cfg(test)]
+    pub(super) async fn first_attempt_ended(&self) {
+        let mut done = self.link.first_attempt_done.subscribe();
+        let _ = done.wait_for(|done| *done).await;
+    }
+
+    /// Starts the background connect task, once, if a Tokio runtime is at hand (if
+    /// not, the first call starts it).
+    fn start_connecting(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.connecting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let client = self.client.clone();
+        let link: Weak<Link> = Arc::downgrade(&self.link);
+        runtime.spawn(async move {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(REDIS_TIMEOUT))
+                .set_response_timeout(Some(REDIS_TIMEOUT))
+                .set_number_of_retries(1)
+                .set_max_delay(Duration::from_millis(500));
+            let mut pause = Duration::from_millis(50);
+            let mut warned = false;
+            loop {
+                let attempt =
+                    ConnectionManager::new_with_config(client.clone(), config.clone()).await;
+                // Weak: the task ends when the store is dropped, even if Redis never
+                // answers.
+                let Some(shared) = link.upgrade() else {
+                    return;
+                };
+                let error = match attempt {
+                    Ok(connection) => {
+                        let _ = shared.connection.set(connection);
+                        shared.first_attempt_done.send_replace(true);
+                        return;
+                    }
+                    Err(error) => error,
+                };
+                shared.first_attempt_done.send_replace(true);
+                drop(shared);
+                // Warned once: the retries go on every second while Redis stays away.
+                if warned {
+                    tracing::debug!(%error, "cannot connect to Redis yet");
+                } else {
+                    warned = true;
+                    tracing::warn!(%error, "cannot connect to Redis yet; retrying");
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+        });
+    }
+
+    /// The shared connection; while there is none, `Unavailable` once the first
+    /// connect attempt has ended (at most [`REDIS_TIMEOUT`] of waiting for it).
     async fn connection(&self) -> Result<ConnectionManager, StoreError> {
-        let mut slot = self.connection.lock().await;
-        if let Some(connection) = slot.as_ref() {
+        if let Some(connection) = self.link.connection.get() {
             return Ok(connection.clone());
         }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(REDIS_TIMEOUT))
-            .set_response_timeout(Some(REDIS_TIMEOUT))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let connection = ConnectionManager::new_with_config(self.client.clone(), config)
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        *slot = Some(connection.clone());
-        Ok(connection)
+        self.start_connecting();
+        let mut first_attempt = self.link.first_attempt_done.subscribe();
+        let _ = tokio::time::timeout(REDIS_TIMEOUT, first_attempt.wait_for(|done| *done)).await;
+        self.link.connection.get().cloned().ok_or_else(|| {
+            StoreError::Unavailable(
+                "not connected to Redis yet (connecting in the background)".into(),
+            )
+        })
     }
 
     async fn load_script(connection: &mut ConnectionManager) -> Result<String, RedisError> {

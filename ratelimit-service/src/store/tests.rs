@@ -157,6 +157,10 @@ impl RedisServer {
             .local_addr()
             .unwrap()
             .port();
+        RedisServer::start_on(port)
+    }
+
+    fn start_on(port: u16) -> RedisServer {
         let mut child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
@@ -201,7 +205,9 @@ async fn memory_and_redis_count_and_name_alike() {
     let server = RedisServer::start();
     let config = config();
     let memory = Backend::Memory(Memory::new(1000, || START));
-    let redis = Backend::Redis(Redis::new(&server.url()).unwrap());
+    let redis = Redis::new(&server.url()).unwrap();
+    connected(&redis).await;
+    let redis = Backend::Redis(redis);
     let calls = [
         call("q", "a1"),
         call("x|agent_id=a1", "a1"),
@@ -305,6 +311,76 @@ async fn memory_and_redis_count_and_name_alike() {
     let again = increments(&config, &flood_calls[..1], START);
     assert_eq!(redis.increment_all(&again).await.unwrap()[0].count, 501);
     assert_eq!(evalsha_calls(&mut connection), scripts + 500 + 2);
+}
+
+/// Waits (up to 10 s) for the background connect task.
+async fn connected(redis: &Redis) {
+    for _ in 0..1000 {
+        if redis.is_connected() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the Redis store did not connect");
+}
+
+/// Redis not answering at start-up (a socket that accepts and never replies): calls
+/// do not queue behind connect attempts. Ten concurrent calls wait at most for the
+/// first attempt, together (the old lock made each wait for one of its own); after it,
+/// calls fail at once with Unavailable. Once a real Redis listens there, the store
+/// connects by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_silent_at_start_fails_fast_then_connects() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let redis = Arc::new(Redis::new(&format!("redis://127.0.0.1:{port}/")).unwrap());
+    let config = Arc::new(config());
+    let ten_calls = || {
+        let calls: Vec<_> = (0..10)
+            .map(|_| {
+                let (redis, config) = (redis.clone(), config.clone());
+                tokio::spawn(async move {
+                    let calls = [call("q", "a1")];
+                    let batch = increments(&config, &calls, START);
+                    redis.increment_all(&batch).await
+                })
+            })
+            .collect();
+        async move {
+            let started = std::time::Instant::now();
+            for call in calls {
+                assert!(matches!(
+                    call.await.unwrap(),
+                    Err(StoreError::Unavailable(_))
+                ));
+            }
+            started.elapsed()
+        }
+    };
+    let waited = ten_calls().await;
+    assert!(
+        waited < Duration::from_millis(900),
+        "ten calls took {waited:?}: they queued behind connect attempts"
+    );
+    tokio::time::timeout(Duration::from_secs(10), redis.first_attempt_ended())
+        .await
+        .unwrap();
+    let waited = ten_calls().await;
+    assert!(
+        waited < Duration::from_millis(100),
+        "after the first attempt, ten calls took {waited:?}"
+    );
+    assert!(!redis.is_connected());
+    drop(silent);
+    let server = RedisServer::start_on(port);
+    connected(&redis).await;
+    let calls = [call("q", "a1")];
+    let counted = redis
+        .increment_all(&increments(&config, &calls, START))
+        .await
+        .unwrap();
+    assert_eq!(counted[0].count, 1);
+    drop(server);
 }
 
 /// How many times Redis ran EVALSHA (including calls refused with NOSCRIPT).
