@@ -75,7 +75,7 @@ impl Authorization for AuthzGrpc {
 
         let policy = self.authorizer.policy();
         let server = match input.call.server {
-            Some(server) if policy.servers.contains_key(server) => server.to_owned(),
+            Some(server) if policy.knows(server) => server.to_owned(),
             _ => "other".to_owned(),
         };
         let result = match &outcome {

@@ -16,6 +16,7 @@
 //! tools the policy does not name are refused unless `unknown_server` / `unknown_tool`
 //! say `allow` (then an unknown tool needs the built-in `tools/call` scopes only).
 
+use mcp_filter_core::config::ServerId;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -50,25 +51,61 @@ pub enum Unknown {
     Allow,
 }
 
-/// The loaded, checked policy.
+/// The loaded, checked policy: made only by [`Policy::parse`] / [`Policy::load`], so
+/// every server id follows the gateway's rule ([`ServerId`]) and every scope is a
+/// valid OAuth scope token.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
-    pub unknown_server: Unknown,
-    pub unknown_tool: Unknown,
-    pub servers: BTreeMap<String, ServerPolicy>,
+    unknown_server: Unknown,
+    unknown_tool: Unknown,
+    /// By server id, each checked with [`ServerId`] at load (kept as `String` keys so
+    /// a request's `&str` looks them up without allocating).
+    servers: BTreeMap<String, ServerPolicy>,
 }
 
+/// What the policy says about one server.
 #[derive(Debug, Clone, Default)]
 pub struct ServerPolicy {
     /// Extra scopes per tool (beyond `tools.read`).
-    pub tools: BTreeMap<String, Vec<String>>,
+    tools: BTreeMap<String, Vec<String>>,
     /// Scopes per method, replacing the built-in ones.
-    pub methods: BTreeMap<String, Vec<String>>,
+    methods: BTreeMap<String, Vec<String>>,
     /// Credential sent upstream instead of the client's token (`Authorization` value).
-    pub upstream_credential: Option<String>,
+    upstream_credential: Option<String>,
+}
+
+impl ServerPolicy {
+    /// Extra scopes per tool (beyond `tools.read`).
+    pub fn tools(&self) -> &BTreeMap<String, Vec<String>> {
+        &self.tools
+    }
+
+    /// Scopes per method, replacing the built-in ones.
+    pub fn methods(&self) -> &BTreeMap<String, Vec<String>> {
+        &self.methods
+    }
 }
 
 impl Policy {
+    pub fn unknown_server(&self) -> Unknown {
+        self.unknown_server
+    }
+
+    pub fn unknown_tool(&self) -> Unknown {
+        self.unknown_tool
+    }
+
+    /// The policy of a server the policy names.
+    pub fn server(&self, id: &str) -> Option<&ServerPolicy> {
+        self.servers.get(id)
+    }
+
+    /// Whether the policy names this server (metrics label only named servers, so a
+    /// client cannot grow them).
+    pub fn knows(&self, id: &str) -> bool {
+        self.servers.contains_key(id)
+    }
+
     /// Every scope the call needs, or why it is refused outright.
     pub fn required_scopes(&self, call: &Call<'_>) -> Result<Vec<String>, Refusal> {
         let Some(method) = call.method else {
@@ -211,7 +248,9 @@ impl Policy {
         let mut servers = BTreeMap::new();
         for (id, server) in raw.servers {
             let field = format!("servers.{id}");
-            if !valid_server_id(&id) {
+            // The filter's rule for `server_id` (the value the filter labels requests
+            // with): an id it refuses could never match a request.
+            if ServerId::try_from(id.clone()).is_err() {
                 problems.push(format!(
                     "{field}: server id must be 1-128 characters of A-Z a-z 0-9 . _ : -"
                 ));
@@ -261,11 +300,6 @@ impl Policy {
             servers,
         })
     }
-}
-
-fn valid_server_id(id: &str) -> bool {
-    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-');
-    !id.is_empty() && id.len() <= 128 && id.chars().all(allowed)
 }
 
 /// Scopes end up in `WWW-Authenticate: ... scope="a b"` (RFC 6750 section 3: scope
