@@ -106,6 +106,8 @@ pub enum JwksError {
     NoUsableKeys,
     #[error("cannot fetch JWKS: {0}")]
     Fetch(String),
+    #[error("cannot build the HTTPS client for the JWKS: {0}")]
+    Client(String),
 }
 
 /// Where the JWKS comes from.
@@ -136,17 +138,36 @@ pub struct Jwks {
     last_unknown_kid_refresh: Mutex<Option<Instant>>,
 }
 
+/// A JWKS fetch that takes longer than this fails (the cached keys stay in use).
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl Jwks {
-    pub fn new(source: JwksSource) -> Jwks {
+    /// The key set of `source`, none loaded yet. Fails if the HTTPS client cannot be
+    /// built (its TLS setup), with the reason: a client without the fetch timeout
+    /// could hang a refresh, and with it key rotation, for good.
+    pub fn try_new(source: JwksSource) -> Result<Jwks, JwksError> {
         let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
+            .timeout(FETCH_TIMEOUT)
             .build()
-            .unwrap_or_default();
-        Jwks {
+            .map_err(|e| JwksError::Client(e.to_string()))?;
+        Ok(Jwks {
             source,
             client,
             current: RwLock::new(None),
             last_unknown_kid_refresh: Mutex::new(None),
+        })
+    }
+
+    /// As [`Jwks::try_new`], at startup.
+    ///
+    /// # Panics
+    ///
+    /// If the HTTPS client cannot be built, with the reason (it once fell back,
+    /// silently, to a client without timeout). Prefer `try_new` and report the error.
+    pub fn new(source: JwksSource) -> Jwks {
+        match Jwks::try_new(source) {
+            Ok(jwks) => jwks,
+            Err(error) => panic!("{error}"),
         }
     }
 

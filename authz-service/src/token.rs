@@ -6,6 +6,7 @@ use dashmap::DashMap;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{decode, decode_header, Validation};
 use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// What a token must say to be accepted.
@@ -85,10 +86,16 @@ pub fn verify(
 
 /// Verified tokens, keyed by the SHA-256 of the token (the token itself is never
 /// stored), valid until the token expires. Bounded: when full, expired entries are
-/// dropped, and if it is still full the new entry is not cached.
+/// dropped, and if it is still full the new entry is not cached. The sweep scans every
+/// entry, so it runs at most once per clock second: a cache full of live tokens would
+/// otherwise cost every uncached request a full scan.
 pub struct TokenCache {
     entries: DashMap<[u8; 32], (Arc<Identity>, u64)>,
     capacity: usize,
+    /// The clock second of the last sweep (expiry is in whole seconds, so a second
+    /// sweep in the same second would find nothing new).
+    last_sweep: AtomicU64,
+    sweeps: AtomicU64,
 }
 
 impl TokenCache {
@@ -96,6 +103,8 @@ impl TokenCache {
         TokenCache {
             entries: DashMap::new(),
             capacity,
+            last_sweep: AtomicU64::new(u64::MAX),
+            sweeps: AtomicU64::new(0),
         }
     }
 
@@ -117,13 +126,27 @@ impl TokenCache {
 
     pub fn insert(&self, key: [u8; 32], identity: Arc<Identity>, exp: u64, now: u64, leeway: u64) {
         if self.entries.len() >= self.capacity {
-            self.entries
-                .retain(|_, (_, exp)| now < exp.saturating_add(leeway));
+            let last = self.last_sweep.load(Ordering::Acquire);
+            let sweep = last != now
+                && self
+                    .last_sweep
+                    .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok();
+            if sweep {
+                self.sweeps.fetch_add(1, Ordering::Relaxed);
+                self.entries
+                    .retain(|_, (_, exp)| now < exp.saturating_add(leeway));
+            }
             if self.entries.len() >= self.capacity {
                 return;
             }
         }
         self.entries.insert(key, (identity, exp));
+    }
+
+    /// Full scans made so far (at most one per clock second).
+    pub fn sweeps(&self) -> u64 {
+        self.sweeps.load(Ordering::Relaxed)
     }
 
     pub fn len(&self) -> usize {

@@ -233,3 +233,30 @@ fn cache_honours_expiry_and_capacity() {
     );
     assert!(cache.get(&k1, 150, 0).is_none());
 }
+
+/// A cache full of live tokens: new tokens are not cached, and the full scan looking
+/// for room runs once per clock second, not once per request.
+#[test]
+fn a_full_cache_scans_at_most_once_per_second() {
+    let cache = TokenCache::new(2);
+    let identity = Arc::new(mcp_authz_service::identity::Identity {
+        agent: "a".into(),
+        user: None,
+        scopes: Default::default(),
+    });
+    cache.insert(TokenCache::key("t1"), identity.clone(), 1000, 50, 0);
+    cache.insert(TokenCache::key("t2"), identity.clone(), 1000, 50, 0);
+    for i in 0..1000 {
+        cache.insert(
+            TokenCache::key(&format!("new-{i}")),
+            identity.clone(),
+            1000,
+            60,
+            0,
+        );
+    }
+    assert_eq!(cache.len(), 2);
+    assert_eq!(cache.sweeps(), 1, "one scan in second 60");
+    cache.insert(TokenCache::key("later"), identity, 1000, 61, 0);
+    assert_eq!(cache.sweeps(), 2, "and one more in second 61");
+}
