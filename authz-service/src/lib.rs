@@ -90,11 +90,7 @@ pub async fn serve(
     let readiness =
         Readiness::new::<AuthorizationServer<grpc::AuthzGrpc>>("no verification keys loaded").await;
     // Watching before the first JWKS load: once ready, a change is never missed.
-    let _watcher = reload::watch(authorizer.clone(), settings)
-        .map_err(|error| {
-            tracing::warn!(%error, "cannot watch the policy and session key files; hot reload is off")
-        })
-        .ok();
+    let _watcher = reload::watch(authorizer.clone(), settings);
     let _refresher = {
         let (authorizer, readiness) = (authorizer.clone(), readiness.clone());
         kit::every(settings.jwks_refresh, move || {

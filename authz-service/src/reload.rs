@@ -41,11 +41,11 @@ pub fn reload(authorizer: &Authorizer, what: Watched, path: &Path) -> bool {
 }
 
 /// Watches the policy and the session key file of `settings`; runs until the
-/// returned watcher is dropped.
+/// returned watcher is dropped (`None`: hot reload is off, logged).
 pub fn watch(
     authorizer: Arc<Authorizer>,
     settings: &crate::Settings,
-) -> notify::Result<notify::RecommendedWatcher> {
+) -> Option<notify::RecommendedWatcher> {
     let files: [(Watched, &PathBuf); 2] = [
         (Watched::Policy, &settings.policy),
         (Watched::SessionKeys, &settings.session_keys),

@@ -98,11 +98,7 @@ pub async fn serve(
 ) -> Result<(), StartError> {
     let readiness =
         Readiness::new::<RateLimitServiceServer<RateLimitGrpc>>("no configuration loaded").await;
-    let _watcher = reload::watch(limiter.clone(), settings.config.clone())
-        .map_err(
-            |error| tracing::warn!(%error, "cannot watch the configuration; hot reload is off"),
-        )
-        .ok();
+    let _watcher = reload::watch(limiter.clone(), settings.config.clone());
     // A `Limiter` always holds a configuration that loaded; ready once reloads are
     // watched too, so a change made after readiness is never missed.
     readiness.set_ready().await;

@@ -20,8 +20,8 @@ pub fn reload(limiter: &Limiter, path: &Path) -> bool {
 }
 
 /// Watches the configuration (a directory itself, a file through its directory);
-/// runs until the returned watcher is dropped.
-pub fn watch(limiter: Arc<Limiter>, path: PathBuf) -> notify::Result<notify::RecommendedWatcher> {
+/// runs until the returned watcher is dropped (`None`: hot reload is off, logged).
+pub fn watch(limiter: Arc<Limiter>, path: PathBuf) -> Option<notify::RecommendedWatcher> {
     kit::watch(vec![Watched::new(path, move |path| {
         reload(&limiter, path);
     })])

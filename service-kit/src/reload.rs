@@ -104,8 +104,17 @@ fn touches(changed: &Path, file: &Path) -> bool {
 }
 
 /// Watches the directory of each entry and reloads an entry after changes that touch
-/// it settle. Runs until the returned watcher is dropped.
-pub fn watch(entries: Vec<Watched>) -> notify::Result<notify::RecommendedWatcher> {
+/// it settle. Runs until the returned watcher is dropped. `None` when the platform
+/// refuses the watch (inotify limits, say): logged, and the service runs on with what
+/// it loaded at start, since a restart picks up changes too.
+pub fn watch(entries: Vec<Watched>) -> Option<notify::RecommendedWatcher> {
+    let paths: Vec<PathBuf> = entries.iter().map(|e| e.path.clone()).collect();
+    try_watch(entries)
+        .map_err(|error| tracing::warn!(%error, ?paths, "cannot watch; hot reload is off"))
+        .ok()
+}
+
+fn try_watch(entries: Vec<Watched>) -> notify::Result<notify::RecommendedWatcher> {
     let (events, mut changes) = tokio::sync::mpsc::unbounded_channel::<Vec<PathBuf>>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event {
@@ -213,7 +222,7 @@ mod tests {
             Watched::new(file.clone(), counter(&file_loads)),
             Watched::new(sub.clone(), counter(&dir_loads)),
         ])
-        .unwrap();
+        .expect("watching a temporary directory");
 
         std::fs::write(dir.path().join("policy.tmp"), "b").unwrap();
         std::fs::rename(dir.path().join("policy.tmp"), &file).unwrap();
