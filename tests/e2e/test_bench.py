@@ -53,7 +53,7 @@ def test_payloads_have_the_sizes_the_report_names():
         assert body["jsonrpc"] == "2.0" and body["id"] == 1
 
 
-# Slow: every arm and payload, one second each, several runs (minutes on 2 cores).
+# Slow: every arm and payload, one second each, several runs (about a minute).
 @pytest.mark.slow
 def test_a_short_run_measures_every_arm_and_payload(tmp_path):
     out = tmp_path / "envoy.json"
