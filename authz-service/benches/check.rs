@@ -27,7 +27,7 @@ fn authorizer(cache_capacity: usize) -> Authorizer {
             audience: AUDIENCE.into(),
             leeway_seconds: 30,
         },
-        jwks: Arc::new(Jwks::fixed(standard_keys())),
+        jwks: Arc::new(Jwks::fixed(standard_keys()).expect("the HTTPS client builds")),
         policy: RwLock::new(Arc::new(
             Policy::parse(POLICY, Path::new("bench.yaml")).unwrap(),
         )),

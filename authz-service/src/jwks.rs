@@ -158,24 +158,11 @@ impl Jwks {
         })
     }
 
-    /// As [`Jwks::try_new`], at startup.
-    ///
-    /// # Panics
-    ///
-    /// If the HTTPS client cannot be built, with the reason (it once fell back,
-    /// silently, to a client without timeout). Prefer `try_new` and report the error.
-    pub fn new(source: JwksSource) -> Jwks {
-        match Jwks::try_new(source) {
-            Ok(jwks) => jwks,
-            Err(error) => panic!("{error}"),
-        }
-    }
-
     /// A fixed key set (tests and benchmarks).
-    pub fn fixed(keys: KeySet) -> Jwks {
-        let jwks = Jwks::new(JwksSource::File(PathBuf::new()));
+    pub fn fixed(keys: KeySet) -> Result<Jwks, JwksError> {
+        let jwks = Jwks::try_new(JwksSource::File(PathBuf::new()))?;
         *jwks.current.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(keys));
-        jwks
+        Ok(jwks)
     }
 
     pub fn source(&self) -> &JwksSource {

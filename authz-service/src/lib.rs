@@ -54,6 +54,10 @@ pub enum StartError {
     Policy(#[from] PolicyError),
     #[error(transparent)]
     SessionKeys(#[from] SessionKeyError),
+    /// The JWKS HTTPS client cannot be built (its TLS setup): startup stops rather than
+    /// fall back to a client without the fetch timeout.
+    #[error(transparent)]
+    Jwks(#[from] jwks::JwksError),
     #[error(transparent)]
     Serve(#[from] kit::ServeError),
 }
@@ -66,7 +70,7 @@ pub fn build(settings: &Settings) -> Result<Arc<Authorizer>, StartError> {
     let session_keys = SessionKeys::load(&settings.session_keys)?;
     Ok(Arc::new(Authorizer {
         rules: settings.rules.clone(),
-        jwks: Arc::new(Jwks::new(settings.jwks.clone())),
+        jwks: Arc::new(Jwks::try_new(settings.jwks.clone())?),
         policy: RwLock::new(Arc::new(policy)),
         session_keys: RwLock::new(Arc::new(session_keys)),
         cache: TokenCache::new(TOKEN_CACHE_CAPACITY),

@@ -48,8 +48,9 @@ struct Cli {
     /// JWKS HTTPS URL.
     #[arg(long)]
     jwks_url: Option<String>,
-    /// Seconds between JWKS refreshes (a token with an unknown kid also refreshes).
-    #[arg(long, default_value_t = 300)]
+    /// Seconds between JWKS refreshes (a token with an unknown kid also refreshes); at
+    /// least 1.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     jwks_refresh_seconds: u64,
     /// Allowed clock skew for exp/nbf, seconds.
     #[arg(long, default_value_t = 30)]
@@ -92,7 +93,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             leeway_seconds: cli.leeway_seconds,
         },
         jwks,
-        jwks_refresh: Duration::from_secs(cli.jwks_refresh_seconds.max(1)),
+        jwks_refresh: Duration::from_secs(cli.jwks_refresh_seconds),
         metadata: ResourceMetadata {
             resource,
             authorization_servers,

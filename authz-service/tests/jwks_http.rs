@@ -59,7 +59,7 @@ async fn rotation_is_picked_up_on_unknown_kid() {
             .unwrap();
     });
 
-    let jwks = Arc::new(Jwks::new(JwksSource::Url(url)));
+    let jwks = Arc::new(Jwks::try_new(JwksSource::Url(url)).unwrap());
     assert_eq!(jwks.refresh().await, Ok(1));
     let authorizer = Authorizer {
         rules: TokenRules {

@@ -43,7 +43,7 @@ pub fn test_authorizer(policy: &str, keys: &str) -> Authorizer {
             audience: AUDIENCE.into(),
             leeway_seconds: 0,
         },
-        jwks: Arc::new(Jwks::fixed(standard_keys())),
+        jwks: Arc::new(Jwks::fixed(standard_keys()).expect("the HTTPS client builds")),
         policy: RwLock::new(Arc::new(
             Policy::parse(policy, std::path::Path::new("policy.yaml")).unwrap(),
         )),
