@@ -12,25 +12,18 @@ import argparse
 import json
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+if __package__:
+    from .request_body import read_body
+else:  # run as a script, as the harness starts it
+    from request_body import read_body
+
 
 def make_handler(name: str):
     class Echo(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def _read_body(self) -> bytes:
-            if self.headers.get("transfer-encoding", "").lower() == "chunked":
-                body = b""
-                while True:
-                    size = int(self.rfile.readline().split(b";")[0].strip(), 16)
-                    if size == 0:
-                        self.rfile.readline()
-                        return body
-                    body += self.rfile.read(size)
-                    self.rfile.readline()
-            return self.rfile.read(int(self.headers.get("content-length", 0)))
-
         def _answer(self) -> None:
-            body = self._read_body()
+            body = read_body(self)
             payload = json.dumps(
                 {
                     "upstream": name,

@@ -21,6 +21,11 @@ import json
 import posixpath
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+if __package__:
+    from .request_body import read_body
+else:  # run as a script, as the harness starts it
+    from request_body import read_body
 from urllib.parse import unquote
 
 MCP_PATH = "/mcp"
@@ -47,20 +52,8 @@ def make_handler(log_path: str):
     class Lenient(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def _read_body(self) -> bytes:
-            if self.headers.get("transfer-encoding", "").lower() == "chunked":
-                body = b""
-                while True:
-                    size = int(self.rfile.readline().split(b";")[0].strip(), 16)
-                    if size == 0:
-                        self.rfile.readline()
-                        return body
-                    body += self.rfile.read(size)
-                    self.rfile.readline()
-            return self.rfile.read(int(self.headers.get("content-length", 0)))
-
         def _answer(self) -> None:
-            body = self._read_body()
+            body = read_body(self)
             # http.server already turns a leading "//" into "/"; the request line keeps
             # what Envoy actually sent.
             target = self.requestline.split(" ")[1] if " " in self.requestline else self.path
