@@ -15,7 +15,7 @@ use common::*;
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use envoy_types::pb::envoy::service::auth::v3::CheckRequest;
 use jsonwebtoken::Algorithm;
-use mcp_service_kit::testing::{cpu_seconds, free_port};
+use mcp_service_kit::testing::{self, cpu_seconds, free_port};
 use serde_json::json;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -87,15 +87,7 @@ async fn main() {
     let pid = child.id();
 
     let address = format!("http://127.0.0.1:{grpc}");
-    let mut connected = None;
-    for _ in 0..100 {
-        if let Ok(client) = AuthorizationClient::connect(address.clone()).await {
-            connected = Some(client);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let client = connected.expect("authz-service did not come up");
+    let client = AuthorizationClient::new(testing::channel(&address).await);
     // Uncached: every request carries a different token (distinct jti), so every
     // check verifies a signature. ES256 tokens, because minting enough RS256 tokens
     // up front would take minutes (the in-process criterion bench covers RS256).

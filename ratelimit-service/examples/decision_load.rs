@@ -18,7 +18,7 @@ use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descri
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient;
 use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitRequest;
-use mcp_service_kit::testing::{cpu_seconds, free_port};
+use mcp_service_kit::testing::{self, cpu_seconds, free_port};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -90,15 +90,7 @@ async fn main() {
     let pid = service.0.id();
 
     let address = format!("http://127.0.0.1:{grpc}");
-    let mut connected = None;
-    for _ in 0..100 {
-        if let Ok(client) = RateLimitServiceClient::connect(address.clone()).await {
-            connected = Some(client);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let client = connected.expect("ratelimit-service did not come up");
+    let client = RateLimitServiceClient::new(testing::channel(&address).await);
     let request = |i: usize| RateLimitRequest {
         domain: "mcp_gateway".into(),
         descriptors: vec![RateLimitDescriptor {

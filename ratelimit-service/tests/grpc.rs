@@ -10,8 +10,8 @@ use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::Code;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient;
 use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
 use mcp_ratelimit_service::{build, serve, Settings};
+use mcp_service_kit::testing::RedisServer;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -232,51 +232,6 @@ async fn hot_reload_keeps_the_last_good_configuration() {
     service.stop().await;
 }
 
-struct Redis {
-    child: Child,
-    port: u16,
-}
-
-impl Redis {
-    fn start(port: u16) -> Redis {
-        let mut child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (scripts/setup.sh installs it)");
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Redis { child, port };
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("redis-server did not start on {port}");
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        // Stopped by its PID, never by name.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn redis_replicas_share_a_limit_and_survive_redis_restarts() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -284,7 +239,7 @@ async fn redis_replicas_share_a_limit_and_survive_redis_restarts() {
         .local_addr()
         .unwrap()
         .port();
-    let redis = Redis::start(port);
+    let redis = RedisServer::start_on(port);
     let (_dir, path) = config_dir(LIMITS);
     let first = Service::start(&path, Some(redis.url())).await;
     let second = Service::start(&path, Some(redis.url())).await;
@@ -321,7 +276,7 @@ async fn redis_replicas_share_a_limit_and_survive_redis_restarts() {
         .contains("mcp_ratelimit_backend_errors_total 1"));
 
     // Redis comes back (empty): decisions come back without a restart.
-    let _redis = Redis::start(port);
+    let _redis = RedisServer::start_on(port);
     let mut recovered = false;
     for _ in 0..100 {
         if let Ok(answer) = second.ask(&tool, "agent-prod-001", 1).await {
@@ -421,7 +376,7 @@ async fn redis_replicas_share_the_bound_on_distinct_values() {
         .local_addr()
         .unwrap()
         .port();
-    let redis = Redis::start(port);
+    let redis = RedisServer::start_on(port);
     let (_dir, path) = config_dir(&ANY_TOOL_ANY_AGENT.replace(
         "descriptors:\n  - key: tool_call",
         "max_distinct_values: 4\ndescriptors:\n  - key: tool_call",

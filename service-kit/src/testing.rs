@@ -76,6 +76,68 @@ pub fn invalid(message: String) -> Validated {
     }
 }
 
+/// A gRPC channel to a service that is still starting: connects every 50 ms for up to
+/// 5 s (the load examples start the service binary themselves).
+pub async fn channel(address: &str) -> tonic::transport::Channel {
+    let endpoint = tonic::transport::Endpoint::from_shared(address.to_owned())
+        .unwrap_or_else(|e| panic!("{address} is not a gRPC address: {e}"));
+    for _ in 0..100 {
+        if let Ok(channel) = endpoint.connect().await {
+            return channel;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{address} did not come up");
+}
+
+/// Debian's redis-server on a loopback port, no persistence, stopped by its PID when
+/// dropped (never by name).
+pub struct RedisServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl RedisServer {
+    /// On a free port.
+    pub fn start() -> RedisServer {
+        RedisServer::start_on(free_port())
+    }
+
+    /// On `port` (a test that stops and restarts Redis at the same address).
+    pub fn start_on(port: u16) -> RedisServer {
+        let mut child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/setup.sh installs it)");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return RedisServer { child, port };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("redis-server did not start on {port}");
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -1,7 +1,7 @@
 use super::*;
 use crate::config::Config;
+use mcp_service_kit::testing::RedisServer;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -144,57 +144,12 @@ fn expired_windows_are_reclaimed_and_the_capacity_holds() {
     );
 }
 
-/// A redis-server on a free loopback port, stopped by its PID.
-struct RedisServer {
-    child: Child,
-    port: u16,
-}
-
-impl RedisServer {
-    fn start() -> RedisServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        RedisServer::start_on(port)
-    }
-
-    fn start_on(port: u16) -> RedisServer {
-        let mut child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (scripts/setup.sh installs it)");
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return RedisServer { child, port };
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("redis-server did not start on {port}");
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    fn connection(&self) -> ::redis::Connection {
-        ::redis::Client::open(self.url())
-            .unwrap()
-            .get_connection()
-            .unwrap()
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A connection to a test Redis, to look at its keys.
+fn connection(server: &RedisServer) -> ::redis::Connection {
+    ::redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap()
 }
 
 /// The same requests in memory and in a real Redis: the same counts, the same
@@ -240,7 +195,7 @@ async fn memory_and_redis_count_and_name_alike() {
     let Backend::Memory(memory) = &memory else {
         unreachable!()
     };
-    let mut connection = server.connection();
+    let mut connection = connection(&server);
     let mut keys: Vec<String> = ::redis::cmd("KEYS")
         .arg("mcp_rl:*")
         .query(&mut connection)
