@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import ROOT, Authz, Ratelimit, start_echo, start_gateway, start_mcp_server  # noqa: E402
+from harness.observe import json_lines  # noqa: E402
 from harness.procs import dispatch_log  # noqa: E402
 
 
@@ -65,16 +65,12 @@ class SeenLog:
         self.path = path
 
     def records(self) -> list[dict]:
-        if not self.path.exists():
-            return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line]
+        return json_lines(self.path)
 
     def dispatches(self) -> list[str]:
         """Names of the tools the server's SDK dispatched, in order."""
         path = dispatch_log(self.path)
-        if not path.exists():
-            return []
-        return [json.loads(line)["name"] for line in path.read_text().splitlines() if line]
+        return [record["name"] for record in json_lines(path)]
 
     def posts(self) -> list[dict[str, str]]:
         """Headers of each POST, as a dict (last copy wins; copies checked elsewhere)."""

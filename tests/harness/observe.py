@@ -10,6 +10,15 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 
+def json_lines(path: Path) -> list[dict]:
+    """The JSON objects of a JSON-lines file (what the test upstreams and servers
+    record); none while the file does not exist."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+
+
 def audit_records(path: Path, count: int = 0, timeout: float = 15.0, until=None) -> list[dict]:
     """The audit records in `path` once there are at least `count` of them and
     `until(records)` holds (Envoy writes its access log file periodically); returns
@@ -17,9 +26,7 @@ def audit_records(path: Path, count: int = 0, timeout: float = 15.0, until=None)
     deadline = time.monotonic() + timeout
     records: list[dict] = []
     while True:
-        if Path(path).exists():
-            lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
-            records = [json.loads(line) for line in lines]
+        records = json_lines(path)
         done = len(records) >= count and (until is None or until(records))
         if done or time.monotonic() > deadline:
             return records

@@ -15,13 +15,13 @@ only, recorded after its own parser accepted the request and before the tool run
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from .observe import json_lines
 from .procs import ROOT, Process, free_port, python, wait_for_http
 
 ORACLE_DIR = ROOT / "tests" / "oracles"
@@ -51,22 +51,16 @@ class Oracle:
 
     def posts(self) -> list[dict[str, str]]:
         """Headers of each POST received, as a dict (last copy of a name wins)."""
-        return [dict(r["headers"]) for r in _lines(self.header_log) if r["method"] == "POST"]
+        return [dict(r["headers"]) for r in json_lines(self.header_log) if r["method"] == "POST"]
 
     def dispatches(self) -> list[Dispatch]:
         return [
             Dispatch(r["method"], r.get("name"), r.get("protocolVersion") or None)
-            for r in _lines(self.dispatch_log)
+            for r in json_lines(self.dispatch_log)
         ]
 
     def stop(self) -> None:
         self.process.stop()
-
-
-def _lines(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line]
 
 
 def build_go_oracle(out_dir: Path) -> Path:

@@ -4,12 +4,12 @@ escapes, no client-side cleaning)."""
 
 from __future__ import annotations
 
-import json
 import socket
 from pathlib import Path
 
 from .client import Response
 from .h2client import request_h2
+from .observe import json_lines
 from .procs import ROOT, Process, free_port, python, wait_for_http
 
 
@@ -20,9 +20,7 @@ class Received:
         self.path = path
 
     def records(self) -> list[dict]:
-        if not self.path.exists():
-            return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line]
+        return json_lines(self.path)
 
     def with_header(self, name: str, value: str) -> list[dict]:
         return [r for r in self.records() if [name, value] in r["headers"]]
