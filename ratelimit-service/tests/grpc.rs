@@ -234,12 +234,8 @@ async fn hot_reload_keeps_the_last_good_configuration() {
 
 #[tokio::test]
 async fn redis_replicas_share_a_limit_and_survive_redis_restarts() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let redis = RedisServer::start_on(port);
+    let redis = RedisServer::start();
+    let port = redis.port();
     let (_dir, path) = config_dir(LIMITS);
     let first = Service::start(&path, Some(redis.url())).await;
     let second = Service::start(&path, Some(redis.url())).await;
@@ -371,12 +367,7 @@ impl RedisKeys {
 /// flood is limited and Redis holds a bounded number of keys, each expiring.
 #[tokio::test]
 async fn redis_replicas_share_the_bound_on_distinct_values() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let redis = RedisServer::start_on(port);
+    let redis = RedisServer::start();
     let (_dir, path) = config_dir(&ANY_TOOL_ANY_AGENT.replace(
         "descriptors:\n  - key: tool_call",
         "max_distinct_values: 4\ndescriptors:\n  - key: tool_call",
