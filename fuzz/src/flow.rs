@@ -1,5 +1,5 @@
 //! The whole filter as Envoy drives it (request headers, body chunks, response, log)
-//! against [`FuzzHost`], with one host call failing where the input says.
+//! against the core's [`FakeHost`], with one host call failing where the input says.
 //!
 //! Input: byte 0 is the number of the host call that fails (0: none; 255: the host
 //! returns the rest of the input as a malformed header map), byte 1 the request body
@@ -13,9 +13,9 @@
 //! request through unlabelled); a request ends with at most one audit record, which
 //! is a JSON object, and exactly one when no host call failed.
 
-use crate::host::FuzzHost;
 use crate::input::{find, FuzzRequest};
 use crate::request::config;
+use mcp_filter_core::fake_host::FakeHost;
 use mcp_filter_core::flow::{RequestFlow, Verdict};
 use mcp_filter_core::headers::is_gateway_header;
 use mcp_filter_core::metric_ids::MetricIds;
@@ -54,11 +54,11 @@ pub fn drive(data: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
             .map(|(n, v)| (n.clone(), v.to_vec()))
             .collect(),
     };
-    let mut host = FuzzHost {
+    let mut host = FakeHost {
         headers,
         fail_at: u32::from(*fail_at),
         raw_header_map,
-        ..FuzzHost::default()
+        ..FakeHost::default()
     };
     let config = Rc::new(config().clone());
     let mut flow = RequestFlow::new(config.clone(), Rc::new(MetricIds::default()));
@@ -113,14 +113,14 @@ pub fn drive(data: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
         let pieces = response_body.chunks(usize::from(response_kind / 2).max(1));
         let count = pieces.len();
         for (index, piece) in pieces.enumerate() {
-            host.response_chunk = piece.to_vec();
+            host.response_body = piece.to_vec();
             flow.on_response_body(&mut host, piece.len(), index + 1 == count);
         }
     }
     flow.on_log(&mut host);
 
     let records: Vec<&Vec<u8>> = host
-        .properties_set
+        .set_properties
         .iter()
         .filter(|(name, _)| name == "mcp_audit")
         .map(|(_, value)| value)
@@ -146,7 +146,7 @@ fn host_path(request: &FuzzRequest<'_>) -> Option<String> {
 }
 
 fn check_forwarded(
-    host: &FuzzHost,
+    host: &FakeHost,
     headers: &[(String, Vec<u8>)],
     request: &FuzzRequest<'_>,
     malformed_map: bool,

@@ -10,7 +10,6 @@
 
 pub mod config;
 pub mod flow;
-pub mod host;
 pub mod input;
 pub mod request;
 pub mod response;

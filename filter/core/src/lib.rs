@@ -11,6 +11,8 @@ pub mod call;
 pub mod config;
 pub mod envoy_reply;
 pub mod error;
+#[cfg(any(test, feature = "test-support"))]
+pub mod fake_host;
 pub mod flow;
 pub mod headers;
 pub mod host;

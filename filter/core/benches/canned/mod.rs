@@ -1,6 +1,10 @@
 //! A host that answers every call from memory, and the benchmark requests: shared by
 //! the criterion bench (`benches/flow.rs`) and the V8 timing example
 //! (`examples/v8_cost.rs`).
+//!
+//! Deliberately not the core's recording `fake_host::FakeHost` (which the flow tests
+//! and the fuzzer share): the benches measure the flow's own cost, so this host does
+//! only what a real host does for the VM (copy bytes in) and records nothing.
 
 use mcp_filter_core::flow::{RequestFlow, Verdict};
 use mcp_filter_core::host::{Host, HostStatus, Level, MetricKind};

@@ -1,7 +1,7 @@
 //! The request flow against a fake host that can refuse any call.
 
 use super::*;
-use crate::host::{HostStatus, MetricKind, CAS_MISMATCH};
+use crate::fake_host::FakeHost;
 use crate::metric_ids::MetricIds;
 use crate::session_ref;
 use serde_json::Value;
@@ -9,31 +9,16 @@ use std::collections::HashMap;
 
 const BODY: &str = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"get_account_balance","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
 
-/// A local reply: status, headers, body.
-type Reply = (u16, Vec<(String, String)>, String);
-
-#[derive(Default)]
-struct FakeHost {
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-    properties: HashMap<Vec<String>, Vec<u8>>,
-    /// Names of the calls that fail with BadArgument.
-    refuse: Vec<&'static str>,
-    responses: Vec<Reply>,
-    route_cleared: bool,
-    logs: Vec<(Level, String)>,
-    response_headers: Vec<(String, String)>,
-    response_body: Vec<u8>,
-    /// Host clock, advanced 1 ms per read.
-    clock: u64,
-    set_properties: HashMap<String, Vec<u8>>,
-    metric_names: Vec<String>,
-    counters: HashMap<String, i64>,
-    histograms: HashMap<String, Vec<u64>>,
-    shared: HashMap<String, (Vec<u8>, u32)>,
+/// The flow tests' requests: an MCP `tools/call` POST with this body.
+trait McpPost {
+    fn mcp_post(extra: &[(&str, &str)]) -> FakeHost;
+    /// The single local reply, as (status, JSON-RPC error code).
+    fn reply(&self) -> (u16, i64);
+    /// The audit record the filter published.
+    fn record(&self) -> Value;
 }
 
-impl FakeHost {
+impl McpPost for FakeHost {
     fn mcp_post(extra: &[(&str, &str)]) -> FakeHost {
         let mut headers = vec![
             (":method", "POST"),
@@ -44,182 +29,24 @@ impl FakeHost {
         ];
         headers.extend_from_slice(extra);
         FakeHost {
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
             body: BODY.as_bytes().to_vec(),
-            ..FakeHost::default()
+            ..FakeHost::with_headers(&headers)
         }
     }
 
-    fn check(&self, call: &'static str) -> Result<(), HostStatus> {
-        if self.refuse.contains(&call) {
-            Err(HostStatus(2))
-        } else {
-            Ok(())
-        }
-    }
-
-    fn header(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-
-    /// The single local reply, as (status, JSON-RPC error code).
     fn reply(&self) -> (u16, i64) {
-        assert_eq!(self.responses.len(), 1, "{:?}", self.responses);
-        let (status, headers, body) = &self.responses[0];
-        assert!(headers.contains(&("content-type".into(), "application/json".into())));
-        let body: Value = serde_json::from_str(body).unwrap();
-        (*status, body["error"]["code"].as_i64().unwrap())
-    }
-}
-
-impl Host for FakeHost {
-    fn request_headers(&mut self) -> Result<Vec<u8>, HostStatus> {
-        self.check("request_headers")?;
-        let pairs: Vec<(&str, &str)> = self
+        assert_eq!(self.replies.len(), 1, "{:?}", self.replies);
+        let reply = &self.replies[0];
+        assert!(reply
             .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        Ok(wire::serialize_pairs(&pairs))
+            .contains(&("content-type".into(), "application/json".into())));
+        let body: Value = serde_json::from_slice(&reply.body).unwrap();
+        (reply.status, body["error"]["code"].as_i64().unwrap())
     }
-    fn remove_request_header(&mut self, name: &str) -> Result<(), HostStatus> {
-        self.check("remove_request_header")?;
-        self.headers.retain(|(k, _)| k != name);
-        Ok(())
-    }
-    fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), HostStatus> {
-        self.check("set_request_header")?;
-        self.headers.retain(|(k, _)| k != name);
-        self.headers.push((name.into(), value.into()));
-        Ok(())
-    }
-    fn request_body(&mut self, len: usize) -> Result<Vec<u8>, HostStatus> {
-        self.check("request_body")?;
-        Ok(self.body[..len.min(self.body.len())].to_vec())
-    }
-    fn property(&mut self, path: &[&str]) -> Result<Option<Vec<u8>>, HostStatus> {
-        self.check("property")?;
-        let key: Vec<String> = path.iter().map(|s| s.to_string()).collect();
-        Ok(self.properties.get(&key).cloned())
-    }
-    fn send_response(
-        &mut self,
-        status: u16,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> Result<(), HostStatus> {
-        self.check("send_response")?;
-        let headers = headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        self.responses
-            .push((status, headers, String::from_utf8_lossy(body).into_owned()));
-        Ok(())
-    }
-    fn clear_route_cache(&mut self) -> Result<(), HostStatus> {
-        self.check("clear_route_cache")?;
-        self.route_cleared = true;
-        Ok(())
-    }
-    fn log(&mut self, level: Level, message: &str) {
-        self.logs.push((level, message.into()));
-    }
-    fn response_header(&mut self, name: &str) -> Result<Option<String>, HostStatus> {
-        self.check("response_header")?;
-        Ok(self
-            .response_headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone()))
-    }
-    fn set_response_header(&mut self, name: &str, value: &str) -> Result<(), HostStatus> {
-        self.check("set_response_header")?;
-        self.response_headers.retain(|(k, _)| k != name);
-        self.response_headers.push((name.into(), value.into()));
-        Ok(())
-    }
-    fn remove_response_header(&mut self, name: &str) -> Result<(), HostStatus> {
-        self.check("remove_response_header")?;
-        self.response_headers.retain(|(k, _)| k != name);
-        Ok(())
-    }
-    fn replace_response_body(&mut self, current_len: usize, body: &[u8]) -> Result<(), HostStatus> {
-        self.check("replace_response_body")?;
-        self.response_body.splice(
-            ..current_len.min(self.response_body.len()),
-            body.iter().copied(),
-        );
-        Ok(())
-    }
-    fn response_body(&mut self, len: usize) -> Result<Vec<u8>, HostStatus> {
-        self.check("response_body")?;
-        Ok(self.response_body[..len.min(self.response_body.len())].to_vec())
-    }
-    fn request_header(&mut self, name: &str) -> Result<Option<String>, HostStatus> {
-        self.check("request_header")?;
-        Ok(self.header(name).first().map(|v| v.to_string()))
-    }
-    fn random(&mut self, buffer: &mut [u8]) -> Result<(), HostStatus> {
-        self.check("random")?;
-        buffer.fill(0x2a);
-        Ok(())
-    }
-    fn now_nanos(&mut self) -> Result<u64, HostStatus> {
-        self.check("now_nanos")?;
-        self.clock += 1_000_000;
-        Ok(1_736_950_987_441_000_000 + self.clock)
-    }
-    fn set_property(&mut self, path: &[&str], value: &[u8]) -> Result<(), HostStatus> {
-        self.check("set_property")?;
-        self.set_properties.insert(path.join("."), value.to_vec());
-        Ok(())
-    }
-    fn define_metric(&mut self, _kind: MetricKind, name: &str) -> Result<u32, HostStatus> {
-        self.check("define_metric")?;
-        self.metric_names.push(name.into());
-        Ok(self.metric_names.len() as u32 - 1)
-    }
-    fn increment_metric(&mut self, id: u32, delta: i64) -> Result<(), HostStatus> {
-        let name = self.metric_names[id as usize].clone();
-        *self.counters.entry(name).or_default() += delta;
-        Ok(())
-    }
-    fn record_metric(&mut self, id: u32, value: u64) -> Result<(), HostStatus> {
-        let name = self.metric_names[id as usize].clone();
-        self.histograms.entry(name).or_default().push(value);
-        Ok(())
-    }
-    fn shared_data(&mut self, key: &str) -> Result<(Option<Vec<u8>>, u32), HostStatus> {
-        Ok(match self.shared.get(key) {
-            Some((value, cas)) => (Some(value.clone()), *cas),
-            None => (None, 0),
-        })
-    }
-    fn set_shared_data(&mut self, key: &str, value: &[u8], cas: u32) -> Result<(), HostStatus> {
-        let current = self.shared.get(key).map(|(_, c)| *c).unwrap_or(0);
-        if cas != 0 && cas != current {
-            return Err(CAS_MISMATCH);
-        }
-        self.shared
-            .insert(key.into(), (value.to_vec(), current + 1));
-        Ok(())
-    }
-}
 
-impl FakeHost {
-    /// The audit record the filter published.
     fn record(&self) -> Value {
         let bytes = self
-            .set_properties
-            .get("mcp_audit")
+            .set_property_value("mcp_audit")
             .expect("an audit record");
         serde_json::from_slice(bytes).unwrap()
     }
@@ -249,7 +76,7 @@ fn labels_an_mcp_post_and_strips_forgeries() {
         ("x-mcp-tool-name", "y"),
     ]);
     assert_eq!(run(&mut flow(""), &mut host), Verdict::Continue);
-    assert!(host.responses.is_empty());
+    assert!(host.replies.is_empty());
     assert_eq!(host.header("x-mcp-tool-name"), ["get_account_balance"]);
     assert_eq!(host.header("x-mcp-method"), ["tools/call"]);
     assert_eq!(host.header("x-mcp-request-id"), ["3"]);
@@ -276,7 +103,7 @@ fn body_over_the_limit_is_refused_while_streaming() {
     // Later pieces of the same request stay stopped.
     assert_eq!(flow.on_body(&mut host, 2000, true), Verdict::Pause);
     assert_eq!(flow.on_trailers(&mut host), Verdict::Pause);
-    assert_eq!(host.responses.len(), 1);
+    assert_eq!(host.replies.len(), 1);
 }
 
 #[test]
@@ -316,7 +143,7 @@ fn host_refusals_fail_closed() {
         );
         let mut flow = flow(r#","agent_identity":{"source":"peer_certificate_uri_san"}"#);
         let verdict = match flow.on_headers(&mut host, false) {
-            Verdict::Pause if host.responses.is_empty() => {
+            Verdict::Pause if host.replies.is_empty() => {
                 let size = host.body.len();
                 flow.on_body(&mut host, size, true)
             }
@@ -589,7 +416,7 @@ fn json_success_is_recorded_with_every_field() {
     assert_eq!(record["error_code"], Value::Null);
     assert!(record["latency_ms"].as_f64().unwrap() > 0.0);
     assert!(
-        !String::from_utf8_lossy(&host.set_properties["mcp_audit"]).contains("\"x\""),
+        !String::from_utf8_lossy(host.set_property_value("mcp_audit").unwrap()).contains("\"x\""),
         "raw arguments never logged"
     );
 
@@ -767,7 +594,7 @@ fn handshake_session_duration_and_tool_calls() {
             ..FakeHost::default()
         };
         for (k, v) in session_headers(session) {
-            host.headers.push((k.into(), v));
+            host.headers.push((k.into(), v.into()));
         }
         // What the authz-service returns for an allowed initialize.
         host.properties.insert(
