@@ -12,31 +12,34 @@ use mcp_authz_service::http::ResourceMetadata;
 use mcp_authz_service::jwks::JwksSource;
 use mcp_authz_service::token::TokenRules;
 use mcp_authz_service::{build, serve, Settings};
+use mcp_service_kit::testing::RunningService;
 use std::path::Path;
 use std::time::Duration;
-use tokio::net::TcpListener;
 
 const POLICY: &str = "servers:\n  financial-data:\n    tools:\n      get_account_balance: []\n";
 
+/// The service on loopback, and the files it reads.
 struct Running {
-    grpc: String,
-    http: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
+    service: RunningService,
     _dir: tempfile::TempDir,
     policy: std::path::PathBuf,
     session_keys: std::path::PathBuf,
 }
 
-impl Running {
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.task.await.unwrap();
+impl std::ops::Deref for Running {
+    type Target = RunningService;
+    fn deref(&self) -> &RunningService {
+        &self.service
     }
 }
 
+impl Running {
+    async fn stop(self) {
+        self.service.stop().await;
+    }
+}
+
+/// Ready once the keys are loaded.
 async fn start() -> Running {
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("policy.yaml");
@@ -61,45 +64,20 @@ async fn start() -> Running {
         },
     };
     let authorizer = build(&settings).unwrap();
-    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (grpc_addr, http_addr) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        serve(authorizer, &settings, grpc, http, async {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
-    let running = Running {
-        grpc: format!("http://{grpc_addr}"),
-        http: format!("http://{http_addr}"),
-        stop: Some(stop),
-        task,
+    let service = RunningService::start(|grpc, http, shutdown| async move {
+        serve(authorizer, &settings, grpc, http, shutdown).await
+    })
+    .await;
+    Running {
+        service,
         _dir: dir,
         policy,
         session_keys,
-    };
-    // Ready once the keys are loaded.
-    for _ in 0..100 {
-        if let Ok(r) = reqwest::get(format!("{}/ready", running.http)).await {
-            if r.status().is_success() {
-                return running;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("authz-service never became ready");
 }
 
 async fn metrics(service: &Running) -> String {
-    reqwest::get(format!("{}/metrics", service.http))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    service.metrics().await
 }
 
 fn header<'a>(options: &'a [HeaderValueOption], name: &str) -> Option<&'a str> {

@@ -10,19 +10,14 @@ use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::Code;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient;
 use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
 use mcp_ratelimit_service::{build, serve, Settings};
-use mcp_service_kit::testing::RedisServer;
+use mcp_service_kit::testing::{RedisServer, RunningService};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio::net::TcpListener;
 
 const LIMITS: &str = "domain: mcp_gateway\ndescriptors:\n  - key: tool_call\n    descriptors:\n      - key: agent_id\n        value: agent-prod-001\n        rate_limit: {unit: hour, requests_per_unit: 3}\n";
 
-struct Service {
-    address: String,
-    http: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
+/// The service on loopback (ready once its configuration is loaded and watched).
+struct Service(RunningService);
 
 impl Service {
     async fn start(config: &Path, redis_url: Option<String>) -> Service {
@@ -35,34 +30,12 @@ impl Service {
 
     async fn start_with(settings: Settings) -> Service {
         let limiter = build(&settings).unwrap();
-        let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (address, http_address) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            serve(limiter, &settings, grpc, http, async {
-                let _ = stopped.await;
+        Service(
+            RunningService::start(|grpc, http, shutdown| async move {
+                serve(limiter, &settings, grpc, http, shutdown).await
             })
-            .await
-            .unwrap();
-        });
-        let service = Service {
-            address: format!("http://{address}"),
-            http: format!("http://{http_address}"),
-            stop: Some(stop),
-            task,
-        };
-        // Serving (and so watching the configuration) once gRPC answers.
-        for _ in 0..200 {
-            if RateLimitServiceClient::connect(service.address.clone())
-                .await
-                .is_ok()
-            {
-                return service;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("ratelimit-service did not start");
+            .await,
+        )
     }
 
     async fn ask(
@@ -72,7 +45,7 @@ impl Service {
         hits: u32,
     ) -> Result<RateLimitResponse, tonic::Status> {
         let mut client = loop {
-            match RateLimitServiceClient::connect(self.address.clone()).await {
+            match RateLimitServiceClient::connect(self.0.grpc.clone()).await {
                 Ok(client) => break client,
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             }
@@ -100,29 +73,11 @@ impl Service {
     }
 
     async fn metrics(&self) -> String {
-        let url = format!("{}/metrics", self.http);
-        tokio::task::spawn_blocking(move || {
-            let mut stream = std::net::TcpStream::connect(
-                url.trim_start_matches("http://").split('/').next().unwrap(),
-            )
-            .unwrap();
-            use std::io::{Read, Write};
-            write!(
-                stream,
-                "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-            )
-            .unwrap();
-            let mut body = String::new();
-            stream.read_to_string(&mut body).unwrap();
-            body
-        })
-        .await
-        .unwrap()
+        self.0.metrics().await
     }
 
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.await.unwrap();
+    async fn stop(self) {
+        self.0.stop().await;
     }
 }
 

@@ -90,6 +90,101 @@ pub async fn channel(address: &str) -> tonic::transport::Channel {
     panic!("{address} did not come up");
 }
 
+/// How a test tells a running service to stop: what the services' `serve` takes as
+/// its `shutdown` future.
+pub type Shutdown = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// A service's `serve` running in this process on loopback port-0 listeners (gRPC and
+/// HTTP), as its integration tests run it: started, waited for until `/ready`, and
+/// stopped through its shutdown future, which must end `serve` without error.
+pub struct RunningService {
+    /// `http://127.0.0.1:<port>`, for tonic clients.
+    pub grpc: String,
+    /// `http://127.0.0.1:<port>`: metrics, readiness.
+    pub http: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningService {
+    /// Binds both listeners, hands them to `serve`, and returns once `/ready` says 200
+    /// (panics after 10 s: a service that never gets ready is a failed test).
+    pub async fn start<F, Fut, E>(serve: F) -> RunningService
+    where
+        F: FnOnce(tokio::net::TcpListener, tokio::net::TcpListener, Shutdown) -> Fut,
+        Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
+        E: std::fmt::Display,
+    {
+        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (grpc_addr, http_addr) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let shutdown: Shutdown = Box::pin(async move {
+            let _ = stopped.await;
+        });
+        let served = serve(grpc, http, shutdown);
+        let task = tokio::spawn(async move {
+            if let Err(error) = served.await {
+                panic!("serve failed: {error}");
+            }
+        });
+        let service = RunningService {
+            grpc: format!("http://{grpc_addr}"),
+            http: format!("http://{http_addr}"),
+            stop: Some(stop),
+            task,
+        };
+        for _ in 0..200 {
+            if service.get("/ready").await.0 == 200 {
+                return service;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the service at {} never became ready", service.http);
+    }
+
+    /// `GET path` on the HTTP listener: (status, body). HTTP/1.0, so the body is
+    /// never chunked and ends with the connection.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let address = self.http.trim_start_matches("http://");
+        let Ok(mut stream) = tokio::net::TcpStream::connect(address).await else {
+            return (0, String::new());
+        };
+        let request = format!("GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n");
+        if stream.write_all(request.as_bytes()).await.is_err() {
+            return (0, String::new());
+        }
+        let mut response = Vec::new();
+        if stream.read_to_end(&mut response).await.is_err() {
+            return (0, String::new());
+        }
+        let response = String::from_utf8_lossy(&response);
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        (status, body.to_owned())
+    }
+
+    /// The Prometheus text at `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let (status, body) = self.get("/metrics").await;
+        assert_eq!(status, 200, "GET /metrics");
+        body
+    }
+
+    /// Ends `serve` and waits for it (a panic in it fails the test here).
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.await.unwrap();
+    }
+}
+
 /// Debian's redis-server on a loopback port, no persistence, stopped by its PID when
 /// dropped (never by name).
 pub struct RedisServer {
