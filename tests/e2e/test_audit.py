@@ -172,9 +172,15 @@ def test_every_request_gets_exactly_its_record_and_metrics(audited_gateway):
     records = audit_records(envoy.audit_path, sent, timeout=20)
     # Every request began and ended within this window: no latency can be longer.
     window_ms = (time.monotonic() - started) * 1000
-    # Nothing more arrives later: exactly one record per request.
-    anyio.run(anyio.sleep, 2)
-    records = audit_records(envoy.audit_path, sent, timeout=0)
+    # Nothing more arrives later: exactly one record per request. The positive signal
+    # is a marker request sent after every other one ended: with one worker
+    # (--concurrency 1), records are written in the order the requests end, so once
+    # the marker's record is there, any second record of an earlier request would be.
+    assert post(port, call("marker", "get_account_balance", ok_args), headers_for("get_account_balance", reader)) == 200
+    records = audit_records(envoy.audit_path, sent + 1, timeout=20,
+                            until=lambda rs: any(r["jsonrpc_id"] == "marker" for r in rs))
+    assert records[-1]["jsonrpc_id"] == "marker", records[-1]
+    records = records[:-1]
     by_id = {r["jsonrpc_id"]: r for r in records}
     assert len(records) == sent and len(by_id) == sent, records
 
@@ -225,7 +231,8 @@ def test_every_request_gets_exactly_its_record_and_metrics(audited_gateway):
     calls = "mcp_tool_calls_total"
     server = {"mcp_server": "financial-data"}
     expected_calls = {
-        ("get_account_balance", "success"): 1,
+        # "success" and the marker.
+        ("get_account_balance", "success"): 2,
         ("get_account_balance", "error"): 1,
         ("query_transactions", "denied"): 1,
         ("transfer_funds", "denied"): 1,
@@ -239,7 +246,7 @@ def test_every_request_gets_exactly_its_record_and_metrics(audited_gateway):
         assert metric(samples, calls, **server, mcp_tool=tool, mcp_outcome=outcome) == count, (tool, outcome)
     assert len(series(samples, calls)) == len(expected_calls)
     assert metric(samples, "mcp_requests_total", **server, mcp_method="invalid", mcp_decision="invalid") == 1
-    assert metric(samples, "mcp_requests_total", **server, mcp_method="tools/call", mcp_decision="allowed") == 6
+    assert metric(samples, "mcp_requests_total", **server, mcp_method="tools/call", mcp_decision="allowed") == 7
     assert metric(samples, "mcp_requests_total", **server, mcp_method="resources/read", mcp_decision="allowed") == 1
     # Latency per tool for the calls that reached the server.
     assert metric(samples, "mcp_tool_call_duration_ms_count", **server, mcp_tool="generate_report") == 1
