@@ -37,9 +37,15 @@ pub fn run(data: &[u8]) {
         HeadAction::ReadBody => {}
     }
     let mut facts = RequestFacts::default();
-    let outcome = label_request_with_facts(config, &head, request.body, &mut facts);
+    let outcome = label_request_with_facts(config, "fuzz", &head, request.body, &mut facts);
     // Deterministic: the same input gets the same decision.
-    let again = label_request_with_facts(config, &head, request.body, &mut RequestFacts::default());
+    let again = label_request_with_facts(
+        config,
+        "fuzz",
+        &head,
+        request.body,
+        &mut RequestFacts::default(),
+    );
     assert_eq!(outcome.is_ok(), again.is_ok());
     let Ok(labels) = outcome else {
         return;

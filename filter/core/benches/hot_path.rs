@@ -86,7 +86,13 @@ fn parse_and_validate(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::from_parameter(name), body, |b, body| {
             b.iter(|| {
                 let mut facts = RequestFacts::default();
-                let labels = label_request_with_facts(&config, head, black_box(body), &mut facts);
+                let labels = label_request_with_facts(
+                    &config,
+                    "financial-data",
+                    head,
+                    black_box(body),
+                    &mut facts,
+                );
                 assert!(labels.is_ok());
                 facts
             })

@@ -20,7 +20,11 @@ pub struct AuditRecord<'a> {
     pub timestamp: String,
     pub agent_id: Option<&'a str>,
     pub user_id: Option<&'a str>,
-    pub server_id: &'a str,
+    /// The registered server the request's route leads to; `null` for a path no server
+    /// is registered at.
+    pub server_id: Option<&'a str>,
+    /// The version the server was registered with, when the registration says.
+    pub server_version: Option<&'a str>,
     /// HTTP method (POST for JSON-RPC; GET/DELETE for handshake-era streams and ends).
     pub http_method: &'a str,
     /// JSON-RPC method.
@@ -121,7 +125,8 @@ mod tests {
             timestamp: iso8601(1_736_950_987_441_000_000),
             agent_id: Some("agent-prod-001"),
             user_id: None,
-            server_id: "financial-data",
+            server_id: Some("financial-data"),
+            server_version: Some("1.3.2"),
             http_method: "POST",
             method: Some("tools/call"),
             tool_name: Some("query_transactions"),
@@ -141,7 +146,7 @@ mod tests {
         };
         assert_eq!(
             record.to_json(),
-            r#"{"timestamp":"2025-01-15T14:23:07.441Z","agent_id":"agent-prod-001","user_id":null,"server_id":"financial-data","http_method":"POST","method":"tools/call","tool_name":"query_transactions","prompt_name":null,"resource_uri":null,"input_hash":"sha256:ab","output_status":"success","latency_ms":312.0,"session_id":null,"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","request_id":"r-1","protocol_version":"2026-07-28","jsonrpc_id":7,"http_status":200,"decision":"allowed","error_code":null}"#
+            r#"{"timestamp":"2025-01-15T14:23:07.441Z","agent_id":"agent-prod-001","user_id":null,"server_id":"financial-data","server_version":"1.3.2","http_method":"POST","method":"tools/call","tool_name":"query_transactions","prompt_name":null,"resource_uri":null,"input_hash":"sha256:ab","output_status":"success","latency_ms":312.0,"session_id":null,"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","request_id":"r-1","protocol_version":"2026-07-28","jsonrpc_id":7,"http_status":200,"decision":"allowed","error_code":null}"#
         );
     }
 }

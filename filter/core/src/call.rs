@@ -9,9 +9,10 @@ use crate::headers::{
 };
 use crate::host::{Host, Level, CAS_MISMATCH};
 use crate::message::Target;
-use crate::metric_ids::MetricIds;
+use crate::metric_ids::{MetricIds, ServerKey};
 use crate::outcome::{classify, Decision, Ending, Outcome, OutputStatus};
 use crate::reply_scan::{Reply, ReplyScanner};
+use crate::route::Server;
 use crate::session_ref::{self, ResponseSession};
 use crate::session_table::{slot_key, SessionEntry};
 use crate::sse::SseReader;
@@ -35,6 +36,8 @@ pub enum Reader {
 /// What is known so far about one request on an MCP path.
 #[derive(Debug, Default)]
 pub struct Call {
+    /// The registered server (and its metric key); `None` on an unregistered path.
+    server: Option<(Server, ServerKey)>,
     start_nanos: u64,
     http_method: String,
     /// The client's `Mcp-Session-Id`: a session reference (see `session_ref`).
@@ -58,7 +61,11 @@ pub struct Call {
 }
 
 impl Call {
-    pub fn start(host: &mut impl Host, head: &RequestHead) -> Call {
+    pub fn start(
+        host: &mut impl Host,
+        head: &RequestHead,
+        server: Option<(Server, ServerKey)>,
+    ) -> Call {
         let start_nanos = host.now_nanos().unwrap_or_else(|status| {
             host.log(Level::Error, &format!("cannot read the time: {status}"));
             0
@@ -72,6 +79,7 @@ impl Call {
             }
         };
         Call {
+            server,
             start_nanos,
             http_method: head.http_method.clone(),
             session_id: head.session_id.clone(),
@@ -295,12 +303,13 @@ impl Call {
             Some(Target::Resource(uri)) => (None, None, Some(uri.as_str())),
             None => (None, None, None),
         };
-        let server = config.server_id.as_str();
+        let server = self.server.as_ref().map(|(server, _)| server);
         let record = AuditRecord {
             timestamp: iso8601(self.start_nanos),
             agent_id: agent.as_deref(),
             user_id: user.as_deref(),
-            server_id: server,
+            server_id: server.map(|s| &*s.id),
+            server_version: server.and_then(|s| s.version.as_deref()),
             http_method: &self.http_method,
             method: self.facts.method.as_deref(),
             tool_name: tool,
@@ -325,13 +334,18 @@ impl Call {
             );
         }
 
+        // Metrics are per server: a path no server is registered at has the audit
+        // record (and Envoy's own 404 stats), no server series.
+        let Some((server, key)) = &self.server else {
+            return;
+        };
         let method = self.facts.method.as_deref();
         let method_label = stats::method_label(method, self.facts.is_response, &self.http_method);
         let requests = Stat::Requests {
             method: method_label,
             decision: outcome.decision,
         };
-        metrics.add(host, config, requests, 1);
+        metrics.add(host, config, *key, requests, 1);
         if let Some(tool) = tool {
             let tool = stats::tool_label(config, tool);
             let outcome_label = stats::outcome_label(&outcome);
@@ -339,16 +353,24 @@ impl Call {
                 tool,
                 outcome: outcome_label,
             };
-            metrics.add(host, config, calls, 1);
+            metrics.add(host, config, *key, calls, 1);
             if outcome.decision == Decision::Allowed {
                 let millis = end_nanos.saturating_sub(self.start_nanos) / 1_000_000;
-                metrics.record(host, config, Stat::ToolCallDuration { tool }, millis);
+                let duration = Stat::ToolCallDuration { tool };
+                metrics.record(host, config, *key, duration, millis);
             }
         }
         if let Some(kind) = stats::negotiation_failure(method, &outcome, self.reply) {
-            metrics.add(host, config, Stat::NegotiationFailures(kind), 1);
+            metrics.add(host, config, *key, Stat::NegotiationFailures(kind), 1);
         }
-        self.track_session(host, config, metrics, &outcome, end_nanos);
+        self.track_session(
+            host,
+            config,
+            metrics,
+            (&server.id, *key),
+            &outcome,
+            end_nanos,
+        );
     }
 
     /// Handshake-era sessions: started by a successful `initialize` that got an
@@ -358,10 +380,10 @@ impl Call {
         host: &mut impl Host,
         config: &FilterConfig,
         metrics: &MetricIds,
+        (server, metric_key): (&str, ServerKey),
         outcome: &Outcome,
         now: u64,
     ) {
-        let server = config.server_id.as_str();
         if outcome.decision != Decision::Allowed {
             return;
         }
@@ -383,7 +405,7 @@ impl Call {
                 Ok(()) => "started",
                 Err(_) => "untracked",
             };
-            metrics.add(host, config, Stat::Sessions { event }, 1);
+            metrics.add(host, config, metric_key, Stat::Sessions { event }, 1);
             return;
         }
         let Some(id) = self.session_id.as_deref().map(session_ref::audit_ref) else {
@@ -406,9 +428,21 @@ impl Call {
             });
             if let Some(entry) = ended {
                 let millis = now.saturating_sub(entry.start_nanos) / 1_000_000;
-                metrics.record(host, config, Stat::SessionDuration, millis);
-                metrics.record(host, config, Stat::SessionToolCalls, entry.tool_calls);
-                metrics.add(host, config, Stat::Sessions { event: "ended" }, 1);
+                metrics.record(host, config, metric_key, Stat::SessionDuration, millis);
+                metrics.record(
+                    host,
+                    config,
+                    metric_key,
+                    Stat::SessionToolCalls,
+                    entry.tool_calls,
+                );
+                metrics.add(
+                    host,
+                    config,
+                    metric_key,
+                    Stat::Sessions { event: "ended" },
+                    1,
+                );
             }
         }
     }

@@ -19,13 +19,23 @@ pub const MAX_MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilterConfig {
-    /// Registered id of the upstream MCP server, sent as `x-mcp-server-id`
-    /// (for example `financial-data`). Required.
-    pub server_id: ServerId,
-    /// Request paths (without query string) that carry MCP; requests to other paths
-    /// only get the gateway headers stripped. Default `["/mcp"]`.
-    #[serde(default = "default_paths")]
-    pub mcp_paths: Vec<McpPath>,
+    /// One server behind this filter: its registered id, sent as `x-mcp-server-id`
+    /// (for example `financial-data`). Either this or `servers_from_routes`.
+    #[serde(default)]
+    pub server_id: Option<ServerId>,
+    /// A fleet behind one filter: each route names its server in its metadata
+    /// (`filter_metadata.mcp_gateway.server_id`, and `server_version`), as
+    /// `mcp-registry render` writes them; see [`crate::route`].
+    #[serde(default)]
+    pub servers_from_routes: bool,
+    /// With `server_id`: request paths (without query string) that carry MCP; requests
+    /// to other paths only get the gateway headers stripped. Default `["/mcp"]`. With
+    /// `servers_from_routes` the routes decide, so it must be absent.
+    #[serde(default)]
+    pub mcp_paths: Option<Vec<McpPath>>,
+    /// With `server_id`: the registered version, for the audit record.
+    #[serde(default)]
+    pub server_version: Option<ServerVersion>,
     /// Largest request body read, in bytes; larger bodies get 413. Default 1 MiB,
     /// at most 64 MiB.
     #[serde(default = "default_max_body_bytes")]
@@ -147,19 +157,41 @@ impl FilterConfig {
                 "configuration is empty; it needs at least {\"server_id\": \"...\"}".into(),
             ));
         }
-        serde_json::from_slice(bytes).map_err(|e| ConfigError(e.to_string()))
+        let config: FilterConfig =
+            serde_json::from_slice(bytes).map_err(|e| ConfigError(e.to_string()))?;
+        let problem = match (&config.server_id, config.servers_from_routes) {
+            (None, false) => Some("set server_id (one MCP server) or servers_from_routes: true (a fleet: each route's metadata names its server)"),
+            (Some(_), true) => Some("server_id and servers_from_routes exclude each other: one server, or the routes name theirs"),
+            (None, true) if config.mcp_paths.is_some() => Some("mcp_paths does not apply with servers_from_routes: the routes decide which paths are MCP"),
+            (None, true) if config.server_version.is_some() => Some("server_version does not apply with servers_from_routes: each route carries its server's version"),
+            _ => None,
+        };
+        match problem {
+            Some(problem) => Err(ConfigError(problem.into())),
+            None => Ok(config),
+        }
     }
 
-    /// True when `path` (which may carry a query string) is one of the MCP paths.
-    pub fn is_mcp_path(&self, path: &str) -> bool {
+    /// With a fixed `server_id`: that id when `path` (which may carry a query string)
+    /// is one of the MCP paths. `None` with `servers_from_routes`, where routes decide.
+    pub fn fixed_server_for(&self, path: &str) -> Option<&ServerId> {
+        let server = self.server_id.as_ref()?;
         let path = path.split(['?', '#']).next().unwrap_or_default();
-        self.mcp_paths.iter().any(|p| p.0 == path)
+        let on_mcp_path = match &self.mcp_paths {
+            Some(paths) => paths.iter().any(|p| p.0 == path),
+            None => path == DEFAULT_MCP_PATH,
+        };
+        on_mcp_path.then_some(server)
+    }
+
+    /// True when `path` is one of the MCP paths of a fixed `server_id`.
+    pub fn is_mcp_path(&self, path: &str) -> bool {
+        self.fixed_server_for(path).is_some()
     }
 }
 
-fn default_paths() -> Vec<McpPath> {
-    vec![McpPath("/mcp".into())]
-}
+/// The MCP path of a fixed server when `mcp_paths` is not set.
+const DEFAULT_MCP_PATH: &str = "/mcp";
 
 fn default_max_body_bytes() -> BodyLimit {
     BodyLimit(DEFAULT_MAX_BODY_BYTES)
@@ -245,6 +277,32 @@ impl TryFrom<String> for ServerId {
     }
 }
 
+/// A server's registered version as the audit record carries it: 1-64 printable
+/// ASCII characters (route metadata is configuration, but still bounded: it becomes
+/// a field of every audit line).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ServerVersion(String);
+
+impl ServerVersion {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ServerVersion {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        let printable = value.bytes().all(|b| (0x21..0x7f).contains(&b));
+        if value.is_empty() || value.len() > 64 || !printable {
+            return Err(format!(
+                "server_version {value:?} must be 1-64 printable ASCII characters without spaces"
+            ));
+        }
+        Ok(ServerVersion(value))
+    }
+}
+
 /// An absolute request path without query string.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
@@ -316,7 +374,10 @@ mod tests {
     #[test]
     fn minimal_config_takes_defaults() {
         let config = FilterConfig::from_json(br#"{"server_id":"financial-data"}"#).unwrap();
-        assert_eq!(config.server_id.as_str(), "financial-data");
+        assert_eq!(
+            config.server_id.as_ref().unwrap().as_str(),
+            "financial-data"
+        );
         assert_eq!(config.max_body_bytes.bytes(), DEFAULT_MAX_BODY_BYTES);
         assert_eq!(config.agent_identity, AgentIdentity::None);
         assert!(config.is_mcp_path("/mcp"));
@@ -353,7 +414,23 @@ mod tests {
             ),
             (
                 "{}",
-                "invalid MCP filter plugin configuration: missing field `server_id` at line 1 column 2",
+                "invalid MCP filter plugin configuration: set server_id (one MCP server) or servers_from_routes: true (a fleet: each route's metadata names its server)",
+            ),
+            (
+                r#"{"server_id":"a","servers_from_routes":true}"#,
+                "invalid MCP filter plugin configuration: server_id and servers_from_routes exclude each other: one server, or the routes name theirs",
+            ),
+            (
+                r#"{"servers_from_routes":true,"mcp_paths":["/mcp"]}"#,
+                "invalid MCP filter plugin configuration: mcp_paths does not apply with servers_from_routes: the routes decide which paths are MCP",
+            ),
+            (
+                r#"{"servers_from_routes":true,"server_version":"1"}"#,
+                "invalid MCP filter plugin configuration: server_version does not apply with servers_from_routes: each route carries its server's version",
+            ),
+            (
+                r#"{"server_id":"a","server_version":"1 2"}"#,
+                "invalid MCP filter plugin configuration: server_version \"1 2\" must be 1-64 printable ASCII characters without spaces at line 1 column 40",
             ),
             (
                 r#"{"server_id":"a b"}"#,
@@ -377,7 +454,7 @@ mod tests {
             ),
             (
                 r#"{"server_id":"a","body_limit":5}"#,
-                "invalid MCP filter plugin configuration: unknown field `body_limit`, expected one of `server_id`, `mcp_paths`, `max_body_bytes`, `max_method_bytes`, `max_uri_bytes`, `agent_identity`, `metrics` at line 1 column 29",
+                "invalid MCP filter plugin configuration: unknown field `body_limit`, expected one of `server_id`, `servers_from_routes`, `mcp_paths`, `server_version`, `max_body_bytes`, `max_method_bytes`, `max_uri_bytes`, `agent_identity`, `metrics` at line 1 column 29",
             ),
             (
                 r#"{"server_id":"a","agent_identity":{"source":"header"}}"#,

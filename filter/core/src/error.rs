@@ -78,6 +78,9 @@ pub enum RequestError {
     UnsupportedEncoding(String),
     #[error("HTTP method {0} is not allowed on an MCP endpoint")]
     MethodNotAllowed(String),
+    /// A path of the MCP virtual host that no server is registered at.
+    #[error("no MCP server is registered at {0}")]
+    Unregistered(String),
     #[error("Gateway error: {0}")]
     Internal(String),
 }
@@ -94,6 +97,7 @@ impl RequestError {
             | RequestError::InvalidParams(_)
             | RequestError::HeaderMismatch(_) => 400,
             RequestError::MethodNotAllowed(_) => 405,
+            RequestError::Unregistered(_) => 404,
             RequestError::BodyTooLarge { .. } => 413,
             RequestError::UnsupportedEncoding(_) => 415,
             RequestError::Internal(_) => 500,
@@ -113,6 +117,7 @@ impl RequestError {
             RequestError::BodyTooLarge { .. } => BODY_TOO_LARGE,
             RequestError::UnsupportedEncoding(_) => UNSUPPORTED_ENCODING,
             RequestError::MethodNotAllowed(_) => METHOD_NOT_ALLOWED,
+            RequestError::Unregistered(_) => NOT_AN_MCP_ENDPOINT,
             RequestError::Internal(_) => GATEWAY_INTERNAL,
         }
     }
@@ -233,6 +238,7 @@ mod tests {
                 -31002,
             ),
             (RequestError::Internal("x".into()), 500, -31000),
+            (RequestError::Unregistered("/x".into()), 404, -31014),
         ];
         for (error, status, code) in table {
             assert_eq!(error.status(), *status, "{error}");

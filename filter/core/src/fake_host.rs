@@ -34,6 +34,9 @@ pub struct FakeHost {
     pub body: Vec<u8>,
     /// Host properties, by path.
     pub properties: HashMap<Vec<String>, Vec<u8>>,
+    /// What clearing the route cache does to `properties` (Envoy picks the route again,
+    /// so route properties can change): the value a path has then, `None` for gone.
+    pub properties_after_reroute: Vec<(Vec<String>, Option<Vec<u8>>)>,
     /// Names of the calls (the `Host` method names) that fail.
     pub refuse: Vec<&'static str>,
     /// The position (1-based, over every call but `log`) of the call that fails; 0: none.
@@ -161,6 +164,12 @@ impl Host for FakeHost {
     fn clear_route_cache(&mut self) -> Result<(), HostStatus> {
         self.call("clear_route_cache")?;
         self.route_cleared = true;
+        for (path, value) in std::mem::take(&mut self.properties_after_reroute) {
+            match value {
+                Some(value) => self.properties.insert(path, value),
+                None => self.properties.remove(&path),
+            };
+        }
         Ok(())
     }
     fn log(&mut self, level: Level, message: &str) {

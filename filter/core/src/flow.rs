@@ -10,10 +10,11 @@ use crate::error::RATE_LIMITED;
 use crate::headers::{is_gateway_header, X_AGENT_ID};
 use crate::host::{Host, Level};
 use crate::metric_ids::MetricIds;
+use crate::route::{route_server, routed_server, RouteServer};
 use crate::wire;
 use crate::{
-    check_body_size, error_body, label_request_with_facts, on_request_head, sentinel,
-    AgentIdentity, FilterConfig, HeadAction, Rejection, RequestError, RequestFacts, RequestHead,
+    check_body_size, error_body, head_action, label_request_with_facts, sentinel, AgentIdentity,
+    FilterConfig, HeadAction, Rejection, RequestError, RequestFacts, RequestHead,
 };
 use serde_json::value::RawValue;
 use std::rc::Rc;
@@ -43,6 +44,8 @@ pub struct RequestFlow {
     new_body: Option<String>,
     /// What the audit record of a request on an MCP path needs; `None` elsewhere.
     call: Option<Box<Call>>,
+    /// The registered server the request was labelled for.
+    server: Option<Rc<str>>,
 }
 
 impl RequestFlow {
@@ -53,7 +56,12 @@ impl RequestFlow {
             state: State::PassThrough,
             new_body: None,
             call: None,
+            server: None,
         }
+    }
+
+    fn server_id(&self) -> &str {
+        self.server.as_deref().unwrap_or_default()
     }
 
     pub fn on_headers(&mut self, host: &mut impl Host, end_of_stream: bool) -> Verdict {
@@ -61,16 +69,31 @@ impl RequestFlow {
             Ok(head) => head,
             Err(rejection) => return self.reject(host, rejection),
         };
-        if self.config.is_mcp_path(&head.path) {
-            self.call = Some(Box::new(Call::start(host, &head)));
-        }
-        match on_request_head(&self.config, &head) {
+        let server = match route_server(host, &self.config, &head.path) {
+            Ok(RouteServer::Server(server)) => server,
+            Ok(RouteServer::NotMcp) => return Verdict::Continue,
+            Ok(RouteServer::Unregistered) => {
+                // Never a default route to some upstream: refused here, and audited.
+                self.call = Some(Box::new(Call::start(host, &head, None)));
+                let path = head.path.split(['?', '#']).next().unwrap_or_default();
+                let error = RequestError::Unregistered(path.to_owned());
+                return self.reject(host, Rejection::new(error));
+            }
+            Err(error) => {
+                let rejection = internal(host, error.to_string());
+                return self.reject(host, rejection);
+            }
+        };
+        let key = self.metrics.server_key(&server.id);
+        self.server = Some(server.id.clone());
+        self.call = Some(Box::new(Call::start(host, &head, Some((server, key)))));
+        match head_action(&self.config, self.server_id(), &head) {
             HeadAction::PassThrough => Verdict::Continue,
             HeadAction::Forward(labels) => {
                 if let Err(rejection) = set_labels(host, &labels.headers) {
                     return self.reject(host, rejection);
                 }
-                Verdict::Continue
+                self.reroute(host)
             }
             HeadAction::Reject(rejection) => self.reject(host, rejection),
             HeadAction::ReadBody if end_of_stream => self.label(host, &head, Vec::new()),
@@ -235,7 +258,8 @@ impl RequestFlow {
             Some(call) => &mut call.facts,
             None => &mut scratch,
         };
-        let labels = match label_request_with_facts(&self.config, head, &body, facts) {
+        let server = self.server.clone().unwrap_or_else(|| Rc::from(""));
+        let labels = match label_request_with_facts(&self.config, &server, head, &body, facts) {
             Ok(labels) => labels,
             Err(rejection) => return self.reject(host, rejection),
         };
@@ -253,6 +277,13 @@ impl RequestFlow {
         if let Err(rejection) = set_labels(host, &headers) {
             return self.reject(host, rejection);
         }
+        self.reroute(host)
+    }
+
+    /// After the labels are set: the route is picked again with them, and the request
+    /// must still be going to the server it was labelled (and will be authorised,
+    /// limited and audited) for.
+    fn reroute(&mut self, host: &mut impl Host) -> Verdict {
         // Envoy 1.40 re-selects the route after a filter changes request headers, but
         // that has changed between releases (envoyproxy/envoy#36671); clearing the cache
         // explicitly keeps routes on x-mcp-* headers working on every version.
@@ -261,6 +292,22 @@ impl RequestFlow {
                 Level::Error,
                 &format!("cannot clear the route cache: {status}"),
             );
+        }
+        let routed = match routed_server(host, &self.config) {
+            Ok(routed) => routed,
+            Err(error) => {
+                let rejection = internal(host, error.to_string());
+                return self.reject(host, rejection);
+            }
+        };
+        if self.config.servers_from_routes && routed.as_deref() != self.server.as_deref() {
+            let message = format!(
+                "labelled for MCP server {}, routed to {}",
+                self.server_id(),
+                routed.as_deref().unwrap_or("no MCP server")
+            );
+            let rejection = internal(host, message);
+            return self.reject(host, rejection);
         }
         Verdict::Continue
     }

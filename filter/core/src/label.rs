@@ -29,16 +29,23 @@ pub enum HeadAction {
     Reject(Rejection),
 }
 
-/// Decides on the request head. Gateway headers are stripped before this, always.
+/// Decides on the head of a request with a fixed `server_id` (tests and fuzzing; the
+/// flow asks [`crate::route`] first and calls [`head_action`]).
 pub fn on_request_head(config: &FilterConfig, head: &RequestHead) -> HeadAction {
-    if !config.is_mcp_path(&head.path) {
-        return HeadAction::PassThrough;
+    match config.fixed_server_for(&head.path) {
+        Some(server) => head_action(config, server.as_str(), head),
+        None => HeadAction::PassThrough,
     }
+}
+
+/// Decides on the head of a request for MCP server `server`. Gateway headers are
+/// stripped before this, always.
+pub fn head_action(config: &FilterConfig, server: &str, head: &RequestHead) -> HeadAction {
     match head.http_method.as_str() {
         "POST" => {}
         "GET" | "DELETE" | "OPTIONS" | "HEAD" => {
             let mut labels = Labels::default();
-            labels.set(X_MCP_SERVER_ID, config.server_id.as_str().to_owned());
+            labels.set(X_MCP_SERVER_ID, server.to_owned());
             return HeadAction::Forward(labels);
         }
         other => {
@@ -106,18 +113,32 @@ pub struct RequestFacts {
     pub is_response: bool,
 }
 
-/// Parses and validates a whole MCP POST body against its head and returns its labels.
+/// Parses and validates a whole MCP POST body against its head and returns its labels,
+/// for the configuration's fixed `server_id` (tests and fuzzing).
 pub fn label_request(
     config: &FilterConfig,
     head: &RequestHead,
     body: &[u8],
 ) -> Result<Labels, Rejection> {
-    label_request_with_facts(config, head, body, &mut RequestFacts::default())
+    let Some(server) = &config.server_id else {
+        return Err(Rejection::new(RequestError::Internal(
+            "label_request needs a fixed server_id".into(),
+        )));
+    };
+    label_request_with_facts(
+        config,
+        server.as_str(),
+        head,
+        body,
+        &mut RequestFacts::default(),
+    )
 }
 
-/// [`label_request`], also filling in `facts` for the audit record.
+/// Labels a request for MCP server `server`, also filling in `facts` for the audit
+/// record.
 pub fn label_request_with_facts(
     config: &FilterConfig,
+    server: &str,
     head: &RequestHead,
     body: &[u8],
     facts: &mut RequestFacts,
@@ -166,7 +187,7 @@ pub fn label_request_with_facts(
             labels.set(X_MCP_PROTOCOL_VERSION, version.as_str().to_owned());
         }
     }
-    labels.set(X_MCP_SERVER_ID, config.server_id.as_str().to_owned());
+    labels.set(X_MCP_SERVER_ID, server.to_owned());
     if let Some(id) = &facts.jsonrpc_id {
         labels.set(X_MCP_REQUEST_ID, id.clone());
     }

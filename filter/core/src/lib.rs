@@ -25,6 +25,7 @@ mod pick;
 pub mod protocol;
 pub mod reply_scan;
 pub mod request_head;
+pub mod route;
 pub mod sentinel;
 pub mod session_ref;
 pub mod session_table;
@@ -36,8 +37,8 @@ pub mod wire;
 pub use config::{AgentIdentity, ConfigError, FilterConfig};
 pub use error::{error_body, Rejection, RequestError};
 pub use label::{
-    check_body_size, label_request, label_request_with_facts, on_request_head, HeadAction, Labels,
-    RequestFacts,
+    check_body_size, head_action, label_request, label_request_with_facts, on_request_head,
+    HeadAction, Labels, RequestFacts,
 };
 pub use pick::folds_to;
 pub use request_head::{ClientHeader, RequestHead};

@@ -105,8 +105,7 @@ impl Stat {
     }
 
     /// The Envoy stat name, labels included.
-    pub fn name(self, config: &FilterConfig) -> String {
-        let server = config.server_id.as_str();
+    pub fn name(self, config: &FilterConfig, server: &str) -> String {
         match self {
             Stat::Requests { method, decision } => requests(server, method, decision),
             Stat::ToolCalls { tool, outcome } => tool_calls(server, tool.as_str(config), outcome),
@@ -295,7 +294,7 @@ mod tests {
             outcome: "success",
         };
         assert_eq!(
-            calls.name(&config),
+            calls.name(&config, "fin"),
             "mcp_tool_calls_total;server=fin;tool=get.balance;outcome=success"
         );
         assert_eq!(calls.kind(), MetricKind::Counter);
@@ -303,12 +302,12 @@ mod tests {
             tool: ToolLabel::Other,
         };
         assert_eq!(
-            duration.name(&config),
+            duration.name(&config, "fin"),
             "mcp_tool_call_duration_ms;server=fin;tool=other"
         );
         assert_eq!(duration.kind(), MetricKind::Histogram);
         assert_eq!(
-            Stat::Sessions { event: "ended" }.name(&config),
+            Stat::Sessions { event: "ended" }.name(&config, "fin"),
             "mcp_sessions_total;server=fin;event=ended"
         );
     }

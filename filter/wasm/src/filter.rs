@@ -26,10 +26,12 @@ impl RootContext for McpRoot {
             .and_then(|bytes| FilterConfig::from_json(&bytes).map_err(|e| e.to_string()));
         match parsed {
             Ok(config) => {
-                let message = format!(
-                    "mcp filter configured for server_id {}",
-                    config.server_id.as_str()
-                );
+                let message = match &config.server_id {
+                    Some(server) => {
+                        format!("mcp filter configured for server_id {}", server.as_str())
+                    }
+                    None => "mcp filter configured for the servers its routes name".to_owned(),
+                };
                 host::log(Level::Info, &message);
                 self.config = Some(Rc::new(config));
                 true

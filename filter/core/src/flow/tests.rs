@@ -800,3 +800,128 @@ fn bodiless_requests_on_the_mcp_path_carry_the_server_label() {
     assert_eq!(flow.on_headers(&mut host, true), Verdict::Pause);
     assert_eq!(host.reply(), (500, -31000));
 }
+
+/// A fleet: the route's metadata names the server (`mcp_gateway` namespace).
+fn fleet_flow() -> RequestFlow {
+    RequestFlow::new(
+        Rc::new(FilterConfig::from_json(br#"{"servers_from_routes":true}"#).unwrap()),
+        Rc::new(MetricIds::default()),
+    )
+}
+
+fn route_key(key: &str) -> Vec<String> {
+    [
+        "xds",
+        "route_metadata",
+        "filter_metadata",
+        "mcp_gateway",
+        key,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn on_route(host: &mut FakeHost, pairs: &[(&str, &str)]) {
+    for (key, value) in pairs {
+        host.properties
+            .insert(route_key(key), value.as_bytes().to_vec());
+    }
+}
+
+#[test]
+fn a_fleet_labels_audits_and_meters_under_the_routes_server() {
+    let mut flow = fleet_flow();
+    let mut host = FakeHost::mcp_post(&[("x-mcp-server-id", "forged")]);
+    on_route(
+        &mut host,
+        &[("server_id", "hr-directory"), ("server_version", "2.0.1")],
+    );
+    assert_eq!(run(&mut flow, &mut host), Verdict::Continue);
+    assert_eq!(host.header("x-mcp-server-id"), ["hr-directory"]);
+    assert!(host.route_cleared);
+    host.response_headers = vec![
+        (":status".into(), "200".into()),
+        ("content-type".into(), "application/json".into()),
+    ];
+    flow.on_response_headers(&mut host, false);
+    host.response_body = br#"{"jsonrpc":"2.0","id":3,"result":{}}"#.to_vec();
+    let size = host.response_body.len();
+    flow.on_response_body(&mut host, size, true);
+    flow.on_log(&mut host);
+    let record = host.record();
+    assert_eq!(record["server_id"], "hr-directory");
+    assert_eq!(record["server_version"], "2.0.1");
+    assert_eq!(
+        host.counters["mcp_tool_calls_total;server=hr-directory;tool=other;outcome=success"], 1,
+        "{:?}",
+        host.counters
+    );
+}
+
+#[test]
+fn a_fleet_refuses_unregistered_paths_with_an_audit_record() {
+    let mut flow = fleet_flow();
+    let mut host = FakeHost::mcp_post(&[]);
+    on_route(&mut host, &[("unregistered", "true")]);
+    host.headers[1].1 = "/nobody/mcp?x=1".into();
+    assert_eq!(flow.on_headers(&mut host, false), Verdict::Pause);
+    let reply = &host.replies[0];
+    assert_eq!(reply.status, 404);
+    let body: Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(body["error"]["code"], -31014);
+    assert_eq!(
+        body["error"]["message"],
+        "no MCP server is registered at /nobody/mcp"
+    );
+    flow.on_log(&mut host);
+    let record = host.record();
+    assert_eq!(record["server_id"], Value::Null);
+    assert_eq!(record["http_status"], 404);
+    assert_eq!(record["error_code"], -31014);
+    assert!(
+        host.metric_names.is_empty(),
+        "no series for a server that does not exist"
+    );
+}
+
+#[test]
+fn a_fleet_passes_routes_without_metadata_stripped() {
+    let mut flow = fleet_flow();
+    let mut host = FakeHost::mcp_post(&[("x-agent-id", "forged")]);
+    assert_eq!(flow.on_headers(&mut host, false), Verdict::Continue);
+    assert!(host.header("x-agent-id").is_empty());
+    assert!(host.header("x-mcp-server-id").is_empty());
+    flow.on_log(&mut host);
+    assert!(host.set_property_value("mcp_audit").is_none());
+}
+
+/// The route cache is cleared after labelling: a request that Envoy would now route to
+/// another server (or to none) than the one it was labelled for is refused.
+#[test]
+fn a_fleet_refuses_a_request_rerouted_to_another_server() {
+    for after in [Some("payments"), None] {
+        let mut flow = fleet_flow();
+        let mut host = FakeHost::mcp_post(&[]);
+        on_route(&mut host, &[("server_id", "hr-directory")]);
+        host.properties_after_reroute =
+            vec![(route_key("server_id"), after.map(|s| s.as_bytes().to_vec()))];
+        assert_eq!(run(&mut flow, &mut host), Verdict::Pause, "{after:?}");
+        assert_eq!(host.reply(), (500, -31000), "{after:?}");
+    }
+    // Bodiless requests (GET stream, DELETE) are checked the same way.
+    let mut flow = fleet_flow();
+    let mut host = FakeHost::with_headers(&[(":method", "GET"), (":path", "/hr/mcp")]);
+    on_route(&mut host, &[("server_id", "hr-directory")]);
+    host.properties_after_reroute = vec![(route_key("server_id"), Some(b"payments".to_vec()))];
+    assert_eq!(flow.on_headers(&mut host, true), Verdict::Pause);
+    assert_eq!(host.reply(), (500, -31000));
+}
+
+#[test]
+fn a_fleet_refuses_invalid_route_metadata() {
+    let mut flow = fleet_flow();
+    let mut host = FakeHost::mcp_post(&[]);
+    on_route(&mut host, &[("server_id", "not an id")]);
+    assert_eq!(flow.on_headers(&mut host, false), Verdict::Pause);
+    assert_eq!(host.reply(), (500, -31000));
+}

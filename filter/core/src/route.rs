@@ -1,0 +1,218 @@
+//! Which registered MCP server a request is for: the one decision that both the labels
+//! and the audit record hang on.
+//!
+//! With a fixed `server_id` (one server per filter) it is that id on the configured MCP
+//! paths. With `servers_from_routes` (a fleet, rendered by `mcp-registry`) the matched
+//! route says it in its metadata, under the namespace [`NAMESPACE`]:
+//! `server_id` and `server_version` on a registered server's route, `unregistered` on
+//! the catch-all route of the MCP virtual host. A proxy-wasm filter reads a leaf of
+//! route metadata as the raw string through `["xds","route_metadata",...]` in the
+//! request callbacks (checked on Envoy 1.40); the filter has no per-route
+//! configuration of its own.
+//!
+//! The filter clears the route cache after labelling, so Envoy picks the route again
+//! with the new headers: the server is read again then ([`routed_server`]), and a
+//! request that would reach another server than the one it was labelled for is
+//! refused (the rendered routes match on the path only, so this does not happen
+//! unless someone adds routes on gateway headers).
+
+use crate::config::{FilterConfig, ServerId, ServerVersion};
+use crate::host::{Host, HostStatus};
+use std::rc::Rc;
+
+/// The route metadata namespace `mcp-registry` writes.
+pub const NAMESPACE: &str = "mcp_gateway";
+
+const SERVER_ID: [&str; 5] = [
+    "xds",
+    "route_metadata",
+    "filter_metadata",
+    NAMESPACE,
+    "server_id",
+];
+const SERVER_VERSION: [&str; 5] = [
+    "xds",
+    "route_metadata",
+    "filter_metadata",
+    NAMESPACE,
+    "server_version",
+];
+const UNREGISTERED: [&str; 5] = [
+    "xds",
+    "route_metadata",
+    "filter_metadata",
+    NAMESPACE,
+    "unregistered",
+];
+
+/// The registered server a request is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    pub id: Rc<str>,
+    pub version: Option<Rc<str>>,
+}
+
+/// What the request's route says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteServer {
+    /// A registered server's MCP endpoint.
+    Server(Server),
+    /// A path of the MCP virtual host that no server is registered at: 404, audited.
+    Unregistered,
+    /// Not MCP at all: gateway headers stripped, nothing else.
+    NotMcp,
+}
+
+/// Why the route's metadata could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    #[error("cannot read the route metadata: {0}")]
+    Host(HostStatus),
+    #[error("the route's mcp_gateway metadata is invalid: {0}")]
+    Invalid(String),
+}
+
+/// The server of a request, as its route (or the fixed configuration) says.
+pub fn route_server(
+    host: &mut impl Host,
+    config: &FilterConfig,
+    path: &str,
+) -> Result<RouteServer, RouteError> {
+    if !config.servers_from_routes {
+        return Ok(match config.fixed_server_for(path) {
+            Some(id) => RouteServer::Server(Server {
+                id: Rc::from(id.as_str()),
+                version: config.server_version.as_ref().map(|v| Rc::from(v.as_str())),
+            }),
+            None => RouteServer::NotMcp,
+        });
+    }
+    if let Some(id) = read(host, &SERVER_ID)? {
+        let id = ServerId::try_from(id).map_err(RouteError::Invalid)?;
+        let version = read(host, &SERVER_VERSION)?
+            .map(ServerVersion::try_from)
+            .transpose()
+            .map_err(RouteError::Invalid)?;
+        return Ok(RouteServer::Server(Server {
+            id: Rc::from(id.as_str()),
+            version: version.map(|v| Rc::from(v.as_str())),
+        }));
+    }
+    Ok(match read(host, &UNREGISTERED)? {
+        Some(_) => RouteServer::Unregistered,
+        None => RouteServer::NotMcp,
+    })
+}
+
+/// The server id of the route Envoy picks now (after the route cache was cleared);
+/// `None` when the routes do not name servers (a fixed `server_id`) or the route has
+/// none.
+pub fn routed_server(
+    host: &mut impl Host,
+    config: &FilterConfig,
+) -> Result<Option<String>, RouteError> {
+    if !config.servers_from_routes {
+        return Ok(None);
+    }
+    read(host, &SERVER_ID)
+}
+
+fn read(host: &mut impl Host, path: &[&str]) -> Result<Option<String>, RouteError> {
+    match host.property(path).map_err(RouteError::Host)? {
+        None => Ok(None),
+        Some(bytes) => String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| RouteError::Invalid("not UTF-8".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake_host::FakeHost;
+
+    fn fleet() -> FilterConfig {
+        FilterConfig::from_json(br#"{"servers_from_routes":true}"#).unwrap()
+    }
+
+    fn with_metadata(pairs: &[(&str, &str)]) -> FakeHost {
+        let mut host = FakeHost::default();
+        for (key, value) in pairs {
+            let path = ["xds", "route_metadata", "filter_metadata", NAMESPACE, key];
+            host.properties.insert(
+                path.iter().map(|s| s.to_string()).collect(),
+                value.as_bytes().to_vec(),
+            );
+        }
+        host
+    }
+
+    #[test]
+    fn a_fixed_server_owns_its_paths_only() {
+        let config = FilterConfig::from_json(
+            br#"{"server_id":"fin","server_version":"1.3.2","mcp_paths":["/a"]}"#,
+        )
+        .unwrap();
+        let mut host = FakeHost::default();
+        let server = route_server(&mut host, &config, "/a?x=1").unwrap();
+        assert_eq!(
+            server,
+            RouteServer::Server(Server {
+                id: "fin".into(),
+                version: Some("1.3.2".into())
+            })
+        );
+        assert_eq!(
+            route_server(&mut host, &config, "/b").unwrap(),
+            RouteServer::NotMcp
+        );
+        assert_eq!(host.calls, 0, "no host call for a fixed server");
+    }
+
+    #[test]
+    fn the_route_names_the_server_or_says_unregistered() {
+        let mut host = with_metadata(&[("server_id", "hr"), ("server_version", "2.0.1")]);
+        assert_eq!(
+            route_server(&mut host, &fleet(), "/anything").unwrap(),
+            RouteServer::Server(Server {
+                id: "hr".into(),
+                version: Some("2.0.1".into())
+            })
+        );
+        let mut host = with_metadata(&[("server_id", "hr")]);
+        let RouteServer::Server(server) = route_server(&mut host, &fleet(), "/").unwrap() else {
+            panic!("a server")
+        };
+        assert_eq!(server.version, None);
+        let mut host = with_metadata(&[("unregistered", "true")]);
+        assert_eq!(
+            route_server(&mut host, &fleet(), "/x").unwrap(),
+            RouteServer::Unregistered
+        );
+        let mut host = FakeHost::default();
+        assert_eq!(
+            route_server(&mut host, &fleet(), "/x").unwrap(),
+            RouteServer::NotMcp
+        );
+    }
+
+    #[test]
+    fn bad_metadata_and_host_failures_are_errors() {
+        let mut host = with_metadata(&[("server_id", "a b")]);
+        assert!(matches!(
+            route_server(&mut host, &fleet(), "/"),
+            Err(RouteError::Invalid(_))
+        ));
+        let mut host = with_metadata(&[("server_id", "hr"), ("server_version", "")]);
+        assert!(matches!(
+            route_server(&mut host, &fleet(), "/"),
+            Err(RouteError::Invalid(_))
+        ));
+        let mut host = with_metadata(&[("server_id", "hr")]);
+        host.refuse.push("property");
+        assert!(matches!(
+            route_server(&mut host, &fleet(), "/"),
+            Err(RouteError::Host(_))
+        ));
+    }
+}
