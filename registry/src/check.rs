@@ -1,0 +1,573 @@
+//! Checks one manifest: every problem of the file, in field order, and the validated
+//! [`Server`] when there is none. Fleet-wide rules (duplicate ids and paths) are in
+//! `fleet.rs`.
+
+use crate::duration;
+use crate::manifest::{RawGateway, RawManifest, RawRate};
+use crate::model::{
+    Credential, Endpoint, Rate, RateLimits, Scopes, Server, Timeouts, Tool, Transport, Unit,
+};
+use crate::problems::{FileProblems, Problem};
+use crate::schema;
+use mcp_filter_core::config::{McpPath, ServerId, ToolNames};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// Labels the gateway's own metrics carry; a manifest label of the same name would
+/// clash with them.
+pub const RESERVED_LABELS: [&str; 6] = [
+    "mcp_server",
+    "mcp_tool",
+    "mcp_method",
+    "mcp_outcome",
+    "mcp_decision",
+    "mcp_code",
+];
+
+/// Most extra metric labels per server: each one multiplies nothing by itself, but
+/// every label is carried on every series of the server.
+pub const MAX_METRIC_LABELS: usize = 8;
+
+/// Parses and checks one manifest's text.
+pub(crate) fn manifest(file: &Path, text: &str) -> Result<Server, Vec<Problem>> {
+    let mut problems = FileProblems::new(file);
+    let raw: RawManifest = match serde_norway::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            // The shape is wrong (unknown key, wrong type): serde names the field path
+            // and the key, and stops there, so this is the file's only problem.
+            problems.add("", e.to_string());
+            return Err(problems.found);
+        }
+    };
+    let base = file.parent().unwrap_or(Path::new("."));
+    let server = check(&raw, base, &mut problems);
+    match server {
+        Some(server) if problems.found.is_empty() => Ok(server),
+        _ => Err(problems.found),
+    }
+}
+
+fn check(raw: &RawManifest, base: &Path, p: &mut FileProblems<'_>) -> Option<Server> {
+    let id = match &raw.server_id {
+        None => {
+            p.add("server_id", "missing");
+            None
+        }
+        Some(id) => match ServerId::try_from(id.clone()) {
+            Ok(id) => Some(id),
+            Err(_) => {
+                p.add(
+                    "server_id",
+                    format!("{id:?} is not a valid server id (1-128 of A-Z a-z 0-9 . _ : -)"),
+                );
+                None
+            }
+        },
+    };
+    let version = version(raw.version.as_ref(), p);
+    let transport = match raw.transport.as_deref() {
+        None => {
+            p.add("transport", "missing (streamable_http or http_sse)");
+            None
+        }
+        Some("streamable_http") => Some(Transport::StreamableHttp),
+        Some("http_sse") => Some(Transport::HttpSse),
+        Some(other) => {
+            p.add(
+                "transport",
+                format!("{other:?} is not one of streamable_http, http_sse"),
+            );
+            None
+        }
+    };
+    let endpoint = match raw.endpoint.as_deref() {
+        None => {
+            p.add("endpoint", "missing");
+            None
+        }
+        Some(url) => endpoint(url)
+            .map_err(|reason| p.add("endpoint", reason))
+            .ok(),
+    };
+    let tools = tools(raw, base, p);
+    // The seed's rule: no declared version and owner, no production agent traffic.
+    let owner = required_text("owner", raw.owner.as_deref(), p);
+    if raw.auth_required == Some(false) {
+        p.add(
+            "auth_required",
+            "must be true: the gateway authenticates every agent (OAuth 2.1 bearer tokens)",
+        );
+    }
+    if let Some(scheme) = raw.auth_scheme.as_deref().filter(|s| *s != "oauth2") {
+        p.add(
+            "auth_scheme",
+            format!("{scheme:?} is not supported: the gateway verifies oauth2 tokens only"),
+        );
+    }
+    let runbook = match raw.on_call_runbook.as_deref() {
+        None | Some("") => {
+            p.add("on_call_runbook", "missing (an http or https URL)");
+            None
+        }
+        Some(url) => match web_url(url) {
+            Ok(()) => Some(url.to_owned()),
+            Err(reason) => {
+                p.add("on_call_runbook", reason);
+                None
+            }
+        },
+    };
+    let tool_names: BTreeSet<&str> = raw
+        .tools
+        .iter()
+        .flatten()
+        .filter_map(|t| t.name.as_deref())
+        .collect();
+    let g = &raw.gateway;
+    let path = gateway_path(g, id.as_ref(), p);
+    let scopes = scopes(g, &tool_names, p);
+    let rate_limits = rate_limits(g, &tool_names, p);
+    let upstream_credential = credential(g, base, p);
+    let timeouts = Timeouts {
+        request: timeout("gateway.timeouts.request", g.timeouts.request.as_deref(), p),
+        idle: timeout("gateway.timeouts.idle", g.timeouts.idle.as_deref(), p),
+    };
+    metric_labels(&g.metric_labels, p);
+    Some(Server {
+        manifest_file: p.file.to_owned(),
+        id: id?,
+        version: version?,
+        transport: transport?,
+        endpoint: endpoint?,
+        tools: tools?,
+        owner: owner?,
+        sla_tier: raw.sla_tier.clone(),
+        on_call_runbook: runbook?,
+        path: path?,
+        scopes,
+        rate_limits,
+        upstream_credential,
+        timeouts,
+        metric_labels: g.metric_labels.clone(),
+    })
+}
+
+fn version(value: Option<&serde_norway::Value>, p: &mut FileProblems<'_>) -> Option<String> {
+    use serde_norway::Value;
+    match value {
+        None | Some(Value::Null) => p.add("version", "missing (a quoted string, e.g. \"1.3.2\")"),
+        Some(Value::String(s)) if !s.trim().is_empty() => return Some(s.clone()),
+        Some(Value::String(_)) => p.add("version", "must not be empty"),
+        Some(Value::Number(n)) => p.add(
+            "version",
+            format!("{n} is a YAML number; quote it (version: \"{n}\") so it stays as written"),
+        ),
+        Some(_) => p.add("version", "must be a quoted string, e.g. \"1.3.2\""),
+    }
+    None
+}
+
+fn required_text(field: &str, value: Option<&str>, p: &mut FileProblems<'_>) -> Option<String> {
+    match value.map(str::trim) {
+        None => p.add(field, "missing"),
+        Some("") => p.add(field, "must not be empty"),
+        Some(_) => return value.map(str::to_owned),
+    }
+    None
+}
+
+/// An http(s) URL with a host.
+fn web_url(text: &str) -> Result<(), String> {
+    let url = url::Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("{text:?} is not an http or https URL with a host"));
+    }
+    Ok(())
+}
+
+fn endpoint(text: &str) -> Result<Endpoint, String> {
+    web_url(text)?;
+    let url = url::Url::parse(text).map_err(|e| e.to_string())?;
+    // Credentials never sit in a manifest (the seed: settled at registration time,
+    // never hardcoded): they go in gateway.upstream_credential.
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "{text:?} carries user information; reference a credential in gateway.upstream_credential instead"
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("{text:?} must not have a query or fragment"));
+    }
+    let host = match url.host() {
+        Some(url::Host::Ipv6(address)) => address.to_string(),
+        Some(host) => host.to_string(),
+        None => return Err(format!("{text:?} has no host")),
+    };
+    Ok(Endpoint {
+        url: text.to_owned(),
+        scheme: url.scheme().to_owned(),
+        host,
+        // Known for http and https, the only schemes let through.
+        port: url.port_or_known_default().unwrap_or(80),
+        path: url.path().to_owned(),
+    })
+}
+
+/// MCP's tool-name rule (server/tools, "Tool names": 1-128 characters, case-sensitive,
+/// A-Z a-z 0-9 _ - .), as the filter core applies it to its metric allow-list.
+pub fn is_tool_name(name: &str) -> bool {
+    ToolNames::try_from(vec![name.to_owned()]).is_ok()
+}
+
+fn tools(raw: &RawManifest, base: &Path, p: &mut FileProblems<'_>) -> Option<Vec<Tool>> {
+    let Some(raw_tools) = &raw.tools else {
+        p.add("tools", "missing (a list of {name, schema_ref})");
+        return None;
+    };
+    let mut tools = Vec::new();
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut ok = true;
+    for (index, tool) in raw_tools.iter().enumerate() {
+        let field = format!("tools[{index}]");
+        let name = match tool.name.as_deref() {
+            None => {
+                p.add(format!("{field}.name"), "missing");
+                None
+            }
+            Some(name) if !is_tool_name(name) => {
+                p.add(
+                    format!("{field}.name"),
+                    format!("{name:?} is not a valid MCP tool name (1-128 of A-Z a-z 0-9 _ - .)"),
+                );
+                None
+            }
+            Some(name) => {
+                if let Some(first) = seen.insert(name, index) {
+                    p.add(
+                        format!("{field}.name"),
+                        format!("{name:?} is already the name of tools[{first}]"),
+                    );
+                }
+                Some(name)
+            }
+        };
+        let schema = match tool.schema_ref.as_deref() {
+            None | Some("") => {
+                p.add(format!("{field}.schema_ref"), "missing");
+                None
+            }
+            Some(shown) => {
+                let file = base.join(shown);
+                match schema::load(&file, shown) {
+                    Ok(schema) => Some((shown, file, schema)),
+                    Err(reason) => {
+                        p.add(format!("{field}.schema_ref"), reason);
+                        None
+                    }
+                }
+            }
+        };
+        match (name, schema) {
+            (Some(name), Some((shown, file, schema))) => tools.push(Tool {
+                name: name.to_owned(),
+                schema_ref: shown.to_owned(),
+                schema_file: file,
+                input_schema: schema,
+            }),
+            _ => ok = false,
+        }
+    }
+    ok.then_some(tools)
+}
+
+fn gateway_path(g: &RawGateway, id: Option<&ServerId>, p: &mut FileProblems<'_>) -> Option<String> {
+    let path = match (&g.path, id) {
+        (Some(path), _) => path.clone(),
+        (None, Some(id)) => format!("/{}/mcp", id.as_str()),
+        (None, None) => return None,
+    };
+    match McpPath::try_from(path.clone()) {
+        Ok(_) => Some(path),
+        Err(_) => {
+            p.add(
+                "gateway.path",
+                format!(
+                    "{path:?} must be an absolute path without query string, fragment or spaces"
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// RFC 6750 section 3: scope tokens are %x21 / %x23-5B / %x5D-7E (they end up in
+/// `WWW-Authenticate: ... scope="..."`). The same rule as the authz-service's policy
+/// loader (`check_scopes`, private there).
+pub fn is_scope_token(scope: &str) -> bool {
+    !scope.is_empty()
+        && scope
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+}
+
+fn scope_list(field: &str, scopes: &[String], p: &mut FileProblems<'_>) {
+    for scope in scopes {
+        if !is_scope_token(scope) {
+            p.add(field, format!("{scope:?} is not a valid OAuth scope token"));
+        }
+    }
+}
+
+fn scopes(g: &RawGateway, tools: &BTreeSet<&str>, p: &mut FileProblems<'_>) -> Scopes {
+    for (tool, scopes) in &g.scopes.tools {
+        let field = format!("gateway.scopes.tools.{tool}");
+        if !tools.contains(tool.as_str()) {
+            p.add(&field, format!("{tool:?} is not a tool of this server"));
+        }
+        scope_list(&field, scopes, p);
+    }
+    for (method, scopes) in &g.scopes.methods {
+        let field = format!("gateway.scopes.methods.{method}");
+        if method.is_empty() || method.contains(char::is_whitespace) {
+            p.add(&field, format!("{method:?} is not a JSON-RPC method name"));
+        }
+        scope_list(&field, scopes, p);
+    }
+    Scopes {
+        tools: g.scopes.tools.clone(),
+        methods: g.scopes.methods.clone(),
+    }
+}
+
+fn rate(field: &str, raw: &RawRate, p: &mut FileProblems<'_>) -> Option<Rate> {
+    // Case-insensitive, as the ratelimit-service reads envoyproxy/ratelimit's `MINUTE`.
+    let unit = match raw.unit.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None => {
+            p.add(
+                format!("{field}.unit"),
+                "missing (second, minute, hour or day)",
+            );
+            None
+        }
+        Some("second") => Some(Unit::Second),
+        Some("minute") => Some(Unit::Minute),
+        Some("hour") => Some(Unit::Hour),
+        Some("day") => Some(Unit::Day),
+        Some(_) => {
+            let unit = raw.unit.as_deref().unwrap_or_default();
+            p.add(
+                format!("{field}.unit"),
+                format!("{unit:?} is not one of second, minute, hour, day"),
+            );
+            None
+        }
+    };
+    let requests = match raw.requests_per_unit {
+        None => {
+            p.add(format!("{field}.requests_per_unit"), "missing");
+            None
+        }
+        Some(n) => match u32::try_from(n) {
+            Ok(n) if n >= 1 => Some(n),
+            _ => {
+                p.add(
+                    format!("{field}.requests_per_unit"),
+                    format!("{n} must be between 1 and {}", u32::MAX),
+                );
+                None
+            }
+        },
+    };
+    Some(Rate {
+        unit: unit?,
+        requests_per_unit: requests?,
+    })
+}
+
+fn rate_limits(g: &RawGateway, tools: &BTreeSet<&str>, p: &mut FileProblems<'_>) -> RateLimits {
+    let raw = &g.rate_limits;
+    let mut limits = RateLimits {
+        default: raw
+            .default
+            .as_ref()
+            .and_then(|r| rate("gateway.rate_limits.default", r, p)),
+        ..RateLimits::default()
+    };
+    for (agent, r) in &raw.agents {
+        let field = format!("gateway.rate_limits.agents.{agent}");
+        // The value Envoy sends is the verified x-agent-id, a header value; a `*`
+        // would make the ratelimit-service read the value as a wildcard prefix.
+        if agent.is_empty()
+            || !agent
+                .bytes()
+                .all(|b| (0x21..0x7f).contains(&b) && b != b'*')
+        {
+            p.add(
+                &field,
+                format!("{agent:?} is not an agent id (printable ASCII without spaces or *)"),
+            );
+        }
+        if let Some(r) = rate(&field, r, p) {
+            limits.agents.insert(agent.clone(), r);
+        }
+    }
+    for (tool, r) in &raw.tools {
+        let field = format!("gateway.rate_limits.tools.{tool}");
+        if !tools.contains(tool.as_str()) {
+            p.add(&field, format!("{tool:?} is not a tool of this server"));
+        }
+        if let Some(r) = rate(&field, r, p) {
+            limits.tools.insert(tool.clone(), r);
+        }
+    }
+    limits
+}
+
+/// Keys that would hold the secret itself: refused with a message of their own.
+const INLINE_SECRET_KEYS: [&str; 6] = [
+    "value",
+    "token",
+    "password",
+    "credential",
+    "bearer",
+    "authorization",
+];
+
+fn credential(g: &RawGateway, base: &Path, p: &mut FileProblems<'_>) -> Option<Credential> {
+    let map = g.upstream_credential.as_ref()?;
+    const FIELD: &str = "gateway.upstream_credential";
+    let text = |key: &str, p: &mut FileProblems<'_>| -> Option<String> {
+        match map.get(key)? {
+            serde_norway::Value::String(s) if !s.is_empty() => Some(s.clone()),
+            _ => {
+                p.add(format!("{FIELD}.{key}"), "must be a non-empty string");
+                None
+            }
+        }
+    };
+    let mut ok = true;
+    for key in map.keys() {
+        if INLINE_SECRET_KEYS.contains(&key.to_ascii_lowercase().as_str()) {
+            p.add(
+                format!("{FIELD}.{key}"),
+                "a credential is never written in a manifest; reference it: {file: <path>} or {secret: <name>, key: <key>}",
+            );
+            ok = false;
+        } else if !matches!(key.as_str(), "file" | "secret" | "key") {
+            p.add(
+                format!("{FIELD}.{key}"),
+                "unknown key (expected file, or secret and key)",
+            );
+            ok = false;
+        }
+    }
+    let file = text("file", p);
+    let secret = text("secret", p);
+    let key = text("key", p);
+    let has = |k: &str| map.contains_key(k);
+    match (has("file"), has("secret"), has("key")) {
+        (true, false, false) => {
+            let path = file?;
+            ok.then(|| Credential::File {
+                resolved: base.join(&path),
+                path,
+            })
+        }
+        (false, true, true) => {
+            let (name, key) = (secret?, key?);
+            // Kubernetes: a Secret name is a DNS-1123 subdomain; a key is
+            // [-._a-zA-Z0-9]+. Both end up in a volume definition.
+            let dns = name.len() <= 253
+                && name.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
+                })
+                && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+            if !dns {
+                p.add(
+                    format!("{FIELD}.secret"),
+                    format!("{name:?} is not a Kubernetes Secret name (lower case a-z 0-9 - .)"),
+                );
+                ok = false;
+            }
+            let key_ok = key.len() <= 253
+                && key
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+                && key != "."
+                && key != "..";
+            if !key_ok {
+                p.add(
+                    format!("{FIELD}.key"),
+                    format!("{key:?} is not a Secret key (A-Z a-z 0-9 - . _)"),
+                );
+                ok = false;
+            }
+            ok.then_some(Credential::Secret { name, key })
+        }
+        _ if !ok => None,
+        _ => {
+            p.add(
+                FIELD,
+                "must be {file: <path>} or {secret: <name>, key: <key>}",
+            );
+            None
+        }
+    }
+}
+
+fn timeout(
+    field: &str,
+    text: Option<&str>,
+    p: &mut FileProblems<'_>,
+) -> Option<std::time::Duration> {
+    match duration::parse(text?) {
+        Ok(d) => Some(d),
+        Err(reason) => {
+            p.add(field, reason);
+            None
+        }
+    }
+}
+
+fn metric_labels(labels: &BTreeMap<String, String>, p: &mut FileProblems<'_>) {
+    if labels.len() > MAX_METRIC_LABELS {
+        p.add(
+            "gateway.metric_labels",
+            format!("{} labels; at most {MAX_METRIC_LABELS}", labels.len()),
+        );
+    }
+    for (name, value) in labels {
+        let field = format!("gateway.metric_labels.{name}");
+        // Prometheus: [a-zA-Z_][a-zA-Z0-9_]*, and names starting "__" are reserved.
+        let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            p.add(
+                &field,
+                format!("{name:?} is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)"),
+            );
+        } else if name.starts_with("__") {
+            p.add(
+                &field,
+                format!("{name:?}: label names starting with \"__\" are reserved by Prometheus"),
+            );
+        } else if RESERVED_LABELS.contains(&name.as_str()) {
+            p.add(
+                &field,
+                format!("{name:?} is a label the gateway sets itself"),
+            );
+        }
+        if value.is_empty() || value.len() > 64 || !value.bytes().all(|b| (0x20..0x7f).contains(&b))
+        {
+            p.add(
+                &field,
+                format!("{value:?} must be 1-64 printable ASCII characters"),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,109 @@
+//! A directory of manifests (`*.yaml`, one server each) loaded as one fleet: every
+//! file checked, then the rules across files (ids and exposure paths unique), and
+//! every problem reported in one pass.
+
+use crate::check;
+use crate::model::Server;
+use crate::problems::{Problem, Problems};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The validated servers of a directory, sorted by server id.
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    pub dir: PathBuf,
+    pub servers: Vec<Server>,
+}
+
+impl Fleet {
+    /// Loads and checks every `*.yaml` file directly in `dir` (sub-directories hold
+    /// schemas and the like, not manifests).
+    pub fn load(dir: &Path) -> Result<Fleet, Problems> {
+        let problem = |file: &Path, reason: String| Problem {
+            file: file.to_owned(),
+            field: String::new(),
+            reason,
+        };
+        let entries = std::fs::read_dir(dir).map_err(|e| {
+            Problems(vec![problem(
+                dir,
+                format!("cannot read the directory: {e}"),
+            )])
+        })?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml"))
+            .collect();
+        // File names, not read_dir's order: the same problems in the same order on
+        // every machine.
+        files.sort();
+        if files.is_empty() {
+            return Err(Problems(vec![problem(
+                dir,
+                "no *.yaml manifest in this directory".into(),
+            )]));
+        }
+        let mut problems = Vec::new();
+        let mut servers = Vec::new();
+        for file in &files {
+            match std::fs::read_to_string(file) {
+                Err(e) => problems.push(problem(file, format!("cannot read: {e}"))),
+                Ok(text) => match check::manifest(file, &text) {
+                    Ok(server) => servers.push(server),
+                    Err(mut found) => problems.append(&mut found),
+                },
+            }
+        }
+        problems.extend(duplicates(&servers));
+        if !problems.is_empty() {
+            return Err(Problems(problems));
+        }
+        servers.sort_by(|a, b| a.id().cmp(b.id()));
+        Ok(Fleet {
+            dir: dir.to_owned(),
+            servers,
+        })
+    }
+
+    pub fn server(&self, id: &str) -> Option<&Server> {
+        self.servers.iter().find(|s| s.id() == id)
+    }
+}
+
+/// Two manifests with one id, or one exposure path: the later file (in name order)
+/// is named with the field, the earlier in the reason.
+fn duplicates(servers: &[Server]) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut ids: BTreeMap<&str, &Path> = BTreeMap::new();
+    let mut paths: BTreeMap<&str, &Server> = BTreeMap::new();
+    for server in servers {
+        if let Some(first) = ids.get(server.id()) {
+            problems.push(Problem {
+                file: server.manifest_file.clone(),
+                field: "server_id".into(),
+                reason: format!(
+                    "{:?} is already registered by {}",
+                    server.id(),
+                    first.display()
+                ),
+            });
+        } else {
+            ids.insert(server.id(), &server.manifest_file);
+        }
+        if let Some(first) = paths.get(server.path.as_str()) {
+            problems.push(Problem {
+                file: server.manifest_file.clone(),
+                field: "gateway.path".into(),
+                reason: format!(
+                    "{:?} is already the path of {:?} ({})",
+                    server.path,
+                    first.id(),
+                    first.manifest_file.display()
+                ),
+            });
+        } else {
+            paths.insert(&server.path, server);
+        }
+    }
+    problems
+}

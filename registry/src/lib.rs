@@ -1,0 +1,22 @@
+//! The MCP server registry: one YAML manifest per server (the seed's registration
+//! fields plus a `gateway:` section), validated as a fleet ([`Fleet::load`]) and
+//! rendered into what the gateway runs on ([`render::render`]).
+
+#![forbid(unsafe_code)]
+
+mod check;
+pub mod duration;
+pub mod fleet;
+mod manifest;
+pub mod model;
+pub mod problems;
+pub mod render;
+mod schema;
+pub mod write;
+
+pub use check::{is_scope_token, is_tool_name, MAX_METRIC_LABELS, RESERVED_LABELS};
+pub use fleet::Fleet;
+pub use model::{
+    Credential, Endpoint, Rate, RateLimits, Scopes, Server, Timeouts, Tool, Transport, Unit,
+};
+pub use problems::{Problem, Problems};

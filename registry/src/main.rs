@@ -1,0 +1,90 @@
+//! `mcp-registry`: validate a directory of MCP server manifests, or render the
+//! gateway's configuration from it.
+
+use clap::{Parser, Subcommand};
+use mcp_registry::render::{self, Options};
+use mcp_registry::write::{write_if_changed, Written};
+use mcp_registry::Fleet;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "mcp-registry",
+    version,
+    about = "Register MCP servers with the Envoy MCP gateway"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check every manifest (`*.yaml`) of a directory; print every problem.
+    Validate {
+        /// The directory of manifests.
+        dir: PathBuf,
+    },
+    /// Validate, then write the gateway's configuration (nothing is written if a
+    /// manifest has a problem). Files are replaced atomically; unchanged files are
+    /// left alone.
+    Render {
+        /// The directory of manifests.
+        dir: PathBuf,
+        /// Where to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Where `{secret:}` credentials are mounted for the authz-service, in
+        /// policy.yaml: <credentials-dir>/<server_id>/<key>.
+        #[arg(long, default_value = render::KUBERNETES_CREDENTIALS_DIR)]
+        credentials_dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let dir = match &cli.command {
+        Command::Validate { dir } | Command::Render { dir, .. } => dir,
+    };
+    let fleet = match Fleet::load(dir) {
+        Ok(fleet) => fleet,
+        Err(problems) => {
+            eprintln!("{problems}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Validate { dir } => {
+            let n = fleet.servers.len();
+            println!(
+                "{}: {n} server{} OK",
+                dir.display(),
+                if n == 1 { "" } else { "s" }
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Render {
+            out,
+            credentials_dir,
+            ..
+        } => {
+            let options = Options {
+                out_dir: out.clone(),
+                credentials_dir,
+            };
+            for output in render::render(&fleet, &options) {
+                let path = out.join(&output.path);
+                match write_if_changed(&path, &output.text) {
+                    Ok(Written::Wrote) => println!("wrote {}", path.display()),
+                    Ok(Written::Unchanged) => {}
+                    Err(e) => {
+                        eprintln!("{}: cannot write: {e}", path.display());
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! The manifest file as written: one YAML file per MCP server.
+//!
+//! The top level holds the seed's registration fields, as the seed document defines
+//! them (`server_id` ... `on_call_runbook`); everything the gateway needs beyond them
+//! sits in one `gateway:` section, so a team's catalog entry stays recognisable. These
+//! types only give the file its shape (unknown keys refused at every level); what the
+//! values must be is checked in `check.rs`, which reports every problem at once. Fields
+//! the seed requires are `Option` here so that a missing one is reported in our words
+//! ("missing"), next to every other problem, instead of stopping the parse.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// One server's manifest.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawManifest {
+    /// The server's registered id (the filter's `ServerId` rule).
+    pub server_id: Option<String>,
+    /// The server's version: a string (`"1.3.2"`); a YAML number is refused, since
+    /// YAML would turn `1.10` into `1.1`.
+    pub version: Option<serde_norway::Value>,
+    /// `streamable_http` or `http_sse`.
+    pub transport: Option<String>,
+    /// The upstream URL (http or https).
+    pub endpoint: Option<String>,
+    /// The tools the server offers.
+    pub tools: Option<Vec<RawTool>>,
+    /// Who answers for the server (a team address).
+    pub owner: Option<String>,
+    /// Free text (`tier-1`).
+    pub sla_tier: Option<String>,
+    /// Must be `true` when given: the gateway authenticates every agent.
+    pub auth_required: Option<bool>,
+    /// Must be `oauth2` when given: what the authz-service verifies.
+    pub auth_scheme: Option<String>,
+    /// An http(s) URL of the server's runbook.
+    pub on_call_runbook: Option<String>,
+    /// What the gateway needs beyond the catalog entry.
+    #[serde(default)]
+    pub gateway: RawGateway,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTool {
+    pub name: Option<String>,
+    /// The tool's input JSON Schema, relative to the manifest's directory.
+    pub schema_ref: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGateway {
+    /// Where the gateway exposes the server; default `/<server_id>/mcp`.
+    pub path: Option<String>,
+    #[serde(default)]
+    pub scopes: RawScopes,
+    #[serde(default)]
+    pub rate_limits: RawRateLimits,
+    /// Kept as a map so that an inline secret (`value:`, `token:`) gets a message of its
+    /// own rather than serde's "unknown field".
+    pub upstream_credential: Option<BTreeMap<String, serde_norway::Value>>,
+    #[serde(default)]
+    pub timeouts: RawTimeouts,
+    #[serde(default)]
+    pub metric_labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawScopes {
+    /// Extra scopes per tool, beyond `mcp.server.<id>:tools.read`.
+    #[serde(default)]
+    pub tools: BTreeMap<String, Vec<String>>,
+    /// Scopes per JSON-RPC method, replacing the built-in ones.
+    #[serde(default)]
+    pub methods: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRateLimits {
+    /// Each agent, each tool.
+    pub default: Option<RawRate>,
+    /// Per agent id, each tool.
+    #[serde(default)]
+    pub agents: BTreeMap<String, RawRate>,
+    /// Per tool, each agent; wins over `agents`.
+    #[serde(default)]
+    pub tools: BTreeMap<String, RawRate>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRate {
+    pub unit: Option<String>,
+    pub requests_per_unit: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTimeouts {
+    /// Route timeout; `0s` means none (long SSE calls).
+    pub request: Option<String>,
+    /// Stream idle timeout.
+    pub idle: Option<String>,
+}

@@ -1,0 +1,163 @@
+//! A validated fleet: what the renderers read. Values here passed every check of
+//! `check.rs`, so renderers need no error paths of their own.
+
+use mcp_filter_core::config::ServerId;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How the upstream speaks MCP. Both are plain HTTP to Envoy (POST, JSON or SSE
+/// answers), so both are proxied alike; the value is kept for the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    StreamableHttp,
+    HttpSse,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::StreamableHttp => "streamable_http",
+            Transport::HttpSse => "http_sse",
+        }
+    }
+}
+
+/// The upstream, taken apart for Envoy's cluster and route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The URL as written in the manifest.
+    pub url: String,
+    /// `http` or `https`.
+    pub scheme: String,
+    /// Host name or IP address (IPv6 without brackets).
+    pub host: String,
+    /// The explicit port, or the scheme's default (80, 443).
+    pub port: u16,
+    /// The path, `/` at least.
+    pub path: String,
+}
+
+impl Endpoint {
+    pub fn is_tls(&self) -> bool {
+        self.scheme == "https"
+    }
+}
+
+/// One tool of a server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tool {
+    pub name: String,
+    /// `schema_ref` as written.
+    pub schema_ref: String,
+    /// `schema_ref` resolved against the manifest's directory.
+    pub schema_file: PathBuf,
+    /// The tool's input schema (a valid JSON Schema whose root type is `object`).
+    pub input_schema: serde_json::Value,
+}
+
+/// Window of a rate limit (the ratelimit-service's units).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Second,
+    Minute,
+    Hour,
+    Day,
+}
+
+impl Unit {
+    /// Upper case, as envoyproxy/ratelimit files write it.
+    pub fn as_upper(self) -> &'static str {
+        match self {
+            Unit::Second => "SECOND",
+            Unit::Minute => "MINUTE",
+            Unit::Hour => "HOUR",
+            Unit::Day => "DAY",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub unit: Unit,
+    /// At least 1.
+    pub requests_per_unit: u32,
+}
+
+/// The server's rate limits; each counts one agent's calls of one tool.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RateLimits {
+    /// Any agent, any tool without a limit of its own.
+    pub default: Option<Rate>,
+    /// By agent id, for tools without a limit of their own.
+    pub agents: BTreeMap<String, Rate>,
+    /// By tool name (a tool of this server), every agent; wins over `agents`.
+    pub tools: BTreeMap<String, Rate>,
+}
+
+impl RateLimits {
+    pub fn is_empty(&self) -> bool {
+        self.default.is_none() && self.agents.is_empty() && self.tools.is_empty()
+    }
+}
+
+/// Where the upstream credential comes from; never the credential itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A file holding the whole `Authorization` value; `path` as written, `resolved`
+    /// against the manifest's directory.
+    File { path: String, resolved: PathBuf },
+    /// A Kubernetes Secret in the gateway's namespace, and the key in it.
+    Secret { name: String, key: String },
+}
+
+/// Scopes beyond the built-in `mcp.server.<id>:<area>.read` ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scopes {
+    /// Extra scopes per tool (tools of this server).
+    pub tools: BTreeMap<String, Vec<String>>,
+    /// Scopes per method, replacing the built-in ones.
+    pub methods: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Route timeout; `Some(ZERO)` means none (long SSE calls). `None`: Envoy's default.
+    pub request: Option<Duration>,
+    /// Stream idle timeout. `None`: Envoy's default.
+    pub idle: Option<Duration>,
+}
+
+/// One registered, validated server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    /// The manifest it came from (the fleet directory joined with the file name).
+    pub manifest_file: PathBuf,
+    pub id: ServerId,
+    pub version: String,
+    pub transport: Transport,
+    pub endpoint: Endpoint,
+    /// In manifest order.
+    pub tools: Vec<Tool>,
+    pub owner: String,
+    pub sla_tier: Option<String>,
+    pub on_call_runbook: String,
+    /// Where the gateway exposes the server (unique in the fleet).
+    pub path: String,
+    pub scopes: Scopes,
+    pub rate_limits: RateLimits,
+    pub upstream_credential: Option<Credential>,
+    pub timeouts: Timeouts,
+    /// Extra Prometheus labels (at most 8).
+    pub metric_labels: BTreeMap<String, String>,
+}
+
+impl Server {
+    pub fn id(&self) -> &str {
+        self.id.as_str()
+    }
+
+    pub fn has_tool(&self, name: &str) -> bool {
+        self.tools.iter().any(|t| t.name == name)
+    }
+}

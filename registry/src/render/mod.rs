@@ -1,0 +1,85 @@
+//! Everything `render` writes, from one validated fleet. This is the one place that
+//! calls every target: each returns `(relative path, text)` outputs, and the CLI
+//! writes them all (atomically, unchanged files left alone). Outputs are
+//! deterministic (servers sorted by id), so the golden tests compare bytes.
+
+pub mod credentials;
+pub mod kubernetes;
+pub mod limits;
+pub mod policy;
+
+use crate::fleet::Fleet;
+use std::path::PathBuf;
+
+/// One rendered file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// Relative to the output directory.
+    pub path: PathBuf,
+    pub text: String,
+}
+
+impl Output {
+    pub fn new(path: impl Into<PathBuf>, text: String) -> Output {
+        Output {
+            path: path.into(),
+            text,
+        }
+    }
+}
+
+/// Where things are, for paths that end up inside rendered files.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The output directory: `policy.yaml`'s relative credential paths are relative
+    /// to it (the authz-service resolves them against the policy file's directory).
+    pub out_dir: PathBuf,
+    /// Where `{secret:}` credentials are mounted for the authz-service:
+    /// `<credentials_dir>/<server_id>/<key>`.
+    pub credentials_dir: PathBuf,
+}
+
+/// The mount root of upstream credentials in the gateway's Kubernetes deployment.
+pub const KUBERNETES_CREDENTIALS_DIR: &str = "/etc/mcp-gateway/credentials";
+
+impl Options {
+    pub fn new(out_dir: impl Into<PathBuf>) -> Options {
+        Options {
+            out_dir: out_dir.into(),
+            credentials_dir: PathBuf::from(KUBERNETES_CREDENTIALS_DIR),
+        }
+    }
+}
+
+/// Every output of every target.
+pub fn render(fleet: &Fleet, options: &Options) -> Vec<Output> {
+    let local = credentials::Placement::Local {
+        out_dir: &options.out_dir,
+        credentials_dir: &options.credentials_dir,
+    };
+    let policy_text = policy::render(fleet, &local);
+    let limits_text = limits::render(fleet);
+    let configmaps = kubernetes::configmaps(fleet, &limits_text);
+    // The Envoy and Istio targets (render/envoy.rs, render/istio.rs) add theirs here.
+    vec![
+        Output::new("policy.yaml", policy_text),
+        Output::new("limits/limits.yaml", limits_text),
+        Output::new("kubernetes/configmaps.yaml", configmaps),
+    ]
+}
+
+/// A YAML scalar that stays a string whatever it holds (`true`, `1.0`, `null`...):
+/// a JSON string literal is a valid YAML double-quoted scalar.
+pub(crate) fn quoted(text: &str) -> String {
+    serde_json::Value::String(text.to_owned()).to_string()
+}
+
+/// A flow sequence of quoted strings.
+pub(crate) fn quoted_list(items: &[String]) -> String {
+    let items: Vec<String> = items.iter().map(|s| quoted(s)).collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// The first line of every rendered file.
+pub(crate) const HEADER: &str =
+    "# Rendered by mcp-registry from the server manifests: do not edit, edit the manifests and run `mcp-registry render` again.\n";
