@@ -161,7 +161,7 @@ fn version(value: Option<&serde_norway::Value>, p: &mut FileProblems<'_>) -> Opt
         Some(Value::String(_)) => p.add("version", "must not be empty"),
         Some(Value::Number(n)) => p.add(
             "version",
-            format!("{n} is a YAML number; quote it (version: \"{n}\") so it stays as written"),
+            format!("a YAML number (read as {n}); quote it so it stays as written, e.g. version: \"1.10\""),
         ),
         Some(_) => p.add("version", "must be a quoted string, e.g. \"1.3.2\""),
     }

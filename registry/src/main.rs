@@ -39,6 +39,11 @@ enum Command {
         /// policy.yaml: <credentials-dir>/<server_id>/<key>.
         #[arg(long, default_value = render::KUBERNETES_CREDENTIALS_DIR)]
         credentials_dir: PathBuf,
+        /// Where Envoy finds the rendered envoy/ directory, written into
+        /// envoy/bootstrap.yaml (for a container: /etc/mcp-gateway/envoy). Default:
+        /// <out>/envoy, absolute.
+        #[arg(long)]
+        envoy_dir: Option<PathBuf>,
     },
 }
 
@@ -67,11 +72,13 @@ fn main() -> ExitCode {
         Command::Render {
             out,
             credentials_dir,
+            envoy_dir,
             ..
         } => {
             let options = Options {
                 out_dir: out.clone(),
                 credentials_dir,
+                envoy_dir,
             };
             for output in render::render(&fleet, &options) {
                 let path = out.join(&output.path);

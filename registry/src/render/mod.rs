@@ -4,6 +4,7 @@
 //! deterministic (servers sorted by id), so the golden tests compare bytes.
 
 pub mod credentials;
+pub mod envoy;
 pub mod kubernetes;
 pub mod limits;
 pub mod policy;
@@ -37,6 +38,9 @@ pub struct Options {
     /// Where `{secret:}` credentials are mounted for the authz-service:
     /// `<credentials_dir>/<server_id>/<key>`.
     pub credentials_dir: PathBuf,
+    /// The directory of `envoy/routes.yaml` and `envoy/clusters.yaml` as Envoy sees it
+    /// (written into `envoy/bootstrap.yaml`); `None`: `<out_dir>/envoy`, absolute.
+    pub envoy_dir: Option<PathBuf>,
 }
 
 /// The mount root of upstream credentials in the gateway's Kubernetes deployment.
@@ -47,6 +51,7 @@ impl Options {
         Options {
             out_dir: out_dir.into(),
             credentials_dir: PathBuf::from(KUBERNETES_CREDENTIALS_DIR),
+            envoy_dir: None,
         }
     }
 }
@@ -60,12 +65,21 @@ pub fn render(fleet: &Fleet, options: &Options) -> Vec<Output> {
     let policy_text = policy::render(fleet, &local);
     let limits_text = limits::render(fleet);
     let configmaps = kubernetes::configmaps(fleet, &limits_text);
-    // The Envoy and Istio targets (render/envoy.rs, render/istio.rs) add theirs here.
-    vec![
+    let envoy_dir = options.envoy_dir.clone().unwrap_or_else(|| {
+        let out = std::path::absolute(&options.out_dir).unwrap_or(options.out_dir.clone());
+        out.join("envoy")
+    });
+    // The services first, then Envoy's clusters before its routes: a live change never
+    // has a route pointing at a cluster Envoy does not have yet, nor a request of a
+    // new server meeting a policy that does not know it.
+    let mut outputs = vec![
         Output::new("policy.yaml", policy_text),
         Output::new("limits/limits.yaml", limits_text),
         Output::new("kubernetes/configmaps.yaml", configmaps),
-    ]
+    ];
+    outputs.extend(envoy::render(fleet, &envoy_dir));
+    // The Istio target (render/istio.rs) adds its outputs here.
+    outputs
 }
 
 /// A YAML scalar that stays a string whatever it holds (`true`, `1.0`, `null`...):

@@ -1,0 +1,224 @@
+//! `envoy/`: what Envoy runs for the fleet.
+//!
+//! - `clusters.yaml` and `routes.yaml`: file-based xDS resources (a `resources:` list,
+//!   as Envoy's `path_config_source` reads them). One cluster and one route per
+//!   server; the route matches the exposure path exactly, rewrites it to the
+//!   endpoint's path, sends the rate limit descriptor `[server_id, tool_call,
+//!   agent_id]` and carries the metadata the MCP filter labels requests with
+//!   (`mcp_gateway: {server_id, server_version}`, see filter/core/src/route.rs). A
+//!   catch-all route marked `mcp_gateway: {unregistered: "true"}` comes last: the filter
+//!   answers it with 404 -31014 and an audit record (its direct response is only the
+//!   fallback should the filter be missing). Envoy reloads both files when render
+//!   renames a new version into the directory: no restart.
+//! - `bootstrap.yaml`: `envoy/fleet.yaml` (the one bootstrap, which holds no server
+//!   facts) pointing at the directory where Envoy finds the two files.
+
+use super::Output;
+use crate::fleet::Fleet;
+use crate::model::Server;
+use mcp_filter_core::route::NAMESPACE;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::Duration;
+
+/// The bootstrap, with its xDS directory as shipped (the container layout).
+const BOOTSTRAP: &str = include_str!("../../../envoy/fleet.yaml");
+const SHIPPED_XDS_DIR: &str = "/etc/mcp-gateway/envoy";
+
+/// The route configuration's name (the bootstrap's `rds.route_config_name`).
+pub const ROUTE_CONFIG: &str = "mcp_fleet";
+
+/// Without a manifest timeout: no overall route timeout (SSE answers and handshake-era
+/// streams can last), and an idle timeout instead; as envoy/envoy.yaml does.
+const DEFAULT_TIMEOUT: Duration = Duration::ZERO;
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Every Envoy output; `xds_dir` is the directory as Envoy sees it.
+pub fn render(fleet: &Fleet, xds_dir: &Path) -> Vec<Output> {
+    vec![
+        Output::new("envoy/clusters.yaml", clusters(fleet)),
+        Output::new("envoy/routes.yaml", routes(fleet)),
+        Output::new("envoy/bootstrap.yaml", bootstrap(xds_dir)),
+    ]
+}
+
+/// The cluster of a server.
+pub fn cluster_name(server: &Server) -> String {
+    format!("mcp-server/{}", server.id())
+}
+
+fn clusters(fleet: &Fleet) -> String {
+    let clusters: Vec<Value> = fleet.servers.iter().map(cluster).collect();
+    document(
+        "the registered MCP servers' clusters (Envoy CDS from a file)",
+        json!({ "resources": clusters }),
+    )
+}
+
+fn cluster(server: &Server) -> Value {
+    let endpoint = &server.endpoint;
+    let name = cluster_name(server);
+    // An address is used as it is; a host name is resolved (and re-resolved) by Envoy.
+    let is_ip = endpoint.host.parse::<std::net::IpAddr>().is_ok();
+    let mut cluster = json!({
+        "@type": "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+        "name": name,
+        "type": if is_ip { "STATIC" } else { "STRICT_DNS" },
+        "connect_timeout": "2s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": { "socket_address": {
+                "address": endpoint.host,
+                "port_value": endpoint.port,
+            }}}}]}],
+        },
+    });
+    if endpoint.is_tls() {
+        // Verify the server: the system trust store, and the name in the manifest.
+        cluster["transport_socket"] = json!({
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "sni": endpoint.host,
+                "common_tls_context": { "validation_context": {
+                    "trusted_ca": { "filename": "/etc/ssl/certs/ca-certificates.crt" },
+                    "match_typed_subject_alt_names": [{
+                        "san_type": "DNS",
+                        "matcher": { "exact": endpoint.host },
+                    }],
+                }},
+            },
+        });
+    }
+    cluster
+}
+
+fn routes(fleet: &Fleet) -> String {
+    let mut routes = vec![oauth_metadata_route()];
+    routes.extend(fleet.servers.iter().map(server_route));
+    routes.push(unregistered_route());
+    let config = json!({
+        "@type": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+        "name": ROUTE_CONFIG,
+        "virtual_hosts": [{ "name": ROUTE_CONFIG, "domains": ["*"], "routes": routes }],
+    });
+    document(
+        "the registered MCP servers' routes (Envoy RDS from a file)",
+        json!({ "resources": [config] }),
+    )
+}
+
+/// RFC 9728 protected resource metadata, served by the authz-service and readable
+/// without a token (MCP clients fetch it after a 401).
+fn oauth_metadata_route() -> Value {
+    json!({
+        "name": "mcp-oauth-metadata",
+        "match": { "prefix": "/.well-known/oauth-protected-resource" },
+        "route": { "cluster": "authz_http" },
+        "typed_per_filter_config": { "envoy.filters.http.ext_authz": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute",
+            "disabled": true,
+        }},
+    })
+}
+
+fn server_route(server: &Server) -> Value {
+    let endpoint = &server.endpoint;
+    let mut metadata = json!({ "server_id": server.id(), "server_version": server.version });
+    if let Some(map) = metadata.as_object_mut() {
+        // Only strings: the filter reads each leaf as a raw string.
+        map.retain(|_, v| v.is_string());
+    }
+    let default_port = if endpoint.is_tls() { 443 } else { 80 };
+    let authority = if endpoint.port == default_port {
+        host_for_authority(&endpoint.host)
+    } else {
+        format!("{}:{}", host_for_authority(&endpoint.host), endpoint.port)
+    };
+    let mut route = json!({
+        "cluster": cluster_name(server),
+        "host_rewrite_literal": authority,
+        "timeout": duration(server.timeouts.request.unwrap_or(DEFAULT_TIMEOUT)),
+        "idle_timeout": duration(server.timeouts.idle.unwrap_or(DEFAULT_IDLE_TIMEOUT)),
+        // One tools/call is one hit, counted per server, tool and verified agent
+        // (x-agent-id as ext_authz set it; client copies were stripped). Requests
+        // without x-mcp-tool-name send no descriptor.
+        "rate_limits": [{ "actions": [
+            { "generic_key": { "descriptor_key": "server_id", "descriptor_value": server.id() } },
+            { "request_headers": { "header_name": "x-mcp-tool-name", "descriptor_key": "tool_call" } },
+            { "request_headers": { "header_name": "x-agent-id", "descriptor_key": "agent_id" } },
+        ]}],
+    });
+    if endpoint.path != server.path {
+        // With an exact `path` match, prefix_rewrite replaces the whole path (the
+        // query string stays).
+        route["prefix_rewrite"] = json!(endpoint.path);
+    }
+    json!({
+        "name": format!("mcp-server/{}", server.id()),
+        "match": { "path": server.path },
+        "metadata": { "filter_metadata": { NAMESPACE: metadata } },
+        "route": route,
+    })
+}
+
+fn unregistered_route() -> Value {
+    json!({
+        "name": "mcp-unregistered",
+        "match": { "prefix": "/" },
+        "metadata": { "filter_metadata": { NAMESPACE: { "unregistered": "true" } } },
+        "direct_response": {
+            "status": 404,
+            "body": { "inline_string":
+                r#"{"jsonrpc":"2.0","id":null,"error":{"code":-31014,"message":"no MCP server is registered at this path"}}"# },
+        },
+        "response_headers_to_add": [{
+            "header": { "key": "content-type", "value": "application/json" },
+            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+        }],
+    })
+}
+
+fn bootstrap(xds_dir: &Path) -> String {
+    BOOTSTRAP.replace(SHIPPED_XDS_DIR, &xds_dir.display().to_string())
+}
+
+fn host_for_authority(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
+}
+
+/// A protobuf JSON duration: seconds with up to nine decimals and an `s`.
+fn duration(value: Duration) -> String {
+    if value.subsec_nanos() == 0 {
+        format!("{}s", value.as_secs())
+    } else {
+        format!("{}.{:09}s", value.as_secs(), value.subsec_nanos())
+    }
+}
+
+fn document(what: &str, value: Value) -> String {
+    let yaml = serde_norway::to_string(&value).unwrap_or_default();
+    format!("{}# {what}\n{yaml}", super::HEADER)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_protobuf_json() {
+        assert_eq!(duration(Duration::ZERO), "0s");
+        assert_eq!(duration(Duration::from_millis(1500)), "1.500000000s");
+        assert_eq!(duration(Duration::from_secs(300)), "300s");
+    }
+
+    #[test]
+    fn ipv6_hosts_are_bracketed_in_the_authority() {
+        assert_eq!(host_for_authority("::1"), "[::1]");
+        assert_eq!(host_for_authority("mcp.internal"), "mcp.internal");
+    }
+}
