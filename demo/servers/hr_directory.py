@@ -1,0 +1,150 @@
+"""The example fleet's hr-directory server (registry/examples/hr-directory.yaml), built
+with the official MCP Python SDK like demo/mcp_server.py, as a second Python team's server.
+
+Tools and their parameters follow the registered schemas (registry/examples/schemas/
+find_employee_v1.json, get_org_chart_v1.json, list_open_roles_v1.json); the data is a
+small fake directory. As in demo/mcp_server.py, every HTTP request is appended to a
+JSON-lines file (`--header-log`) with the MCP and gateway headers it carried, and with
+`--dispatch-log` every tool the SDK dispatches is appended to another file.
+
+    python demo/servers/hr_directory.py --port 8001 --header-log /tmp/seen.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+from typing import Annotated
+
+import uvicorn
+from mcp.server.mcpserver import MCPServer
+from pydantic import Field
+
+EMPLOYEES = {
+    "e-100": {"name": "Ada Moreau", "title": "Chief People Officer", "department": "people", "manager": None},
+    "e-110": {"name": "Bruno Keller", "title": "Head of Engineering", "department": "engineering", "manager": "e-100"},
+    "e-111": {"name": "Chiara Rossi", "title": "Backend Engineer", "department": "engineering", "manager": "e-110"},
+    "e-112": {"name": "Dmitri Ivanov", "title": "Site Reliability Engineer", "department": "engineering", "manager": "e-110"},
+    "e-120": {"name": "Elif Demir", "title": "Finance Lead", "department": "finance", "manager": "e-100"},
+    "e-121": {"name": "Femi Adeyemi", "title": "Accountant", "department": "finance", "manager": "e-120"},
+}
+OPEN_ROLES = [
+    {"id": "r-7", "title": "Platform Engineer", "department": "engineering", "location": "Berlin"},
+    {"id": "r-9", "title": "Data Engineer", "department": "engineering", "location": "remote"},
+    {"id": "r-12", "title": "Payroll Specialist", "department": "finance", "location": "Lisbon"},
+]
+
+server = MCPServer("hr-directory", version="0.4.0")
+
+
+def _card(employee_id: str) -> dict:
+    employee = EMPLOYEES[employee_id]
+    return {"employee_id": employee_id, "name": employee["name"], "title": employee["title"], "department": employee["department"]}
+
+
+@server.tool()
+def find_employee(query: Annotated[str, Field(min_length=1)]) -> list[dict]:
+    """Employees whose name, title or id contains the query (case-insensitive)."""
+    needle = query.lower()
+    return [
+        _card(employee_id)
+        for employee_id, employee in EMPLOYEES.items()
+        if needle in employee_id or needle in employee["name"].lower() or needle in employee["title"].lower()
+    ]
+
+
+@server.tool()
+def get_org_chart(employee_id: str, depth: Annotated[int, Field(ge=1, le=5)] = 2) -> dict:
+    """An employee, their manager, and their reports down to `depth` levels."""
+    if employee_id not in EMPLOYEES:
+        raise ValueError(f"unknown employee {employee_id}")
+
+    def reports(manager_id: str, levels: int) -> list[dict]:
+        if levels == 0:
+            return []
+        return [
+            {**_card(report_id), "reports": reports(report_id, levels - 1)}
+            for report_id, employee in EMPLOYEES.items()
+            if employee["manager"] == manager_id
+        ]
+
+    manager = EMPLOYEES[employee_id]["manager"]
+    return {
+        **_card(employee_id),
+        "manager": _card(manager) if manager else None,
+        "reports": reports(employee_id, depth),
+    }
+
+
+# `department` is optional but, in the registered schema, a plain string (no null): an
+# empty default keeps the generated inputSchema's type "string" and means "every department".
+@server.tool()
+def list_open_roles(department: str = "") -> list[dict]:
+    """Open positions, in one department or (without `department`) in all of them."""
+    return [role for role in OPEN_ROLES if not department or role["department"] == department.lower()]
+
+
+# Headers worth showing: the gateway's labels, the client's MCP transport headers,
+# and the ones that must never arrive (the client's token). Same as demo/mcp_server.py.
+SHOWN = ("x-mcp-", "x-agent-id", "x-user-id", "mcp-", "authorization", "traceparent")
+
+
+class HeaderLog:
+    """ASGI middleware: one JSON line per HTTP request with the headers in SHOWN."""
+
+    def __init__(self, app, path: str | None):
+        self.app = app
+        self.path = path
+        self.lock = threading.Lock()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and self.path:
+            headers = [
+                (k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]
+            ]
+            record = {
+                "method": scope["method"],
+                "path": scope["path"],
+                "headers": [[k, v] for k, v in headers if k.startswith(SHOWN)],
+            }
+            with self.lock, open(self.path, "a", encoding="utf-8") as log:
+                log.write(json.dumps(record) + "\n")
+        await self.app(scope, receive, send)
+
+
+def log_dispatches(path: str) -> None:
+    """Records the tool name of every `tools/call` the SDK dispatches, as it parsed it
+    (known tool or not), before the tool runs."""
+    dispatch = server.call_tool
+    lock = threading.Lock()
+
+    async def call_tool(name, arguments, context=None):
+        with lock, open(path, "a", encoding="utf-8") as log:
+            log.write(json.dumps({"method": "tools/call", "name": name}) + "\n")
+        return await dispatch(name, arguments, context)
+
+    # The SDK's request handler looks `call_tool` up on the instance at each call.
+    server.call_tool = call_tool
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument("--header-log", help="append received headers to this JSONL file")
+    parser.add_argument("--dispatch-log", help="append dispatched tool names to this JSONL file")
+    args = parser.parse_args()
+    if args.dispatch_log:
+        log_dispatches(args.dispatch_log)
+    app = server.streamable_http_app(host=args.host)
+    uvicorn.run(
+        HeaderLog(app, args.header_log),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+    )
+
+
+if __name__ == "__main__":
+    main()
