@@ -54,10 +54,18 @@ if [ ! -d tests/oracles/node_modules ] || [ "$(cat tests/oracles/node_modules/.p
   (cd tests/oracles && npm ci --silent --no-audit --no-fund)
   echo "$want" > tests/oracles/node_modules/.package-lock.sha256
 fi
+# The example fleet's weather server (official TypeScript SDK, v1 line), at the versions
+# demo/servers/weather/package-lock.json pins; reinstalled when the lock file changes.
+want="$(sha256sum demo/servers/weather/package-lock.json | cut -d' ' -f1)"
+if [ ! -d demo/servers/weather/node_modules ] || [ "$(cat demo/servers/weather/node_modules/.package-lock.sha256 2>/dev/null)" != "$want" ]; then
+  echo "== installing the TypeScript MCP SDK (v1) for the weather demo server (npm ci)"
+  (cd demo/servers/weather && npm ci --silent --no-audit --no-fund)
+  echo "$want" > demo/servers/weather/node_modules/.package-lock.sha256
+fi
 
 echo "== building the filter (wasm32-wasip1) and the services (release)"
 cargo build --quiet --release --target wasm32-wasip1 -p mcp-filter
-cargo build --quiet --release -p mcp-authz-service -p mcp-ratelimit-service
+cargo build --quiet --release -p mcp-authz-service -p mcp-ratelimit-service -p mcp-registry
 
 # oha: the benchmarks' load generator (open loop with coordinated-omission correction).
 # Built once from crates.io into cargo's bin directory (a few minutes), kept after that.

@@ -80,12 +80,18 @@ class Authz(Process):
         jwks_url: str | None = None,
         extra_args=(),
         session_keys: str | None = None,
+        in_place: bool = False,
     ):
         log_dir = Path(log_dir)
         self.grpc_port, self.http_port = free_port(), free_port()
-        # A private copy, so a test may rewrite it (hot reload) without touching ours.
-        self.policy = log_dir / f"authz-{self.grpc_port}-policy.yaml"
-        shutil.copy(policy, self.policy)
+        if in_place:
+            # The policy as written (a rendered fleet's, which render rewrites and the
+            # service reloads; relative credential paths resolve next to it).
+            self.policy = Path(policy)
+        else:
+            # A private copy, so a test may rewrite it (hot reload) without touching ours.
+            self.policy = log_dir / f"authz-{self.grpc_port}-policy.yaml"
+            shutil.copy(policy, self.policy)
         jwks_path = log_dir / f"authz-{self.grpc_port}-jwks.json"
         jwks_path.write_text(json.dumps(jwks()))
         self.session_keys = log_dir / f"authz-{self.grpc_port}-session-keys"

@@ -22,13 +22,18 @@ class Ratelimit(Process):
         config: Path = ROOT / "demo" / "limits.yaml",
         redis_url: str | None = None,
         extra_args=(),
+        config_dir: Path | None = None,
     ):
         log_dir = Path(log_dir)
         self.grpc_port, self.http_port = free_port(), free_port()
-        # A private directory, so a test may rewrite the config (hot reload).
-        self.config_dir = log_dir / f"ratelimit-{self.grpc_port}"
-        self.config_dir.mkdir()
-        shutil.copy(config, self.config_dir / "limits.yaml")
+        if config_dir is not None:
+            # A directory used as it is (a rendered fleet's limits/, which render rewrites).
+            self.config_dir = Path(config_dir)
+        else:
+            # A private directory, so a test may rewrite the config (hot reload).
+            self.config_dir = log_dir / f"ratelimit-{self.grpc_port}"
+            self.config_dir.mkdir()
+            shutil.copy(config, self.config_dir / "limits.yaml")
         argv = [
             str(BINARY),
             "--config", str(self.config_dir),

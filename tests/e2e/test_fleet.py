@@ -1,0 +1,110 @@
+"""A fleet behind one gateway, rendered from manifests (issue 15): the example fleet's
+manifests, `mcp-registry render`, and the real Envoy, authz-service and
+ratelimit-service on the rendered files. Here each server's endpoint is a header-echo
+upstream, so the test sees exactly what each server would get; test_fleet_sdk.py runs
+the same fleet with the official SDK servers and clients."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from e2e.helpers import AGENT, modern_call
+from harness import audit_records, bearer, request, start_echo
+from harness.fleet import Fleet
+
+SERVERS = ("financial-data", "hr-directory", "weather")
+# One tool of each server, with arguments its schema accepts.
+CALLS = {
+    "financial-data": ("get_account_balance", {"account_id": "acc-001"}),
+    "hr-directory": ("find_employee", {"name": "Ada"}),
+    "weather": ("get_forecast", {"city": "Oslo"}),
+}
+# registry/examples: a credential file for financial-data, a Kubernetes secret
+# (here a file where the deployment would mount it) for hr-directory, none for weather.
+CREDENTIALS = {
+    "financial-data": ["Bearer demo-upstream-token-not-a-secret"],
+    "hr-directory": ["Bearer upstream-credential-of-hr-directory"],
+    "weather": [],
+}
+VERSIONS = {"financial-data": "1.3.2", "hr-directory": "0.4.0", "weather": "2.0.1"}
+
+
+def scopes(*servers: str) -> str:
+    return " ".join(f"mcp.server.{s}:tools.read" for s in servers)
+
+
+def call(port: int, server: str, tool: str, arguments: dict, request_id, agent_scopes: str):
+    body, headers = modern_call(tool, request_id, arguments, auth=False)
+    headers.append(bearer(AGENT, agent_scopes))
+    return request(port, "POST", f"/{server}/mcp", body, headers)
+
+
+def echoed(response) -> dict:
+    assert response.status == 200, (response.status, response.body[:300])
+    return json.loads(response.body)
+
+
+def header(echo: dict, name: str) -> list[str]:
+    return [v for k, v in echo["headers"] if k == name]
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    logs = tmp_path_factory.mktemp("fleet")
+    echoes = {server: start_echo(logs, name=server) for server in SERVERS}
+    running = Fleet(logs, {server: port for server, (_, port) in echoes.items()})
+    yield running
+    running.stop()
+    for process, _ in echoes.values():
+        process.stop()
+
+
+def test_each_server_gets_its_own_labels_path_and_credential(fleet):
+    everything = scopes(*SERVERS)
+    for n, server in enumerate(SERVERS):
+        tool, arguments = CALLS[server]
+        echo = echoed(call(fleet.port, server, tool, arguments, f"{server}-{n}", everything))
+        # The server's own upstream (the echo names itself), at the endpoint's path.
+        assert echo["upstream"] == server
+        assert echo["path"] == "/mcp"
+        assert header(echo, "x-mcp-server-id") == [server]
+        assert header(echo, "x-mcp-tool-name") == [tool]
+        assert len(header(echo, "x-agent-id")) == 1
+        # Each server's registered credential, never the client's token.
+        assert header(echo, "authorization") == CREDENTIALS[server]
+    records = audit_records(fleet.audit_path, len(SERVERS))
+    by_server = {r["server_id"]: r for r in records}
+    assert set(by_server) == set(SERVERS)
+    for server in SERVERS:
+        record = by_server[server]
+        assert record["server_version"] == VERSIONS[server]
+        assert record["tool_name"] == CALLS[server][0]
+        assert record["decision"] == "allowed"
+
+
+def test_a_tool_of_one_server_through_another_servers_route_is_refused(fleet):
+    # get_forecast is weather's; through financial-data's route the policy of
+    # financial-data decides, and it does not know the tool.
+    response = call(fleet.port, "financial-data", "get_forecast", {"city": "Oslo"}, "x-1", scopes(*SERVERS))
+    assert response.status == 403
+    assert response.json()["error"]["code"] == -31011
+    # And a token scoped to one server does not reach another.
+    response = call(fleet.port, "hr-directory", "find_employee", {"name": "Ada"}, "x-2", scopes("weather"))
+    assert response.status == 403
+
+
+def test_an_unregistered_path_is_404_with_an_audit_record(fleet):
+    body, headers = modern_call("get_account_balance", "nobody-1", {"account_id": "acc-001"})
+    paths = ("/payments/mcp", "/mcp", "/financial-data/mcp/", "/FINANCIAL-DATA/mcp")
+    for path in paths:
+        response = request(fleet.port, "POST", path, body, headers)
+        assert response.status == 404, path
+        assert response.json()["error"]["code"] == -31014, path
+    # Refused at the request head: no body read, so no JSON-RPC id; the only records
+    # without a server in this module.
+    mine = lambda records: [r for r in records if r["server_id"] is None]  # noqa: E731
+    records = mine(audit_records(fleet.audit_path, until=lambda rs: len(mine(rs)) >= len(paths)))
+    assert len(records) == len(paths)
+    assert all(r["error_code"] == -31014 and r["http_status"] == 404 for r in records), records
