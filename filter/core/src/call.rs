@@ -16,7 +16,7 @@ use crate::route::Server;
 use crate::session_ref::{self, ResponseSession};
 use crate::session_table::{slot_key, SessionEntry};
 use crate::sse::SseReader;
-use crate::stats::{self, Stat};
+use crate::stats::{self, Stat, ToolLabel};
 use crate::{sentinel, trace, FilterConfig, RequestFacts, RequestHead};
 use serde_json::value::RawValue;
 
@@ -50,6 +50,8 @@ pub struct Call {
     pub rejected: Option<(i64, u16)>,
     /// The body was read and labelled, and the request went on.
     labelled: bool,
+    /// The route lists the called tool among its server's registered tools.
+    pub tool_registered: bool,
     http_status: Option<u16>,
     pub code_details: Option<String>,
     /// The session reference the client got in this response (`initialize`).
@@ -347,7 +349,13 @@ impl Call {
         };
         metrics.add(host, config, *key, requests, 1);
         if let Some(tool) = tool {
-            let tool = stats::tool_label(config, tool);
+            let tool = if !config.servers_from_routes {
+                stats::tool_label(config, tool)
+            } else if self.tool_registered {
+                ToolLabel::Registered(metrics.tool_key(tool))
+            } else {
+                ToolLabel::Other
+            };
             let outcome_label = stats::outcome_label(&outcome);
             let calls = Stat::ToolCalls {
                 tool,

@@ -164,6 +164,7 @@ impl FilterConfig {
             (Some(_), true) => Some("server_id and servers_from_routes exclude each other: one server, or the routes name theirs"),
             (None, true) if config.mcp_paths.is_some() => Some("mcp_paths does not apply with servers_from_routes: the routes decide which paths are MCP"),
             (None, true) if config.server_version.is_some() => Some("server_version does not apply with servers_from_routes: each route carries its server's version"),
+            (None, true) if config.metrics.tool_names != ToolNames::default() => Some("metrics.tool_names does not apply with servers_from_routes: each route lists its server's registered tools"),
             _ => None,
         };
         match problem {
@@ -427,6 +428,10 @@ mod tests {
             (
                 r#"{"servers_from_routes":true,"server_version":"1"}"#,
                 "invalid MCP filter plugin configuration: server_version does not apply with servers_from_routes: each route carries its server's version",
+            ),
+            (
+                r#"{"servers_from_routes":true,"metrics":{"tool_names":["a"]}}"#,
+                "invalid MCP filter plugin configuration: metrics.tool_names does not apply with servers_from_routes: each route lists its server's registered tools",
             ),
             (
                 r#"{"server_id":"a","server_version":"1 2"}"#,

@@ -9,8 +9,9 @@ use crate::call::{Call, Reader};
 use crate::error::RATE_LIMITED;
 use crate::headers::{is_gateway_header, X_AGENT_ID};
 use crate::host::{Host, Level};
+use crate::message::Target;
 use crate::metric_ids::MetricIds;
-use crate::route::{route_server, routed_server, RouteServer};
+use crate::route::{lists_tool, route_server, routed_server, RouteServer};
 use crate::wire;
 use crate::{
     check_body_size, error_body, head_action, label_request_with_facts, sentinel, AgentIdentity,
@@ -265,6 +266,16 @@ impl RequestFlow {
         };
         if let Some(call) = self.call.as_deref_mut() {
             call.body_labelled();
+            if let (true, Some(Target::Tool(tool))) =
+                (self.config.servers_from_routes, &call.facts.target)
+            {
+                // Only the metric label depends on it: a failed read counts the call
+                // as `other`, it does not refuse it.
+                call.tool_registered = lists_tool(host, tool).unwrap_or_else(|error| {
+                    host.log(Level::Error, &error.to_string());
+                    false
+                });
+            }
         }
         let agent = match agent_identity(host, &self.config.agent_identity) {
             Ok(agent) => agent,

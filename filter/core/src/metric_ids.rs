@@ -5,7 +5,7 @@
 
 use crate::config::FilterConfig;
 use crate::host::Host;
-use crate::stats::Stat;
+use crate::stats::{Stat, ToolKey};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -16,33 +16,49 @@ use std::rc::Rc;
 pub struct ServerKey(u32);
 
 /// Metric ids by server and stat, shared by the root context and its requests. Label
-/// values are bounded (servers come from the configuration or the route metadata,
-/// never from the client; allow-listed tools; fixed outcome names), so this map is too.
+/// values are bounded: servers and registered tools come from the configuration or the
+/// route metadata, never from the client; allow-listed tools; fixed outcome names.
 #[derive(Debug, Default)]
 pub struct MetricIds {
     ids: RefCell<HashMap<(ServerKey, Stat), u32>>,
-    servers: RefCell<Servers>,
+    servers: RefCell<Interner>,
+    tools: RefCell<Interner>,
 }
 
+/// Names by small key and keys by name: a map look-up, so the cost per request does
+/// not grow with the fleet.
 #[derive(Debug, Default)]
-struct Servers {
-    keys: HashMap<Rc<str>, ServerKey>,
+struct Interner {
+    keys: HashMap<Rc<str>, u32>,
     names: Vec<Rc<str>>,
 }
 
-impl MetricIds {
-    /// The key of a server id, interned on first sight (a map look-up, so the cost
-    /// per request does not grow with the fleet).
-    pub fn server_key(&self, server: &str) -> ServerKey {
-        let mut servers = self.servers.borrow_mut();
-        if let Some(key) = servers.keys.get(server) {
+impl Interner {
+    fn key(&mut self, name: &str) -> u32 {
+        if let Some(key) = self.keys.get(name) {
             return *key;
         }
-        let key = ServerKey(u32::try_from(servers.names.len()).unwrap_or(u32::MAX));
-        let name: Rc<str> = Rc::from(server);
-        servers.names.push(name.clone());
-        servers.keys.insert(name, key);
+        let key = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+        let name: Rc<str> = Rc::from(name);
+        self.names.push(name.clone());
+        self.keys.insert(name, key);
         key
+    }
+
+    fn name(&self, key: u32) -> Option<&Rc<str>> {
+        self.names.get(usize::try_from(key).ok()?)
+    }
+}
+
+impl MetricIds {
+    /// The key of a server id, interned on first sight.
+    pub fn server_key(&self, server: &str) -> ServerKey {
+        ServerKey(self.servers.borrow_mut().key(server))
+    }
+
+    /// The key of a tool the route's server is registered with, interned on first sight.
+    pub fn tool_key(&self, tool: &str) -> ToolKey {
+        ToolKey(self.tools.borrow_mut().key(tool))
     }
 
     /// Adds `delta` to a counter.
@@ -86,8 +102,8 @@ impl MetricIds {
         }
         let name = {
             let servers = self.servers.borrow();
-            let server_id = servers.names.get(usize::try_from(server.0).ok()?)?;
-            stat.name(config, server_id)
+            let tools = self.tools.borrow();
+            stat.name(config, servers.name(server.0)?, &tools.names)
         };
         let id = host.define_metric(stat.kind(), &name).ok()?;
         self.ids.borrow_mut().insert((server, stat), id);

@@ -37,6 +37,13 @@ const SERVER_VERSION: [&str; 5] = [
     NAMESPACE,
     "server_version",
 ];
+const TOOLS: [&str; 5] = [
+    "xds",
+    "route_metadata",
+    "filter_metadata",
+    NAMESPACE,
+    "tools",
+];
 const UNREGISTERED: [&str; 5] = [
     "xds",
     "route_metadata",
@@ -117,6 +124,13 @@ pub fn routed_server(
     read(host, &SERVER_ID)
 }
 
+/// True when the route lists `tool` among its server's registered tools (route
+/// metadata `tools`, comma-separated: MCP tool names hold no commas). Registered tools
+/// get their own `mcp_tool` metric label; the registry bounds them, the client cannot.
+pub fn lists_tool(host: &mut impl Host, tool: &str) -> Result<bool, RouteError> {
+    Ok(read(host, &TOOLS)?.is_some_and(|tools| tools.split(',').any(|t| t == tool)))
+}
+
 fn read(host: &mut impl Host, path: &[&str]) -> Result<Option<String>, RouteError> {
     match host.property(path).map_err(RouteError::Host)? {
         None => Ok(None),
@@ -194,6 +208,17 @@ mod tests {
             route_server(&mut host, &fleet(), "/x").unwrap(),
             RouteServer::NotMcp
         );
+    }
+
+    #[test]
+    fn the_route_lists_its_servers_tools() {
+        let mut host = with_metadata(&[("server_id", "hr"), ("tools", "find,list_roles")]);
+        assert!(lists_tool(&mut host, "find").unwrap());
+        assert!(lists_tool(&mut host, "list_roles").unwrap());
+        assert!(!lists_tool(&mut host, "fin").unwrap());
+        assert!(!lists_tool(&mut host, "find,list_roles").unwrap());
+        let mut host = with_metadata(&[("server_id", "hr")]);
+        assert!(!lists_tool(&mut host, "find").unwrap());
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::config::FilterConfig;
 use crate::host::MetricKind;
 use crate::outcome::{Decision, Outcome};
 use crate::reply_scan::Reply;
+use std::rc::Rc;
 
 /// The label value for tools outside the allow-list.
 pub const OTHER: &str = "other";
@@ -45,12 +46,18 @@ const METHODS: [&str; 24] = [
     "notifications/message",
 ];
 
-/// The `mcp_tool` label of a tool: its place in the allow-list, or `other`.
+/// The `mcp_tool` label of a tool: its place in the allow-list, a tool the route's
+/// server is registered with (`servers_from_routes`), or `other`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ToolLabel {
     Listed(usize),
+    Registered(ToolKey),
     Other,
 }
+
+/// A registered tool name interned for the metric id cache (see `metric_ids`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ToolKey(pub u32);
 
 /// The `mcp_tool` label of a tool name.
 pub fn tool_label(config: &FilterConfig, tool: &str) -> ToolLabel {
@@ -61,10 +68,14 @@ pub fn tool_label(config: &FilterConfig, tool: &str) -> ToolLabel {
 }
 
 impl ToolLabel {
-    /// The label value.
-    pub fn as_str(self, config: &FilterConfig) -> &str {
+    /// The label value; `registered` holds the interned registered tool names.
+    pub fn as_str<'a>(self, config: &'a FilterConfig, registered: &'a [Rc<str>]) -> &'a str {
         match self {
             ToolLabel::Listed(index) => config.metrics.tool_names.get(index).unwrap_or(OTHER),
+            ToolLabel::Registered(ToolKey(key)) => usize::try_from(key)
+                .ok()
+                .and_then(|i| registered.get(i))
+                .map_or(OTHER, |name| name),
             ToolLabel::Other => OTHER,
         }
     }
@@ -104,12 +115,17 @@ impl Stat {
         }
     }
 
-    /// The Envoy stat name, labels included.
-    pub fn name(self, config: &FilterConfig, server: &str) -> String {
+    /// The Envoy stat name, labels included; `registered` holds the interned
+    /// registered tool names ([`ToolLabel::Registered`]).
+    pub fn name(self, config: &FilterConfig, server: &str, registered: &[Rc<str>]) -> String {
         match self {
             Stat::Requests { method, decision } => requests(server, method, decision),
-            Stat::ToolCalls { tool, outcome } => tool_calls(server, tool.as_str(config), outcome),
-            Stat::ToolCallDuration { tool } => tool_call_duration(server, tool.as_str(config)),
+            Stat::ToolCalls { tool, outcome } => {
+                tool_calls(server, tool.as_str(config, registered), outcome)
+            }
+            Stat::ToolCallDuration { tool } => {
+                tool_call_duration(server, tool.as_str(config, registered))
+            }
             Stat::NegotiationFailures(kind) => negotiation_failures(server, kind),
             Stat::Sessions { event } => sessions(server, event),
             Stat::SessionDuration => session_duration(server),
@@ -258,11 +274,21 @@ mod tests {
     fn labels_are_bounded() {
         let config = config();
         assert_eq!(
-            tool_label(&config, "get.balance").as_str(&config),
+            tool_label(&config, "get.balance").as_str(&config, &[]),
             "get.balance"
         );
         assert_eq!(tool_label(&config, "made-up-123"), ToolLabel::Other);
-        assert_eq!(tool_label(&config, "made-up-123").as_str(&config), OTHER);
+        assert_eq!(
+            tool_label(&config, "made-up-123").as_str(&config, &[]),
+            OTHER
+        );
+        let registered: [Rc<str>; 1] = [Rc::from("find_employee")];
+        let label = ToolLabel::Registered(ToolKey(0));
+        assert_eq!(label.as_str(&config, &registered), "find_employee");
+        assert_eq!(
+            ToolLabel::Registered(ToolKey(1)).as_str(&config, &registered),
+            OTHER
+        );
         assert_eq!(
             method_label(Some("tools/call"), false, "POST"),
             "tools/call"
@@ -294,7 +320,7 @@ mod tests {
             outcome: "success",
         };
         assert_eq!(
-            calls.name(&config, "fin"),
+            calls.name(&config, "fin", &[]),
             "mcp_tool_calls_total;server=fin;tool=get.balance;outcome=success"
         );
         assert_eq!(calls.kind(), MetricKind::Counter);
@@ -302,12 +328,12 @@ mod tests {
             tool: ToolLabel::Other,
         };
         assert_eq!(
-            duration.name(&config, "fin"),
+            duration.name(&config, "fin", &[]),
             "mcp_tool_call_duration_ms;server=fin;tool=other"
         );
         assert_eq!(duration.kind(), MetricKind::Histogram);
         assert_eq!(
-            Stat::Sessions { event: "ended" }.name(&config, "fin"),
+            Stat::Sessions { event: "ended" }.name(&config, "fin", &[]),
             "mcp_sessions_total;server=fin;event=ended"
         );
     }

@@ -5,7 +5,7 @@
 //!   server; the route matches the exposure path exactly, rewrites it to the
 //!   endpoint's path, sends the rate limit descriptor `[server_id, tool_call,
 //!   agent_id]` and carries the metadata the MCP filter labels requests with
-//!   (`mcp_gateway: {server_id, server_version}`, see filter/core/src/route.rs). A
+//!   (`mcp_gateway: {server_id, server_version, tools}`, see filter/core/src/route.rs). A
 //!   catch-all route marked `mcp_gateway: {unregistered: "true"}` comes last: the filter
 //!   answers it with 404 -31014 and an audit record (its direct response is only the
 //!   fallback should the filter be missing). Envoy reloads both files when render
@@ -124,11 +124,14 @@ fn oauth_metadata_route() -> Value {
 
 fn server_route(server: &Server) -> Value {
     let endpoint = &server.endpoint;
-    let mut metadata = json!({ "server_id": server.id(), "server_version": server.version });
-    if let Some(map) = metadata.as_object_mut() {
-        // Only strings: the filter reads each leaf as a raw string.
-        map.retain(|_, v| v.is_string());
-    }
+    // Strings only: the filter reads each leaf as a raw string. `tools` gives the
+    // server's registered tools their own metric label (MCP tool names hold no commas).
+    let tools: Vec<&str> = server.tools.iter().map(|t| t.name.as_str()).collect();
+    let metadata = json!({
+        "server_id": server.id(),
+        "server_version": server.version,
+        "tools": tools.join(","),
+    });
     let default_port = if endpoint.is_tls() { 443 } else { 80 };
     let authority = if endpoint.port == default_port {
         host_for_authority(&endpoint.host)

@@ -851,11 +851,41 @@ fn a_fleet_labels_audits_and_meters_under_the_routes_server() {
     let record = host.record();
     assert_eq!(record["server_id"], "hr-directory");
     assert_eq!(record["server_version"], "2.0.1");
+    // The route lists no tools: the call is counted, as `other`.
     assert_eq!(
         host.counters["mcp_tool_calls_total;server=hr-directory;tool=other;outcome=success"], 1,
         "{:?}",
         host.counters
     );
+}
+
+/// A tool the route lists among its server's registered tools gets its own label; the
+/// same name on a route that does not list it stays `other`.
+#[test]
+fn a_fleet_labels_registered_tools_by_name() {
+    let metrics = Rc::new(MetricIds::default());
+    let config = Rc::new(FilterConfig::from_json(br#"{"servers_from_routes":true}"#).unwrap());
+    let mut names = Vec::new();
+    for (server, tools) in [
+        ("financial-data", "query_transactions,get_account_balance"),
+        ("hr-directory", "find_employee"),
+    ] {
+        let mut flow = RequestFlow::new(config.clone(), metrics.clone());
+        let mut host = FakeHost::mcp_post(&[]);
+        on_route(&mut host, &[("server_id", server), ("tools", tools)]);
+        assert_eq!(run(&mut flow, &mut host), Verdict::Continue);
+        flow.on_log(&mut host);
+        names.extend(host.metric_names);
+    }
+    for expected in [
+        "mcp_tool_calls_total;server=financial-data;tool=get_account_balance;outcome=partial",
+        "mcp_tool_calls_total;server=hr-directory;tool=other;outcome=partial",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} in {names:?}"
+        );
+    }
 }
 
 #[test]
