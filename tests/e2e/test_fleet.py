@@ -18,7 +18,7 @@ SERVERS = ("financial-data", "hr-directory", "weather")
 # One tool of each server, with arguments its schema accepts.
 CALLS = {
     "financial-data": ("get_account_balance", {"account_id": "acc-001"}),
-    "hr-directory": ("find_employee", {"name": "Ada"}),
+    "hr-directory": ("find_employee", {"query": "Ada"}),
     "weather": ("get_forecast", {"city": "Oslo"}),
 }
 # registry/examples: a credential file for financial-data, a Kubernetes secret
@@ -91,7 +91,7 @@ def test_a_tool_of_one_server_through_another_servers_route_is_refused(fleet):
     assert response.status == 403
     assert response.json()["error"]["code"] == -31011
     # And a token scoped to one server does not reach another.
-    response = call(fleet.port, "hr-directory", "find_employee", {"name": "Ada"}, "x-2", scopes("weather"))
+    response = call(fleet.port, "hr-directory", "find_employee", {"query": "Ada"}, "x-2", scopes("weather"))
     assert response.status == 403
 
 
