@@ -7,11 +7,13 @@ the same fleet with the official SDK servers and clients."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
 
 from e2e.helpers import AGENT, modern_call
-from harness import audit_records, bearer, request, start_echo
+from harness import audit_records, bearer, request, start_echo, wait_until
 from harness.fleet import Fleet
 
 SERVERS = ("financial-data", "hr-directory", "weather")
@@ -108,3 +110,61 @@ def test_an_unregistered_path_is_404_with_an_audit_record(fleet):
     records = mine(audit_records(fleet.audit_path, until=lambda rs: len(mine(rs)) >= len(paths)))
     assert len(records) == len(paths)
     assert all(r["error_code"] == -31014 and r["http_status"] == 404 for r in records), records
+
+
+def test_registering_and_removing_a_server_under_load_fails_no_other_request(tmp_path):
+    """Two servers under a bounded load while a third is registered (render: policy,
+    limits, clusters, routes, all picked up live) and removed again: every request to
+    the two is answered 200, and the third serves while it is registered."""
+    started = {server: start_echo(tmp_path, name=server) for server in SERVERS}
+    ports = {server: port for server, (_, port) in started.items()}
+    # Loaded: financial-data (default limit 600 per agent and tool a minute: the load
+    # stays under it) and weather (no limit on get_forecast); hr-directory comes and goes.
+    running = Fleet(tmp_path, {s: ports[s] for s in ("financial-data", "weather")})
+    everything = scopes(*SERVERS)
+    # (when it ended, status) of every load request.
+    statuses: dict[str, list[tuple[float, int]]] = {"financial-data": [], "weather": []}
+    stop = threading.Event()
+
+    def load(server: str) -> None:
+        tool, arguments = CALLS[server]
+        n = 0
+        while not stop.is_set() and n < 550:
+            n += 1
+            status = call(running.port, server, tool, arguments, f"load-{n}", everything).status
+            statuses[server].append((time.monotonic(), status))
+
+    def added_status() -> int:
+        tool, arguments = CALLS["hr-directory"]
+        return call(running.port, "hr-directory", tool, arguments, "added", everything).status
+
+    workers = [threading.Thread(target=load, args=(server,)) for server in statuses]
+    try:
+        for worker in workers:
+            worker.start()
+        assert added_status() == 404
+        wait_until(lambda: all(len(seen) >= 20 for seen in statuses.values()))
+        changing = time.monotonic()
+        wrote = running.register("hr-directory", ports["hr-directory"])
+        assert "envoy/routes.yaml" in wrote and "policy.yaml" in wrote, wrote
+        # Serving once Envoy and the authz-service have both reloaded (a moment).
+        wait_until(lambda: added_status() == 200, timeout=15)
+        served = [added_status() for _ in range(20)]
+        assert served == [200] * 20
+        running.unregister("hr-directory")
+        wait_until(lambda: added_status() == 404, timeout=15)
+        changed = time.monotonic()
+        counts = {server: len(seen) for server, seen in statuses.items()}
+        wait_until(lambda: all(len(seen) >= counts[server] + 20 for server, seen in statuses.items()))
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join()
+        running.stop()
+        for process, _ in started.values():
+            process.stop()
+    for server, seen in statuses.items():
+        during = [status for at, status in seen if changing <= at <= changed]
+        # The load really ran while the fleet changed, and not one request failed.
+        assert len(during) >= 10, (server, len(during))
+        assert {status for _, status in seen} == {200}, (server, sorted({s for _, s in seen}))
