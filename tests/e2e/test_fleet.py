@@ -7,14 +7,18 @@ the same fleet with the official SDK servers and clients."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import threading
 import time
 
 import pytest
+import yaml
 
 from e2e.helpers import AGENT, modern_call
-from harness import audit_records, bearer, request, start_echo, wait_until
-from harness.fleet import Fleet
+from harness import ROOT, audit_records, bearer, connection_manager, request, start_echo, validate, wait_until, wasm_path
+from harness.envoy import wasm_plugin_configs
+from harness.fleet import EXAMPLES, Fleet, render
 
 SERVERS = ("financial-data", "hr-directory", "weather")
 # One tool of each server, with arguments its schema accepts.
@@ -168,3 +172,37 @@ def test_registering_and_removing_a_server_under_load_fails_no_other_request(tmp
         # The load really ran while the fleet changed, and not one request failed.
         assert len(during) >= 10, (server, len(during))
         assert {status for _, status in seen} == {200}, (server, sorted({s for _, s in seen}))
+
+
+def test_what_render_writes_passes_each_consumers_own_validation(tmp_path):
+    """The rendered example fleet: Envoy's bootstrap with its routes and clusters pass
+    `envoy --mode validate` (the routes and clusters inlined, since validation does not
+    read file-based xDS), and the policy and limits pass each service's --validate."""
+    manifests, out, credentials = tmp_path / "manifests", tmp_path / "out", tmp_path / "credentials"
+    shutil.copytree(EXAMPLES, manifests)
+    secret = credentials / "hr-directory" / "authorization"
+    secret.parent.mkdir(parents=True)
+    secret.write_text("Bearer x\n")
+    render(manifests, out, credentials)
+
+    assert validate(out / "envoy" / "bootstrap.yaml").returncode == 0
+    bootstrap = yaml.safe_load((out / "envoy" / "bootstrap.yaml").read_text())
+    routes = yaml.safe_load((out / "envoy" / "routes.yaml").read_text())["resources"]
+    clusters = yaml.safe_load((out / "envoy" / "clusters.yaml").read_text())["resources"]
+    assert [c["name"] for c in clusters] == [f"mcp-server/{s}" for s in SERVERS]
+    del bootstrap["dynamic_resources"]
+    hcm = connection_manager(bootstrap)
+    del hcm["rds"]
+    hcm["route_config"] = {k: v for k, v in routes[0].items() if k != "@type"}
+    bootstrap["static_resources"]["clusters"] += [{k: v for k, v in c.items() if k != "@type"} for c in clusters]
+    for plugin in wasm_plugin_configs(bootstrap):
+        plugin["vm_config"]["code"]["local"]["filename"] = str(wasm_path())
+    inlined = tmp_path / "inlined.yaml"
+    inlined.write_text(yaml.safe_dump(bootstrap))
+    result = validate(inlined)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    for binary, file in (("mcp-authz-service", out / "policy.yaml"), ("mcp-ratelimit-service", out / "limits" / "limits.yaml")):
+        done = subprocess.run([str(ROOT / "target" / "release" / binary), "--validate", str(file)], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, (binary, done.stdout + done.stderr)
+        assert done.stdout == f"{file}: OK\n"
