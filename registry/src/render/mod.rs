@@ -5,6 +5,7 @@
 
 pub mod credentials;
 pub mod envoy;
+pub mod istio;
 pub mod kubernetes;
 pub mod limits;
 pub mod policy;
@@ -65,6 +66,8 @@ pub fn render(fleet: &Fleet, options: &Options) -> Vec<Output> {
     let policy_text = policy::render(fleet, &local);
     let limits_text = limits::render(fleet);
     let configmaps = kubernetes::configmaps(fleet, &limits_text);
+    let envoy_configmap = kubernetes::envoy_configmap(fleet);
+    let authz_deployment = kubernetes::authz_deployment(fleet);
     let envoy_dir = options.envoy_dir.clone().unwrap_or_else(|| {
         let out = std::path::absolute(&options.out_dir).unwrap_or(options.out_dir.clone());
         out.join("envoy")
@@ -76,9 +79,12 @@ pub fn render(fleet: &Fleet, options: &Options) -> Vec<Output> {
         Output::new("policy.yaml", policy_text),
         Output::new("limits/limits.yaml", limits_text),
         Output::new("kubernetes/configmaps.yaml", configmaps),
+        Output::new("kubernetes/authz-service.yaml", authz_deployment),
+        Output::new("kubernetes/envoy-configmap.yaml", envoy_configmap),
     ];
     outputs.extend(envoy::render(fleet, &envoy_dir));
-    // The Istio target (render/istio.rs) adds its outputs here.
+    // On Istio, the EnvoyFilter before the routes it patches (render/istio.rs).
+    outputs.extend(istio::render(fleet));
     outputs
 }
 

@@ -1,0 +1,457 @@
+//! `istio/`: the fleet on an Istio ingress gateway (Istio >= 1.27).
+//!
+//! - `gateway-envoyfilter.yaml`: the EnvoyFilter `mcp-gateway` (istio-system, pods
+//!   labelled `istio: ingressgateway`). It inserts the HTTP filters of
+//!   `envoy/fleet.yaml` before the router (the MCP filter with `servers_from_routes`,
+//!   ext_authz, ratelimit), adds the two service clusters, merges the connection
+//!   manager settings and the stat tag rules, and MERGEs into each route istiod
+//!   generates from the VirtualService what a VirtualService cannot say: the route
+//!   metadata the filter labels requests with, the rate limit actions and the idle
+//!   timeout. All of it is taken from what the Envoy target renders (envoy.rs) and
+//!   from `envoy/fleet.yaml`, so the two deployments cannot drift apart.
+//! - `gateway-virtualservice.yaml`: the Gateway `mcp-gateway` (port 80, any host) and
+//!   the VirtualService `mcp-gateway`: the RFC 9728 metadata route, one http route
+//!   per server (exact, case-sensitive match on the exposure path, rewritten to the
+//!   endpoint's path and authority, to the endpoint's host and port as a Kubernetes
+//!   service, the manifest's request timeout) and the catch-all `mcp-unregistered`;
+//!   a DestinationRule per `https` endpoint (TLS origination).
+//!
+//! The names are the ones of envoy/istio/, so applying these replaces a single-server
+//! install on the same gateway. The EnvoyFilter comes first (also in `kubectl apply
+//! -f istio/` order): a route istiod generates for a new server then already gets its
+//! metadata; a patch whose route does not exist yet is a no-op in Istio.
+//!
+//! The sidecar variant is not rendered: a sidecar fronts one server, and
+//! envoy/istio/sidecar-envoyfilter.yaml (a fixed `server_id`) stays the way to put the
+//! filter in front of it. Its inbound routes are not VirtualService routes, so there
+//! is no per-server route a fleet rendering could name.
+
+use super::envoy;
+use super::Output;
+use crate::fleet::Fleet;
+use crate::model::Server;
+use serde_json::{json, Map, Value};
+use std::path::Path;
+use std::time::Duration;
+
+const BOOTSTRAP: &str = include_str!("../../../envoy/fleet.yaml");
+
+pub const NAMESPACE: &str = "istio-system";
+/// The Gateway, VirtualService and EnvoyFilter name (as in envoy/istio/).
+pub const NAME: &str = "mcp-gateway";
+/// The Gateway's port; istiod names the virtual host `<host>:<port>`.
+pub const GATEWAY_PORT: u16 = 80;
+/// Any host: the gateway pods are dedicated to MCP traffic (the EnvoyFilter patches
+/// every HTTP listener of the pods it selects), so no host name has to be configured.
+pub const GATEWAY_HOST: &str = "*";
+/// Where the gateway pods find the filter (an init container or an image layer).
+pub const WASM_FILE: &str = "/var/local/lib/wasm/mcp_filter.wasm";
+/// Route names of the VirtualService that are not servers'.
+pub const OAUTH_METADATA_ROUTE: &str = "mcp-oauth-metadata";
+pub const UNREGISTERED_ROUTE: &str = "mcp-unregistered";
+
+const AUTHZ_HOST: &str = "mcp-authz-service.mcp-gateway.svc.cluster.local";
+const AUTHZ_GRPC_PORT: u16 = 9191;
+const AUTHZ_HTTP_PORT: u16 = 9192;
+const RATELIMIT_HOST: &str = "mcp-ratelimit-service.mcp-gateway.svc.cluster.local";
+const RATELIMIT_PORT: u16 = 8081;
+
+/// The connection manager settings of envoy/fleet.yaml the gateway must carry. A
+/// MERGE sets fields but cannot clear them; each of these is a non-default value, so
+/// it replaces what istiod set (Istio merges no slashes, keeps escaped slashes and
+/// lets header names with underscores through).
+const HCM_SETTINGS: [&str; 6] = [
+    "normalize_path",
+    "merge_slashes",
+    "path_with_escaped_slashes_action",
+    "common_http_protocol_options",
+    "access_log",
+    "local_reply_config",
+];
+const HCM: &str = "envoy.filters.network.http_connection_manager";
+const ROUTER: &str = "envoy.filters.http.router";
+
+/// The name of a server's http route in the VirtualService, which istiod gives the
+/// Envoy route it generates (`translateRoute`: the http route's name).
+pub fn route_name(server: &Server) -> String {
+    format!("mcp-server-{}", server.id())
+}
+
+/// The virtual host istiod generates for the Gateway's server (`<host>:<port>`).
+pub fn virtual_host() -> String {
+    format!("{GATEWAY_HOST}:{GATEWAY_PORT}")
+}
+
+pub fn render(fleet: &Fleet) -> Vec<Output> {
+    let routes = EnvoyRoutes::of(fleet);
+    vec![
+        Output::new(
+            "istio/gateway-envoyfilter.yaml",
+            envoy_filter(fleet, &routes),
+        ),
+        Output::new(
+            "istio/gateway-virtualservice.yaml",
+            gateway_routes(fleet, &routes),
+        ),
+    ]
+}
+
+/// The routes the Envoy target renders, by role: what the Istio routes must carry.
+struct EnvoyRoutes {
+    all: Vec<Value>,
+}
+
+impl EnvoyRoutes {
+    fn of(fleet: &Fleet) -> EnvoyRoutes {
+        let routes = envoy::render(fleet, Path::new("/"))
+            .into_iter()
+            .find(|o| o.path == Path::new("envoy/routes.yaml"))
+            .and_then(|o| serde_norway::from_str::<Value>(&o.text).ok())
+            .and_then(|v| {
+                v.pointer("/resources/0/virtual_hosts/0/routes")
+                    .and_then(Value::as_array)
+                    .cloned()
+            })
+            .unwrap_or_default();
+        EnvoyRoutes { all: routes }
+    }
+
+    fn find(&self, pred: impl Fn(&Value) -> bool) -> Value {
+        self.all
+            .iter()
+            .find(|r| pred(r))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn server(&self, server: &Server) -> Value {
+        self.find(|r| r.pointer("/match/path").and_then(Value::as_str) == Some(&server.path))
+    }
+
+    fn oauth_metadata(&self) -> Value {
+        self.find(|r| r["name"] == OAUTH_METADATA_ROUTE)
+    }
+
+    fn unregistered(&self) -> Value {
+        self.find(|r| r.pointer("/match/prefix").and_then(Value::as_str) == Some("/"))
+    }
+}
+
+fn bootstrap() -> Value {
+    serde_norway::from_str(BOOTSTRAP).unwrap_or_default()
+}
+
+fn connection_manager(bootstrap: &Value) -> Value {
+    let filters = bootstrap
+        .pointer("/static_resources/listeners/0/filter_chains/0/filters")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    filters
+        .into_iter()
+        .find(|f| f["name"] == HCM)
+        .map(|f| f["typed_config"].clone())
+        .unwrap_or_default()
+}
+
+fn envoy_filter(fleet: &Fleet, routes: &EnvoyRoutes) -> String {
+    let bootstrap = bootstrap();
+    let hcm = connection_manager(&bootstrap);
+    let mut patches = Vec::new();
+
+    // The gateway's own services, as Kubernetes services (envoy/kubernetes/).
+    let clusters = bootstrap
+        .pointer("/static_resources/clusters")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for (name, host, port) in [
+        ("authz_service", AUTHZ_HOST, AUTHZ_GRPC_PORT),
+        ("ratelimit_service", RATELIMIT_HOST, RATELIMIT_PORT),
+    ] {
+        if let Some(mut cluster) = clusters.iter().find(|c| c["name"] == name).cloned() {
+            cluster["type"] = json!("STRICT_DNS");
+            cluster["load_assignment"]["endpoints"] = json!([{ "lb_endpoints": [{ "endpoint":
+                { "address": { "socket_address": { "address": host, "port_value": port } } } }] }]);
+            patches.push(patch("CLUSTER", json!({}), "ADD", cluster));
+        }
+    }
+
+    // mcp (wasm) -> ext_authz -> ratelimit -> router, each inserted before the router
+    // in this order.
+    let listener = json!({ "listener": { "filterChain": { "filter": {
+        "name": HCM, "subFilter": { "name": ROUTER } } } } });
+    for mut filter in hcm["http_filters"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|f| f["name"] != ROUTER)
+    {
+        if let Some(code) = filter.pointer_mut("/typed_config/config/vm_config/code/local") {
+            code["filename"] = json!(WASM_FILE);
+        }
+        patches.push(patch(
+            "HTTP_FILTER",
+            listener.clone(),
+            "INSERT_BEFORE",
+            filter,
+        ));
+    }
+
+    let mut settings = Map::new();
+    settings.insert("@type".into(), hcm["@type"].clone());
+    for key in HCM_SETTINGS {
+        settings.insert(key.into(), hcm[key].clone());
+    }
+    patches.push(patch(
+        "NETWORK_FILTER",
+        json!({ "listener": { "filterChain": { "filter": { "name": HCM } } } }),
+        "MERGE",
+        json!({ "typed_config": settings }),
+    ));
+
+    // The routes istiod generates from the VirtualService, by name.
+    let route_match = |name: &str| {
+        json!({ "routeConfiguration": { "vhost": {
+            "name": virtual_host(), "route": { "name": name } } } })
+    };
+    let oauth = routes.oauth_metadata();
+    patches.push(patch(
+        "HTTP_ROUTE",
+        route_match(OAUTH_METADATA_ROUTE),
+        "MERGE",
+        json!({ "typed_per_filter_config": oauth["typed_per_filter_config"] }),
+    ));
+    for server in &fleet.servers {
+        let route = routes.server(server);
+        patches.push(patch(
+            "HTTP_ROUTE",
+            route_match(&route_name(server)),
+            "MERGE",
+            json!({
+                "metadata": route["metadata"],
+                "route": {
+                    "rate_limits": route["route"]["rate_limits"],
+                    "idle_timeout": route["route"]["idle_timeout"],
+                },
+            }),
+        ));
+    }
+    let unregistered = routes.unregistered();
+    patches.push(patch(
+        "HTTP_ROUTE",
+        route_match(UNREGISTERED_ROUTE),
+        "MERGE",
+        json!({ "metadata": unregistered["metadata"] }),
+    ));
+
+    patches.push(patch(
+        "BOOTSTRAP",
+        json!({}),
+        "MERGE",
+        json!({ "stats_config": bootstrap["stats_config"] }),
+    ));
+
+    let filter = json!({
+        "apiVersion": "networking.istio.io/v1alpha3",
+        "kind": "EnvoyFilter",
+        "metadata": { "name": NAME, "namespace": NAMESPACE },
+        "spec": {
+            "workloadSelector": { "labels": { "istio": "ingressgateway" } },
+            "configPatches": patches,
+        },
+    });
+    let comment = format!(
+        "# The MCP gateway for the fleet on the Istio ingress gateway: the filters, clusters and\n\
+         # connection manager settings of envoy/fleet.yaml, and per server route (by the names of\n\
+         # gateway-virtualservice.yaml, in the virtual host {vhost}) the route metadata\n\
+         # mcp_gateway: {{server_id, server_version, tools}} the MCP filter labels requests with,\n\
+         # the rate limit actions [server_id, tool_call, agent_id] and the idle timeout; the\n\
+         # catch-all {UNREGISTERED_ROUTE} is marked unregistered (404 -31014 with an audit record).\n\
+         # Needs: the services (kubectl apply -f envoy/kubernetes/, then this render's\n\
+         # kubernetes/), the .wasm in the gateway pods at\n\
+         # {WASM_FILE}, and gateway pods dedicated to MCP traffic.\n\
+         # The BOOTSTRAP patch applies when gateway pods start: restart them after the first apply.\n",
+        vhost = virtual_host(),
+    );
+    document(&comment, &[filter])
+}
+
+fn patch(apply_to: &str, matching: Value, operation: &str, value: Value) -> Value {
+    let mut matching = matching;
+    matching["context"] = json!("GATEWAY");
+    json!({
+        "applyTo": apply_to,
+        "match": matching,
+        "patch": { "operation": operation, "value": value },
+    })
+}
+
+fn gateway_routes(fleet: &Fleet, routes: &EnvoyRoutes) -> String {
+    let gateway = json!({
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "Gateway",
+        "metadata": { "name": NAME, "namespace": NAMESPACE },
+        "spec": {
+            "selector": { "istio": "ingressgateway" },
+            "servers": [{
+                "port": { "number": GATEWAY_PORT, "name": "http", "protocol": "HTTP" },
+                "hosts": [GATEWAY_HOST],
+            }],
+        },
+    });
+    let mut http = vec![json!({
+        "name": OAUTH_METADATA_ROUTE,
+        "match": [{ "uri": { "prefix": "/.well-known/oauth-protected-resource" } }],
+        "route": [{ "destination": { "host": AUTHZ_HOST, "port": { "number": AUTHZ_HTTP_PORT } } }],
+    })];
+    http.extend(
+        fleet
+            .servers
+            .iter()
+            .map(|s| server_route(s, &routes.server(s))),
+    );
+    // No match: istiod makes it `prefix: /` and sorts it last.
+    let unregistered = routes.unregistered();
+    http.push(json!({
+        "name": UNREGISTERED_ROUTE,
+        "directResponse": {
+            "status": unregistered["direct_response"]["status"],
+            "body": { "string": unregistered["direct_response"]["body"]["inline_string"] },
+        },
+        "headers": { "response": { "set": { "content-type": "application/json" } } },
+    }));
+    let virtual_service = json!({
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": { "name": NAME, "namespace": NAMESPACE },
+        "spec": { "hosts": [GATEWAY_HOST], "gateways": [NAME], "http": http },
+    });
+    let mut documents = vec![gateway];
+    documents.extend(
+        fleet
+            .servers
+            .iter()
+            .filter(|s| s.endpoint.is_tls())
+            .map(destination_rule),
+    );
+    documents.push(virtual_service);
+    let comment = "# The fleet's routes on the Istio ingress gateway: one http route per registered server\n\
+         # (exact, case-sensitive match on its path: a looser one would let \"/X/MCP\" or \"/x/mcp/\"\n\
+         # reach a server unlabelled), the RFC 9728 metadata route and the catch-all.\n\
+         # gateway-envoyfilter.yaml patches these routes by name.\n";
+    document(comment, &documents)
+}
+
+fn server_route(server: &Server, envoy_route: &Value) -> Value {
+    let endpoint = &server.endpoint;
+    let mut rewrite = Map::new();
+    if let Some(path) = envoy_route["route"]["prefix_rewrite"].as_str() {
+        // With an exact match, istiod's prefix_rewrite replaces the whole path.
+        rewrite.insert("uri".into(), json!(path));
+    }
+    if let Some(authority) = envoy_route["route"]["host_rewrite_literal"].as_str() {
+        rewrite.insert("authority".into(), json!(authority));
+    }
+    let mut route = json!({
+        "name": route_name(server),
+        "match": [{ "uri": { "exact": server.path } }],
+        "route": [{ "destination": {
+            "host": endpoint.host,
+            "port": { "number": endpoint.port },
+        } }],
+    });
+    if !rewrite.is_empty() {
+        route["rewrite"] = Value::Object(rewrite);
+    }
+    // Istio's validation refuses a timeout under 1 ms, and no timeout is istiod's
+    // default: "0s" (none) is written by leaving it out.
+    match server.timeouts.request {
+        Some(timeout) if !timeout.is_zero() => route["timeout"] = json!(duration(timeout)),
+        _ => {}
+    }
+    route
+}
+
+/// TLS to an `https` endpoint, verifying the manifest's host name.
+fn destination_rule(server: &Server) -> Value {
+    let endpoint = &server.endpoint;
+    json!({
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "DestinationRule",
+        "metadata": {
+            "name": format!("mcp-server-{}", kubernetes_name(server.id())),
+            "namespace": NAMESPACE,
+        },
+        "spec": {
+            "host": endpoint.host,
+            "exportTo": ["."],
+            "trafficPolicy": { "portLevelSettings": [{
+                "port": { "number": endpoint.port },
+                "tls": { "mode": "SIMPLE", "sni": endpoint.host },
+            }]},
+        },
+    })
+}
+
+/// A server id as a DNS label fragment (ids may hold `:`, `_`, `.` and capitals).
+fn kubernetes_name(id: &str) -> String {
+    id.replace([':', '_', '.'], "-").to_ascii_lowercase()
+}
+
+/// Istio durations: whole milliseconds at most.
+fn duration(value: Duration) -> String {
+    if value.subsec_millis() == 0 {
+        format!("{}s", value.as_secs())
+    } else {
+        format!("{}ms", value.as_millis())
+    }
+}
+
+fn document(comment: &str, documents: &[Value]) -> String {
+    let mut out = format!("{}{comment}", super::HEADER);
+    for (i, doc) in documents.iter().enumerate() {
+        if i > 0 {
+            out.push_str("---\n");
+        }
+        out.push_str(&serde_norway::to_string(doc).unwrap_or_default());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_bootstrap_has_what_the_patches_take() {
+        let bootstrap = bootstrap();
+        let hcm = connection_manager(&bootstrap);
+        for key in HCM_SETTINGS {
+            assert!(!hcm[key].is_null(), "{key}");
+        }
+        let names: Vec<&str> = hcm["http_filters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "mcp",
+                "envoy.filters.http.ext_authz",
+                "envoy.filters.http.ratelimit",
+                ROUTER
+            ]
+        );
+        assert!(bootstrap["stats_config"]["stats_tags"].is_array());
+    }
+
+    #[test]
+    fn durations_in_whole_milliseconds() {
+        assert_eq!(duration(Duration::from_secs(15)), "15s");
+        assert_eq!(duration(Duration::from_millis(1500)), "1500ms");
+    }
+}
