@@ -40,3 +40,11 @@ def start_weather(log_dir: Path, port: int | None = None, header_log: Path | Non
     port = port or free_port()
     argv = ["node", str(WEATHER_DIR / "server.mjs"), "--port", str(port)]
     return _start("weather", argv, log_dir, port, header_log), port
+
+
+def start_knowledge_base(log_dir: Path, port: int | None = None, header_log: Path | None = None) -> tuple[Process, int]:
+    """The knowledge-base server (official Python SDK, demo/servers/knowledge_base.py),
+    the one the demo registers live (demo/fleet-addition), on `port` or a free one."""
+    port = port or free_port()
+    argv = [python(), str(ROOT / "demo" / "servers" / "knowledge_base.py"), "--port", str(port)]
+    return _start("knowledge-base", argv, log_dir, port, header_log), port
