@@ -495,3 +495,116 @@ def apply(envoy_filter: dict, bootstrap: dict | None = None) -> dict:
         else:
             raise ValueError(f"patch not handled by the test harness: {apply_to} {operation}")
     return bootstrap
+
+
+# --- The fleet rendered by `mcp-registry render` (istio/): tests/e2e/test_fleet_istio.py.
+
+
+def _route_operation(route: dict, vs_name: str, port: int) -> str:
+    """route.GetRouteOperation: `<host>:<port><path>` for one cluster, else the
+    VirtualService's name."""
+    match = route["match"]
+    path = "/*"
+    if "prefix" in match:
+        path = match["prefix"] + "*"
+    elif "path" in match:
+        path = match["path"]
+    cluster = route.get("route", {}).get("cluster", "")
+    if cluster.startswith("outbound|"):
+        _, cluster_port, _, host = cluster.split("|")
+        return f"{host}:{cluster_port}{path}"
+    return f"{vs_name}:{port}{path}"
+
+
+def _header_options(headers: dict[str, str], append: bool) -> list[dict]:
+    """translateAppendHeaders: sorted by name, Host/pseudo-headers left out."""
+    action = "APPEND_IF_EXISTS_OR_ADD" if append else "OVERWRITE_IF_EXISTS_OR_ADD"
+    return [
+        {"header": {"key": key, "value": value}, "append_action": action}
+        for key, value in sorted(headers.items())
+        if not key.startswith(":") and key.lower() != "host"
+    ]
+
+
+def translate_route(virtual_service: dict, http: dict, match: dict | None, port: int) -> dict:
+    """route.translateRoute for one http route and one of its matches (None: no match),
+    as far as `mcp-registry render` uses it: uri exact/prefix matches, one
+    destination, rewrite of uri and authority, timeout, route-level response and
+    request headers `set`, directResponse."""
+    meta = virtual_service["metadata"]
+    config = f"/apis/networking.istio.io/v1/namespaces/{meta['namespace']}/virtual-service/{meta['name']}"
+    name = http.get("name", "")
+    if match and match.get("name"):
+        name = f"{name}.{match['name']}"
+    # TranslateRouteMatch: no match is `prefix: /` without case_sensitive.
+    route_match: dict = {"prefix": "/"}
+    if match is not None:
+        uri = match.get("uri")
+        if uri:
+            ((kind, value),) = uri.items()
+            route_match = {"exact": {"path": value}, "prefix": {"prefix": value}}[kind]
+        route_match["case_sensitive"] = not match.get("ignoreUriCase", False)
+    out: dict = {"name": name, "match": route_match, "metadata": {"filter_metadata": {"istio": {"config": config}}}}
+    headers = http.get("headers") or {}
+    request_set = (headers.get("request") or {}).get("set") or {}
+    response_set = (headers.get("response") or {}).get("set") or {}
+    if request_set:
+        out["request_headers_to_add"] = _header_options(request_set, False)
+    if response_set:
+        out["response_headers_to_add"] = _header_options(response_set, False)
+    authority = next((v for k, v in request_set.items() if k.lower() in (":authority", "host")), "")
+    if "directResponse" in http:
+        direct = http["directResponse"]
+        out["direct_response"] = {"status": direct["status"]}
+        if "string" in (direct.get("body") or {}):
+            out["direct_response"]["body"] = {"inline_string": direct["body"]["string"]}
+    else:
+        (destination,) = [d["destination"] for d in http["route"]]
+        timeout = http.get("timeout", "0s")
+        action: dict = {
+            "cluster": outbound_cluster(destination),
+            "timeout": timeout,
+            # setTimeout: the deprecated max_grpc_timeout, "0s" for no timeout.
+            "max_grpc_timeout": timeout,
+        }
+        rewrite = http.get("rewrite") or {}
+        if rewrite.get("uri"):
+            action["prefix_rewrite"] = rewrite["uri"]
+        authority = rewrite.get("authority") or authority
+        if authority:
+            action["host_rewrite_literal"] = authority
+        action["retry_policy"] = copy.deepcopy(DEFAULT_RETRY)
+        out["route"] = action
+    out["decorator"] = {"operation": _route_operation(out, meta["name"], port)}
+    return out
+
+
+def _is_catch_all(route: dict) -> bool:
+    match = route["match"]
+    return match.get("prefix") == "/" and not match.get("headers") and not match.get("query_parameters")
+
+
+def fleet_gateway_skeleton(routes_file: Path) -> dict:
+    """What istiod generates on the ingress gateway for a Gateway and VirtualService
+    file as `mcp-registry render` writes it (istio/gateway-virtualservice.yaml; other
+    kinds in it, such as DestinationRules, are skipped): the shape of gateway_skeleton,
+    with every http route translated by translate_route and catch-alls sorted last
+    (SortVHostRoutes)."""
+    docs = load_all(routes_file)
+    (gateway,) = [d for d in docs if d["kind"] == "Gateway"]
+    (virtual_service,) = [d for d in docs if d["kind"] == "VirtualService"]
+    (server,) = gateway["spec"]["servers"]
+    (host,) = server["hosts"]
+    port = server["port"]["number"]
+    routes = []
+    for http in virtual_service["spec"]["http"]:
+        for match in http.get("match") or [None]:
+            routes.append(translate_route(virtual_service, http, match, port))
+    routes = [r for r in routes if not _is_catch_all(r)] + [r for r in routes if _is_catch_all(r)]
+    bootstrap = gateway_skeleton()
+    hcm = connection_manager(bootstrap)
+    hcm["route_config"]["name"] = f"http.{port}"
+    hcm["route_config"]["virtual_hosts"] = [{"name": f"{host}:{port}", "domains": [host], "routes": routes}]
+    clusters = sorted({r["route"]["cluster"] for r in routes if "route" in r})
+    bootstrap["static_resources"]["clusters"] = [_static_cluster(name) for name in clusters]
+    return bootstrap
