@@ -13,16 +13,10 @@ use mcp_filter_core::config::{McpPath, ServerId, ToolNames};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-/// Labels the gateway's own metrics carry; a manifest label of the same name would
-/// clash with them.
-pub const RESERVED_LABELS: [&str; 6] = [
-    "mcp_server",
-    "mcp_tool",
-    "mcp_method",
-    "mcp_outcome",
-    "mcp_decision",
-    "mcp_code",
-];
+/// Label names the gateway's own metrics and `mcp_server_info` carry (`mcp_server`,
+/// `mcp_tool`, `mcp_server_version`, ...) all start with this; a manifest label that
+/// does would clash with them.
+pub const RESERVED_LABEL_PREFIX: &str = "mcp_";
 
 /// Most extra metric labels per server: each one multiplies nothing by itself, but
 /// every label is carried on every series of the server.
@@ -553,10 +547,10 @@ fn metric_labels(labels: &BTreeMap<String, String>, p: &mut FileProblems<'_>) {
                 &field,
                 format!("{name:?}: label names starting with \"__\" are reserved by Prometheus"),
             );
-        } else if RESERVED_LABELS.contains(&name.as_str()) {
+        } else if name.starts_with(RESERVED_LABEL_PREFIX) {
             p.add(
                 &field,
-                format!("{name:?} is a label the gateway sets itself"),
+                format!("{name:?}: label names starting with \"{RESERVED_LABEL_PREFIX}\" are the gateway's own"),
             );
         }
         if value.is_empty() || value.len() > 64 || !value.bytes().all(|b| (0x20..0x7f).contains(&b))

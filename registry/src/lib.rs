@@ -14,7 +14,7 @@ pub mod render;
 mod schema;
 pub mod write;
 
-pub use check::{is_scope_token, is_tool_name, MAX_METRIC_LABELS, RESERVED_LABELS};
+pub use check::{is_scope_token, is_tool_name, MAX_METRIC_LABELS, RESERVED_LABEL_PREFIX};
 pub use fleet::Fleet;
 pub use model::{
     Credential, Endpoint, Rate, RateLimits, Scopes, Server, Timeouts, Tool, Transport, Unit,

@@ -206,3 +206,62 @@ def test_what_render_writes_passes_each_consumers_own_validation(tmp_path):
         done = subprocess.run([str(ROOT / "target" / "release" / binary), "--validate", str(file)], capture_output=True, text=True, timeout=30)
         assert done.returncode == 0, (binary, done.stdout + done.stderr)
         assert done.stdout == f"{file}: OK\n"
+
+
+def test_manifest_labels_join_the_gateways_series_in_prometheus(tmp_path):
+    """metric_labels cannot be labels of the filter's series (proxy-wasm metrics have
+    none; Envoy's tag rules are fixed): render writes one mcp_server_info series per
+    server instead, by recording rule. promtool loads the rendered rules and checks the
+    join a dashboard would make: calls per team."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is not installed; run scripts/setup.sh"
+    manifests, out = tmp_path / "manifests", tmp_path / "out"
+    shutil.copytree(EXAMPLES, manifests)
+    render(manifests, out, tmp_path / "credentials")
+    rules = out / "monitoring" / "mcp-servers.rules.yaml"
+    tests = tmp_path / "join.test.yaml"
+    tests.write_text(
+        yaml.safe_dump(
+            {
+                "rule_files": [str(rules)],
+                "evaluation_interval": "1m",
+                "tests": [
+                    {
+                        "interval": "1m",
+                        "input_series": [
+                            {"series": 'mcp_tool_calls_total{mcp_server="financial-data",mcp_tool="get_account_balance",mcp_outcome="success"}', "values": "0+60x10"},
+                            {"series": 'mcp_tool_calls_total{mcp_server="hr-directory",mcp_tool="find_employee",mcp_outcome="success"}', "values": "0+120x10"},
+                            {"series": 'mcp_tool_calls_total{mcp_server="weather",mcp_tool="get_forecast",mcp_outcome="success"}', "values": "0+30x10"},
+                        ],
+                        "promql_expr_test": [
+                            {
+                                "expr": "sum by (team) (rate(mcp_tool_calls_total[5m]) * on (mcp_server) group_left (team) mcp_server_info)",
+                                "eval_time": "10m",
+                                # weather has no team label: its calls sum under team="".
+                                "exp_samples": [
+                                    {"labels": '{team="payments"}', "value": 1},
+                                    {"labels": '{team="people"}', "value": 2},
+                                    {"labels": "{}", "value": 0.5},
+                                ],
+                            },
+                            {
+                                "expr": 'mcp_server_info{mcp_server="weather"}',
+                                "eval_time": "1m",
+                                "exp_samples": [
+                                    {
+                                        "labels": 'mcp_server_info{mcp_server="weather",mcp_server_version="2.0.1",mcp_owner="weather-team@company.com"}',
+                                        "value": 1,
+                                    }
+                                ],
+                            },
+                        ],
+                    }
+                ],
+            }
+        )
+    )
+    checked = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "SUCCESS: 3 rules found" in checked.stdout, checked.stdout
+    tested = subprocess.run([promtool, "test", "rules", str(tests)], capture_output=True, text=True, timeout=60)
+    assert tested.returncode == 0, tested.stdout + tested.stderr

@@ -8,6 +8,7 @@ pub mod envoy;
 pub mod istio;
 pub mod kubernetes;
 pub mod limits;
+pub mod monitoring;
 pub mod policy;
 
 use crate::fleet::Fleet;
@@ -85,6 +86,10 @@ pub fn render(fleet: &Fleet, options: &Options) -> Vec<Output> {
     outputs.extend(envoy::render(fleet, &envoy_dir));
     // On Istio, the EnvoyFilter before the routes it patches (render/istio.rs).
     outputs.extend(istio::render(fleet));
+    outputs.push(Output::new(
+        "monitoring/mcp-servers.rules.yaml",
+        monitoring::render(fleet),
+    ));
     outputs
 }
 
