@@ -6,6 +6,7 @@ YAML and JSON file under envoy/ is loaded by some test."""
 from __future__ import annotations
 
 import copy
+import re
 import shutil
 import subprocess
 
@@ -98,6 +99,12 @@ def test_istio_routes_parse_with_documented_fields():
     assert set(gateway["spec"]) <= {"selector", "servers"}
     assert (virtual_service["apiVersion"], virtual_service["kind"]) == ("networking.istio.io/v1", "VirtualService")
     assert set(virtual_service["spec"]) <= {"hosts", "gateways", "http", "tls", "tcp", "exportTo"}
+    # Istio's validation (ValidateDuration) refuses durations under 1ms, "0s" included.
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    for route in virtual_service["spec"]["http"]:
+        if "timeout" in route:
+            number, unit = re.fullmatch(r"([0-9.]+)(h|m|s|ms)", str(route["timeout"])).groups()
+            assert float(number) * units[unit] >= 0.001, route
     names = [route["name"] for route in virtual_service["spec"]["http"]]
     # MCP traffic is routed on exactly the filter's mcp_paths, case-sensitively: a
     # prefix or case-insensitive match would send "/MCP" or "/mcp/" to the server
