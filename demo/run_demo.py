@@ -1,17 +1,30 @@
-"""The demo: an official-SDK MCP server behind Envoy with the MCP filter, driven by the
-official SDK client. Prints what the gateway did: the headers the server saw for each
-request (labels from the filter, identity from the authz-service), and what a client
-gets back when the gateway refuses a request (401, 403 with its scope challenge, 400).
+"""The demo: a fleet of MCP servers behind one Envoy, everything the gateway runs on
+rendered from the servers' manifests, and a fourth server registered midway, live.
 
-Run it with scripts/demo.sh (which installs and builds everything first).
+1. Three servers of registry/examples, each built with an official MCP SDK
+   (financial-data and hr-directory: Python; weather: TypeScript v1), their manifests
+   rendered by `mcp-registry render` into Envoy's routes and clusters, the
+   authz-service policy and the ratelimit-service limits (harness Fleet).
+2. Per server, an official Python SDK client: the tools listed, one call, the headers
+   the server got from the gateway, the audit record, the per-server metric.
+3. What the gateway refuses: no token (401 and its challenge), a missing scope (403
+   and its challenge), one server's tool through another server's route, an
+   unregistered path (404), an agent over a server's rate limit (429, Retry-After).
+4. knowledge-base (demo/fleet-addition, not in registry/examples) registered live:
+   manifest copied into the fleet, `render` again; Envoy keeps its PID and serves it.
+
+Run it with scripts/demo.sh (which installs and builds everything first). Every
+process it starts is stopped by PID when it ends, also when it fails.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -21,254 +34,330 @@ from mcp import Client
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from harness import (  # noqa: E402
-    Authz,
-    Ratelimit,
-    audit_records,
-    prometheus_when,
-    request,
-    start_gateway,
-    start_mcp_server,
-    token,
-)
-from harness.authz import READ_SCOPES  # noqa: E402
+from harness import audit_records, prometheus_when, request, start_mcp_server, token, wait_until  # noqa: E402
+from harness.fleet import Fleet, manifest_text  # noqa: E402
+from harness.observe import json_lines  # noqa: E402
+from harness.servers import start_hr_directory, start_knowledge_base, start_weather  # noqa: E402
 from mcp.client.streamable_http import streamable_http_client  # noqa: E402
 from mcp.shared._httpx_utils import create_mcp_http_client  # noqa: E402
 
-WRITE_SCOPE = "mcp.server.financial-data:tools.write"
-# Two agents with different scopes (tokens minted by the demo's stand-in issuer).
-RECONCILER = token("reconciler-agent", READ_SCOPES, user="alice")
-TREASURY = token("treasury-agent", f"{READ_SCOPES} {WRITE_SCOPE}")
-LOOPING = token("agent-prod-001", READ_SCOPES)
+ADDITION = ROOT / "demo" / "fleet-addition"
+NEW = "knowledge-base"
+FLEET = ("financial-data", "hr-directory", "weather")
+BUILT_WITH = {
+    "financial-data": "official Python SDK, demo/mcp_server.py",
+    "hr-directory": "official Python SDK, demo/servers/hr_directory.py",
+    "weather": "official TypeScript SDK v1, demo/servers/weather/server.mjs",
+    NEW: "official Python SDK, demo/servers/knowledge_base.py",
+}
+VERSIONS = {"financial-data": "1.3.2", "hr-directory": "0.4.0", "weather": "2.0.1", NEW: "1.0.0"}
+# One call per server, with arguments its registered schema accepts.
+CALLS = {
+    "financial-data": ("get_account_balance", {"account_id": "acc-001"}),
+    "hr-directory": ("find_employee", {"query": "engineer"}),
+    "weather": ("get_forecast", {"city": "Oslo", "days": 2}),
+    NEW: ("search_articles", {"query": "finance"}),
+}
 
-
-def client(url: str, bearer: str, mode: str) -> Client:
-    """Official SDK client sending `Authorization: Bearer ...`."""
-    http = create_mcp_http_client(headers={"authorization": f"Bearer {bearer}"})
-    return Client(streamable_http_client(url, http_client=http), mode=mode)
+# The agent and the user it acts for; the token carries every server's read scope,
+# knowledge-base's included: registration, not a new token, is what opens it.
+AGENT, USER = "ops-assistant", "alice"
+READ_ALL = " ".join(f"mcp.server.{s}:tools.read" for s in (*FLEET, NEW))
+TOKEN = token(AGENT, READ_ALL, user=USER)
 
 BOLD, DIM, RESET = ("\033[1m", "\033[2m", "\033[0m") if sys.stdout.isatty() else ("", "", "")
 
 
 def title(text: str) -> None:
-    print(f"\n{BOLD}== {text}{RESET}")
+    print(f"\n{BOLD}== {text}{RESET}", flush=True)
 
 
-class ServerView:
-    """Reads what the MCP server recorded, a request at a time."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.shown = 0
-
-    def show_new(self) -> None:
-        lines = self.path.read_text().splitlines() if self.path.exists() else []
-        for line in lines[self.shown :]:
-            record = json.loads(line)
-            headers = record["headers"]
-            labels = [f"{k}: {v}" for k, v in headers if k.startswith("x-")]
-            if any(k == "authorization" for k, _ in headers):
-                labels.append("authorization: PRESENT (should never happen)")
-            client = [f"{k}: {v}" for k, v in headers if k.startswith("mcp-")]
-            print(f"  server got {record['method']} {record['path']}")
-            for label in labels:
-                print(f"    {label}")
-            if client:
-                print(f"    {DIM}client headers: {', '.join(client)}{RESET}")
-            if not labels:
-                print(f"    {DIM}(no gateway headers: passed through){RESET}")
-        self.shown = len(lines)
+def note(text: str) -> None:
+    print(f"  {DIM}{text}{RESET}")
 
 
-async def modern_session(url: str, view: ServerView) -> None:
-    title("MCP 2026-07-28 client (stateless): reconciler-agent acting for alice, read scopes")
-    async with client(url, RECONCILER, "2026-07-28") as session:
+def short(text: str, width: int = 96) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def client(url: str, statuses: list | None = None) -> Client:
+    """Official SDK client sending the agent's bearer token, in the SDK's default mode:
+    2026-07-28 where the server speaks it, else the initialize handshake (weather's v1
+    SDK negotiates 2025-11-25). With `statuses`, records (status, Retry-After) of every
+    HTTP answer."""
+    http = create_mcp_http_client(headers={"authorization": f"Bearer {TOKEN}"})
+    if statuses is not None:
+
+        async def record(response):
+            statuses.append((response.status_code, response.headers.get("retry-after")))
+
+        http.event_hooks["response"].append(record)
+    return Client(streamable_http_client(url, http_client=http), mode="auto")
+
+
+def server_saw(header_log: Path, tool: str) -> None:
+    """The headers the server got with the call of `tool` (its own header log)."""
+    calls = [dict(r["headers"]) for r in json_lines(header_log) if dict(r["headers"]).get("x-mcp-tool-name") == tool]
+    headers = calls[-1]
+    labels = ", ".join(f"{k}: {headers[k]}" for k in ("x-mcp-server-id", "x-mcp-tool-name", "x-agent-id", "x-user-id") if k in headers)
+    print(f"  server saw  {labels}")
+    credential = headers.get("authorization")
+    if credential is None:
+        note("            no authorization header: no upstream credential registered, the client's token stripped")
+    else:
+        note(f"            authorization: {credential[:18]}... (the registered upstream credential, not the client's token)")
+
+
+def audit_line(fleet: Fleet, server: str, tool: str) -> dict:
+    """The audit record of the server's call of `tool` (Envoy's access log, flushed every 200 ms)."""
+
+    def mine(records):
+        return [r for r in records if r["server_id"] == server and r["tool_name"] == tool and r["method"] == "tools/call"]
+
+    record = mine(audit_records(fleet.audit_path, until=lambda rs: mine(rs)))[-1]
+    print(
+        f"  audit       server_id={record['server_id']} server_version={record['server_version']}"
+        f" tool={record['tool_name']} decision={record['decision']} output_status={record['output_status']}"
+        f" agent_id={record['agent_id']} protocol={record['protocol_version']}"
+    )
+    return record
+
+
+def metric_line(fleet: Fleet, server: str, tool: str) -> None:
+    """The filter's per-server counter for the call, from Envoy's /stats/prometheus."""
+
+    def found(samples):
+        return [
+            (labels, value)
+            for (name, labels), value in samples.items()
+            if name == "mcp_tool_calls_total" and value and {("mcp_server", server), ("mcp_tool", tool)} <= labels
+        ]
+
+    labels, value = found(prometheus_when(fleet.envoy.admin_port, found))[0]
+    shown = ",".join(f'{k}="{v}"' for k, v in sorted(labels))
+    print(f"  metric      mcp_tool_calls_total{{{shown}}} {value:g}")
+
+
+async def use_server(url: str, tool: str, arguments: dict) -> None:
+    async with client(url) as session:
         tools = await session.list_tools()
-        print(f"  tools/list -> {', '.join(t.name for t in tools.tools)}")
-        view.show_new()
-        result = await session.call_tool("get_account_balance", {"account_id": "acc-001"})
-        print(f"  tools/call get_account_balance -> {' '.join(result.content[0].text.split())}")
-        view.show_new()
-    print(f"  {DIM}(x-agent-id / x-user-id come from the verified token; the token itself never reaches the server){RESET}")
-
-    title("treasury-agent (read + write scopes) moves money")
-    async with client(url, TREASURY, "2026-07-28") as session:
-        result = await session.call_tool(
-            "transfer_funds", {"from_account": "acc-001", "to_account": "acc-002", "amount": 25}
-        )
-        print(f"  tools/call transfer_funds -> {result.content[0].text}")
-        view.show_new()
+        print(f"  connected   protocol {session.protocol_version}")
+        print(f"  tools/list  {', '.join(t.name for t in tools.tools)}")
+        result = await session.call_tool(tool, arguments)
+        if result.is_error:
+            raise RuntimeError(f"{tool} failed: {result.content}")
+        print(f"  tools/call  {tool} {json.dumps(arguments)}")
+        print(f"           -> {short(result.content[0].text)}")
 
 
-async def handshake_session(url: str, view: ServerView) -> None:
-    title("Handshake-era client (initialize + Mcp-Session-Id) through Envoy")
-    async with client(url, RECONCILER, "legacy") as session:
-        print(f"  negotiated protocol version {session.protocol_version}")
-        result = await session.call_tool("query_transactions", {"account_id": "acc-002"})
-        print(f"  tools/call query_transactions -> {' '.join(result.content[0].text.split())}")
-    view.show_new()
+def show_server(fleet: Fleet, server: str, header_log: Path) -> None:
+    tool, arguments = CALLS[server]
+    title(f"{server} {VERSIONS[server]} ({BUILT_WITH[server]}) at {fleet.url(server)}")
+    anyio.run(use_server, fleet.url(server), tool, arguments)
+    server_saw(header_log, tool)
+    audit_line(fleet, server, tool)
+    metric_line(fleet, server, tool)
 
 
-def forged_and_refused(port: int, view: ServerView) -> None:
-    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientCapabilities": {}}
-
-    def call(tool: str, arguments: dict, request_id: int) -> tuple[dict, list[tuple[str, str]]]:
-        body = {"jsonrpc": "2.0", "id": request_id, "method": "tools/call",
-                "params": {"name": tool, "arguments": arguments, "_meta": meta}}
-        headers = [("content-type", "application/json"), ("accept", "application/json, text/event-stream"),
-                   ("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"), ("mcp-name", tool)]
-        return body, headers
-
-    def show(response) -> None:
-        print(f"  -> HTTP {response.status}")
-        challenge = response.header("www-authenticate")
-        if challenge:
-            print(f"     WWW-Authenticate: {challenge}")
-        print(f"     {response.body.decode()[:200]}")
-
-    body, headers = call("query_transactions", {"account_id": "acc-001"}, 7)
-    auth = ("authorization", f"Bearer {RECONCILER}")
-
-    title("No token: 401 and where to find the authorization server")
-    show(request(port, "POST", "/mcp", body, headers))
-
-    title("reconciler-agent tries transfer_funds without the write scope: 403 with the scope challenge")
-    transfer, transfer_headers = call("transfer_funds", {"from_account": "acc-001", "to_account": "x", "amount": 1e6}, 8)
-    show(request(port, "POST", "/mcp", transfer, transfer_headers + [auth]))
-
-    title("Forged gateway headers are stripped; labels come from the body, identity from the token")
-    forged = [("x-agent-id", "admin"), ("x-user-id", "ceo"), ("x-mcp-tool-name", "harmless_tool")]
-    print(f"  client sends {', '.join(f'{k}: {v}' for k, v in forged)}")
-    response = request(port, "POST", "/mcp", body, headers + [auth] + forged)
-    print(f"  -> HTTP {response.status}")
-    view.show_new()
-
-    title("Mcp-Name header that disagrees with the body: refused by the filter")
-    show(request(port, "POST", "/mcp", body, [(k, "get_account_balance" if k == "mcp-name" else v) for k, v in headers] + [auth]))
-    title("A JSON-RPC batch: refused by the filter")
-    show(request(port, "POST", "/mcp", json.dumps([body]), [auth]))
-    before = view.shown
-    view.show_new()
-    if view.shown == before:
-        print(f"  {DIM}(the MCP server saw none of the refused requests){RESET}")
-
-
-def looping_agent(port: int, view: ServerView) -> None:
-    title("agent-prod-001 loops on query_transactions: the seed's 120 calls per minute, then 429")
-    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientCapabilities": {}}
+def modern_call(tool: str, arguments: dict, request_id: int) -> tuple[dict, list[tuple[str, str]]]:
+    """A 2026-07-28 tools/call and the headers a compliant client mirrors."""
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
+    body = {"jsonrpc": "2.0", "id": request_id, "method": "tools/call",
+            "params": {"name": tool, "arguments": arguments, "_meta": meta}}
     headers = [("content-type", "application/json"), ("accept", "application/json, text/event-stream"),
-               ("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"),
-               ("mcp-name", "query_transactions")]
-
-    def call(bearer: str, request_id: int):
-        body = {"jsonrpc": "2.0", "id": request_id, "method": "tools/call",
-                "params": {"name": "query_transactions", "arguments": {"account_id": "acc-001"}, "_meta": meta}}
-        return request(port, "POST", "/mcp", body, headers + [("authorization", f"Bearer {bearer}")])
-
-    # Limits count per fixed minute; do not let the loop straddle two windows.
-    if time.time() % 60 > 50:
-        wait = 60 - time.time() % 60 + 0.1
-        print(f"  {DIM}(waiting {wait:.0f}s for the next minute window){RESET}")
-        time.sleep(wait)
-    statuses: dict[int, int] = {}
-    refused = None
-    for i in range(1, 131):
-        response = call(LOOPING, 1000 + i)
-        statuses[response.status] = statuses.get(response.status, 0) + 1
-        if response.status == 429 and refused is None:
-            refused = (i, response)
-    print(f"  130 calls -> {', '.join(f'{n} x HTTP {s}' for s, n in sorted(statuses.items()))}")
-    if refused:
-        i, response = refused
-        print(f"  first refusal at call {i}: HTTP 429, Retry-After: {response.header('retry-after')},"
-              f" X-RateLimit-Limit: {response.header('x-ratelimit-limit')}")
-        print(f"     {response.body.decode()}")
-    response = call(RECONCILER, 2000)
-    print(f"  reconciler-agent, same tool, same minute -> HTTP {response.status} (its own counter)")
-    view.shown = len(view.path.read_text().splitlines())
+               ("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"), ("mcp-name", tool)]
+    return body, headers
 
 
-def audit_and_metrics(envoy) -> None:
-    title("Audit trail: one JSON record per MCP request, from Envoy's access log")
-    # Envoy flushes its access log every second: read until nothing new arrives.
+def refused(port: int, path: str, tool: str, arguments: dict, request_id: int, bearer: str | None) -> int:
+    """Sends one call; prints the status, the challenge and the JSON-RPC error."""
+    body, headers = modern_call(tool, arguments, request_id)
+    if bearer:
+        headers.append(("authorization", f"Bearer {bearer}"))
+    response = request(port, "POST", path, body, headers)
+    error = response.json().get("error", {}) if response.body.startswith(b"{") else {}
+    print(f"  POST {path} tools/call {tool} -> HTTP {response.status}, JSON-RPC {error.get('code')}: {short(str(error.get('message')), 70)}")
+    challenge = response.header("www-authenticate")
+    if challenge:
+        print(f"     WWW-Authenticate: {short(challenge, 150)}")
+    return response.status
+
+
+def refusals(fleet: Fleet, seen: dict[str, Path]) -> None:
+    port = fleet.port
+    before = {server: len(json_lines(path)) for server, path in seen.items()}
+    title("What the gateway refuses")
+    refused(port, "/financial-data/mcp", "get_account_balance", {"account_id": "acc-001"}, 1, None)
+    note("no token: 401, and the challenge says where to find the authorization server")
+    refused(port, "/financial-data/mcp", "transfer_funds", {"from_account": "acc-001", "to_account": "acc-002", "amount": 1e6}, 2, TOKEN)
+    note("financial-data's manifest asks mcp.server.financial-data:tools.write for transfer_funds: 403 names it")
+    refused(port, "/financial-data/mcp", "get_forecast", {"city": "Oslo"}, 3, TOKEN)
+    note("weather's tool through financial-data's route: financial-data's policy does not know it")
+    refused(port, "/payments/mcp", "get_account_balance", {"account_id": "acc-001"}, 4, TOKEN)
+    note("no server registered at /payments/mcp: 404, never a default route to some upstream")
+    after = {server: len(json_lines(path)) for server, path in seen.items()}
+    print(f"  the servers got {sum(after.values()) - sum(before.values())} of these requests")
+
+    title("weather's manifest: get_alerts 5 per second per agent; the agent loops")
+    statuses: list[tuple[int, str | None]] = []
+
+    async def loop() -> list[str]:
+        outcomes = []
+        async with client(fleet.url("weather"), statuses) as session:
+            # 12 calls in well under a second meet at most two windows: at least 2 refused.
+            for _ in range(12):
+                try:
+                    await session.call_tool("get_alerts", {"region": "NO"})
+                    outcomes.append("ok")
+                except Exception as error:  # the SDK raises the gateway's JSON-RPC error
+                    outcomes.append(short(str(error), 110))
+        return outcomes
+
+    outcomes = anyio.run(loop)
+    limited = [(status, retry) for status, retry in statuses if status == 429]
+    print(f"  12 calls: {outcomes.count('ok')} answered, {len(limited)} refused")
+    if outcomes.count("ok") > 5:
+        note("(the loop crossed into the next second, whose window let 5 more through)")
+    if limited:
+        print(f"  first refusal: HTTP 429, Retry-After: {limited[0][1]}; the SDK raised:")
+        print(f"     {next(o for o in outcomes if o != 'ok')}")
+
+
+def server_info(admin_port: int) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/server_info", timeout=5) as response:
+        return json.loads(response.read())
+
+
+def xds_updates(admin_port: int) -> tuple[int, int]:
+    """How often Envoy applied its watched cluster and route files (CDS, RDS)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/stats?filter=update_success$", timeout=5) as response:
+        stats = dict(line.split(": ") for line in response.read().decode().splitlines())
+    routes = next(int(v) for k, v in stats.items() if k.startswith("http.") and ".rds." in k)
+    return int(stats["cluster_manager.cds.update_success"]), routes
+
+
+def register_live(fleet: Fleet, logs: Path, header_log: Path, started: list, envoy_started: float) -> None:
+    title(f"Registering a fourth server live: {NEW} ({BUILT_WITH[NEW]})")
+    process, port = start_knowledge_base(logs, header_log=header_log)
+    started.append(process)
+    print(f"  {NEW} is up on 127.0.0.1:{port}, not registered yet:")
+    status = refused(fleet.port, f"/{NEW}/mcp", *CALLS[NEW], 10, TOKEN)
+    assert status == 404, status
+
+    envoy = fleet.envoy
+    info, updates = server_info(envoy.admin_port), xds_updates(envoy.admin_port)
+    print(f"  Envoy PID {envoy.pid}, up {info['uptime_current_epoch']}; CDS/RDS updates applied: {updates[0]}/{updates[1]}")
+
+    print(f"  $ cp demo/fleet-addition/{NEW}.yaml demo/fleet-addition/schemas/* <fleet>  (endpoint set to 127.0.0.1:{port})")
+    shutil.copytree(ADDITION / "schemas", fleet.manifests / "schemas", dirs_exist_ok=True)
+    (fleet.manifests / f"{NEW}.yaml").write_text(manifest_text(NEW, port, ADDITION))
+    print("  $ mcp-registry render <fleet> --out <rendered>")
+    started_at = time.monotonic()
+    wrote = fleet.render()
+    for line in wrote.splitlines():
+        print(f"    {line.replace(str(fleet.out), '<rendered>')}")
+    if "bootstrap.yaml" not in wrote:
+        note("envoy/bootstrap.yaml unchanged, so not rewritten: Envoy reads the clusters and routes files it watches")
+
+    # Envoy reloads the watched files, the authz-service and the ratelimit-service
+    # theirs: serving once all three have.
+    body, headers = modern_call("get_article", {"article_id": "kb-101"}, 11)
+    headers.append(("authorization", f"Bearer {TOKEN}"))
+    meanwhile: list[int] = []
+
+    def serving() -> bool:
+        meanwhile.append(request(fleet.port, "POST", f"/{NEW}/mcp", body, headers).status)
+        return meanwhile[-1] == 200
+
+    wait_until(serving, timeout=20, interval=0.05)
+    print(f"  serving through the gateway {time.monotonic() - started_at:.1f} s after render")
+    if len(meanwhile) > 1:
+        # Each of the three reloads its own file: for a moment Envoy may route to the
+        # new server before the authz-service knows it (403), or not yet (404).
+        waited = Counter(meanwhile[:-1])
+        note(f"while the three reloaded: {', '.join(f'{n} x HTTP {s}' for s, n in sorted(waited.items()))}"
+             " (404: Envoy had no route yet; 403: the authz-service had not read the new policy yet)")
+
+    show_server(fleet, NEW, header_log)
+
+    envoy.check_alive()
+    after, updated = server_info(envoy.admin_port), xds_updates(envoy.admin_port)
+    uptime, elapsed = uptime_seconds(after["uptime_current_epoch"]), time.monotonic() - envoy_started
+    print(f"  Envoy PID {envoy.pid}, up {uptime}s; CDS/RDS updates applied: {updated[0]}/{updated[1]}")
+    # A restarted Envoy would have a new PID (the harness runs it with hot restart
+    # disabled) and an uptime counted from its restart, shorter than the demo has run.
+    kept = uptime >= int(elapsed) - 1 and all(now > then for now, then in zip(updated, updates))
+    if not kept:
+        raise RuntimeError(f"Envoy restarted? server_info {info} -> {after}, CDS/RDS updates {updates} -> {updated}")
+    print(f"  {BOLD}Envoy was not restarted{RESET}: same PID {envoy.pid}, up {uptime}s since it started {elapsed:.0f}s ago;"
+          " the new cluster and route came from the watched files")
+
+
+def summary(fleet: Fleet) -> None:
+    title("Audit trail by server and decision (one JSON record per MCP request)")
+    # Envoy flushes its access log every 200 ms: read until nothing new arrives.
     records, previous = [], -1
     while len(records) != previous:
         previous = len(records)
-        time.sleep(1.5)
-        records = audit_records(envoy.audit_path, 0, timeout=0)
-    print(f"  {len(records)} records (access log: %FILTER_STATE(wasm.mcp_audit:PLAIN)%)")
-    examples = [
-        ("an allowed call", lambda r: r["decision"] == "allowed" and r["tool_name"]),
-        ("a refusal by the authz-service", lambda r: r["decision"] == "denied" and r["http_status"] == 403),
-        ("a rate-limited call", lambda r: r["decision"] == "rate_limited"),
-    ]
-    for label, match in examples:
-        record = next((r for r in records if match(r)), None)
-        if record:
-            print(f"  {DIM}{label}:{RESET}\n    {json.dumps(record)}")
-    counts = Counter((r["decision"], r["output_status"]) for r in records)
-    print("  by decision and output_status: " + ", ".join(f"{d}/{o}: {n}" for (d, o), n in sorted(counts.items())))
+        time.sleep(0.5)
+        records = audit_records(fleet.audit_path, timeout=0)
+    counts = Counter((r["server_id"] or "(unregistered)", r["decision"]) for r in records)
+    for server in sorted({s for s, _ in counts}):
+        decisions = ", ".join(f"{d} {n}" for (s, d), n in sorted(counts.items()) if s == server)
+        print(f"  {server:16} {decisions}")
 
-    title("Metrics from the filter (Envoy /stats/prometheus, labels from envoy.yaml's stats_tags)")
-    # Histograms reach the admin output at Envoy's next stats flush (every 5 s).
-    samples = prometheus_when(
-        envoy.admin_port,
-        lambda s: any(v for (n, _), v in s.items() if n == "mcp_tool_call_duration_ms_count"),
-    )
-    for (name, labels), value in sorted(samples.items(), key=lambda item: (item[0][0], sorted(item[0][1]))):
-        if name in ("mcp_tool_calls_total", "mcp_sessions_total", "mcp_negotiation_failures_total") and value:
-            shown = ",".join(f'{k}="{v}"' for k, v in sorted(labels))
-            print(f"  {name}{{{shown}}} {value:g}")
-    for (name, labels), total in sorted(samples.items(), key=lambda item: sorted(item[0][1])):
-        if name == "mcp_tool_call_duration_ms_count" and total:
-            tool = dict(labels)["mcp_tool"]
-            # p99 from the cumulative buckets: the first bound holding 99% of the calls.
-            bounds = sorted(
-                float(dict(l)["le"])
-                for (n, l), count in samples.items()
-                if n == "mcp_tool_call_duration_ms_bucket" and dict(l)["mcp_tool"] == tool and count >= 0.99 * total
-            )
-            print(f"  mcp_tool_call_duration_ms{{mcp_tool=\"{tool}\"}}: {total:g} calls, p99 <= {bounds[0]:g} ms")
+
+def uptime_seconds(text: str) -> int:
+    return int(text.rstrip("s"))
 
 
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="mcp-gateway-demo-") as tmp:
         logs = Path(tmp)
-        view = ServerView(logs / "server-saw.jsonl")
-        server, server_port = start_mcp_server(logs, view.path)
-        envoy = authz = ratelimit = None
+        seen = {server: logs / f"seen-{server}.jsonl" for server in (*FLEET, NEW)}
+        started, fleet = [], None
         try:
-            authz = Authz(logs)
-            ratelimit = Ratelimit(logs)
-            envoy, port = start_gateway(
-                logs, {"mcp_server": server_port, **authz.upstreams(), **ratelimit.upstreams()}
-            )
-            view.shown = len(view.path.read_text().splitlines()) if view.path.exists() else 0
-            url = f"http://127.0.0.1:{port}/mcp"
-            print(f"{BOLD}MCP gateway demo{RESET}: Envoy {url} (envoy/envoy.yaml: MCP filter + ext_authz + ratelimit)"
-                  f" -> demo MCP server 127.0.0.1:{server_port} (official Python SDK);"
-                  f" authz-service 127.0.0.1:{authz.grpc_port} with demo/policy.yaml;"
-                  f" ratelimit-service 127.0.0.1:{ratelimit.grpc_port} with demo/limits.yaml")
-            anyio.run(modern_session, url, view)
-            anyio.run(handshake_session, url, view)
-            forged_and_refused(port, view)
-            looping_agent(port, view)
-            audit_and_metrics(envoy)
-            print(f"\n{BOLD}Done.{RESET} Envoy and the server are stopped; logs were in {logs}.")
+            ports = {}
+            for server, start in (
+                ("financial-data", lambda: start_mcp_server(logs, seen["financial-data"])),
+                ("hr-directory", lambda: start_hr_directory(logs, header_log=seen["hr-directory"])),
+                ("weather", lambda: start_weather(logs, header_log=seen["weather"])),
+            ):
+                process, ports[server] = start()
+                started.append(process)
+            fleet = Fleet(logs, ports)
+            envoy_started = time.monotonic()
+            print(f"{BOLD}MCP gateway demo: a fleet behind one Envoy{RESET}")
+            print(f"  manifests   registry/examples: {', '.join(FLEET)} (endpoints on loopback ports)")
+            rendered = sorted(str(p.relative_to(fleet.out)) for p in fleet.out.rglob("*") if p.is_file())
+            # What this demo's processes read, and what a Kubernetes/Istio deployment would.
+            deployments = sorted({r.split("/")[0] + "/" for r in rendered if r.startswith(("istio/", "kubernetes/", "monitoring/"))})
+            local = [r for r in rendered if r.split("/")[0] + "/" not in deployments]
+            print(f"  rendered    {', '.join(local)} (and {', '.join(deployments)} for deployments)")
+            print(f"  running     Envoy :{fleet.port} (PID {fleet.envoy.pid}) on envoy/*.yaml, authz-service on"
+                  " policy.yaml, ratelimit-service on limits/")
+            print(f"  client      official Python SDK as {AGENT} acting for {USER}, token scope tools.read on {', '.join((*FLEET, NEW))}")
+
+            for server in FLEET:
+                show_server(fleet, server, seen[server])
+            refusals(fleet, seen)
+            register_live(fleet, logs, seen[NEW], started, envoy_started)
+            summary(fleet)
+            print(f"\n{BOLD}Done.{RESET} Every process is stopped by PID; logs were in {logs}.")
             return 0
         except Exception as error:  # show the logs that explain a failure
-            print(f"\ndemo failed: {error}", file=sys.stderr)
-            for proc in (envoy, authz, ratelimit, server):
-                if proc is not None:
-                    print(f"--- {proc.name} log ---\n{proc.log()[-3000:]}", file=sys.stderr)
+            print(f"\ndemo failed: {error!r}", file=sys.stderr)
+            for proc in [*(fleet.envoy, fleet.authz, fleet.ratelimit)] if fleet else []:
+                print(f"--- {proc.name} log ---\n{proc.log()[-3000:]}", file=sys.stderr)
+            for proc in started:
+                print(f"--- {proc.name} log ---\n{proc.log()[-2000:]}", file=sys.stderr)
             return 1
         finally:
-            for proc in (envoy, authz, ratelimit):
-                if proc is not None:
-                    proc.stop()
-            server.stop()
+            if fleet is not None:
+                fleet.stop()
+            for proc in started:
+                proc.stop()
 
 
 if __name__ == "__main__":
