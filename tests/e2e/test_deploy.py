@@ -13,7 +13,7 @@ import subprocess
 import kubernetes_validate
 import pytest
 import yaml
-from e2e import test_envoy_configs, test_istio, test_monitoring
+from e2e import test_envoy_configs, test_fleet, test_istio, test_monitoring
 from harness import ROOT, free_port, render_config, validate
 from harness.envoy import ENVOY_DIR, walk
 
@@ -183,6 +183,7 @@ def test_every_yaml_and_json_file_under_envoy_is_loaded_by_a_test():
     shipped = {p for p in ENVOY_DIR.rglob("*") if p.suffix in (".yaml", ".yml", ".json")}
     loaded = {
         *test_envoy_configs.SHIPPED,
+        test_fleet.FLEET_BOOTSTRAP,
         *test_istio.FILES,
         ISTIO_ROUTES,
         test_monitoring.RULES,

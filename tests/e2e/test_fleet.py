@@ -21,6 +21,7 @@ from harness.envoy import wasm_plugin_configs
 from harness.fleet import EXAMPLES, Fleet, render
 
 SERVERS = ("financial-data", "hr-directory", "weather")
+FLEET_BOOTSTRAP = ROOT / "envoy" / "fleet.yaml"
 # One tool of each server, with arguments its schema accepts.
 CALLS = {
     "financial-data": ("get_account_balance", {"account_id": "acc-001"}),
@@ -185,6 +186,9 @@ def test_what_render_writes_passes_each_consumers_own_validation(tmp_path):
     secret.write_text("Bearer x\n")
     render(manifests, out, credentials)
 
+    # The bootstrap is the shipped envoy/fleet.yaml, pointed at the rendered directory.
+    shipped = FLEET_BOOTSTRAP.read_text().replace("/etc/mcp-gateway/envoy", str((out / "envoy").resolve()))
+    assert (out / "envoy" / "bootstrap.yaml").read_text() == shipped
     assert validate(out / "envoy" / "bootstrap.yaml").returncode == 0
     bootstrap = yaml.safe_load((out / "envoy" / "bootstrap.yaml").read_text())
     routes = yaml.safe_load((out / "envoy" / "routes.yaml").read_text())["resources"]
