@@ -99,12 +99,17 @@ def client(url: str, statuses: list | None = None) -> Client:
 def server_saw(header_log: Path, tool: str) -> None:
     """The headers the server got with the call of `tool` (its own header log)."""
     calls = [dict(r["headers"]) for r in json_lines(header_log) if dict(r["headers"]).get("x-mcp-tool-name") == tool]
+    if not calls:
+        raise RuntimeError(f"{header_log.name}: no request labelled with {tool}")
     headers = calls[-1]
-    labels = ", ".join(f"{k}: {headers[k]}" for k in ("x-mcp-server-id", "x-mcp-tool-name", "x-agent-id", "x-user-id") if k in headers)
+    shown = ("x-mcp-server-id", "x-mcp-tool-name", "x-agent-id", "x-user-id")
+    labels = ", ".join(f"{k}: {headers[k]}" for k in shown if k in headers)
     print(f"  server saw  {labels}")
     credential = headers.get("authorization")
     if credential is None:
         note("            no authorization header: no upstream credential registered, the client's token stripped")
+    elif credential == f"Bearer {TOKEN}":
+        raise RuntimeError(f"the client's token reached {header_log.name}")
     else:
         note(f"            authorization: {credential[:18]}... (the registered upstream credential, not the client's token)")
 
@@ -115,7 +120,10 @@ def audit_line(fleet: Fleet, server: str, tool: str) -> dict:
     def mine(records):
         return [r for r in records if r["server_id"] == server and r["tool_name"] == tool and r["method"] == "tools/call"]
 
-    record = mine(audit_records(fleet.audit_path, until=lambda rs: mine(rs)))[-1]
+    records = mine(audit_records(fleet.audit_path, until=lambda rs: mine(rs)))
+    if not records:
+        raise RuntimeError(f"no audit record of {server}'s {tool}")
+    record = records[-1]
     print(
         f"  audit       server_id={record['server_id']} server_version={record['server_version']}"
         f" tool={record['tool_name']} decision={record['decision']} output_status={record['output_status']}"
@@ -134,7 +142,10 @@ def metric_line(fleet: Fleet, server: str, tool: str) -> None:
             if name == "mcp_tool_calls_total" and value and {("mcp_server", server), ("mcp_tool", tool)} <= labels
         ]
 
-    labels, value = found(prometheus_when(fleet.envoy.admin_port, found))[0]
+    samples = found(prometheus_when(fleet.envoy.admin_port, found))
+    if not samples:
+        raise RuntimeError(f"no mcp_tool_calls_total sample for {server}'s {tool}")
+    labels, value = samples[0]
     shown = ",".join(f'{k}="{v}"' for k, v in sorted(labels))
     print(f"  metric      mcp_tool_calls_total{{{shown}}} {value:g}")
 
@@ -177,7 +188,8 @@ def refused(port: int, path: str, tool: str, arguments: dict, request_id: int, b
         headers.append(("authorization", f"Bearer {bearer}"))
     response = request(port, "POST", path, body, headers)
     error = response.json().get("error", {}) if response.body.startswith(b"{") else {}
-    print(f"  POST {path} tools/call {tool} -> HTTP {response.status}, JSON-RPC {error.get('code')}: {short(str(error.get('message')), 70)}")
+    message = short(str(error.get("message")), 70)
+    print(f"  POST {path} tools/call {tool} -> HTTP {response.status}, JSON-RPC {error.get('code')}: {message}")
     challenge = response.header("www-authenticate")
     if challenge:
         print(f"     WWW-Authenticate: {short(challenge, 150)}")
@@ -190,7 +202,8 @@ def refusals(fleet: Fleet, seen: dict[str, Path]) -> None:
     title("What the gateway refuses")
     refused(port, "/financial-data/mcp", "get_account_balance", {"account_id": "acc-001"}, 1, None)
     note("no token: 401, and the challenge says where to find the authorization server")
-    refused(port, "/financial-data/mcp", "transfer_funds", {"from_account": "acc-001", "to_account": "acc-002", "amount": 1e6}, 2, TOKEN)
+    transfer = {"from_account": "acc-001", "to_account": "acc-002", "amount": 1e6}
+    refused(port, "/financial-data/mcp", "transfer_funds", transfer, 2, TOKEN)
     note("financial-data's manifest asks mcp.server.financial-data:tools.write for transfer_funds: 403 names it")
     refused(port, "/financial-data/mcp", "get_forecast", {"city": "Oslo"}, 3, TOKEN)
     note("weather's tool through financial-data's route: financial-data's policy does not know it")
@@ -275,9 +288,10 @@ def register_live(fleet: Fleet, logs: Path, header_log: Path, started: list, env
     if len(meanwhile) > 1:
         # Each of the three reloads its own file: for a moment Envoy may route to the
         # new server before the authz-service knows it (403), or not yet (404).
+        why = {404: "Envoy had no route yet", 403: "the authz-service had not read the new policy yet"}
         waited = Counter(meanwhile[:-1])
-        note(f"while the three reloaded: {', '.join(f'{n} x HTTP {s}' for s, n in sorted(waited.items()))}"
-             " (404: Envoy had no route yet; 403: the authz-service had not read the new policy yet)")
+        note("while Envoy and the services reloaded: "
+             + "; ".join(f"{n} x HTTP {s} ({why.get(s, 'unexpected')})" for s, n in sorted(waited.items())))
 
     show_server(fleet, NEW, header_log)
 
@@ -332,12 +346,15 @@ def main() -> int:
             print(f"  manifests   registry/examples: {', '.join(FLEET)} (endpoints on loopback ports)")
             rendered = sorted(str(p.relative_to(fleet.out)) for p in fleet.out.rglob("*") if p.is_file())
             # What this demo's processes read, and what a Kubernetes/Istio deployment would.
-            deployments = sorted({r.split("/")[0] + "/" for r in rendered if r.startswith(("istio/", "kubernetes/", "monitoring/"))})
+            deployments = sorted(
+                {r.split("/")[0] + "/" for r in rendered if r.startswith(("istio/", "kubernetes/", "monitoring/"))}
+            )
             local = [r for r in rendered if r.split("/")[0] + "/" not in deployments]
             print(f"  rendered    {', '.join(local)} (and {', '.join(deployments)} for deployments)")
             print(f"  running     Envoy :{fleet.port} (PID {fleet.envoy.pid}) on envoy/*.yaml, authz-service on"
                   " policy.yaml, ratelimit-service on limits/")
-            print(f"  client      official Python SDK as {AGENT} acting for {USER}, token scope tools.read on {', '.join((*FLEET, NEW))}")
+            print(f"  client      official Python SDK as {AGENT} acting for {USER},"
+                  f" token scope tools.read on {', '.join((*FLEET, NEW))}")
 
             for server in FLEET:
                 show_server(fleet, server, seen[server])

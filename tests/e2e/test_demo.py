@@ -36,12 +36,14 @@ def test_the_demo_runs_the_fleet_and_registers_a_fourth_server_live():
 
     for server, (version, tool) in SERVERS.items():
         assert f"server saw  x-mcp-server-id: {server}, x-mcp-tool-name: {tool}, x-agent-id: ops-assistant" in out, server
-        assert f"audit       server_id={server} server_version={version} tool={tool} decision=allowed output_status=success" in out, server
+        audit = f"audit       server_id={server} server_version={version} tool={tool} decision=allowed output_status=success"
+        assert audit in out, server
         assert re.search(rf'metric      mcp_tool_calls_total\{{[^}}]*mcp_server="{server}",mcp_tool="{tool}"\}} 1\n', out), server
     assert "protocol 2025-11-25" in out  # weather's TypeScript v1 SDK, negotiated down
 
     assert "-> HTTP 401, JSON-RPC -31010" in out
-    assert 'WWW-Authenticate: Bearer error="insufficient_scope", scope="mcp.server.financial-data:tools.read mcp.server.financial-data:tools.write"' in out
+    needed = "mcp.server.financial-data:tools.read mcp.server.financial-data:tools.write"
+    assert f'WWW-Authenticate: Bearer error="insufficient_scope", scope="{needed}"' in out
     assert 'tools/call get_forecast -> HTTP 403, JSON-RPC -31011: forbidden: tool "get_forecast" is not registered' in out
     assert "POST /payments/mcp tools/call get_account_balance -> HTTP 404, JSON-RPC -31014" in out
     assert "the servers got 0 of these requests" in out
