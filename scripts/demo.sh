@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The demo: installs what it needs, then runs an official-SDK MCP client against an
-# official-SDK MCP server through Envoy with the MCP filter, and prints what it did.
+# The demo: installs what it needs, then runs the example fleet (three official-SDK MCP
+# servers) behind one Envoy rendered from their manifests, registers a fourth live, and
+# prints what the gateway did.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
