@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
 from pathlib import Path
 
 import kubernetes_validate
@@ -22,7 +21,7 @@ from e2e.test_istio import HCM_SETTINGS, check_nested
 from harness import audit_records, bearer, free_port, request, start_echo, validate
 from harness.authz import Authz
 from harness.envoy import Envoy, audit_log_path, connection_manager, render_config
-from harness.fleet import EXAMPLES, manifest_text, render
+from harness import fleet as fleet_harness
 from harness.istio import (
     APPLY_TO,
     CONTEXTS,
@@ -32,6 +31,7 @@ from harness.istio import (
     UnmatchedPatch,
     apply,
     fleet_gateway_skeleton,
+    fleet_upstreams,
     load,
     load_all,
     outbound_cluster,
@@ -61,23 +61,12 @@ def scopes(*servers: str) -> str:
     return " ".join(f"mcp.server.{s}:tools.read" for s in servers)
 
 
-class Rendered:
-    """The example fleet's manifests with loopback endpoints, rendered."""
+class Rendered(fleet_harness.Rendered):
+    """The example fleet's manifests with loopback endpoints, rendered (istio/ too)."""
 
     def __init__(self, log_dir: Path, endpoints: dict[str, int]):
-        self.manifests = log_dir / "manifests"
-        self.out = log_dir / "rendered"
-        self.credentials = log_dir / "credentials"
-        self.manifests.mkdir(parents=True)
-        for folder in ("schemas", "credentials"):
-            shutil.copytree(EXAMPLES / folder, self.manifests / folder)
-        secret = self.credentials / "hr-directory" / "authorization"
-        secret.parent.mkdir(parents=True)
-        secret.write_text("Bearer upstream-credential-of-hr-directory\n")
-        for server_id, port in endpoints.items():
-            (self.manifests / f"{server_id}.yaml").write_text(manifest_text(server_id, port))
+        super().__init__(log_dir, endpoints)
         self.ports = endpoints
-        self.written = render(self.manifests, self.out, self.credentials)
         self.routes_file = self.out / "istio" / "gateway-virtualservice.yaml"
         self.envoy_filter = load(self.out / "istio" / "gateway-envoyfilter.yaml")
 
@@ -92,24 +81,12 @@ def routes_by_name(bootstrap: dict) -> dict[str, dict]:
     return {route["name"]: route for route in vhost["routes"]}
 
 
-def upstreams(bootstrap: dict, authz: Authz, ratelimit: Ratelimit) -> dict[str, int]:
-    """Cluster -> loopback port: the outbound clusters istiod names after the
-    endpoints (already loopback ports here), the metadata route's to the authz-service."""
-    ports = {**authz.upstreams(), **ratelimit.upstreams()}
-    for cluster in bootstrap["static_resources"]["clusters"]:
-        name = cluster["name"]
-        if name.startswith("outbound|"):
-            _, port, _, host = name.split("|")
-            ports[name] = authz.http_port if host.startswith("mcp-authz-service.") else int(port)
-    return ports
-
-
 class Gateway:
     def __init__(self, log_dir: Path, bootstrap: dict, authz: Authz, ratelimit: Ratelimit, name: str):
         source = log_dir / f"istio-fleet-{name}.yaml"
         source.write_text(yaml.safe_dump(bootstrap, sort_keys=False))
         self.port, admin = free_port(), free_port()
-        self.config = render_config(source, log_dir, self.port, admin, upstreams(bootstrap, authz, ratelimit))
+        self.config = render_config(source, log_dir, self.port, admin, fleet_upstreams(bootstrap, {**authz.upstreams(), **ratelimit.upstreams()}, authz.http_port))
         self.audit_path = audit_log_path(log_dir, self.port)
         self.envoy = Envoy(self.config, admin, log_dir, name=f"envoy-{name}")
 

@@ -10,6 +10,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import yaml
+
 from .authz import Authz
 from .envoy import Envoy, audit_log_path, render_config
 from .procs import ROOT, free_port
@@ -19,11 +21,16 @@ REGISTRY = ROOT / "target" / "release" / "mcp-registry"
 EXAMPLES = ROOT / "registry" / "examples"
 
 
-def manifest_text(server_id: str, port: int, source: Path = EXAMPLES) -> str:
-    """An example manifest with its endpoint on a loopback port."""
+def manifest_text(server_id: str, port: int, source: Path = EXAMPLES, path: str | None = None) -> str:
+    """An example manifest with its endpoint on a loopback port (and, with `path`, exposed
+    there instead of where the example says)."""
     text = (source / f"{server_id}.yaml").read_text()
     text, count = re.subn(r"^endpoint: .*$", f"endpoint: http://127.0.0.1:{port}/mcp", text, flags=re.M)
     assert count == 1, f"{server_id}.yaml has no endpoint line"
+    if path is not None:
+        manifest = yaml.safe_load(text)
+        manifest.setdefault("gateway", {})["path"] = path
+        text = yaml.safe_dump(manifest, sort_keys=False)
     return text
 
 
@@ -40,16 +47,18 @@ def render(manifests: Path, out: Path, credentials_dir: Path) -> str:
     return done.stdout
 
 
-class Fleet:
+class Rendered:
     """The example fleet's manifests (the servers in `endpoints`, each pointed at its
-    port), rendered, and the gateway running on what was rendered."""
+    loopback port; `paths` moves servers to other exposure paths) in `log_dir/manifests`,
+    rendered into `log_dir/rendered`; `{secret:}` credentials where the Kubernetes
+    deployment would mount them, under `log_dir/credentials`."""
 
-    def __init__(self, log_dir: Path, endpoints: dict[str, int], source: Path = EXAMPLES):
+    def __init__(self, log_dir: Path, endpoints: dict[str, int], paths: dict[str, str] | None = None, source: Path = EXAMPLES):
         self.log_dir = Path(log_dir)
         self.source = source
+        self.paths = paths or {}
         self.manifests = self.log_dir / "manifests"
         self.out = self.log_dir / "rendered"
-        # Where the Kubernetes deployment would mount the {secret:} credentials.
         self.credentials = self.log_dir / "credentials"
         self.manifests.mkdir(parents=True)
         for folder in ("schemas", "credentials"):
@@ -60,8 +69,26 @@ class Fleet:
             secret.parent.mkdir(parents=True)
             secret.write_text(f"Bearer upstream-credential-of-{server_id}\n")
         for server_id, port in endpoints.items():
-            (self.manifests / f"{server_id}.yaml").write_text(manifest_text(server_id, port, source))
-        self.render()
+            self.write(server_id, port)
+        self.written = self.render()
+
+    def write(self, server_id: str, port: int) -> None:
+        text = manifest_text(server_id, port, self.source, self.paths.get(server_id))
+        (self.manifests / f"{server_id}.yaml").write_text(text)
+
+    def render(self) -> str:
+        return render(self.manifests, self.out, self.credentials)
+
+
+class Fleet:
+    """A rendered fleet (see Rendered) and the gateway running on what was rendered:
+    the authz-service and ratelimit-service on the rendered policy and limits, Envoy on
+    the rendered bootstrap, all reloading what a later render writes."""
+
+    def __init__(self, log_dir: Path, endpoints: dict[str, int], source: Path = EXAMPLES, paths: dict[str, str] | None = None):
+        self.log_dir = Path(log_dir)
+        self.rendered = Rendered(self.log_dir, endpoints, paths, source)
+        self.manifests, self.out = self.rendered.manifests, self.rendered.out
         self.authz = self.ratelimit = self.envoy = None
         try:
             self.authz = Authz(self.log_dir, policy=self.out / "policy.yaml", in_place=True)
@@ -81,11 +108,11 @@ class Fleet:
             raise
 
     def render(self) -> str:
-        return render(self.manifests, self.out, self.credentials)
+        return self.rendered.render()
 
     def register(self, server_id: str, port: int) -> str:
         """Adds a server's manifest and renders: live, no restart."""
-        (self.manifests / f"{server_id}.yaml").write_text(manifest_text(server_id, port, self.source))
+        self.rendered.write(server_id, port)
         return self.render()
 
     def unregister(self, server_id: str) -> str:

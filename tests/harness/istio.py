@@ -608,3 +608,16 @@ def fleet_gateway_skeleton(routes_file: Path) -> dict:
     clusters = sorted({r["route"]["cluster"] for r in routes if "route" in r})
     bootstrap["static_resources"]["clusters"] = [_static_cluster(name) for name in clusters]
     return bootstrap
+
+
+def fleet_upstreams(bootstrap: dict, services: dict[str, int], authz_http_port: int) -> dict[str, int]:
+    """Cluster -> loopback port for an assembled fleet gateway: the outbound clusters
+    istiod names after the endpoints (rendered with loopback ports, so the port is in
+    the name), the metadata route's to the authz-service's HTTP port, and `services`."""
+    ports = dict(services)
+    for cluster in bootstrap["static_resources"]["clusters"]:
+        name = cluster["name"]
+        if name.startswith("outbound|"):
+            _, port, _, host = name.split("|")
+            ports[name] = authz_http_port if host.startswith("mcp-authz-service.") else int(port)
+    return ports
