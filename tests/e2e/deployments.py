@@ -1,7 +1,9 @@
 """Every shipped deployment, started for real in front of the lenient MCP upstream:
-envoy/envoy.yaml, envoy/compose/envoy.yaml, and both Istio EnvoyFilters applied to the
-configuration istiod generates (tests/harness/istio.py). Module-scoped: one set of
-services per test module, one Envoy per deployment."""
+envoy/envoy.yaml, envoy/compose/envoy.yaml, both Istio EnvoyFilters applied to the
+configuration istiod generates (tests/harness/istio.py), and a rendered fleet
+(`mcp-registry render` of the financial-data manifest, exposed at /mcp) on plain Envoy
+and on Istio's ingress gateway. Module-scoped: one set of services per test module, one
+Envoy per deployment."""
 
 from __future__ import annotations
 
@@ -16,14 +18,15 @@ from harness import Authz, Envoy, Ratelimit, audit_records, bearer, envoy_counte
 from harness.authz import READ_SCOPES
 from harness.client import Response
 from harness.envoy import ENVOY_DIR, audit_log_path
-from harness.istio import apply, envoy_filters, gateway_host, load, upstream_ports
+from harness.fleet import Rendered
+from harness.istio import apply, envoy_filters, fleet_gateway_skeleton, fleet_upstreams, gateway_host, load, upstream_ports
 from harness.paths import Received, h2_request, raw_request, start_lenient
 
 from e2e.helpers import AGENT, modern_call
 
 COMPOSE_ENVOY = ENVOY_DIR / "compose" / "envoy.yaml"
 ISTIO = {p.name.split("-")[0]: p for p in envoy_filters()}  # "gateway", "sidecar"
-DEPLOYMENTS = ["envoy.yaml", "compose/envoy.yaml", "istio-sidecar", "istio-gateway"]
+DEPLOYMENTS = ["envoy.yaml", "compose/envoy.yaml", "istio-sidecar", "istio-gateway", "fleet", "fleet-istio-gateway"]
 TOOL = "get_account_balance"
 NO_SCOPES = ""
 
@@ -78,7 +81,9 @@ def start(name: str, services: Services, source: Path | None = None) -> Deployme
     """Renders and starts one deployment (`source` overrides the config file)."""
     authz, ratelimit = services.authz, services.ratelimit
     host = "127.0.0.1"
-    if name in ("envoy.yaml", "compose/envoy.yaml"):
+    if name.startswith("fleet"):
+        source, upstreams = fleet_source(name, services)
+    elif name in ("envoy.yaml", "compose/envoy.yaml"):
         source = source or (ENVOY_DIR / name if name == "envoy.yaml" else COMPOSE_ENVOY)
         upstreams = {"mcp_server": services.upstream_port, **authz.upstreams(), **ratelimit.upstreams()}
     else:
@@ -92,6 +97,24 @@ def start(name: str, services: Services, source: Path | None = None) -> Deployme
     envoy = Envoy(path, admin, services.logs)
     envoy.audit_path = audit_log_path(services.logs, listener)
     return Deployment(name, envoy, listener, host)
+
+
+def fleet_source(name: str, services: Services) -> tuple[Path, dict[str, int]]:
+    """A fleet of one rendered by mcp-registry: the example financial-data manifest,
+    pointed at the lenient upstream and exposed at /mcp, so the same path variants
+    apply; the policy and limits are the services' (same tools and scopes)."""
+    logs = services.logs / f"{name}-{uuid.uuid4().hex[:8]}"
+    rendered = Rendered(logs, {"financial-data": services.upstream_port}, paths={"financial-data": "/mcp"})
+    ports = {**services.authz.upstreams(), **services.ratelimit.upstreams()}
+    if name == "fleet":
+        return rendered.out / "envoy" / "bootstrap.yaml", ports
+    bootstrap = apply(
+        load(rendered.out / "istio" / "gateway-envoyfilter.yaml"),
+        fleet_gateway_skeleton(rendered.out / "istio" / "gateway-virtualservice.yaml"),
+    )
+    source = logs / "istio-fleet-gateway.yaml"
+    source.write_text(yaml.safe_dump(bootstrap, sort_keys=False))
+    return source, fleet_upstreams(bootstrap, ports, services.authz.http_port)
 
 
 @pytest.fixture(scope="module", params=DEPLOYMENTS)

@@ -9,9 +9,11 @@ tools/call on every such variant (tests/harness/lenient_upstream.py). Every requ
 either labelled by the filter (and then decided on its labels: 200 with the scopes, 403
 without) or refused; none is executed unlabelled.
 
-The deployments are envoy/envoy.yaml, envoy/compose/envoy.yaml and both Istio
+The deployments are envoy/envoy.yaml, envoy/compose/envoy.yaml, both Istio
 EnvoyFilters applied to what istiod really generates (for the sidecar: one catch-all
-`prefix: /` route to the server), see tests/harness/istio.py.
+`prefix: /` route to the server), see tests/harness/istio.py, and a fleet rendered by
+`mcp-registry` on plain Envoy and on Istio's gateway (the filter labels by the route's
+metadata there; every other path is the unregistered catch-all).
 """
 
 from __future__ import annotations
