@@ -14,6 +14,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from e2e import test_envoy_configs, test_fleet, test_istio, test_monitoring
+from harness.fleet import EXAMPLES, render
 from harness import ROOT, free_port, render_config, validate
 from harness.envoy import ENVOY_DIR, walk
 
@@ -79,16 +80,41 @@ def test_deployments_probe_grpc_health_run_as_non_root_and_request_resources():
 
 
 @pytest.mark.parametrize(
-    "path, key, binary",
+    "name, key, binary",
     [
-        (ENVOY_DIR / "kubernetes" / "authz-service.yaml", "policy.yaml", "mcp-authz-service"),
-        (ENVOY_DIR / "kubernetes" / "ratelimit-service.yaml", "limits.yaml", "mcp-ratelimit-service"),
+        ("mcp-authz-policy", "policy.yaml", "mcp-authz-service"),
+        ("mcp-ratelimit-config", "limits.yaml", "mcp-ratelimit-service"),
     ],
 )
-def test_configmaps_hold_files_the_services_accept(path, key, binary, tmp_path):
-    configmap = next(d for d in documents(path) if d["kind"] == "ConfigMap")
+def test_rendered_configmaps_hold_files_the_services_accept(name, key, binary, tmp_path):
+    """The policy and limits ConfigMaps the shipped Deployments mount are rendered from
+    the manifests (envoy/kubernetes/ holds no server facts); what they hold passes each
+    service's --validate."""
+    manifests, out, credentials = tmp_path / "manifests", tmp_path / "out", tmp_path / "credentials"
+    shutil.copytree(EXAMPLES, manifests)
+    secret = credentials / "hr-directory" / "authorization"
+    secret.parent.mkdir(parents=True)
+    secret.write_text("Bearer x\n")
+    render(manifests, out, credentials)
+    configmap = next(d for d in documents(out / "kubernetes" / "configmaps.yaml") if d["metadata"]["name"] == name)
+    mounted = {
+        volume["configMap"]["name"]
+        for path in K8S
+        for doc in documents(path)
+        if doc["kind"] == "Deployment"
+        for volume in doc["spec"]["template"]["spec"].get("volumes", [])
+        if "configMap" in volume
+    }
+    assert name in mounted
+    assert not any(doc["kind"] == "ConfigMap" for path in K8S for doc in documents(path))
     file = tmp_path / key
-    file.write_text(configmap["data"][key])
+    text = configmap["data"][key]
+    if binary == "mcp-authz-service":
+        # The credential files sit where the deployment mounts them; here, next to it.
+        text = text.replace("/etc/mcp-gateway/credentials", str(credentials))
+        (tmp_path / "credentials" / "financial-data").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "credentials" / "financial-data" / "financial-data").write_text("Bearer y\n")
+    file.write_text(text)
     result = subprocess.run([str(SERVICES[binary]), "--validate", str(file)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stdout + result.stderr
 
