@@ -9,7 +9,7 @@ use crate::model::{
 };
 use crate::problems::{FileProblems, Problem};
 use crate::schema;
-use mcp_filter_core::config::{McpPath, ServerId, ToolNames};
+use mcp_filter_core::config::{McpPath, ServerId, ServerVersion, ToolNames};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -151,7 +151,15 @@ fn version(value: Option<&serde_norway::Value>, p: &mut FileProblems<'_>) -> Opt
     use serde_norway::Value;
     match value {
         None | Some(Value::Null) => p.add("version", "missing (a quoted string, e.g. \"1.3.2\")"),
-        Some(Value::String(s)) if !s.trim().is_empty() => return Some(s.clone()),
+        // The filter's rule (it refuses a route whose server_version breaks it), so a
+        // registered version always reaches the audit record.
+        Some(Value::String(s)) if !s.trim().is_empty() => match ServerVersion::try_from(s.clone()) {
+            Ok(_) => return Some(s.clone()),
+            Err(_) => p.add(
+                "version",
+                format!("{s:?} must be 1-64 printable ASCII characters without spaces"),
+            ),
+        },
         Some(Value::String(_)) => p.add("version", "must not be empty"),
         Some(Value::Number(n)) => p.add(
             "version",
