@@ -25,20 +25,47 @@ pub const MAX_METRIC_LABELS: usize = 8;
 /// Parses and checks one manifest's text.
 pub(crate) fn manifest(file: &Path, text: &str) -> Result<Server, Vec<Problem>> {
     let mut problems = FileProblems::new(file);
-    let raw: RawManifest = match serde_norway::from_str(text) {
+    let mut unknown = Vec::new();
+    let parsed = serde_ignored::deserialize(serde_norway::Deserializer::from_str(text), |path| {
+        unknown.push(field_path(&path))
+    });
+    let raw: RawManifest = match parsed {
         Ok(raw) => raw,
         Err(e) => {
-            // The shape is wrong (unknown key, wrong type): serde names the field path
-            // and the key, and stops there, so this is the file's only problem.
+            // A value of the wrong type (or YAML that does not parse): serde names where,
+            // and stops there, so this is the file's only problem.
             problems.add("", e.to_string());
             return Err(problems.found);
         }
     };
+    // Unknown keys are refused, every one of them, next to every other problem.
+    for field in unknown {
+        problems.add(
+            &field,
+            "unknown key (not part of the manifest format: the seed's fields and one gateway section)",
+        );
+    }
     let base = file.parent().unwrap_or(Path::new("."));
     let server = check(&raw, base, &mut problems);
     match server {
         Some(server) if problems.found.is_empty() => Ok(server),
         _ => Err(problems.found),
+    }
+}
+
+/// A key's place as problems name it: `gateway.rate_limits.default.burst`, `tools[0].description`.
+fn field_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
+        Path::Map { parent, key } => match field_path(parent) {
+            parent if parent.is_empty() => key.clone(),
+            parent => format!("{parent}.{key}"),
+        },
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => field_path(parent),
     }
 }
 

@@ -3,8 +3,10 @@
 //! The top level holds the seed's registration fields, as the seed document defines
 //! them (`server_id` ... `on_call_runbook`); everything the gateway needs beyond them
 //! sits in one `gateway:` section, so a team's catalog entry stays recognisable. These
-//! types only give the file its shape (unknown keys refused at every level); what the
-//! values must be is checked in `check.rs`, which reports every problem at once. Fields
+//! types only give the file its shape; keys they do not know are collected while
+//! parsing (`serde_ignored`) and refused in `check.rs`, with every other problem at
+//! once, rather than stopping the parse at the first. What the values must be is
+//! checked there too. Fields
 //! the seed requires are `Option` here so that a missing one is reported in our words
 //! ("missing"), next to every other problem, instead of stopping the parse.
 
@@ -13,7 +15,6 @@ use std::collections::BTreeMap;
 
 /// One server's manifest.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct RawManifest {
     /// The server's registered id (the filter's `ServerId` rule).
     pub server_id: Option<String>,
@@ -42,7 +43,6 @@ pub(crate) struct RawManifest {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct RawTool {
     pub name: Option<String>,
     /// The tool's input JSON Schema, relative to the manifest's directory.
@@ -50,7 +50,6 @@ pub(crate) struct RawTool {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct RawGateway {
     /// Where the gateway exposes the server; default `/<server_id>/mcp`.
     pub path: Option<String>,
@@ -68,7 +67,6 @@ pub(crate) struct RawGateway {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct RawScopes {
     /// Extra scopes per tool, beyond `mcp.server.<id>:tools.read`.
     #[serde(default)]
@@ -79,7 +77,6 @@ pub(crate) struct RawScopes {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct RawRateLimits {
     /// Each agent, each tool.
     pub default: Option<RawRate>,
@@ -92,14 +89,12 @@ pub(crate) struct RawRateLimits {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct RawRate {
     pub unit: Option<String>,
     pub requests_per_unit: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct RawTimeouts {
     /// Route timeout; `0s` means none (long SSE calls).
     pub request: Option<String>,
