@@ -1,9 +1,9 @@
 """Every shipped deployment, started for real in front of the lenient MCP upstream:
-envoy/envoy.yaml, envoy/compose/envoy.yaml, both Istio EnvoyFilters applied to the
-configuration istiod generates (tests/harness/istio.py), and a rendered fleet
+envoy/envoy.yaml, envoy/compose/envoy.yaml, the Istio sidecar EnvoyFilter applied to
+the configuration istiod generates (tests/harness/istio.py), and a rendered fleet
 (`mcp-registry render` of the financial-data manifest, exposed at /mcp) on plain Envoy
-and on Istio's ingress gateway. Module-scoped: one set of services per test module, one
-Envoy per deployment."""
+and on Istio's ingress gateway (the gateway variant: it is only rendered). Module-scoped:
+one set of services per test module, one Envoy per deployment."""
 
 from __future__ import annotations
 
@@ -19,14 +19,14 @@ from harness.authz import READ_SCOPES
 from harness.client import Response
 from harness.envoy import ENVOY_DIR, audit_log_path
 from harness.fleet import Rendered
-from harness.istio import apply, envoy_filters, fleet_gateway_skeleton, fleet_upstreams, gateway_host, load, upstream_ports
+from harness.istio import ISTIO_DIR, apply, fleet_gateway_skeleton, fleet_upstreams, load, sidecar_upstreams
 from harness.paths import Received, h2_request, raw_request, start_lenient
 
 from e2e.helpers import AGENT, modern_call
 
 COMPOSE_ENVOY = ENVOY_DIR / "compose" / "envoy.yaml"
-ISTIO = {p.name.split("-")[0]: p for p in envoy_filters()}  # "gateway", "sidecar"
-DEPLOYMENTS = ["envoy.yaml", "compose/envoy.yaml", "istio-sidecar", "istio-gateway", "fleet", "fleet-istio-gateway"]
+SIDECAR = ISTIO_DIR / "sidecar-envoyfilter.yaml"
+DEPLOYMENTS = ["envoy.yaml", "compose/envoy.yaml", "istio-sidecar", "fleet", "fleet-istio-gateway"]
 TOOL = "get_account_balance"
 NO_SCOPES = ""
 
@@ -71,27 +71,27 @@ def services(tmp_path_factory):
             proc.stop()
 
 
-def assembled(name: str, logs: Path) -> Path:
-    out = logs / f"istio-{name}.yaml"
-    out.write_text(yaml.safe_dump(apply(load(ISTIO[name])), sort_keys=False))
+def assembled_sidecar(logs: Path) -> Path:
+    out = logs / "istio-sidecar.yaml"
+    out.write_text(yaml.safe_dump(apply(load(SIDECAR)), sort_keys=False))
     return out
 
 
 def start(name: str, services: Services, source: Path | None = None) -> Deployment:
     """Renders and starts one deployment (`source` overrides the config file)."""
     authz, ratelimit = services.authz, services.ratelimit
+    # The rendered Gateway serves any host; the others have no host-based routing.
     host = "127.0.0.1"
     if name.startswith("fleet"):
         source, upstreams = fleet_source(name, services)
     elif name in ("envoy.yaml", "compose/envoy.yaml"):
         source = source or (ENVOY_DIR / name if name == "envoy.yaml" else COMPOSE_ENVOY)
         upstreams = {"mcp_server": services.upstream_port, **authz.upstreams(), **ratelimit.upstreams()}
+    elif name == "istio-sidecar":
+        source = source or assembled_sidecar(services.logs)
+        upstreams = sidecar_upstreams(services.upstream_port, {**authz.upstreams(), **ratelimit.upstreams()})
     else:
-        variant = name.removeprefix("istio-")
-        source = source or assembled(variant, services.logs)
-        upstreams = upstream_ports(services.upstream_port, authz.http_port, {**authz.upstreams(), **ratelimit.upstreams()})
-        if variant == "gateway":
-            host = gateway_host()
+        raise ValueError(f"no deployment {name!r}")
     listener, admin = free_port(), free_port()
     path = render_config(source, services.logs, listener, admin, upstreams)
     envoy = Envoy(path, admin, services.logs)

@@ -17,7 +17,9 @@ The generated shapes follow istio/istio (pilot/pkg/networking/core):
   VirtualService match (named after the http route, `exact` -> `path`, `prefix` ->
   `prefix`, `case_sensitive: true` unless `ignoreUriCase`) to the outbound cluster
   `outbound|<port>||<host>`, Istio's default retry policy; unmatched paths get Envoy's
-  own 404. Built here from envoy/istio/istio-virtualservice.yaml itself.
+  own 404. Built here from the Gateway and VirtualService `mcp-registry render` writes
+  (istio/gateway-virtualservice.yaml): the gateway variant is rendered from the server
+  manifests, only the sidecar variant ships hand-written (envoy/istio/).
 
 Istio-only HTTP filters (istio.metadata_exchange, istio.stats) are not in upstream
 Envoy and are left out: they neither route nor rewrite paths. The inbound listener is
@@ -41,7 +43,6 @@ import yaml
 from .envoy import ENVOY_DIR, connection_manager
 
 ISTIO_DIR = ENVOY_DIR / "istio"
-VIRTUAL_SERVICE = ISTIO_DIR / "istio-virtualservice.yaml"
 
 # EnvoyFilter fields and enums as Istio documents them (networking.istio.io/v1alpha3,
 # "EnvoyFilter" reference).
@@ -237,50 +238,9 @@ def outbound_cluster(destination: dict) -> str:
     return f"outbound|{destination['port']['number']}||{destination['host']}"
 
 
-def gateway_routes(virtual_service: dict) -> list[dict]:
-    """route.TranslateRoute for the http routes of a VirtualService bound to a gateway
-    (single destination, no rewrite/redirect: what the shipped VirtualService uses)."""
-    meta = virtual_service["metadata"]
-    config = f"/apis/networking.istio.io/v1/namespaces/{meta['namespace']}/virtual-service/{meta['name']}"
-    routes = []
-    for http in virtual_service["spec"]["http"]:
-        (destination,) = [d["destination"] for d in http["route"]]
-        for match in http.get("match") or [None]:
-            name = http.get("name", "")
-            if match and match.get("name"):
-                name = f"{name}.{match['name']}"
-            route_match: dict = {"prefix": "/"}
-            uri = (match or {}).get("uri")
-            if uri:
-                (kind, value), = uri.items()
-                route_match = {"exact": {"path": value}, "prefix": {"prefix": value}, "regex": {"safe_regex": {"regex": value}}}[kind]
-            route_match["case_sensitive"] = not (match or {}).get("ignoreUriCase", False)
-            timeout = http.get("timeout", "0s")
-            routes.append(
-                {
-                    "name": name,
-                    "match": route_match,
-                    "route": {
-                        "cluster": outbound_cluster(destination),
-                        "timeout": timeout,
-                        "retry_policy": DEFAULT_RETRY,
-                        "max_grpc_timeout": timeout,
-                    },
-                    "metadata": {"filter_metadata": {"istio": {"config": config}}},
-                    "decorator": {"operation": f"{destination['host']}:{destination['port']['number']}/*"},
-                }
-            )
-    # SortVHostRoutes: catch-all routes go last, the rest keep their order.
-    return sorted(routes, key=lambda r: r["match"] == {"prefix": "/", "case_sensitive": True})
-
-
-def gateway_skeleton(virtual_service_file: Path = VIRTUAL_SERVICE) -> dict:
-    """What istiod generates for the Gateway and VirtualService in
-    `virtual_service_file` on an ingress gateway (HTTP server, one host)."""
-    gateway, virtual_service = load_all(virtual_service_file)
-    (server,) = gateway["spec"]["servers"]
-    (host,) = server["hosts"]
-    port = server["port"]["number"]
+def _gateway_bootstrap(host: str, port: int, routes: list[dict]) -> dict:
+    """What istiod generates on an ingress gateway for a Gateway HTTP server on `port`
+    with one host, whose VirtualService gave `routes` (in Envoy's form)."""
     hcm = {
         **_hcm_defaults(),
         "stat_prefix": f"outbound_0.0.0.0_{GATEWAY_LISTENER_PORT}",
@@ -294,7 +254,7 @@ def gateway_skeleton(virtual_service_file: Path = VIRTUAL_SERVICE) -> dict:
             "validate_clusters": False,
             "ignore_port_in_host_matching": True,
             "max_direct_response_body_size_bytes": 1048576,
-            "virtual_hosts": [{"name": f"{host}:{port}", "domains": [host], "routes": gateway_routes(virtual_service)}],
+            "virtual_hosts": [{"name": f"{host}:{port}", "domains": [host], "routes": routes}],
         },
         "http_filters": [
             {"name": "envoy.filters.http.fault", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"}},
@@ -302,7 +262,7 @@ def gateway_skeleton(virtual_service_file: Path = VIRTUAL_SERVICE) -> dict:
             _router(),
         ],
     }
-    clusters = sorted({outbound_cluster(h["route"][0]["destination"]) for h in virtual_service["spec"]["http"]})
+    clusters = sorted({r["route"]["cluster"] for r in routes if "route" in r})
     return {
         "admin": _admin(),
         "static_resources": {
@@ -312,36 +272,16 @@ def gateway_skeleton(virtual_service_file: Path = VIRTUAL_SERVICE) -> dict:
     }
 
 
-def gateway_host(virtual_service_file: Path = VIRTUAL_SERVICE) -> str:
-    """The host the Gateway serves: requests need it as Host / :authority."""
-    gateway, _ = load_all(virtual_service_file)
-    (server,) = gateway["spec"]["servers"]
-    (host,) = server["hosts"]
-    return host
-
-
 def variant(envoy_filter: dict) -> str:
     """"gateway" or "sidecar", from the patches' contexts."""
     contexts = {p["match"]["context"] for p in envoy_filter["spec"]["configPatches"]}
     return "gateway" if contexts == {"GATEWAY"} else "sidecar"
 
 
-def skeleton_for(envoy_filter: dict) -> dict:
-    return gateway_skeleton() if variant(envoy_filter) == "gateway" else sidecar_skeleton()
-
-
-def upstream_ports(mcp_port: int, authz_http_port: int, services: dict[str, int]) -> dict[str, int]:
-    """Cluster name -> loopback port for both generated shapes plus the patches'
-    clusters (`services`: the authz/ratelimit clusters, as Authz/Ratelimit.upstreams())."""
-    _, virtual_service = load_all(VIRTUAL_SERVICE)
-    ports = {INBOUND_CLUSTER: mcp_port, **services}
-    for http in virtual_service["spec"]["http"]:
-        destination = http["route"][0]["destination"]
-        # The VirtualService sends the RFC 9728 metadata to the authz-service's HTTP
-        # port and everything else it routes to the MCP server.
-        is_authz = destination["host"].startswith("mcp-authz-service.")
-        ports[outbound_cluster(destination)] = authz_http_port if is_authz else mcp_port
-    return ports
+def sidecar_upstreams(mcp_port: int, services: dict[str, int]) -> dict[str, int]:
+    """Cluster name -> loopback port for the assembled sidecar: the inbound cluster is
+    the MCP server, `services` the patches' clusters (as Authz/Ratelimit.upstreams())."""
+    return {INBOUND_CLUSTER: mcp_port, **services}
 
 
 def _route_config_matches(context: str, route_config: dict, match: dict | None) -> bool:
@@ -399,11 +339,16 @@ class UnmatchedPatch(ValueError):
 
 
 def apply(envoy_filter: dict, bootstrap: dict | None = None) -> dict:
-    """Applies every patch of an EnvoyFilter to a bootstrap (the shape istiod generates
-    for the variant, by default). Added clusters that name Kubernetes services become
+    """Applies every patch of an EnvoyFilter to a bootstrap (by default the shape istiod
+    generates for a sidecar; a gateway's comes from its VirtualService, so pass
+    fleet_gateway_skeleton(...)). Added clusters that name Kubernetes services become
     STATIC so that the tests can point them at loopback ports. Raises UnmatchedPatch
     for a patch that would not apply to anything."""
-    bootstrap = copy.deepcopy(bootstrap or skeleton_for(envoy_filter))
+    if bootstrap is None:
+        if variant(envoy_filter) == "gateway":
+            raise ValueError("a gateway EnvoyFilter applies to its VirtualService's routes: pass fleet_gateway_skeleton(...)")
+        bootstrap = sidecar_skeleton()
+    bootstrap = copy.deepcopy(bootstrap)
     resources = bootstrap["static_resources"]
     listener = resources["listeners"][0]
     hcm = connection_manager(bootstrap)
@@ -497,7 +442,8 @@ def apply(envoy_filter: dict, bootstrap: dict | None = None) -> dict:
     return bootstrap
 
 
-# --- The fleet rendered by `mcp-registry render` (istio/): tests/e2e/test_fleet_istio.py.
+# --- The gateway variant, rendered by `mcp-registry render` (istio/): tests/e2e/test_istio.py,
+# tests/e2e/test_fleet_istio.py and the "fleet-istio-gateway" deployment.
 
 
 def _route_operation(route: dict, vs_name: str, port: int) -> str:
@@ -587,9 +533,8 @@ def _is_catch_all(route: dict) -> bool:
 def fleet_gateway_skeleton(routes_file: Path) -> dict:
     """What istiod generates on the ingress gateway for a Gateway and VirtualService
     file as `mcp-registry render` writes it (istio/gateway-virtualservice.yaml; other
-    kinds in it, such as DestinationRules, are skipped): the shape of gateway_skeleton,
-    with every http route translated by translate_route and catch-alls sorted last
-    (SortVHostRoutes)."""
+    kinds in it, such as DestinationRules, are skipped): every http route translated
+    by translate_route, catch-alls sorted last (SortVHostRoutes)."""
     docs = load_all(routes_file)
     (gateway,) = [d for d in docs if d["kind"] == "Gateway"]
     (virtual_service,) = [d for d in docs if d["kind"] == "VirtualService"]
@@ -601,13 +546,7 @@ def fleet_gateway_skeleton(routes_file: Path) -> dict:
         for match in http.get("match") or [None]:
             routes.append(translate_route(virtual_service, http, match, port))
     routes = [r for r in routes if not _is_catch_all(r)] + [r for r in routes if _is_catch_all(r)]
-    bootstrap = gateway_skeleton()
-    hcm = connection_manager(bootstrap)
-    hcm["route_config"]["name"] = f"http.{port}"
-    hcm["route_config"]["virtual_hosts"] = [{"name": f"{host}:{port}", "domains": [host], "routes": routes}]
-    clusters = sorted({r["route"]["cluster"] for r in routes if "route" in r})
-    bootstrap["static_resources"]["clusters"] = [_static_cluster(name) for name in clusters]
-    return bootstrap
+    return _gateway_bootstrap(host, port, routes)
 
 
 def fleet_upstreams(bootstrap: dict, services: dict[str, int], authz_http_port: int) -> dict[str, int]:
