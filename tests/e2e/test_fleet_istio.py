@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import kubernetes_validate
@@ -327,8 +328,11 @@ def test_the_gateway_and_virtualservice_have_only_documented_fields(fleet):
     assert virtual_service["spec"]["gateways"] == [gateway["metadata"]["name"]]
     for http in virtual_service["spec"]["http"]:
         assert set(http) <= HTTP_ROUTE_FIELDS, http
-        # Istio's validation refuses timeouts under 1 ms ("0s" included).
-        assert "timeout" not in http or not http["timeout"].startswith("0"), http
+        # Istio's validation refuses timeouts under 1 ms ("0s" included) and below ms precision.
+        if "timeout" in http:
+            number, unit = re.fullmatch(r"([0-9.]+)(ms|s|m|h)", http["timeout"]).groups()
+            seconds = float(number) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
+            assert seconds >= 0.001 and round(seconds * 1000, 6).is_integer(), http
         for match in http.get("match", []):
             assert "ignoreUriCase" not in match
     servers = [h for h in virtual_service["spec"]["http"] if h["name"].startswith("mcp-server-")]

@@ -16,9 +16,7 @@
 //!   service, the manifest's request timeout) and the catch-all `mcp-unregistered`;
 //!   a DestinationRule per `https` endpoint (TLS origination).
 //!
-//! The names are the ones of envoy/istio/, so applying these replaces a single-server
-//! install on the same gateway. The EnvoyFilter comes first (also in `kubectl apply
-//! -f istio/` order): a route istiod generates for a new server then already gets its
+//! The EnvoyFilter comes first (also in `kubectl apply -f istio/` order): a route istiod generates for a new server then already gets its
 //! metadata; a patch whose route does not exist yet is a no-op in Istio.
 //!
 //! The sidecar variant is not rendered: a sidecar fronts one server, and
