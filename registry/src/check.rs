@@ -126,6 +126,12 @@ fn check(raw: &RawManifest, base: &Path, p: &mut FileProblems<'_>) -> Option<Ser
             format!("{scheme:?} is not supported: the gateway verifies oauth2 tokens only"),
         );
     }
+    if raw.sla_tier.as_deref().is_some_and(|tier| !one_line(tier)) {
+        p.add(
+            "sla_tier",
+            "must be one line of text (no control characters)",
+        );
+    }
     let runbook = match raw.on_call_runbook.as_deref() {
         None | Some("") => {
             p.add("on_call_runbook", "missing (an http or https URL)");
@@ -201,9 +207,20 @@ fn required_text(field: &str, value: Option<&str>, p: &mut FileProblems<'_>) -> 
     match value.map(str::trim) {
         None => p.add(field, "missing"),
         Some("") => p.add(field, "must not be empty"),
+        Some(text) if !one_line(text) => {
+            p.add(field, "must be one line of text (no control characters)")
+        }
         Some(_) => return value.map(str::to_owned),
     }
     None
+}
+
+/// Catalog text (owner, tier) goes into the rendered files' comments and Prometheus
+/// labels: one line, no control characters.
+fn one_line(text: &str) -> bool {
+    !text
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
 }
 
 /// An http(s) URL with a host.

@@ -45,7 +45,8 @@ pub fn configmaps(fleet: &Fleet, limits: &str) -> String {
             );
             match &mount.from_file {
                 Some(file) => {
-                    let _ = writeln!(out, " (make the Secret from {})", file.display());
+                    let file = super::comment(&file.display().to_string());
+                    let _ = writeln!(out, " (make the Secret from {file})");
                 }
                 None => out.push('\n'),
             }

@@ -43,7 +43,7 @@ pub fn render(fleet: &Fleet) -> String {
             out,
             "  # {} ({})",
             server.id(),
-            super::policy::file_name(&server.manifest_file)
+            super::comment(&super::policy::file_name(&server.manifest_file))
         );
         let _ = writeln!(
             out,

@@ -99,6 +99,22 @@ pub(crate) fn quoted(text: &str) -> String {
     serde_json::Value::String(text.to_owned()).to_string()
 }
 
+/// Manifest text (an owner, a file name) made safe inside a YAML comment: a line break
+/// there would end the comment and let the text become configuration (an owner of
+/// `"x\nunknown_tool: allow"`), so every control character (YAML's line breaks
+/// included: CR, LF, NEL, LS, PS) becomes `?`.
+pub(crate) fn comment(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+                '?'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
 /// A flow sequence of quoted strings.
 pub(crate) fn quoted_list(items: &[String]) -> String {
     let items: Vec<String> = items.iter().map(|s| quoted(s)).collect();
@@ -108,3 +124,18 @@ pub(crate) fn quoted_list(items: &[String]) -> String {
 /// The first line of every rendered file.
 pub(crate) const HEADER: &str =
     "# Rendered by mcp-registry from the server manifests: do not edit, edit the manifests and run `mcp-registry render` again.\n";
+
+#[cfg(test)]
+mod tests {
+    use super::comment;
+
+    #[test]
+    fn comments_cannot_break_out_of_their_line() {
+        assert_eq!(
+            comment("team@x\nunknown_tool: allow"),
+            "team@x?unknown_tool: allow"
+        );
+        assert_eq!(comment("a\rb\u{85}c\u{2028}d\u{2029}e"), "a?b?c?d?e");
+        assert_eq!(comment("Zoë <zoe@x>"), "Zoë <zoe@x>");
+    }
+}

@@ -4,7 +4,7 @@
 //! for the others), its `methods`, and where its upstream credential is.
 
 use super::credentials::{self, Placement};
-use super::{quoted, quoted_list, HEADER};
+use super::{comment, quoted, quoted_list, HEADER};
 use crate::fleet::Fleet;
 use std::fmt::Write;
 
@@ -32,8 +32,8 @@ pub fn render(fleet: &Fleet, placement: &Placement<'_>) -> String {
             "  # {} {} ({}), owner {}",
             server.id(),
             server.version,
-            file_name(&server.manifest_file),
-            server.owner
+            comment(&file_name(&server.manifest_file)),
+            comment(&server.owner)
         );
         let _ = writeln!(out, "  {}:", quoted(server.id()));
         if server.tools.is_empty() {
