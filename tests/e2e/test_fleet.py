@@ -18,7 +18,7 @@ import yaml
 from e2e.helpers import AGENT, modern_call
 from harness import ROOT, audit_records, bearer, connection_manager, request, start_echo, validate, wait_until, wasm_path
 from harness.envoy import wasm_plugin_configs
-from harness.fleet import EXAMPLES, Fleet, render
+from harness.fleet import EXAMPLES, Fleet, render, route_list, route_map
 
 SERVERS = ("financial-data", "hr-directory", "weather")
 FLEET_BOOTSTRAP = ROOT / "envoy" / "fleet.yaml"
@@ -269,3 +269,21 @@ def test_manifest_labels_join_the_gateways_series_in_prometheus(tmp_path):
     assert "SUCCESS: 3 rules found" in checked.stdout, checked.stdout
     tested = subprocess.run([promtool, "test", "rules", str(tests)], capture_output=True, text=True, timeout=60)
     assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def test_the_path_map_is_only_a_shortcut_to_the_route_list(tmp_path):
+    """The virtual host finds a server's route by a hash map on the exact path (the
+    cost per request does not grow with the fleet); every other request (a query
+    string, the metadata route, an unregistered path) falls back to the route list. The
+    map must send each path to exactly the route the list would pick."""
+    manifests, out = tmp_path / "manifests", tmp_path / "out"
+    shutil.copytree(EXAMPLES, manifests)
+    render(manifests, out, tmp_path / "credentials")
+    routes = route_list(out / "envoy" / "routes.yaml")
+    by_map = route_map(out / "envoy" / "routes.yaml")
+    assert [r["name"] for r in routes] == ["mcp-oauth-metadata", *(f"mcp-server/{s}" for s in SERVERS), "mcp-unregistered"]
+    assert set(by_map) == {"/financial-data/mcp", "/hr-directory/mcp", "/weather/mcp"}
+    for path, route in by_map.items():
+        # The route the list picks for this exact path: the first that matches it.
+        picked = next(r for r in routes if r["match"].get("path") == path or path.startswith(r["match"].get("prefix", "\0")))
+        assert route == picked, path

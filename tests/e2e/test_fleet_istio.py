@@ -23,6 +23,7 @@ from harness import audit_records, bearer, free_port, request, start_echo, valid
 from harness.authz import Authz
 from harness.envoy import Envoy, audit_log_path, connection_manager, render_config
 from harness import fleet as fleet_harness
+from harness.fleet import route_list
 from harness.istio import (
     APPLY_TO,
     CONTEXTS,
@@ -147,8 +148,7 @@ def test_every_server_route_carries_what_the_envoy_target_renders(fleet):
     """Istio's routes after the patches, against the plain-Envoy routes render writes
     for the same fleet: same metadata (the filter's labels), rate limit actions,
     timeouts and rewrites, each to its own server's cluster."""
-    (envoy_routes,) = yaml.safe_load((fleet.out / "envoy" / "routes.yaml").read_text())["resources"]
-    envoy_by_path = {r["match"].get("path"): r for r in envoy_routes["virtual_hosts"][0]["routes"]}
+    envoy_by_path = {r["match"].get("path"): r for r in route_list(fleet.out / "envoy" / "routes.yaml")}
     routes = routes_by_name(fleet.istio_bootstrap())
     for server in SERVERS:
         route = routes[f"mcp-server-{server}"]

@@ -27,7 +27,7 @@ from e2e.helpers import AGENT, connect, modern_call
 from harness import audit_records, free_port, metric, prometheus_when, render_config, request, start_gateway, validate
 from harness.authz import Authz
 from harness.envoy import ENVOY_DIR, connection_manager
-from harness.fleet import EXAMPLES, Rendered
+from harness.fleet import EXAMPLES, Rendered, route_list
 from harness.istio import (
     APPLY_TO,
     CONTEXTS,
@@ -107,13 +107,13 @@ def gateway(rendered: Rendered) -> Variant:
     routes_file = istio / "gateway-virtualservice.yaml"
     (virtual_service,) = [d for d in load_all(routes_file) if d["kind"] == "VirtualService"]
     (server,) = [outbound_cluster(h["route"][0]["destination"]) for h in virtual_service["spec"]["http"] if h["name"] == "mcp-server-financial-data"]
-    (routes,) = yaml.safe_load((rendered.out / "envoy" / "routes.yaml").read_text())["resources"]
+    routes = route_list(rendered.out / "envoy" / "routes.yaml")
     return Variant(
         "gateway",
         load(istio / "gateway-envoyfilter.yaml"),
         fleet_gateway_skeleton(routes_file),
         FLEET,
-        routes["virtual_hosts"][0]["routes"],
+        routes,
         server,
     )
 

@@ -47,6 +47,23 @@ def render(manifests: Path, out: Path, credentials_dir: Path) -> str:
     return done.stdout
 
 
+def route_list(routes_file: Path) -> list[dict]:
+    """The routes of a rendered envoy/routes.yaml, in the order Envoy tries them: the
+    virtual host's path matcher falls back to this list (its map of exact paths is only
+    a shortcut to the same routes)."""
+    (config,) = yaml.safe_load(Path(routes_file).read_text())["resources"]
+    (host,) = config["virtual_hosts"]
+    return host["matcher"]["on_no_match"]["action"]["typed_config"]["routes"]
+
+
+def route_map(routes_file: Path) -> dict[str, dict]:
+    """The virtual host's map of exact paths to routes."""
+    (config,) = yaml.safe_load(Path(routes_file).read_text())["resources"]
+    (host,) = config["virtual_hosts"]
+    entries = host["matcher"]["matcher_tree"]["exact_match_map"]["map"]
+    return {path: {k: v for k, v in entry["action"]["typed_config"].items() if k != "@type"} for path, entry in entries.items()}
+
+
 class Rendered:
     """The example fleet's manifests (the servers in `endpoints`, each pointed at its
     loopback port; `paths` moves servers to other exposure paths) in `log_dir/manifests`,

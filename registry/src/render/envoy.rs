@@ -93,14 +93,59 @@ fn cluster(server: &Server) -> Value {
     cluster
 }
 
-fn routes(fleet: &Fleet) -> String {
+/// Every route, in the order Envoy tries them.
+pub fn route_list(fleet: &Fleet) -> Vec<Value> {
     let mut routes = vec![oauth_metadata_route()];
     routes.extend(fleet.servers.iter().map(server_route));
     routes.push(unregistered_route());
+    routes
+}
+
+/// The virtual host picks a request's route with a matcher: a hash map from the exact
+/// `:path` to the server's route, so the cost per request does not grow with the fleet
+/// (Envoy tries a route list in order, and the filter makes it pick twice: about 55 ns
+/// per route ahead of the match, each time; BENCHMARKS.md, "Fleet scale"). `:path`
+/// holds the query string, so a miss (a query string, the metadata route, a path no
+/// server is at) falls back to the whole route list, which decides exactly as a plain
+/// list would: the map is only a shortcut to the same route.
+fn routes(fleet: &Fleet) -> String {
+    let list = route_list(fleet);
+    let map: serde_json::Map<String, Value> = fleet
+        .servers
+        .iter()
+        .map(|server| {
+            let route = server_route(server);
+            let mut typed = json!({ "@type": "type.googleapis.com/envoy.config.route.v3.Route" });
+            if let (Some(typed), Some(route)) = (typed.as_object_mut(), route.as_object()) {
+                typed.extend(route.clone());
+            }
+            let action = json!({ "action": { "name": route["name"], "typed_config": typed } });
+            (server.path.clone(), action)
+        })
+        .collect();
+    let matcher = json!({
+        "matcher_tree": {
+            "input": {
+                "name": "path",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput",
+                    "header_name": ":path",
+                },
+            },
+            "exact_match_map": { "map": map },
+        },
+        "on_no_match": { "action": {
+            "name": "mcp-route-list",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.config.route.v3.RouteList",
+                "routes": list,
+            },
+        }},
+    });
     let config = json!({
         "@type": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
         "name": ROUTE_CONFIG,
-        "virtual_hosts": [{ "name": ROUTE_CONFIG, "domains": ["*"], "routes": routes }],
+        "virtual_hosts": [{ "name": ROUTE_CONFIG, "domains": ["*"], "matcher": matcher }],
     });
     document(
         "the registered MCP servers' routes (Envoy RDS from a file)",
@@ -110,7 +155,7 @@ fn routes(fleet: &Fleet) -> String {
 
 /// RFC 9728 protected resource metadata, served by the authz-service and readable
 /// without a token (MCP clients fetch it after a 401).
-fn oauth_metadata_route() -> Value {
+pub fn oauth_metadata_route() -> Value {
     json!({
         "name": "mcp-oauth-metadata",
         "match": { "prefix": "/.well-known/oauth-protected-resource" },
@@ -122,7 +167,9 @@ fn oauth_metadata_route() -> Value {
     })
 }
 
-fn server_route(server: &Server) -> Value {
+/// A server's route: exact path, its cluster, rewrites, timeouts, rate limit
+/// descriptor and the metadata the filter labels by.
+pub fn server_route(server: &Server) -> Value {
     let endpoint = &server.endpoint;
     // Strings only: the filter reads each leaf as a raw string. `tools` gives the
     // server's registered tools their own metric label (MCP tool names hold no commas).
@@ -165,7 +212,8 @@ fn server_route(server: &Server) -> Value {
     })
 }
 
-fn unregistered_route() -> Value {
+/// The catch-all: the filter answers it with 404 -31014 and an audit record.
+pub fn unregistered_route() -> Value {
     json!({
         "name": "mcp-unregistered",
         "match": { "prefix": "/" },

@@ -29,7 +29,6 @@ use super::Output;
 use crate::fleet::Fleet;
 use crate::model::Server;
 use serde_json::{json, Map, Value};
-use std::path::Path;
 use std::time::Duration;
 
 const BOOTSTRAP: &str = include_str!("../../../envoy/fleet.yaml");
@@ -81,58 +80,12 @@ pub fn virtual_host() -> String {
 }
 
 pub fn render(fleet: &Fleet) -> Vec<Output> {
-    let routes = EnvoyRoutes::of(fleet);
+    // What the Istio routes must carry comes from the Envoy target's own route
+    // builders, so the two cannot drift.
     vec![
-        Output::new(
-            "istio/gateway-envoyfilter.yaml",
-            envoy_filter(fleet, &routes),
-        ),
-        Output::new(
-            "istio/gateway-virtualservice.yaml",
-            gateway_routes(fleet, &routes),
-        ),
+        Output::new("istio/gateway-envoyfilter.yaml", envoy_filter(fleet)),
+        Output::new("istio/gateway-virtualservice.yaml", gateway_routes(fleet)),
     ]
-}
-
-/// The routes the Envoy target renders, by role: what the Istio routes must carry.
-struct EnvoyRoutes {
-    all: Vec<Value>,
-}
-
-impl EnvoyRoutes {
-    fn of(fleet: &Fleet) -> EnvoyRoutes {
-        let routes = envoy::render(fleet, Path::new("/"))
-            .into_iter()
-            .find(|o| o.path == Path::new("envoy/routes.yaml"))
-            .and_then(|o| serde_norway::from_str::<Value>(&o.text).ok())
-            .and_then(|v| {
-                v.pointer("/resources/0/virtual_hosts/0/routes")
-                    .and_then(Value::as_array)
-                    .cloned()
-            })
-            .unwrap_or_default();
-        EnvoyRoutes { all: routes }
-    }
-
-    fn find(&self, pred: impl Fn(&Value) -> bool) -> Value {
-        self.all
-            .iter()
-            .find(|r| pred(r))
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    fn server(&self, server: &Server) -> Value {
-        self.find(|r| r.pointer("/match/path").and_then(Value::as_str) == Some(&server.path))
-    }
-
-    fn oauth_metadata(&self) -> Value {
-        self.find(|r| r["name"] == OAUTH_METADATA_ROUTE)
-    }
-
-    fn unregistered(&self) -> Value {
-        self.find(|r| r.pointer("/match/prefix").and_then(Value::as_str) == Some("/"))
-    }
 }
 
 fn bootstrap() -> Value {
@@ -152,7 +105,7 @@ fn connection_manager(bootstrap: &Value) -> Value {
         .unwrap_or_default()
 }
 
-fn envoy_filter(fleet: &Fleet, routes: &EnvoyRoutes) -> String {
+fn envoy_filter(fleet: &Fleet) -> String {
     let bootstrap = bootstrap();
     let hcm = connection_manager(&bootstrap);
     let mut patches = Vec::new();
@@ -214,7 +167,7 @@ fn envoy_filter(fleet: &Fleet, routes: &EnvoyRoutes) -> String {
         json!({ "routeConfiguration": { "vhost": {
             "name": virtual_host(), "route": { "name": name } } } })
     };
-    let oauth = routes.oauth_metadata();
+    let oauth = envoy::oauth_metadata_route();
     patches.push(patch(
         "HTTP_ROUTE",
         route_match(OAUTH_METADATA_ROUTE),
@@ -222,7 +175,7 @@ fn envoy_filter(fleet: &Fleet, routes: &EnvoyRoutes) -> String {
         json!({ "typed_per_filter_config": oauth["typed_per_filter_config"] }),
     ));
     for server in &fleet.servers {
-        let route = routes.server(server);
+        let route = envoy::server_route(server);
         patches.push(patch(
             "HTTP_ROUTE",
             route_match(&route_name(server)),
@@ -236,7 +189,7 @@ fn envoy_filter(fleet: &Fleet, routes: &EnvoyRoutes) -> String {
             }),
         ));
     }
-    let unregistered = routes.unregistered();
+    let unregistered = envoy::unregistered_route();
     patches.push(patch(
         "HTTP_ROUTE",
         route_match(UNREGISTERED_ROUTE),
@@ -286,7 +239,7 @@ fn patch(apply_to: &str, matching: Value, operation: &str, value: Value) -> Valu
     })
 }
 
-fn gateway_routes(fleet: &Fleet, routes: &EnvoyRoutes) -> String {
+fn gateway_routes(fleet: &Fleet) -> String {
     let gateway = json!({
         "apiVersion": "networking.istio.io/v1",
         "kind": "Gateway",
@@ -308,10 +261,10 @@ fn gateway_routes(fleet: &Fleet, routes: &EnvoyRoutes) -> String {
         fleet
             .servers
             .iter()
-            .map(|s| server_route(s, &routes.server(s))),
+            .map(|s| server_route(s, &envoy::server_route(s))),
     );
     // No match: istiod makes it `prefix: /` and sorts it last.
-    let unregistered = routes.unregistered();
+    let unregistered = envoy::unregistered_route();
     http.push(json!({
         "name": UNREGISTERED_ROUTE,
         "directResponse": {
