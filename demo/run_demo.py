@@ -270,7 +270,7 @@ def register_live(fleet: Fleet, logs: Path, header_log: Path, started: list, env
     print(f"  $ cp demo/fleet-addition/{NEW}.yaml demo/fleet-addition/schemas/* <fleet>  (endpoint set to 127.0.0.1:{port})")
     shutil.copytree(ADDITION / "schemas", fleet.manifests / "schemas", dirs_exist_ok=True)
     (fleet.manifests / f"{NEW}.yaml").write_text(manifest_text(NEW, port, ADDITION))
-    print("  $ mcp-registry render <fleet> --out <rendered>")
+    print("  $ mcp-registry render <fleet> --out <rendered> --allow-loopback-endpoints")
     started_at = time.monotonic()
     wrote = fleet.render()
     for line in wrote.splitlines():

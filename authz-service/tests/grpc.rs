@@ -233,6 +233,41 @@ async fn protected_resource_metadata() {
             .unwrap()
             .contains(&serde_json::json!("mcp.server.financial-data:tools.read")));
     }
+    // The document is built once per policy, and again for a new one.
+    let scopes = || async {
+        let (status, body) = service
+            .get("/.well-known/oauth-protected-resource/mcp")
+            .await;
+        assert_eq!(status, 200);
+        let document: serde_json::Value = serde_json::from_str(&body).unwrap();
+        document["scopes_supported"].clone()
+    };
+    assert_eq!(scopes().await, scopes().await);
+    write(
+        &service.policy,
+        &format!("{POLICY}  kb:\n    tools:\n      search: [mcp.server.kb:write]\n"),
+    );
+    let mut reloaded = false;
+    for _ in 0..100 {
+        let now = scopes().await;
+        if now
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("mcp.server.kb:write"))
+        {
+            assert!(now
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!("mcp.server.kb:tools.read")));
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        reloaded,
+        "the document never showed the new policy's scopes"
+    );
     service.stop().await;
 }
 

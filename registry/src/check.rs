@@ -3,6 +3,7 @@
 //! `fleet.rs`.
 
 use crate::duration;
+use crate::fleet_file;
 use crate::manifest::{RawGateway, RawManifest, RawRate};
 use crate::model::{
     Credential, Endpoint, Rate, RateLimits, Scopes, Server, Timeouts, Tool, Transport, Unit,
@@ -18,12 +19,30 @@ use std::path::Path;
 /// does would clash with them.
 pub const RESERVED_LABEL_PREFIX: &str = "mcp_";
 
+/// Longest route or idle timeout: far beyond any call, and far inside what Envoy takes
+/// (a duration it cannot hold makes it refuse the whole route file, every server's).
+const MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// Most extra metric labels per server: each one multiplies nothing by itself, but
 /// every label is carried on every series of the server.
 pub const MAX_METRIC_LABELS: usize = 8;
 
+/// What a fleet may do beyond the defaults.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rules {
+    /// Endpoints on this machine (`127.0.0.0/8`, `::1`, `localhost`): for local
+    /// development and tests. Off by default: an endpoint there reaches what the gateway
+    /// itself listens on (Envoy's admin interface: a config dump, `/healthcheck/fail`).
+    pub allow_loopback_endpoints: bool,
+}
+
+/// Longest server id the registry takes (the filter's rule allows 128): the id names
+/// Kubernetes objects (`<id>-upstream` Secrets, DestinationRules), whose names are
+/// DNS labels of at most 63 characters.
+pub const MAX_SERVER_ID: usize = 54;
+
 /// Parses and checks one manifest's text.
-pub(crate) fn manifest(file: &Path, text: &str) -> Result<Server, Vec<Problem>> {
+pub(crate) fn manifest(file: &Path, text: &str, rules: &Rules) -> Result<Server, Vec<Problem>> {
     let mut problems = FileProblems::new(file);
     let mut unknown = Vec::new();
     let parsed = serde_ignored::deserialize(serde_norway::Deserializer::from_str(text), |path| {
@@ -46,7 +65,7 @@ pub(crate) fn manifest(file: &Path, text: &str) -> Result<Server, Vec<Problem>> 
         );
     }
     let base = file.parent().unwrap_or(Path::new("."));
-    let server = check(&raw, base, &mut problems);
+    let server = check(&raw, base, rules, &mut problems);
     match server {
         Some(server) if problems.found.is_empty() => Ok(server),
         _ => Err(problems.found),
@@ -69,13 +88,35 @@ fn field_path(path: &serde_ignored::Path<'_>) -> String {
     }
 }
 
-fn check(raw: &RawManifest, base: &Path, p: &mut FileProblems<'_>) -> Option<Server> {
+fn check(
+    raw: &RawManifest,
+    base: &Path,
+    rules: &Rules,
+    p: &mut FileProblems<'_>,
+) -> Option<Server> {
     let id = match &raw.server_id {
         None => {
             p.add("server_id", "missing");
             None
         }
         Some(id) => match ServerId::try_from(id.clone()) {
+            Ok(_) if id.len() > MAX_SERVER_ID => {
+                p.add(
+                    "server_id",
+                    format!("{id:?} is longer than {MAX_SERVER_ID} characters (it names Kubernetes objects)"),
+                );
+                None
+            }
+            Ok(_)
+                if !(id.starts_with(|c: char| c.is_ascii_alphanumeric())
+                    && id.ends_with(|c: char| c.is_ascii_alphanumeric())) =>
+            {
+                p.add(
+                    "server_id",
+                    format!("{id:?} must start and end with a letter or digit"),
+                );
+                None
+            }
             Ok(id) => Some(id),
             Err(_) => {
                 p.add(
@@ -107,7 +148,7 @@ fn check(raw: &RawManifest, base: &Path, p: &mut FileProblems<'_>) -> Option<Ser
             p.add("endpoint", "missing");
             None
         }
-        Some(url) => endpoint(url)
+        Some(url) => endpoint(url, rules)
             .map_err(|reason| p.add("endpoint", reason))
             .ok(),
     };
@@ -155,7 +196,7 @@ fn check(raw: &RawManifest, base: &Path, p: &mut FileProblems<'_>) -> Option<Ser
     let path = gateway_path(g, id.as_ref(), p);
     let scopes = scopes(g, &tool_names, p);
     let rate_limits = rate_limits(g, &tool_names, p);
-    let upstream_credential = credential(g, base, p);
+    let upstream_credential = credential(g, base, id.as_ref(), p);
     let timeouts = Timeouts {
         request: timeout("gateway.timeouts.request", g.timeouts.request.as_deref(), p),
         idle: timeout("gateway.timeouts.idle", g.timeouts.idle.as_deref(), p),
@@ -232,7 +273,7 @@ fn web_url(text: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn endpoint(text: &str) -> Result<Endpoint, String> {
+fn endpoint(text: &str, rules: &Rules) -> Result<Endpoint, String> {
     web_url(text)?;
     let url = url::Url::parse(text).map_err(|e| e.to_string())?;
     // Credentials never sit in a manifest (the seed: settled at registration time,
@@ -250,6 +291,22 @@ fn endpoint(text: &str) -> Result<Endpoint, String> {
         Some(host) => host.to_string(),
         None => return Err(format!("{text:?} has no host")),
     };
+    if host.contains('*') {
+        return Err(format!("{text:?}: a wildcard host names no one server"));
+    }
+    match reach(url.host()) {
+        Reach::Forbidden(what) => {
+            return Err(format!(
+                "{text:?} points at {what}: the gateway would send agents' calls there"
+            ))
+        }
+        Reach::Loopback if !rules.allow_loopback_endpoints => {
+            return Err(format!(
+                "{text:?} points at this machine, where the gateway's own ports are (Envoy's admin interface); allowed only with --allow-loopback-endpoints (local development)"
+            ))
+        }
+        _ => {}
+    }
     Ok(Endpoint {
         url: text.to_owned(),
         scheme: url.scheme().to_owned(),
@@ -258,6 +315,55 @@ fn endpoint(text: &str) -> Result<Endpoint, String> {
         port: url.port_or_known_default().unwrap_or(80),
         path: url.path().to_owned(),
     })
+}
+
+enum Reach {
+    Network,
+    Loopback,
+    Forbidden(&'static str),
+}
+
+/// Where an endpoint host leads, as far as its name or address says (a name is not
+/// resolved: DNS can change after validation; these are the names that always mean
+/// this machine or the cloud's metadata service).
+fn reach(host: Option<url::Host<&str>>) -> Reach {
+    use std::net::IpAddr;
+    let ip = match host {
+        Some(url::Host::Ipv4(v4)) => IpAddr::V4(v4),
+        Some(url::Host::Ipv6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        },
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            return if name == "localhost" || name.ends_with(".localhost") {
+                Reach::Loopback
+            } else if name == "metadata.google.internal" || name == "metadata" {
+                Reach::Forbidden("the cloud metadata service")
+            } else {
+                Reach::Network
+            };
+        }
+        None => return Reach::Network,
+    };
+    if ip.is_unspecified() {
+        return Reach::Forbidden("the unspecified address");
+    }
+    if ip.is_loopback() {
+        return Reach::Loopback;
+    }
+    let link_local = match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+    };
+    if link_local {
+        // 169.254.169.254 and fd00:ec2::254 are where clouds serve instance metadata.
+        return Reach::Forbidden("a link-local address (the cloud metadata service lives there)");
+    }
+    if ip == IpAddr::V6(std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)) {
+        return Reach::Forbidden("the cloud metadata service");
+    }
+    Reach::Network
 }
 
 /// MCP's tool-name rule (server/tools, "Tool names": 1-128 characters, case-sensitive,
@@ -304,9 +410,10 @@ fn tools(raw: &RawManifest, base: &Path, p: &mut FileProblems<'_>) -> Option<Vec
                 None
             }
             Some(shown) => {
-                let file = base.join(shown);
-                match schema::load(&file, shown) {
-                    Ok(schema) => Some((shown, file, schema)),
+                let loaded = fleet_file::resolve(base, shown)
+                    .and_then(|file| schema::load(&file, shown).map(|schema| (file, schema)));
+                match loaded {
+                    Ok((file, schema)) => Some((shown, file, schema)),
                     Err(reason) => {
                         p.add(format!("{field}.schema_ref"), reason);
                         None
@@ -333,18 +440,40 @@ fn gateway_path(g: &RawGateway, id: Option<&ServerId>, p: &mut FileProblems<'_>)
         (None, Some(id)) => format!("/{}/mcp", id.as_str()),
         (None, None) => return None,
     };
-    match McpPath::try_from(path.clone()) {
-        Ok(_) => Some(path),
-        Err(_) => {
-            p.add(
-                "gateway.path",
-                format!(
-                    "{path:?} must be an absolute path without query string, fragment or spaces"
-                ),
-            );
-            None
-        }
+    if McpPath::try_from(path.clone()).is_err() {
+        p.add(
+            "gateway.path",
+            format!("{path:?} must be an absolute path without query string, fragment or spaces"),
+        );
+        return None;
     }
+    // Envoy matches the path it has normalised (dot segments resolved, slashes merged,
+    // escapes of unreserved characters decoded): a path that is not already in that
+    // form could never match. Plain segments only.
+    let plain = |segment: &str| {
+        !segment.is_empty()
+            && segment != "."
+            && segment != ".."
+            && segment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-' | b':'))
+    };
+    if !path[1..].split('/').all(plain) {
+        p.add(
+            "gateway.path",
+            format!("{path:?} must be plain segments (A-Z a-z 0-9 . _ ~ - :, no empty, . or .. segments): Envoy would never route another form to it"),
+        );
+        return None;
+    }
+    // The gateway's own: RFC 9728 metadata (the URL every 401 names) and the like.
+    if path == "/.well-known" || path.starts_with("/.well-known/") {
+        p.add(
+            "gateway.path",
+            format!("{path:?}: paths under /.well-known/ are the gateway's own (OAuth protected resource metadata)"),
+        );
+        return None;
+    }
+    Some(path)
 }
 
 /// RFC 6750 section 3: scope tokens are %x21 / %x23-5B / %x5D-7E (they end up in
@@ -480,7 +609,26 @@ const INLINE_SECRET_KEYS: [&str; 6] = [
     "authorization",
 ];
 
-fn credential(g: &RawGateway, base: &Path, p: &mut FileProblems<'_>) -> Option<Credential> {
+/// The Kubernetes name a server id gives its objects (`<name>-upstream` Secret,
+/// DestinationRule): lower case, `.` `_` `:` as `-`. Two ids with one name are refused
+/// in a fleet (fleet.rs), so a name always means one server.
+pub fn kube_name(id: &str) -> String {
+    id.replace([':', '_', '.'], "-").to_ascii_lowercase()
+}
+
+/// The one Secret a server's upstream credential may come from. Per server and fixed,
+/// so a manifest cannot name another team's credential, or the authz-service's session
+/// keys, and have the gateway send it to its own upstream.
+pub fn credential_secret(id: &str) -> String {
+    format!("{}-upstream", kube_name(id))
+}
+
+fn credential(
+    g: &RawGateway,
+    base: &Path,
+    id: Option<&ServerId>,
+    p: &mut FileProblems<'_>,
+) -> Option<Credential> {
     let map = g.upstream_credential.as_ref()?;
     const FIELD: &str = "gateway.upstream_credential";
     let text = |key: &str, p: &mut FileProblems<'_>| -> Option<String> {
@@ -515,25 +663,35 @@ fn credential(g: &RawGateway, base: &Path, p: &mut FileProblems<'_>) -> Option<C
     match (has("file"), has("secret"), has("key")) {
         (true, false, false) => {
             let path = file?;
-            ok.then(|| Credential::File {
-                resolved: base.join(&path),
-                path,
-            })
+            let id = id?.as_str();
+            // A server's own credentials only: credentials/<id>, or a file below
+            // credentials/<id>/ (the fleet directory is the platform's, and each team
+            // reads only its own).
+            let own = path == format!("credentials/{id}")
+                || path.starts_with(&format!("credentials/{id}/"));
+            if !own {
+                p.add(
+                    format!("{FIELD}.file"),
+                    format!("{path:?} must be credentials/{id} or a file below credentials/{id}/ in the fleet directory (a server's own credential)"),
+                );
+                return None;
+            }
+            match fleet_file::resolve(base, &path) {
+                Ok(resolved) if ok => Some(Credential::File { resolved, path }),
+                Ok(_) => None,
+                Err(reason) => {
+                    p.add(format!("{FIELD}.file"), reason);
+                    None
+                }
+            }
         }
         (false, true, true) => {
             let (name, key) = (secret?, key?);
-            // Kubernetes: a Secret name is a DNS-1123 subdomain; a key is
-            // [-._a-zA-Z0-9]+. Both end up in a volume definition.
-            let dns = name.len() <= 253
-                && name.bytes().all(|b| {
-                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
-                })
-                && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-                && name.ends_with(|c: char| c.is_ascii_alphanumeric());
-            if !dns {
+            let expected = credential_secret(id?.as_str());
+            if name != expected {
                 p.add(
                     format!("{FIELD}.secret"),
-                    format!("{name:?} is not a Kubernetes Secret name (lower case a-z 0-9 - .)"),
+                    format!("{name:?} must be {expected:?}: a server's upstream credential comes from its own Secret"),
                 );
                 ok = false;
             }
@@ -569,6 +727,16 @@ fn timeout(
     p: &mut FileProblems<'_>,
 ) -> Option<std::time::Duration> {
     match duration::parse(text?) {
+        Ok(d) if d > MAX_TIMEOUT => {
+            p.add(
+                field,
+                format!(
+                    "{:?} is longer than 24h (0s means none)",
+                    text.unwrap_or_default()
+                ),
+            );
+            None
+        }
         Ok(d) => Some(d),
         Err(reason) => {
             p.add(field, reason);

@@ -2,7 +2,7 @@
 //! file checked, then the rules across files (ids and exposure paths unique), and
 //! every problem reported in one pass.
 
-use crate::check;
+use crate::check::{self, kube_name, Rules};
 use crate::model::Server;
 use crate::problems::{Problem, Problems};
 use std::collections::BTreeMap;
@@ -17,8 +17,13 @@ pub struct Fleet {
 
 impl Fleet {
     /// Loads and checks every `*.yaml` file directly in `dir` (sub-directories hold
-    /// schemas and the like, not manifests).
+    /// schemas and the like, not manifests), with the default [`Rules`].
     pub fn load(dir: &Path) -> Result<Fleet, Problems> {
+        Fleet::load_with(dir, &Rules::default())
+    }
+
+    /// [`Fleet::load`] with other rules (loopback endpoints for local development).
+    pub fn load_with(dir: &Path, rules: &Rules) -> Result<Fleet, Problems> {
         let problem = |file: &Path, reason: String| Problem {
             file: file.to_owned(),
             field: String::new(),
@@ -48,7 +53,7 @@ impl Fleet {
         for file in &files {
             match std::fs::read_to_string(file) {
                 Err(e) => problems.push(problem(file, format!("cannot read: {e}"))),
-                Ok(text) => match check::manifest(file, &text) {
+                Ok(text) => match check::manifest(file, &text, rules) {
                     Ok(server) => servers.push(server),
                     Err(mut found) => problems.append(&mut found),
                 },
@@ -75,6 +80,8 @@ impl Fleet {
 fn duplicates(servers: &[Server]) -> Vec<Problem> {
     let mut problems = Vec::new();
     let mut ids: BTreeMap<&str, &Path> = BTreeMap::new();
+    let mut kube_names: BTreeMap<String, &Server> = BTreeMap::new();
+    let mut schemes: BTreeMap<(&str, u16), &Server> = BTreeMap::new();
     let mut paths: BTreeMap<&str, &Server> = BTreeMap::new();
     for server in servers {
         if let Some(first) = ids.get(server.id()) {
@@ -89,6 +96,50 @@ fn duplicates(servers: &[Server]) -> Vec<Problem> {
             });
         } else {
             ids.insert(server.id(), &server.manifest_file);
+        }
+        // Kubernetes names (Secrets, DestinationRules) derive from the id: two ids
+        // with one name would share them.
+        match kube_names.get(&kube_name(server.id())) {
+            Some(first) if first.id() != server.id() => problems.push(Problem {
+                file: server.manifest_file.clone(),
+                field: "server_id".into(),
+                reason: format!(
+                    "{:?} and {:?} ({}) name the same Kubernetes objects ({:?}); rename one",
+                    server.id(),
+                    first.id(),
+                    first.manifest_file.display(),
+                    kube_name(server.id())
+                ),
+            }),
+            Some(_) => {}
+            None => {
+                kube_names.insert(kube_name(server.id()), server);
+            }
+        }
+        // One upstream host and port, one way of speaking to it: the Istio target
+        // sets TLS per host (a DestinationRule), so a second manifest naming another
+        // team's upstream with the other scheme would change how that team's server
+        // is reached.
+        let upstream = (server.endpoint.host.as_str(), server.endpoint.port);
+        match schemes.get(&upstream) {
+            Some(first) if first.endpoint.scheme != server.endpoint.scheme => {
+                problems.push(Problem {
+                    file: server.manifest_file.clone(),
+                    field: "endpoint".into(),
+                    reason: format!(
+                        "{}:{} is {}'s upstream over {} ({}); one upstream, one scheme",
+                        upstream.0,
+                        upstream.1,
+                        first.id(),
+                        first.endpoint.scheme,
+                        first.manifest_file.display()
+                    ),
+                })
+            }
+            Some(_) => {}
+            None => {
+                schemes.insert(upstream, server);
+            }
         }
         if let Some(first) = paths.get(server.path.as_str()) {
             problems.push(Problem {

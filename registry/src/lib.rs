@@ -7,6 +7,7 @@
 mod check;
 pub mod duration;
 pub mod fleet;
+mod fleet_file;
 mod manifest;
 pub mod model;
 pub mod problems;
@@ -14,7 +15,10 @@ pub mod render;
 mod schema;
 pub mod write;
 
-pub use check::{is_scope_token, is_tool_name, MAX_METRIC_LABELS, RESERVED_LABEL_PREFIX};
+pub use check::{
+    credential_secret, is_scope_token, is_tool_name, kube_name, Rules, MAX_METRIC_LABELS,
+    MAX_SERVER_ID, RESERVED_LABEL_PREFIX,
+};
 pub use fleet::Fleet;
 pub use model::{
     Credential, Endpoint, Rate, RateLimits, Scopes, Server, Timeouts, Tool, Transport, Unit,

@@ -4,7 +4,7 @@
 use clap::{Parser, Subcommand};
 use mcp_registry::render::{self, Options};
 use mcp_registry::write::{write_if_changed, Written};
-use mcp_registry::Fleet;
+use mcp_registry::{Fleet, Rules};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -25,6 +25,8 @@ enum Command {
     Validate {
         /// The directory of manifests.
         dir: PathBuf,
+        #[command(flatten)]
+        rules: RuleFlags,
     },
     /// Validate, then write the gateway's configuration (nothing is written if a
     /// manifest has a problem). Files are replaced atomically; unchanged files are
@@ -44,15 +46,36 @@ enum Command {
         /// <out>/envoy, absolute.
         #[arg(long)]
         envoy_dir: Option<PathBuf>,
+        #[command(flatten)]
+        rules: RuleFlags,
     },
+}
+
+#[derive(clap::Args)]
+struct RuleFlags {
+    /// Accept endpoints on this machine (127.0.0.0/8, ::1, localhost): local
+    /// development and tests only. In a shared gateway such an endpoint reaches the
+    /// gateway's own ports (Envoy's admin interface).
+    #[arg(long)]
+    allow_loopback_endpoints: bool,
+}
+
+impl RuleFlags {
+    fn rules(&self) -> Rules {
+        Rules {
+            allow_loopback_endpoints: self.allow_loopback_endpoints,
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let dir = match &cli.command {
-        Command::Validate { dir } | Command::Render { dir, .. } => dir,
+    let (dir, rules) = match &cli.command {
+        Command::Validate { dir, rules } | Command::Render { dir, rules, .. } => {
+            (dir, rules.rules())
+        }
     };
-    let fleet = match Fleet::load(dir) {
+    let fleet = match Fleet::load_with(dir, &rules) {
         Ok(fleet) => fleet,
         Err(problems) => {
             eprintln!("{problems}");
@@ -60,7 +83,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Validate { dir } => {
+        Command::Validate { dir, .. } => {
             let n = fleet.servers.len();
             println!(
                 "{}: {n} server{} OK",

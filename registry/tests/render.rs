@@ -224,3 +224,34 @@ fn the_configmaps_carry_the_same_limits_and_a_policy_for_the_mounted_credentials
         ]
     );
 }
+
+/// Manifest text a team controls, at its most awkward but still valid (non-ASCII and
+/// control characters where the rules let them through, YAML's special words and
+/// characters), renders into files the services read back to exactly what the
+/// manifest said: nothing ends a line early or turns into configuration.
+#[test]
+fn awkward_manifest_text_reads_back_as_written() {
+    let fleet_dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(fleet_dir.path().join("schemas")).unwrap();
+    std::fs::write(
+        fleet_dir.path().join("schemas/s.json"),
+        r#"{"type":"object"}"#,
+    )
+    .unwrap();
+    let method = "x/\u{7f}del\u{fffe}";
+    let manifest = "server_id: \"true\"\nversion: \"1.0\"\ntransport: streamable_http\nendpoint: http://mcp.internal/mcp\ntools: [{name: \"null\", schema_ref: schemas/s.json}]\nowner: \"Zoë # \\\"quoted\\\": {a: b}\"\nsla_tier: \"*tier ! &1\"\non_call_runbook: https://wiki/x\ngateway:\n  scopes:\n    methods: {\"x/\\x7fdel\\ufffe\": [\"a:b\"]}\n  rate_limits:\n    agents: {\"agent:#1\": {unit: minute, requests_per_unit: 1}}\n";
+    std::fs::write(fleet_dir.path().join("a.yaml"), manifest).unwrap();
+    let fleet = Fleet::load(fleet_dir.path()).unwrap_or_else(|p| panic!("{p}"));
+    let out = tempfile::tempdir().unwrap();
+    for output in render::render(&fleet, &Options::new(out.path())) {
+        let file = out.path().join(&output.path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, &output.text).unwrap();
+    }
+    let policy = Policy::load(&out.path().join("policy.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    let server = policy.server("true").expect("the server, under its id");
+    assert_eq!(server.methods().get(method), Some(&vec!["a:b".to_owned()]));
+    assert_eq!(server.tools().keys().collect::<Vec<_>>(), ["null"]);
+    let limits = Config::load(&out.path().join("limits")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(format!("{limits:?}").contains("agent:#1"));
+}

@@ -34,10 +34,12 @@ def manifest_text(server_id: str, port: int, source: Path = EXAMPLES, path: str 
     return text
 
 
-def render(manifests: Path, out: Path, credentials_dir: Path) -> str:
-    """`mcp-registry render`; its stdout (one line per written file)."""
+def render(manifests: Path, out: Path, credentials_dir: Path, loopback: bool = True) -> str:
+    """`mcp-registry render`; its stdout (one line per written file). The test servers
+    listen on loopback, which render accepts only when told (`loopback`)."""
+    flags = ["--allow-loopback-endpoints"] if loopback else []
     done = subprocess.run(
-        [str(REGISTRY), "render", str(manifests), "--out", str(out), "--credentials-dir", str(credentials_dir)],
+        [str(REGISTRY), "render", str(manifests), "--out", str(out), "--credentials-dir", str(credentials_dir), *flags],
         capture_output=True,
         text=True,
         timeout=60,

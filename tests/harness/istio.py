@@ -220,9 +220,11 @@ def sidecar_skeleton(port: int = SIDECAR_PORT) -> dict:
     }
 
 
-# Istio's default outbound retry policy (route/retry: DefaultPolicy).
+# Istio's default outbound retry policy (route/retry: DefaultPolicy), 503 its
+# retriable status code.
 DEFAULT_RETRY = {
     "retry_on": "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes",
+    "retriable_status_codes": [503],
     "num_retries": 2,
     "retry_host_predicate": [
         {
@@ -519,7 +521,9 @@ def translate_route(virtual_service: dict, http: dict, match: dict | None, port:
         authority = rewrite.get("authority") or authority
         if authority:
             action["host_rewrite_literal"] = authority
-        action["retry_policy"] = copy.deepcopy(DEFAULT_RETRY)
+        # route/retry ConvertPolicy: no `retries`, the default policy; `attempts: 0`, none.
+        if (http.get("retries") or {}).get("attempts", None) != 0:
+            action["retry_policy"] = copy.deepcopy(DEFAULT_RETRY)
         out["route"] = action
     out["decorator"] = {"operation": _route_operation(out, meta["name"], port)}
     return out

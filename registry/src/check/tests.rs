@@ -6,10 +6,20 @@ const SCHEMA: &str = r#"{"type":"object"}"#;
 
 /// A manifest in a temporary directory with one schema beside it.
 fn load(text: &str) -> Result<Server, Vec<String>> {
+    load_with(text, &Rules::default(), &[])
+}
+
+/// The same, with other rules and more files (relative path, content).
+fn load_with(text: &str, rules: &Rules, files: &[(&str, &str)]) -> Result<Server, Vec<String>> {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("s.json"), SCHEMA).unwrap();
+    for (path, content) in files {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
     let file = dir.path().join("m.yaml");
-    manifest(&file, text).map_err(|problems| {
+    manifest(&file, text, rules).map_err(|problems| {
         problems
             .iter()
             .map(|p| format!("{}: {}", p.field, p.reason))
@@ -51,7 +61,7 @@ fn a_minimal_manifest_gets_the_defaults() {
 #[test]
 fn the_gateway_section_is_read_into_the_model() {
     let text = format!(
-        "{MINIMAL}gateway:\n  path: /x/mcp\n  timeouts: {{request: 0s, idle: 500ms}}\n  upstream_credential: {{secret: s-1, key: k}}\n  rate_limits:\n    default: {{unit: MINUTE, requests_per_unit: 7}}\n    tools:\n      a.b-c_D: {{unit: Hour, requests_per_unit: 1}}\n"
+        "{MINIMAL}gateway:\n  path: /x/mcp\n  timeouts: {{request: 0s, idle: 500ms}}\n  upstream_credential: {{secret: svc-upstream, key: k}}\n  rate_limits:\n    default: {{unit: MINUTE, requests_per_unit: 7}}\n    tools:\n      a.b-c_D: {{unit: Hour, requests_per_unit: 1}}\n"
     );
     let server = load(&text).unwrap();
     assert_eq!(server.path, "/x/mcp");
@@ -60,7 +70,7 @@ fn the_gateway_section_is_read_into_the_model() {
     assert_eq!(
         server.upstream_credential,
         Some(Credential::Secret {
-            name: "s-1".into(),
+            name: "svc-upstream".into(),
             key: "k".into()
         })
     );
@@ -77,25 +87,108 @@ fn the_gateway_section_is_read_into_the_model() {
 
 #[test]
 fn endpoints_keep_explicit_ports_and_ipv6_hosts() {
-    let text = MINIMAL.replace("https://mcp.internal/v1/mcp/", "http://[::1]:9000");
+    let text = MINIMAL.replace("https://mcp.internal/v1/mcp/", "http://[2001:db8::1]:9000");
     let server = load(&text).unwrap();
-    assert_eq!(server.endpoint.host, "::1");
+    assert_eq!(server.endpoint.host, "2001:db8::1");
     assert_eq!(server.endpoint.port, 9000);
     assert_eq!(server.endpoint.path, "/");
 }
 
+/// An endpoint on this machine reaches the gateway's own ports (Envoy's admin
+/// interface); the metadata service and unspecified addresses are never an MCP server.
+#[test]
+fn endpoints_on_this_machine_only_when_allowed_and_never_the_metadata_service() {
+    let allow = Rules {
+        allow_loopback_endpoints: true,
+    };
+    for url in [
+        "http://127.0.0.1:9901/mcp",
+        "http://[::1]:9901",
+        "http://localhost:9901",
+        "http://[::ffff:127.0.0.1]:80",
+        "http://a.localhost",
+    ] {
+        let text = MINIMAL.replace("https://mcp.internal/v1/mcp/", url);
+        let refused = load(&text).unwrap_err();
+        assert!(
+            refused[0].contains("points at this machine"),
+            "{url}: {refused:?}"
+        );
+        assert!(load_with(&text, &allow, &[]).is_ok(), "{url}");
+    }
+    for url in [
+        "http://169.254.169.254/latest",
+        "http://[fe80::1]/",
+        "http://0.0.0.0:80",
+        "http://metadata.google.internal/",
+        "http://[fd00:ec2::254]/",
+        "http://*.svc.cluster.local/",
+    ] {
+        let text = MINIMAL.replace("https://mcp.internal/v1/mcp/", url);
+        let refused = load_with(&text, &allow, &[]).unwrap_err();
+        assert!(refused[0].starts_with("endpoint: "), "{url}: {refused:?}");
+    }
+}
+
 #[test]
 fn a_file_credential_resolves_against_the_manifest_directory() {
-    let server = load(&format!(
-        "{MINIMAL}gateway:\n  upstream_credential: {{file: creds/svc}}\n"
-    ))
+    let server = load_with(
+        &format!("{MINIMAL}gateway:\n  upstream_credential: {{file: credentials/svc}}\n"),
+        &Rules::default(),
+        &[("credentials/svc", "Bearer x\n")],
+    )
     .unwrap();
     match server.upstream_credential {
         Some(Credential::File { path, resolved }) => {
-            assert_eq!(path, "creds/svc");
-            assert!(resolved.ends_with("creds/svc") && resolved.is_absolute());
+            assert_eq!(path, "credentials/svc");
+            assert!(resolved.ends_with("credentials/svc") && resolved.is_absolute());
         }
         other => panic!("{other:?}"),
+    }
+}
+
+/// A server's credential is its own: its file below credentials/<id>, its Secret
+/// <id>-upstream; never another team's, never the authz-service's session keys.
+#[test]
+fn credentials_are_a_servers_own() {
+    let files = [
+        ("credentials/svc", "Bearer x\n"),
+        ("credentials/other", "Bearer y\n"),
+    ];
+    let with = |credential: &str| {
+        load_with(
+            &format!("{MINIMAL}gateway:\n  upstream_credential: {credential}\n"),
+            &Rules::default(),
+            &files,
+        )
+    };
+    assert!(with("{file: credentials/svc}").is_ok());
+    assert!(with("{secret: svc-upstream, key: authorization}").is_ok());
+    for (credential, reason) in [
+        ("{file: credentials/other}", "a server's own credential"),
+        ("{file: ../credentials/svc}", "a server's own credential"),
+        (
+            "{file: /etc/mcp-gateway/credentials/other/x}",
+            "a server's own credential",
+        ),
+        (
+            "{file: credentials/svc/../other}",
+            "relative path inside the fleet",
+        ),
+        (
+            "{secret: mcp-authz-session-keys, key: session-keys}",
+            "its own Secret",
+        ),
+        (
+            "{secret: other-upstream, key: authorization}",
+            "its own Secret",
+        ),
+    ] {
+        let refused = with(credential).unwrap_err();
+        assert!(
+            refused.iter().any(|r| r.contains(reason)),
+            "{credential}: {refused:?}"
+        );
     }
 }
 

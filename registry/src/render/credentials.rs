@@ -9,6 +9,7 @@
 //!   ([`mounts`] lists what to mount).
 
 use super::KUBERNETES_CREDENTIALS_DIR;
+use crate::check::credential_secret;
 use crate::fleet::Fleet;
 use crate::model::{Credential, Server};
 use std::path::{Component, Path, PathBuf};
@@ -89,13 +90,7 @@ pub fn mounts(fleet: &Fleet) -> Vec<Mount> {
                 },
                 Credential::File { path, .. } => Mount {
                     server_id: server.id().to_owned(),
-                    secret: format!(
-                        "mcp-upstream-{}",
-                        server
-                            .id()
-                            .replace([':', '_', '.'], "-")
-                            .to_ascii_lowercase()
-                    ),
+                    secret: credential_secret(server.id()),
                     key: mount_path.rsplit('/').next().unwrap_or_default().to_owned(),
                     mount_path,
                     from_file: Some(PathBuf::from(path)),

@@ -26,6 +26,7 @@
 
 use super::envoy;
 use super::Output;
+use crate::check::kube_name;
 use crate::fleet::Fleet;
 use crate::model::Server;
 use serde_json::{json, Map, Value};
@@ -316,6 +317,10 @@ fn server_route(server: &Server, envoy_route: &Value) -> Value {
     if !rewrite.is_empty() {
         route["rewrite"] = Value::Object(rewrite);
     }
+    // No retries: istiod's default retries a 503 twice, and a tools/call is not
+    // idempotent (transfer_funds would run again, counted once by the rate limiter).
+    // Plain Envoy routes have no retry policy either. `attempts: 0` turns them off.
+    route["retries"] = json!({ "attempts": 0 });
     // Istio's validation refuses a timeout under 1 ms, and no timeout is istiod's
     // default: "0s" (none) is written by leaving it out.
     match server.timeouts.request {
@@ -332,7 +337,7 @@ fn destination_rule(server: &Server) -> Value {
         "apiVersion": "networking.istio.io/v1",
         "kind": "DestinationRule",
         "metadata": {
-            "name": format!("mcp-server-{}", kubernetes_name(server.id())),
+            "name": format!("mcp-server-{}", kube_name(server.id())),
             "namespace": NAMESPACE,
         },
         "spec": {
@@ -344,11 +349,6 @@ fn destination_rule(server: &Server) -> Value {
             }]},
         },
     })
-}
-
-/// A server id as a DNS label fragment (ids may hold `:`, `_`, `.` and capitals).
-fn kubernetes_name(id: &str) -> String {
-    id.replace([':', '_', '.'], "-").to_ascii_lowercase()
 }
 
 /// Istio durations: whole milliseconds at most.

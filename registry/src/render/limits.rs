@@ -22,6 +22,14 @@ use std::fmt::Write;
 
 pub const DOMAIN: &str = "mcp_gateway";
 
+/// Agents per server, tool and window that get a counter of their own (the
+/// ratelimit-service's `max_distinct_values` on the key-only `agent_id`; later agents
+/// share one overflow counter, still limited). Agent ids are the verified identities
+/// from tokens, not names a client makes up, so the bound can be far above the
+/// service's default of 100, which would make the 101st agent of a busy tool share
+/// its limit with others.
+pub const AGENTS_PER_WINDOW: u32 = 10_000;
+
 pub fn render(fleet: &Fleet) -> String {
     let mut out = String::from(HEADER);
     out.push_str("# ratelimit-service configuration. Envoy sends [server_id, tool_call, agent_id] for every\n");
@@ -58,7 +66,7 @@ pub fn render(fleet: &Fleet) -> String {
             );
             let _ = writeln!(
                 out,
-                "          - key: agent_id\n            rate_limit: {}",
+                "          - key: agent_id\n            max_distinct_values: {AGENTS_PER_WINDOW}\n            rate_limit: {}",
                 rate_text(rate)
             );
         }
@@ -81,7 +89,7 @@ pub fn render(fleet: &Fleet) -> String {
             if let Some(rate) = &limits.default {
                 let _ = writeln!(
                     out,
-                    "          - key: agent_id\n            rate_limit: {}",
+                    "          - key: agent_id\n            max_distinct_values: {AGENTS_PER_WINDOW}\n            rate_limit: {}",
                     rate_text(rate)
                 );
             }

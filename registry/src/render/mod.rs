@@ -93,25 +93,41 @@ pub fn render(fleet: &Fleet, options: &Options) -> Vec<Output> {
     outputs
 }
 
-/// A YAML scalar that stays a string whatever it holds (`true`, `1.0`, `null`...):
-/// a JSON string literal is a valid YAML double-quoted scalar.
+/// Characters YAML takes as they are in the rendered files: printable (YAML 1.2
+/// `c-printable` without the line breaks NEL, LS and PS, which YAML 1.1 readers treat
+/// as line breaks). Everything else is escaped in a quoted scalar or replaced in a
+/// comment, so no manifest text can end a line (and become configuration) or make a
+/// consumer refuse the file.
+fn yaml_printable(c: char) -> bool {
+    matches!(c as u32, 0x20..=0x7e | 0xa0..=0xd7ff | 0xe000..=0xfffd | 0x10000..)
+        && !matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+/// A YAML double-quoted scalar that stays a string whatever it holds (`true`, `1.0`,
+/// `null`...), with every character outside [`yaml_printable`] escaped.
 pub(crate) fn quoted(text: &str) -> String {
-    serde_json::Value::String(text.to_owned()).to_string()
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if yaml_printable(c) => out.push(c),
+            c if (c as u32) <= 0xffff => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push_str(&format!("\\U{:08x}", c as u32)),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Manifest text (an owner, a file name) made safe inside a YAML comment: a line break
 /// there would end the comment and let the text become configuration (an owner of
-/// `"x\nunknown_tool: allow"`), so every control character (YAML's line breaks
-/// included: CR, LF, NEL, LS, PS) becomes `?`.
+/// `"x\nunknown_tool: allow"`), so every character outside [`yaml_printable`]
+/// becomes `?`.
 pub(crate) fn comment(text: &str) -> String {
     text.chars()
-        .map(|c| {
-            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
-                '?'
-            } else {
-                c
-            }
-        })
+        .map(|c| if yaml_printable(c) { c } else { '?' })
         .collect()
 }
 
@@ -128,6 +144,23 @@ pub(crate) const HEADER: &str =
 #[cfg(test)]
 mod tests {
     use super::comment;
+
+    #[test]
+    fn quoted_scalars_escape_what_yaml_would_not_take() {
+        use super::quoted;
+        assert_eq!(quoted("a\"b\\c"), r#""a\"b\\c""#);
+        assert_eq!(quoted("x\ny"), r#""x\u000ay""#);
+        assert_eq!(
+            quoted("\u{7f}\u{85}\u{9f}\u{fffe}\u{2028}"),
+            r#""\u007f\u0085\u009f\ufffe\u2028""#
+        );
+        assert_eq!(quoted("Zoë"), "\"Zoë\"");
+        // What a YAML reader makes of it is the text again.
+        for text in ["a\"b", "x\ny\u{7f}", "\u{fffe}\u{1f600}", "tab\there"] {
+            let back: String = serde_norway::from_str(&quoted(text)).unwrap();
+            assert_eq!(back, text);
+        }
+    }
 
     #[test]
     fn comments_cannot_break_out_of_their_line() {
