@@ -281,7 +281,7 @@ def test_kubernetes_documents_validate_strictly(fleet):
     (volume,) = [v for v in spec["volumes"] if v["name"] == "upstream-credentials"]
     # Where configmaps.yaml's policy looks for each credential.
     assert {(s["secret"]["name"], i["key"], i["path"]) for s in volume["projected"]["sources"] for i in s["secret"]["items"]} == {
-        ("mcp-upstream-financial-data", "financial-data", "financial-data/financial-data"),
+        ("financial-data-upstream", "financial-data", "financial-data/financial-data"),
         ("hr-directory-upstream", "authorization", "hr-directory/authorization"),
     }
     assert volume["projected"]["defaultMode"] == 0o440
