@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import threading
 
 import anyio
 
 import uvicorn
 from mcp.server.mcpserver import Context, MCPServer
+from server_logs import HeaderLog, log_dispatches  # noqa: E402
 
 ACCOUNTS = {
     "acc-001": {"balance": 1520.75, "currency": "EUR"},
@@ -85,49 +85,6 @@ def summarise_account(account_id: str) -> str:
     return f"Summarise the recent activity of account {account_id}."
 
 
-# Headers worth showing: the gateway's labels, the client's MCP transport headers,
-# and the ones that must never arrive (the client's token).
-SHOWN = ("x-mcp-", "x-agent-id", "x-user-id", "mcp-", "authorization", "traceparent")
-
-
-class HeaderLog:
-    """ASGI middleware: one JSON line per HTTP request with the headers in SHOWN."""
-
-    def __init__(self, app, path: str | None):
-        self.app = app
-        self.path = path
-        self.lock = threading.Lock()
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and self.path:
-            headers = [
-                (k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]
-            ]
-            record = {
-                "method": scope["method"],
-                "path": scope["path"],
-                "headers": [[k, v] for k, v in headers if k.startswith(SHOWN)],
-            }
-            with self.lock, open(self.path, "a", encoding="utf-8") as log:
-                log.write(json.dumps(record) + "\n")
-        await self.app(scope, receive, send)
-
-
-def log_dispatches(path: str) -> None:
-    """Records the tool name of every `tools/call` the SDK dispatches, as it parsed it
-    (known tool or not), before the tool runs."""
-    dispatch = server.call_tool
-    lock = threading.Lock()
-
-    async def call_tool(name, arguments, context=None):
-        with lock, open(path, "a", encoding="utf-8") as log:
-            log.write(json.dumps({"method": "tools/call", "name": name}) + "\n")
-        return await dispatch(name, arguments, context)
-
-    # The SDK's request handler looks `call_tool` up on the instance at each call.
-    server.call_tool = call_tool
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
@@ -136,7 +93,7 @@ def main() -> None:
     parser.add_argument("--dispatch-log", help="append dispatched tool names to this JSONL file")
     args = parser.parse_args()
     if args.dispatch_log:
-        log_dispatches(args.dispatch_log)
+        log_dispatches(server, args.dispatch_log)
     app = server.streamable_http_app(host=args.host)
     uvicorn.run(
         HeaderLog(app, args.header_log),

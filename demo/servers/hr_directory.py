@@ -13,13 +13,17 @@ JSON-lines file (`--header-log`) with the MCP and gateway headers it carried, an
 from __future__ import annotations
 
 import argparse
-import json
-import threading
+import sys
+from pathlib import Path
 from typing import Annotated
 
 import uvicorn
 from mcp.server.mcpserver import MCPServer
 from pydantic import Field
+
+# demo/server_logs.py, shared by the demo servers.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from server_logs import HeaderLog, log_dispatches  # noqa: E402
 
 EMPLOYEES = {
     "e-100": {"name": "Ada Moreau", "title": "Chief People Officer", "department": "people", "manager": None},
@@ -85,49 +89,6 @@ def list_open_roles(department: str = "") -> list[dict]:
     return [role for role in OPEN_ROLES if not department or role["department"] == department.lower()]
 
 
-# Headers worth showing: the gateway's labels, the client's MCP transport headers,
-# and the ones that must never arrive (the client's token). Same as demo/mcp_server.py.
-SHOWN = ("x-mcp-", "x-agent-id", "x-user-id", "mcp-", "authorization", "traceparent")
-
-
-class HeaderLog:
-    """ASGI middleware: one JSON line per HTTP request with the headers in SHOWN."""
-
-    def __init__(self, app, path: str | None):
-        self.app = app
-        self.path = path
-        self.lock = threading.Lock()
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and self.path:
-            headers = [
-                (k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]
-            ]
-            record = {
-                "method": scope["method"],
-                "path": scope["path"],
-                "headers": [[k, v] for k, v in headers if k.startswith(SHOWN)],
-            }
-            with self.lock, open(self.path, "a", encoding="utf-8") as log:
-                log.write(json.dumps(record) + "\n")
-        await self.app(scope, receive, send)
-
-
-def log_dispatches(path: str) -> None:
-    """Records the tool name of every `tools/call` the SDK dispatches, as it parsed it
-    (known tool or not), before the tool runs."""
-    dispatch = server.call_tool
-    lock = threading.Lock()
-
-    async def call_tool(name, arguments, context=None):
-        with lock, open(path, "a", encoding="utf-8") as log:
-            log.write(json.dumps({"method": "tools/call", "name": name}) + "\n")
-        return await dispatch(name, arguments, context)
-
-    # The SDK's request handler looks `call_tool` up on the instance at each call.
-    server.call_tool = call_tool
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
@@ -136,7 +97,7 @@ def main() -> None:
     parser.add_argument("--dispatch-log", help="append dispatched tool names to this JSONL file")
     args = parser.parse_args()
     if args.dispatch_log:
-        log_dispatches(args.dispatch_log)
+        log_dispatches(server, args.dispatch_log)
     app = server.streamable_http_app(host=args.host)
     uvicorn.run(
         HeaderLog(app, args.header_log),

@@ -1,0 +1,49 @@
+"""What the demo's MCP servers record about each request, for the demo and the tests
+to show exactly what reached a server: the headers of every HTTP request (HeaderLog)
+and the name of every tool the SDK dispatched (log_dispatches). Shared by
+demo/mcp_server.py and the servers under demo/servers/."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+# Headers worth showing: the gateway's labels, the client's MCP transport headers,
+# and the ones that must never arrive (the client's token).
+SHOWN = ("x-mcp-", "x-agent-id", "x-user-id", "mcp-", "authorization", "traceparent")
+
+
+class HeaderLog:
+    """ASGI middleware: one JSON line per HTTP request with the headers in SHOWN."""
+
+    def __init__(self, app, path: str | None):
+        self.app = app
+        self.path = path
+        self.lock = threading.Lock()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and self.path:
+            headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+            record = {
+                "method": scope["method"],
+                "path": scope["path"],
+                "headers": [[k, v] for k, v in headers if k.startswith(SHOWN)],
+            }
+            with self.lock, open(self.path, "a", encoding="utf-8") as log:
+                log.write(json.dumps(record) + "\n")
+        await self.app(scope, receive, send)
+
+
+def log_dispatches(server, path: str) -> None:
+    """Records the tool name of every `tools/call` the SDK dispatches on `server`, as it
+    parsed it (known tool or not), before the tool runs."""
+    dispatch = server.call_tool
+    lock = threading.Lock()
+
+    async def call_tool(name, arguments, context=None):
+        with lock, open(path, "a", encoding="utf-8") as log:
+            log.write(json.dumps({"method": "tools/call", "name": name}) + "\n")
+        return await dispatch(name, arguments, context)
+
+    # The SDK's request handler looks `call_tool` up on the instance at each call.
+    server.call_tool = call_tool
