@@ -14,7 +14,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from e2e import test_envoy_configs, test_fleet, test_istio, test_monitoring
-from harness.fleet import EXAMPLES, render
+from harness.fleet import render_examples
 from harness import ROOT, free_port, render_config, validate
 from harness.envoy import ENVOY_DIR, walk
 
@@ -89,12 +89,7 @@ def test_rendered_configmaps_hold_files_the_services_accept(name, key, binary, t
     """The policy and limits ConfigMaps the shipped Deployments mount are rendered from
     the manifests (envoy/kubernetes/ holds no server facts); what they hold passes each
     service's --validate."""
-    manifests, out, credentials = tmp_path / "manifests", tmp_path / "out", tmp_path / "credentials"
-    shutil.copytree(EXAMPLES, manifests)
-    secret = credentials / "hr-directory" / "authorization"
-    secret.parent.mkdir(parents=True)
-    secret.write_text("Bearer x\n")
-    render(manifests, out, credentials)
+    out, credentials = render_examples(tmp_path)
     configmap = next(d for d in documents(out / "kubernetes" / "configmaps.yaml") if d["metadata"]["name"] == name)
     mounted = {
         volume["configMap"]["name"]
@@ -124,16 +119,13 @@ def test_rendered_istio_timeouts_pass_istios_validation(tmp_path):
     durations under 1ms, "0s" included, so no timeout is written by leaving it out.
     (Documented fields, exact matches and every patch finding its route:
     tests/e2e/test_fleet_istio.py.)"""
-    manifests, out, credentials = tmp_path / "manifests", tmp_path / "out", tmp_path / "credentials"
-    shutil.copytree(EXAMPLES, manifests)
-    hr = manifests / "hr-directory.yaml"
-    text = hr.read_text()
-    assert "timeouts: {request: 15s," in text
-    hr.write_text(text.replace("timeouts: {request: 15s,", "timeouts: {request: 500ms,"))
-    secret = credentials / "hr-directory" / "authorization"
-    secret.parent.mkdir(parents=True)
-    secret.write_text("Bearer x\n")
-    render(manifests, out, credentials)
+    def half_a_second(manifests):
+        hr = manifests / "hr-directory.yaml"
+        text = hr.read_text()
+        assert "timeouts: {request: 15s," in text
+        hr.write_text(text.replace("timeouts: {request: 15s,", "timeouts: {request: 500ms,"))
+
+    out, _ = render_examples(tmp_path, half_a_second)
     (virtual_service,) = [d for d in documents(out / "istio" / "gateway-virtualservice.yaml") if d["kind"] == "VirtualService"]
     timeouts = {}
     units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}

@@ -18,7 +18,7 @@ import yaml
 from e2e.helpers import AGENT, modern_call
 from harness import ROOT, audit_records, bearer, connection_manager, request, start_echo, validate, wait_until, wasm_path
 from harness.envoy import wasm_plugin_configs
-from harness.fleet import EXAMPLES, Fleet, render, route_list, route_map
+from harness.fleet import Fleet, render_examples, route_list, route_map
 
 SERVERS = ("financial-data", "hr-directory", "weather")
 FLEET_BOOTSTRAP = ROOT / "envoy" / "fleet.yaml"
@@ -179,12 +179,7 @@ def test_what_render_writes_passes_each_consumers_own_validation(tmp_path):
     """The rendered example fleet: Envoy's bootstrap with its routes and clusters pass
     `envoy --mode validate` (the routes and clusters inlined, since validation does not
     read file-based xDS), and the policy and limits pass each service's --validate."""
-    manifests, out, credentials = tmp_path / "manifests", tmp_path / "out", tmp_path / "credentials"
-    shutil.copytree(EXAMPLES, manifests)
-    secret = credentials / "hr-directory" / "authorization"
-    secret.parent.mkdir(parents=True)
-    secret.write_text("Bearer x\n")
-    render(manifests, out, credentials)
+    out, credentials = render_examples(tmp_path)
 
     # The bootstrap is the shipped envoy/fleet.yaml, pointed at the rendered directory.
     shipped = FLEET_BOOTSTRAP.read_text().replace("/etc/mcp-gateway/envoy", str((out / "envoy").resolve()))
@@ -219,9 +214,7 @@ def test_manifest_labels_join_the_gateways_series_in_prometheus(tmp_path):
     join a dashboard would make: calls per team."""
     promtool = shutil.which("promtool")
     assert promtool, "promtool is not installed; run scripts/setup.sh"
-    manifests, out = tmp_path / "manifests", tmp_path / "out"
-    shutil.copytree(EXAMPLES, manifests)
-    render(manifests, out, tmp_path / "credentials")
+    out, _ = render_examples(tmp_path)
     rules = out / "monitoring" / "mcp-servers.rules.yaml"
     tests = tmp_path / "join.test.yaml"
     tests.write_text(
@@ -276,9 +269,7 @@ def test_the_path_map_is_only_a_shortcut_to_the_route_list(tmp_path):
     cost per request does not grow with the fleet); every other request (a query
     string, the metadata route, an unregistered path) falls back to the route list. The
     map must send each path to exactly the route the list would pick."""
-    manifests, out = tmp_path / "manifests", tmp_path / "out"
-    shutil.copytree(EXAMPLES, manifests)
-    render(manifests, out, tmp_path / "credentials")
+    out, _ = render_examples(tmp_path)
     routes = route_list(out / "envoy" / "routes.yaml")
     by_map = route_map(out / "envoy" / "routes.yaml")
     assert [r["name"] for r in routes] == ["mcp-oauth-metadata", *(f"mcp-server/{s}" for s in SERVERS), "mcp-unregistered"]

@@ -49,6 +49,22 @@ def render(manifests: Path, out: Path, credentials_dir: Path, loopback: bool = T
     return done.stdout
 
 
+def render_examples(work: Path, edit=None) -> tuple[Path, Path]:
+    """registry/examples as they are (or as `edit(manifests_dir)` changes them),
+    rendered into `work/out`, with the one Kubernetes Secret they reference
+    (hr-directory's) where render is told it is mounted (`work/credentials`): returns
+    (out, credentials)."""
+    manifests, out, credentials = work / "manifests", work / "out", work / "credentials"
+    shutil.copytree(EXAMPLES, manifests)
+    if edit:
+        edit(manifests)
+    secret = credentials / "hr-directory" / "authorization"
+    secret.parent.mkdir(parents=True)
+    secret.write_text("Bearer upstream-credential-of-hr-directory\n")
+    render(manifests, out, credentials)
+    return out, credentials
+
+
 def route_list(routes_file: Path) -> list[dict]:
     """The routes of a rendered envoy/routes.yaml, in the order Envoy tries them: the
     virtual host's path matcher falls back to this list (its map of exact paths is only
