@@ -450,15 +450,10 @@ fn gateway_path(g: &RawGateway, id: Option<&ServerId>, p: &mut FileProblems<'_>)
     // Envoy matches the path it has normalised (dot segments resolved, slashes merged,
     // escapes of unreserved characters decoded): a path that is not already in that
     // form could never match. Plain segments only.
-    let plain = |segment: &str| {
-        !segment.is_empty()
-            && segment != "."
-            && segment != ".."
-            && segment
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-' | b':'))
-    };
-    if !path[1..].split('/').all(plain) {
+    if !path[1..]
+        .split('/')
+        .all(|segment| fleet_file::plain_segment(segment, b"~:"))
+    {
         p.add(
             "gateway.path",
             format!("{path:?} must be plain segments (A-Z a-z 0-9 . _ ~ - :, no empty, . or .. segments): Envoy would never route another form to it"),

@@ -15,18 +15,21 @@ use std::path::{Path, PathBuf};
 /// Largest file a manifest may name.
 pub const MAX_FILE_BYTES: u64 = 1 << 20;
 
+/// A path segment that means itself wherever it goes: not empty, not `.` or `..`, of
+/// ASCII letters, digits, `.`, `_`, `-` and the `extra` bytes.
+pub fn plain_segment(segment: &str, extra: &[u8]) -> bool {
+    !segment.is_empty()
+        && segment != "."
+        && segment != ".."
+        && segment.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') || extra.contains(&b)
+        })
+}
+
 /// The file `shown` names, relative to the fleet directory `base`, once it passed every
 /// rule above.
 pub fn resolve(base: &Path, shown: &str) -> Result<PathBuf, String> {
-    let plain = |segment: &str| {
-        !segment.is_empty()
-            && segment != "."
-            && segment != ".."
-            && segment
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-    };
-    if !shown.split('/').all(plain) {
+    if !shown.split('/').all(|segment| plain_segment(segment, b"")) {
         return Err(format!(
             "{shown:?} must be a relative path inside the fleet directory (segments of A-Z a-z 0-9 . _ -, no ..)"
         ));
