@@ -18,18 +18,13 @@ import pytest
 import yaml
 from e2e.helpers import AGENT, modern_call
 from e2e.test_deploy import K8S_VERSION
-from e2e.test_istio import HCM_SETTINGS, check_nested
+from e2e.test_istio import HCM_SETTINGS, check_envoy_filter_fields
 from harness import audit_records, bearer, free_port, request, start_echo, validate
 from harness.authz import Authz
 from harness.envoy import Envoy, audit_log_path, connection_manager, render_config
 from harness import fleet as fleet_harness
 from harness.fleet import route_list
 from harness.istio import (
-    APPLY_TO,
-    CONTEXTS,
-    MATCH_FIELDS,
-    OPERATIONS,
-    SPEC_FIELDS,
     UnmatchedPatch,
     apply,
     fleet_gateway_skeleton,
@@ -298,18 +293,7 @@ def test_kubernetes_documents_validate_strictly(fleet):
 
 def test_the_envoyfilter_has_only_documented_fields(fleet):
     doc = fleet.envoy_filter
-    assert (doc["apiVersion"], doc["kind"]) == ("networking.istio.io/v1alpha3", "EnvoyFilter")
-    assert set(doc["metadata"]) <= {"name", "namespace", "labels", "annotations"}
-    assert set(doc["spec"]) <= SPEC_FIELDS
-    assert doc["spec"]["workloadSelector"]["labels"]
-    for patch in doc["spec"]["configPatches"]:
-        assert set(patch) == {"applyTo", "match", "patch"}
-        assert patch["applyTo"] in APPLY_TO
-        assert set(patch["match"]) <= MATCH_FIELDS
-        assert patch["match"]["context"] in CONTEXTS
-        assert set(patch["patch"]) <= {"operation", "value", "filterClass"}
-        assert patch["patch"]["operation"] in OPERATIONS
-        check_nested(patch["match"])
+    check_envoy_filter_fields(doc)
     # The connection manager settings every deployment carries (test_istio.py).
     (merge,) = [p["patch"]["value"]["typed_config"] for p in doc["spec"]["configPatches"] if p["applyTo"] == "NETWORK_FILTER"]
     assert set(HCM_SETTINGS) <= set(merge)

@@ -136,7 +136,11 @@ def test_only_the_sidecar_variant_is_hand_written():
 
 
 def test_only_documented_envoyfilter_fields(istio):
-    doc = istio.envoy_filter
+    check_envoy_filter_fields(istio.envoy_filter)
+
+
+def check_envoy_filter_fields(doc: dict) -> None:
+    """An EnvoyFilter has only the fields and values Istio documents."""
     assert doc["apiVersion"] == "networking.istio.io/v1alpha3"
     assert doc["kind"] == "EnvoyFilter"
     assert set(doc["metadata"]) <= {"name", "namespace", "labels", "annotations"}
