@@ -77,7 +77,7 @@ impl RequestFlow {
                 // Never a default route to some upstream: refused here, and audited.
                 self.call = Some(Box::new(Call::start(host, &head, None)));
                 let path = head.path.split(['?', '#']).next().unwrap_or_default();
-                let error = RequestError::Unregistered(path.to_owned());
+                let error = RequestError::Unregistered(shown_path(path));
                 return self.reject(host, Rejection::new(error));
             }
             Err(error) => {
@@ -416,6 +416,18 @@ fn agent_identity(
             host,
             format!("cannot read the agent identity: {status}"),
         )),
+    }
+}
+
+/// Longest part of a client's path repeated in an error message.
+const MAX_SHOWN_PATH: usize = 128;
+
+/// The client's path as an error message shows it: bounded (Envoy accepts paths of
+/// tens of kilobytes, and the reply should not echo them whole).
+fn shown_path(path: &str) -> String {
+    match path.char_indices().nth(MAX_SHOWN_PATH) {
+        Some((end, _)) => format!("{}...", &path[..end]),
+        None => path.to_owned(),
     }
 }
 

@@ -915,6 +915,19 @@ fn a_fleet_refuses_unregistered_paths_with_an_audit_record() {
 }
 
 #[test]
+fn an_unregistered_path_is_shown_bounded() {
+    let mut flow = fleet_flow();
+    let mut host = FakeHost::mcp_post(&[]);
+    on_route(&mut host, &[("unregistered", "true")]);
+    host.headers[1].1 = format!("/{}", "a".repeat(10_000)).into();
+    assert_eq!(flow.on_headers(&mut host, false), Verdict::Pause);
+    let body: Value = serde_json::from_slice(&host.replies[0].body).unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.len() < 200, "{}", message.len());
+    assert!(message.ends_with("..."), "{message}");
+}
+
+#[test]
 fn a_fleet_passes_routes_without_metadata_stripped() {
     let mut flow = fleet_flow();
     let mut host = FakeHost::mcp_post(&[("x-agent-id", "forged")]);
