@@ -44,6 +44,8 @@ METHODS = (
 
 
 def load_demo():
+    # The demo server imports its neighbour demo/server_logs.py, as a script would.
+    sys.path.insert(0, str(DEMO.parent))
     spec = importlib.util.spec_from_file_location("demo_mcp_server", DEMO)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
