@@ -671,7 +671,23 @@ fn credential(
                 );
                 return None;
             }
+            // What the authz-service accepts (an Authorization header value: one line
+            // of printable ASCII), checked here: a file it refuses would make it refuse
+            // the whole rendered policy, every team's change with it.
+            let usable = |resolved: &Path| {
+                let text = std::fs::read(resolved).unwrap_or_default();
+                let text = String::from_utf8_lossy(&text);
+                let value = text.trim();
+                !value.is_empty() && value.bytes().all(|b| (0x20..0x7f).contains(&b))
+            };
             match fleet_file::resolve(base, &path) {
+                Ok(resolved) if !usable(&resolved) => {
+                    p.add(
+                        format!("{FIELD}.file"),
+                        format!("{path} must hold one line of printable ASCII (an Authorization header value)"),
+                    );
+                    None
+                }
                 Ok(resolved) if ok => Some(Credential::File { resolved, path }),
                 Ok(_) => None,
                 Err(reason) => {

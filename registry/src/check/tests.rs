@@ -245,3 +245,19 @@ fn an_empty_directory_is_refused() {
         )
     );
 }
+
+/// A credential file the authz-service would refuse (it would then refuse the whole
+/// rendered policy, every team's change with it) is refused here first.
+#[test]
+fn a_credential_file_holds_one_header_value() {
+    let refused = load_with(
+        &format!("{MINIMAL}gateway:\n  upstream_credential: {{file: credentials/svc}}\n"),
+        &Rules::default(),
+        &[("credentials/svc", "Bearer x\nX-Other: y\n")],
+    )
+    .unwrap_err();
+    assert_eq!(
+        refused,
+        ["gateway.upstream_credential.file: credentials/svc must hold one line of printable ASCII (an Authorization header value)"]
+    );
+}
