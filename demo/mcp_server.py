@@ -12,14 +12,12 @@ the server acted on, to compare with the gateway's label).
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import anyio
 
-import uvicorn
 from mcp.server.mcpserver import Context, MCPServer
-from server_logs import HeaderLog, log_dispatches  # noqa: E402
+from server_logs import serve  # noqa: E402
 
 ACCOUNTS = {
     "acc-001": {"balance": 1520.75, "currency": "EUR"},
@@ -86,21 +84,7 @@ def summarise_account(account_id: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--header-log", help="append received headers to this JSONL file")
-    parser.add_argument("--dispatch-log", help="append dispatched tool names to this JSONL file")
-    args = parser.parse_args()
-    if args.dispatch_log:
-        log_dispatches(server, args.dispatch_log)
-    app = server.streamable_http_app(host=args.host)
-    uvicorn.run(
-        HeaderLog(app, args.header_log),
-        host=args.host,
-        port=args.port,
-        log_level="warning",
-    )
+    serve(server, __doc__, 8000)
 
 
 if __name__ == "__main__":

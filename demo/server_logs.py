@@ -1,12 +1,16 @@
 """What the demo's MCP servers record about each request, for the demo and the tests
 to show exactly what reached a server: the headers of every HTTP request (HeaderLog)
 and the name of every tool the SDK dispatched (log_dispatches). Shared by
-demo/mcp_server.py and the servers under demo/servers/."""
+demo/mcp_server.py and the servers under demo/servers/, with their one command line
+(`serve`)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import threading
+
+import uvicorn
 
 # Headers worth showing: the gateway's labels, the client's MCP transport headers,
 # and the ones that must never arrive (the client's token).
@@ -47,3 +51,18 @@ def log_dispatches(server, path: str) -> None:
 
     # The SDK's request handler looks `call_tool` up on the instance at each call.
     server.call_tool = call_tool
+
+
+def serve(server, description: str, default_port: int) -> None:
+    """The demo servers' command line: Streamable HTTP on --host/--port, with the
+    optional --header-log and --dispatch-log."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=default_port)
+    parser.add_argument("--header-log", help="append received headers to this JSONL file")
+    parser.add_argument("--dispatch-log", help="append dispatched tool names to this JSONL file")
+    args = parser.parse_args()
+    if args.dispatch_log:
+        log_dispatches(server, args.dispatch_log)
+    app = server.streamable_http_app(host=args.host)
+    uvicorn.run(HeaderLog(app, args.header_log), host=args.host, port=args.port, log_level="warning")

@@ -13,19 +13,17 @@ dispatches is appended to another file.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Annotated
 
-import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
 # demo/server_logs.py, shared by the demo servers.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from server_logs import HeaderLog, log_dispatches  # noqa: E402
+from server_logs import serve  # noqa: E402
 
 ARTICLES = {
     "kb-101": {
@@ -82,16 +80,7 @@ def get_article(article_id: ArticleId) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8003)
-    parser.add_argument("--header-log", help="append received headers to this JSONL file")
-    parser.add_argument("--dispatch-log", help="append dispatched tool names to this JSONL file")
-    args = parser.parse_args()
-    if args.dispatch_log:
-        log_dispatches(server, args.dispatch_log)
-    app = server.streamable_http_app(host=args.host)
-    uvicorn.run(HeaderLog(app, args.header_log), host=args.host, port=args.port, log_level="warning")
+    serve(server, __doc__, 8003)
 
 
 if __name__ == "__main__":
