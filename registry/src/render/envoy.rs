@@ -12,6 +12,9 @@
 //!   renames a new version into the directory: no restart.
 //! - `bootstrap.yaml`: `envoy/fleet.yaml` (the one bootstrap, which holds no server
 //!   facts) pointing at the directory where Envoy finds the two files.
+//! - `standalone.yaml`: the same fleet in one file (the bootstrap with the same route
+//!   configuration and clusters inline), for a fixed fleet where a watched directory is
+//!   not wanted: a change needs a new render and an Envoy restart.
 
 use super::Output;
 use crate::fleet::Fleet;
@@ -39,6 +42,7 @@ pub fn render(fleet: &Fleet, xds_dir: &Path) -> Vec<Output> {
         Output::new("envoy/clusters.yaml", clusters(fleet)),
         Output::new("envoy/routes.yaml", routes(fleet)),
         Output::new("envoy/bootstrap.yaml", bootstrap(xds_dir)),
+        Output::new("envoy/standalone.yaml", standalone(fleet)),
     ]
 }
 
@@ -109,6 +113,14 @@ pub fn route_list(fleet: &Fleet) -> Vec<Value> {
 /// server is at) falls back to the whole route list, which decides exactly as a plain
 /// list would: the map is only a shortcut to the same route.
 fn routes(fleet: &Fleet) -> String {
+    document(
+        "the registered MCP servers' routes (Envoy RDS from a file)",
+        json!({ "resources": [route_configuration(fleet)] }),
+    )
+}
+
+/// The route configuration of the fleet (`@type` included: an xDS resource).
+fn route_configuration(fleet: &Fleet) -> Value {
     let list = route_list(fleet);
     let map: serde_json::Map<String, Value> = fleet
         .servers
@@ -142,15 +154,11 @@ fn routes(fleet: &Fleet) -> String {
             },
         }},
     });
-    let config = json!({
+    json!({
         "@type": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
         "name": ROUTE_CONFIG,
         "virtual_hosts": [{ "name": ROUTE_CONFIG, "domains": ["*"], "matcher": matcher }],
-    });
-    document(
-        "the registered MCP servers' routes (Envoy RDS from a file)",
-        json!({ "resources": [config] }),
-    )
+    })
 }
 
 /// RFC 9728 protected resource metadata, served by the authz-service and readable
@@ -232,6 +240,51 @@ pub fn unregistered_route() -> Value {
 
 fn bootstrap(xds_dir: &Path) -> String {
     BOOTSTRAP.replace(SHIPPED_XDS_DIR, &xds_dir.display().to_string())
+}
+
+/// The bootstrap with the fleet inline: `rds` becomes the `route_config` routes.yaml
+/// holds, the dynamic clusters join the static ones, nothing is watched. Built from
+/// the parsed bootstrap, so the two cannot drift apart; its comments are envoy/fleet.yaml's.
+fn standalone(fleet: &Fleet) -> String {
+    match inline_fleet(fleet) {
+        Ok(config) => document(
+            "the fleet in one Envoy config (envoy -c standalone.yaml); envoy/fleet.yaml explains each part.\n\
+             # Read once at start: after a new render, restart Envoy (bootstrap.yaml reloads live instead)",
+            config,
+        ),
+        // The bootstrap is this crate's own file, checked by the tests: only a broken
+        // build gets here, and an empty file makes Envoy refuse it loudly.
+        Err(reason) => format!("{}# not rendered: {reason}\n", super::HEADER),
+    }
+}
+
+fn inline_fleet(fleet: &Fleet) -> Result<Value, String> {
+    let mut config: Value = serde_norway::from_str(BOOTSTRAP).map_err(|e| e.to_string())?;
+    let root = config.as_object_mut().ok_or("the bootstrap is not a mapping")?;
+    root.remove("dynamic_resources");
+    let hcm = config
+        .pointer_mut("/static_resources/listeners/0/filter_chains/0/filters/0/typed_config")
+        .and_then(Value::as_object_mut)
+        .ok_or("the bootstrap has no connection manager")?;
+    hcm.remove("rds").ok_or("the bootstrap's connection manager has no rds")?;
+    let mut routes = route_configuration(fleet);
+    if let Some(routes) = routes.as_object_mut() {
+        // A field of the connection manager, not an Any: no type URL.
+        routes.remove("@type");
+    }
+    hcm.insert("route_config".into(), routes);
+    let clusters = config
+        .pointer_mut("/static_resources/clusters")
+        .and_then(Value::as_array_mut)
+        .ok_or("the bootstrap has no static clusters")?;
+    for server in &fleet.servers {
+        let mut cluster = cluster(server);
+        if let Some(cluster) = cluster.as_object_mut() {
+            cluster.remove("@type");
+        }
+        clusters.push(cluster);
+    }
+    Ok(config)
 }
 
 fn host_for_authority(host: &str) -> String {
