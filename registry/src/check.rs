@@ -202,6 +202,8 @@ fn check(
         idle: timeout("gateway.timeouts.idle", g.timeouts.idle.as_deref(), p),
     };
     metric_labels(&g.metric_labels, p);
+    let tool_count = raw.tools.as_ref().map_or(0, Vec::len);
+    let istio_sidecar = istio_sidecar::istio_sidecar(g, endpoint.as_ref(), tool_count, p);
     Some(Server {
         manifest_file: p.file.to_owned(),
         id: id?,
@@ -218,6 +220,7 @@ fn check(
         upstream_credential,
         timeouts,
         metric_labels: g.metric_labels.clone(),
+        istio_sidecar,
     })
 }
 
@@ -793,6 +796,8 @@ fn metric_labels(labels: &BTreeMap<String, String>, p: &mut FileProblems<'_>) {
         }
     }
 }
+
+mod istio_sidecar;
 
 #[cfg(test)]
 mod tests;

@@ -60,6 +60,7 @@ impl Fleet {
             }
         }
         problems.extend(duplicates(&servers));
+        problems.extend(shared_sidecars(&servers));
         if !problems.is_empty() {
             return Err(Problems(problems));
         }
@@ -154,6 +155,46 @@ fn duplicates(servers: &[Server]) -> Vec<Problem> {
             });
         } else {
             paths.insert(&server.path, server);
+        }
+    }
+    problems
+}
+
+/// Two servers whose sidecar selectors can pick the same pod on the same port: both
+/// EnvoyFilters would apply to that sidecar and put the gateway's filters (each with
+/// its own server id) into it twice. One label set including the other is sure to;
+/// disjoint keys could too, but only pods labelled for both, which is the teams' call.
+fn shared_sidecars(servers: &[Server]) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut seen: BTreeMap<(&str, u16), Vec<&Server>> = BTreeMap::new();
+    for server in servers {
+        let Some(sidecar) = &server.istio_sidecar else {
+            continue;
+        };
+        let key = (sidecar.namespace.as_str(), sidecar.port);
+        let earlier = seen.entry(key).or_default();
+        let includes = |a: &BTreeMap<String, String>, b: &BTreeMap<String, String>| {
+            a.iter().all(|(k, v)| b.get(k) == Some(v))
+        };
+        let clash = earlier.iter().find(|first| {
+            first.istio_sidecar.as_ref().is_some_and(|theirs| {
+                let (theirs, ours) = (&theirs.workload_labels, &sidecar.workload_labels);
+                includes(theirs, ours) || includes(ours, theirs)
+            })
+        });
+        match clash {
+            Some(first) => problems.push(Problem {
+                file: server.manifest_file.clone(),
+                field: "gateway.istio_sidecar".into(),
+                reason: format!(
+                    "selects the pods of {:?} ({}) in {} on port {} (one label set includes the other): two EnvoyFilters would put the gateway's filters twice into one sidecar",
+                    first.id(),
+                    first.manifest_file.display(),
+                    sidecar.namespace,
+                    sidecar.port
+                ),
+            }),
+            None => earlier.push(server),
         }
     }
     problems

@@ -64,6 +64,19 @@ pub(crate) struct RawGateway {
     pub timeouts: RawTimeouts,
     #[serde(default)]
     pub metric_labels: BTreeMap<String, String>,
+    /// The server's own Istio sidecar runs the gateway's filters for it (render
+    /// writes an EnvoyFilter for its pods).
+    pub istio_sidecar: Option<RawIstioSidecar>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct RawIstioSidecar {
+    /// The namespace of the server's pods.
+    pub namespace: Option<String>,
+    /// The labels that select the server's pods (the EnvoyFilter's workloadSelector).
+    pub workload_labels: Option<BTreeMap<String, String>>,
+    /// The port the server's container listens on; default: the endpoint's port.
+    pub port: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

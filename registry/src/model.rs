@@ -128,6 +128,21 @@ pub struct Timeouts {
     pub idle: Option<Duration>,
 }
 
+/// The server's own Istio sidecar, which runs the gateway's filters for the traffic
+/// coming in to the server (render/sidecar.rs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IstioSidecar {
+    /// The namespace of the server's pods (a DNS label).
+    pub namespace: String,
+    /// The labels that select the server's pods: at least one, each a valid Kubernetes
+    /// label.
+    pub workload_labels: BTreeMap<String, String>,
+    /// The port the server's container listens on: Istio builds a sidecar's inbound
+    /// listener and routes for the container port (a Service's `targetPort`), not the
+    /// Service's port.
+    pub port: u16,
+}
+
 /// One registered, validated server.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Server {
@@ -150,6 +165,8 @@ pub struct Server {
     pub timeouts: Timeouts,
     /// Extra Prometheus labels (at most 8).
     pub metric_labels: BTreeMap<String, String>,
+    /// When the server's own sidecar runs the gateway's filters.
+    pub istio_sidecar: Option<IstioSidecar>,
 }
 
 impl Server {

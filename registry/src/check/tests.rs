@@ -261,3 +261,97 @@ fn a_credential_file_holds_one_header_value() {
         ["gateway.upstream_credential.file: credentials/svc must hold one line of printable ASCII (an Authorization header value)"]
     );
 }
+
+#[test]
+fn an_istio_sidecar_takes_the_endpoint_port_unless_told_the_container_port() {
+    let text = MINIMAL.replace(
+        "https://mcp.internal/v1/mcp/",
+        "http://svc.team:8000/v1/mcp/",
+    );
+    assert_eq!(load(&text).unwrap().istio_sidecar, None);
+    let sidecar = "gateway:\n  istio_sidecar:\n    namespace: team\n    workload_labels: {app.kubernetes.io/name: svc, track: \"\"}\n";
+    let server = load(&format!("{text}{sidecar}")).unwrap();
+    let found = server.istio_sidecar.unwrap();
+    assert_eq!(found.namespace, "team");
+    assert_eq!(found.port, 8000);
+    assert_eq!(
+        found.workload_labels,
+        BTreeMap::from([
+            ("app.kubernetes.io/name".to_owned(), "svc".to_owned()),
+            ("track".to_owned(), String::new()),
+        ])
+    );
+    let server = load(&format!("{text}{sidecar}    port: 9000\n")).unwrap();
+    assert_eq!(server.istio_sidecar.unwrap().port, 9000);
+}
+
+/// The sidecar's filter names the server's tools in its configuration, which the
+/// filter refuses past MAX_METRIC_TOOL_NAMES names.
+#[test]
+fn an_istio_sidecar_lists_at_most_the_tools_the_filter_takes() {
+    let tools: Vec<String> = (0..=mcp_filter_core::config::MAX_METRIC_TOOL_NAMES)
+        .map(|i| format!("{{name: t{i}, schema_ref: s.json}}"))
+        .collect();
+    let text = MINIMAL
+        .replace("https://mcp.internal/v1/mcp/", "http://svc.team/mcp")
+        .replace(
+            "[{name: a.b-c_D, schema_ref: s.json}]",
+            &format!("[{}]", tools.join(", ")),
+        );
+    assert!(load(&text).is_ok());
+    let sidecar = "gateway:\n  istio_sidecar: {namespace: team, workload_labels: {app: svc}}\n";
+    assert_eq!(
+        load(&format!("{text}{sidecar}")).unwrap_err(),
+        ["gateway.istio_sidecar: the sidecar's filter lists the server's tools for metric labels, at most 1000; this server has 1001"]
+    );
+}
+
+/// Two servers on one sidecar port: refused only where one selector includes the other
+/// (both EnvoyFilters would apply to the same pods); other ports, other namespaces and
+/// other label values are other sidecars.
+#[test]
+fn sidecars_of_two_servers_must_not_select_the_same_pods() {
+    let fleet = |b_sidecar: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("s.json"), SCHEMA).unwrap();
+        for (id, sidecar) in [
+            (
+                "a",
+                "{namespace: team, workload_labels: {app: a, tier: web}}",
+            ),
+            ("b", b_sidecar),
+        ] {
+            let text = MINIMAL
+                .replace("server_id: svc", &format!("server_id: {id}"))
+                .replace(
+                    "https://mcp.internal/v1/mcp/",
+                    &format!("http://{id}.team/mcp"),
+                );
+            let text = format!("{text}gateway:\n  istio_sidecar: {sidecar}\n");
+            std::fs::write(dir.path().join(format!("{id}.yaml")), text).unwrap();
+        }
+        crate::Fleet::load(dir.path())
+            .map(|_| ())
+            .map_err(|p| p.lines())
+    };
+    for other in [
+        "{namespace: team, workload_labels: {app: b}}",
+        "{namespace: team, workload_labels: {app: a, tier: api}}",
+        "{namespace: other, workload_labels: {app: a}}",
+        "{namespace: team, workload_labels: {app: a}, port: 9000}",
+    ] {
+        assert_eq!(fleet(other), Ok(()), "{other}");
+    }
+    for same in [
+        "{namespace: team, workload_labels: {app: a}}",
+        "{namespace: team, workload_labels: {tier: web, app: a}}",
+        "{namespace: team, workload_labels: {app: a, tier: web, track: x}}",
+    ] {
+        let refused = fleet(same).unwrap_err();
+        assert_eq!(refused.len(), 1, "{same}: {refused:?}");
+        assert!(
+            refused[0].contains("b.yaml: gateway.istio_sidecar: selects the pods of \"a\""),
+            "{refused:?}"
+        );
+    }
+}

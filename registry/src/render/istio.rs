@@ -19,10 +19,8 @@
 //! The EnvoyFilter comes first (also in `kubectl apply -f istio/` order): a route istiod generates for a new server then already gets its
 //! metadata; a patch whose route does not exist yet is a no-op in Istio.
 //!
-//! The sidecar variant is not rendered: a sidecar fronts one server, and
-//! envoy/istio/sidecar-envoyfilter.yaml (a fixed `server_id`) stays the way to put the
-//! filter in front of it. Its inbound routes are not VirtualService routes, so there
-//! is no per-server route a fleet rendering could name.
+//! The sidecar variant (the filters in one server's own sidecar) is sidecar.rs; it
+//! takes the same pieces of `envoy/fleet.yaml` from the functions here.
 
 use super::envoy;
 use super::Output;
@@ -54,11 +52,19 @@ const AUTHZ_HTTP_PORT: u16 = 9192;
 const RATELIMIT_HOST: &str = "mcp-ratelimit-service.mcp-gateway.svc.cluster.local";
 const RATELIMIT_PORT: u16 = 8081;
 
+/// The gateway's own services as Kubernetes services (envoy/kubernetes/), by the
+/// names of envoy/fleet.yaml's clusters for them.
+const SERVICES: [(&str, &str, u16); 3] = [
+    ("authz_service", AUTHZ_HOST, AUTHZ_GRPC_PORT),
+    ("authz_http", AUTHZ_HOST, AUTHZ_HTTP_PORT),
+    ("ratelimit_service", RATELIMIT_HOST, RATELIMIT_PORT),
+];
+
 /// The connection manager settings of envoy/fleet.yaml the gateway must carry. A
 /// MERGE sets fields but cannot clear them; each of these is a non-default value, so
 /// it replaces what istiod set (Istio merges no slashes, keeps escaped slashes and
 /// lets header names with underscores through).
-const HCM_SETTINGS: [&str; 6] = [
+pub(super) const HCM_SETTINGS: [&str; 6] = [
     "normalize_path",
     "merge_slashes",
     "path_with_escaped_slashes_action",
@@ -66,8 +72,8 @@ const HCM_SETTINGS: [&str; 6] = [
     "access_log",
     "local_reply_config",
 ];
-const HCM: &str = "envoy.filters.network.http_connection_manager";
-const ROUTER: &str = "envoy.filters.http.router";
+pub(super) const HCM: &str = "envoy.filters.network.http_connection_manager";
+pub(super) const ROUTER: &str = "envoy.filters.http.router";
 
 /// The name of a server's http route in the VirtualService, which istiod gives the
 /// Envoy route it generates (`translateRoute`: the http route's name).
@@ -89,11 +95,11 @@ pub fn render(fleet: &Fleet) -> Vec<Output> {
     ]
 }
 
-fn bootstrap() -> Value {
+pub(super) fn bootstrap() -> Value {
     serde_norway::from_str(BOOTSTRAP).unwrap_or_default()
 }
 
-fn connection_manager(bootstrap: &Value) -> Value {
+pub(super) fn connection_manager(bootstrap: &Value) -> Value {
     let filters = bootstrap
         .pointer("/static_resources/listeners/0/filter_chains/0/filters")
         .and_then(Value::as_array)
@@ -106,43 +112,66 @@ fn connection_manager(bootstrap: &Value) -> Value {
         .unwrap_or_default()
 }
 
-fn envoy_filter(fleet: &Fleet) -> String {
-    let bootstrap = bootstrap();
-    let hcm = connection_manager(&bootstrap);
-    let mut patches = Vec::new();
-
-    // The gateway's own services, as Kubernetes services (envoy/kubernetes/).
+/// envoy/fleet.yaml's cluster `name` for one of the gateway's services, pointed at its
+/// Kubernetes service ([`SERVICES`]).
+pub(super) fn service_cluster(bootstrap: &Value, name: &str) -> Option<Value> {
+    let (_, host, port) = SERVICES.iter().find(|(service, _, _)| *service == name)?;
     let clusters = bootstrap
-        .pointer("/static_resources/clusters")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    for (name, host, port) in [
-        ("authz_service", AUTHZ_HOST, AUTHZ_GRPC_PORT),
-        ("ratelimit_service", RATELIMIT_HOST, RATELIMIT_PORT),
-    ] {
-        if let Some(mut cluster) = clusters.iter().find(|c| c["name"] == name).cloned() {
-            cluster["type"] = json!("STRICT_DNS");
-            cluster["load_assignment"]["endpoints"] = json!([{ "lb_endpoints": [{ "endpoint":
-                { "address": { "socket_address": { "address": host, "port_value": port } } } }] }]);
-            patches.push(patch("CLUSTER", json!({}), "ADD", cluster));
-        }
-    }
+        .pointer("/static_resources/clusters")?
+        .as_array()?;
+    let mut cluster = clusters.iter().find(|c| c["name"] == name)?.clone();
+    cluster["type"] = json!("STRICT_DNS");
+    cluster["load_assignment"]["endpoints"] = json!([{ "lb_endpoints": [{ "endpoint":
+        { "address": { "socket_address": { "address": host, "port_value": port } } } }] }]);
+    Some(cluster)
+}
 
-    // mcp (wasm) -> ext_authz -> ratelimit -> router, each inserted before the router
-    // in this order.
-    let listener = json!({ "listener": { "filterChain": { "filter": {
-        "name": HCM, "subFilter": { "name": ROUTER } } } } });
-    for mut filter in hcm["http_filters"]
+/// envoy/fleet.yaml's HTTP filters before the router, in order (mcp (wasm) ->
+/// ext_authz -> ratelimit), the MCP filter loading the .wasm from [`WASM_FILE`].
+pub(super) fn http_filters(hcm: &Value) -> Vec<Value> {
+    let mut filters: Vec<Value> = hcm["http_filters"]
         .as_array()
         .cloned()
         .unwrap_or_default()
         .into_iter()
         .filter(|f| f["name"] != ROUTER)
-    {
+        .collect();
+    for filter in &mut filters {
         if let Some(code) = filter.pointer_mut("/typed_config/config/vm_config/code/local") {
             code["filename"] = json!(WASM_FILE);
         }
+    }
+    filters
+}
+
+/// The connection manager's `typed_config` to MERGE into istiod's: [`HCM_SETTINGS`]
+/// of envoy/fleet.yaml.
+pub(super) fn hcm_settings(hcm: &Value) -> Value {
+    let mut settings = Map::new();
+    settings.insert("@type".into(), hcm["@type"].clone());
+    for key in HCM_SETTINGS {
+        settings.insert(key.into(), hcm[key].clone());
+    }
+    Value::Object(settings)
+}
+
+fn envoy_filter(fleet: &Fleet) -> String {
+    let bootstrap = bootstrap();
+    let hcm = connection_manager(&bootstrap);
+    let mut patches = Vec::new();
+
+    // The gateway's own services. Not authz_http: the VirtualService routes the RFC
+    // 9728 metadata to its Kubernetes service, which istiod makes a cluster of.
+    for name in ["authz_service", "ratelimit_service"] {
+        if let Some(cluster) = service_cluster(&bootstrap, name) {
+            patches.push(patch("CLUSTER", json!({}), "ADD", cluster));
+        }
+    }
+
+    // Each inserted before the router, in this order.
+    let listener = json!({ "listener": { "filterChain": { "filter": {
+        "name": HCM, "subFilter": { "name": ROUTER } } } } });
+    for filter in http_filters(&hcm) {
         patches.push(patch(
             "HTTP_FILTER",
             listener.clone(),
@@ -151,16 +180,11 @@ fn envoy_filter(fleet: &Fleet) -> String {
         ));
     }
 
-    let mut settings = Map::new();
-    settings.insert("@type".into(), hcm["@type"].clone());
-    for key in HCM_SETTINGS {
-        settings.insert(key.into(), hcm[key].clone());
-    }
     patches.push(patch(
         "NETWORK_FILTER",
         json!({ "listener": { "filterChain": { "filter": { "name": HCM } } } }),
         "MERGE",
-        json!({ "typed_config": settings }),
+        json!({ "typed_config": hcm_settings(&hcm) }),
     ));
 
     // The routes istiod generates from the VirtualService, by name.
@@ -231,8 +255,19 @@ fn envoy_filter(fleet: &Fleet) -> String {
 }
 
 fn patch(apply_to: &str, matching: Value, operation: &str, value: Value) -> Value {
+    patch_in("GATEWAY", apply_to, matching, operation, value)
+}
+
+/// One EnvoyFilter config patch, its match in `context`.
+pub(super) fn patch_in(
+    context: &str,
+    apply_to: &str,
+    matching: Value,
+    operation: &str,
+    value: Value,
+) -> Value {
     let mut matching = matching;
-    matching["context"] = json!("GATEWAY");
+    matching["context"] = json!(context);
     json!({
         "applyTo": apply_to,
         "match": matching,
@@ -360,7 +395,7 @@ fn duration(value: Duration) -> String {
     }
 }
 
-fn document(comment: &str, documents: &[Value]) -> String {
+pub(super) fn document(comment: &str, documents: &[Value]) -> String {
     let mut out = format!("{}{comment}", super::HEADER);
     for (i, doc) in documents.iter().enumerate() {
         if i > 0 {

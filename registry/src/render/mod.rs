@@ -10,6 +10,7 @@ pub mod kubernetes;
 pub mod limits;
 pub mod monitoring;
 pub mod policy;
+pub mod sidecar;
 
 use crate::fleet::Fleet;
 use std::path::PathBuf;
@@ -86,6 +87,7 @@ pub fn render(fleet: &Fleet, options: &Options) -> Vec<Output> {
     outputs.extend(envoy::render(fleet, &envoy_dir));
     // On Istio, the EnvoyFilter before the routes it patches (render/istio.rs).
     outputs.extend(istio::render(fleet));
+    outputs.extend(sidecar::render(fleet));
     outputs.push(Output::new(
         "monitoring/mcp-servers.rules.yaml",
         monitoring::render(fleet),
