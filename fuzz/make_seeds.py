@@ -134,17 +134,22 @@ def main():
     for name, (kind, body) in RESPONSES.items():
         write("response", name, bytes([kind, 0, len(body) // 2]) + body)
     # Config parsers: the shipped files, and broken variants of each.
-    envoy = yaml.safe_load((ROOT / "envoy" / "envoy.yaml").read_text())
+    # The bootstrap's filter config (servers from routes) and the sidecar's form (one
+    # server, as registry/src/render/sidecar.rs writes it).
+    envoy = yaml.safe_load((ROOT / "envoy" / "fleet.yaml").read_text())
     plugin = find_plugin_config(envoy)
     write("config", "filter-shipped", b"\x00" + plugin.encode())
+    write("config", "filter-one-server", b"\x00" + b'{"server_id":"financial-data","server_version":"1.3.2","mcp_paths":["/mcp"],"metrics":{"tool_names":["get_account_balance"]}}')
     write("config", "filter-unknown-field", b"\x00" + b'{"server_id":"a","mcp_path":"/mcp"}')
     write("config", "filter-bad-limit", b"\x00" + b'{"server_id":"a","max_body_bytes":-1}')
     write("config", "filter-jwt-identity", b"\x00" + b'{"server_id":"a","agent_identity":{"source":"jwt_authn","payload_in_metadata":"jwt","claim":"sub"}}')
-    policy = (ROOT / "demo" / "policy.yaml").read_bytes()
+    # What render writes for registry/examples (its golden files).
+    golden = ROOT / "registry" / "tests" / "golden"
+    policy = (golden / "policy.yaml").read_bytes()
     write("config", "policy-shipped", b"\x01" + policy)
     write("config", "policy-wrong-type", b"\x01" + b"servers: [1, 2]\n")
     write("config", "policy-bad-server-id", b"\x01" + b"servers:\n  'a b':\n    tools: {x: [s]}\n")
-    limits = (ROOT / "demo" / "limits.yaml").read_bytes()
+    limits = (golden / "limits" / "limits.yaml").read_bytes()
     write("config", "limits-shipped", b"\x02" + limits)
     write("config", "limits-bad-unit", b"\x02" + limits.replace(b"MINUTE", b"FORTNIGHT", 1))
     write("config", "limits-not-yaml", b"\x02" + b"domain: [unclosed\n")
@@ -154,9 +159,9 @@ def main():
 
 
 def find_plugin_config(node):
-    """The wasm filter's JSON configuration string in envoy.yaml."""
+    """The wasm filter's JSON configuration string in an Envoy config."""
     if isinstance(node, dict):
-        if node.get("@type", "").endswith("google.protobuf.StringValue") and "server_id" in node.get("value", ""):
+        if node.get("@type", "").endswith("google.protobuf.StringValue") and "max_body_bytes" in node.get("value", ""):
             return node["value"]
         children = node.values()
     elif isinstance(node, list):

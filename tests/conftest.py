@@ -10,7 +10,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import ROOT, Authz, Ratelimit, start_echo, start_gateway, start_mcp_server  # noqa: E402
+from harness import MCP_CLUSTER, Authz, Ratelimit, start_echo, start_gateway, start_mcp_server  # noqa: E402
+from harness import single  # noqa: E402
 from harness.observe import json_lines  # noqa: E402
 from harness.procs import dispatch_log  # noqa: E402
 
@@ -30,9 +31,11 @@ def echo(logs):
 
 @pytest.fixture
 def authz(logs):
-    """The authz-service (release build) with demo/policy.yaml plus a tool with a
-    non-ASCII name: yields the process."""
-    policy = yaml.safe_load((ROOT / "demo" / "policy.yaml").read_text())
+    """The authz-service (release build) with the one-server gateway's rendered policy
+    (harness/single.py) plus a tool with a non-ASCII name (which MCP's tool naming rules,
+    and so the manifests, do not allow; the filter and the service must still carry and
+    decide it safely): yields the process."""
+    policy = yaml.safe_load(single.policy().read_text())
     policy["servers"]["financial-data"]["tools"]["données"] = []
     path = logs / "test-policy.yaml"
     path.write_text(yaml.safe_dump(policy, allow_unicode=True))
@@ -43,7 +46,8 @@ def authz(logs):
 
 @pytest.fixture
 def ratelimit(logs):
-    """The ratelimit-service (release build, in memory) with demo/limits.yaml."""
+    """The ratelimit-service (release build, in memory) with the one-server gateway's
+    rendered limits (harness/single.py)."""
     service = Ratelimit(logs)
     yield service
     service.stop()
@@ -51,9 +55,9 @@ def ratelimit(logs):
 
 @pytest.fixture
 def echo_gateway(logs, echo, authz, ratelimit):
-    """Shipped envoy.yaml (the whole chain) with the echo upstream as the MCP server:
+    """The one-server gateway (harness/single.py: the whole chain, rendered) with the echo upstream as the MCP server:
     yields the listener port."""
-    envoy, port = start_gateway(logs, {"mcp_server": echo, **authz.upstreams(), **ratelimit.upstreams()})
+    envoy, port = start_gateway(logs, {MCP_CLUSTER: echo, **authz.upstreams(), **ratelimit.upstreams()})
     yield port
     envoy.stop()
 
@@ -88,11 +92,11 @@ def mcp_server(logs):
 
 @pytest.fixture
 def mcp_gateway(logs, mcp_server, authz, ratelimit):
-    """Shipped envoy.yaml (the whole chain) in front of the demo MCP server:
+    """The one-server gateway (harness/single.py: the whole chain, rendered) in front of the demo MCP server:
     yields (url, SeenLog)."""
     port, seen = mcp_server
     envoy, listener = start_gateway(
-        logs, {"mcp_server": port, **authz.upstreams(), **ratelimit.upstreams()}
+        logs, {MCP_CLUSTER: port, **authz.upstreams(), **ratelimit.upstreams()}
     )
     yield f"http://127.0.0.1:{listener}/mcp", seen
     envoy.stop()

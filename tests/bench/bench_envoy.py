@@ -1,7 +1,8 @@
 """The gateway's cost per MCP request, side by side with bare Envoy and Envoy's own MCP
 filter, in one run on one machine (method and results: BENCHMARKS.md).
 
-Arms, all built from envoy/envoy.yaml by removing or swapping filters:
+Arms, all built from the one-server gateway the tests run (tests/harness/single.py: the
+rendered envoy/standalone.yaml of one server at /mcp) by removing or swapping filters:
   bare          - router only (no MCP filter, no ext_authz, no rate limit, no audit log)
   native        - Envoy's envoy.filters.http.mcp (body limit and route cache clearing
                   set as ours are), no audit log
@@ -38,7 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import Authz, Process, Ratelimit, RedisServer, connection_manager, envoy_binary, envoy_counter, free_port, python, start_gateway, token  # noqa: E402
+from harness import MCP_CLUSTER, Authz, Process, Ratelimit, RedisServer, connection_manager, envoy_binary, envoy_counter, free_port, python, routes, start_gateway, token  # noqa: E402
 from harness.procs import ROOT, wait_for_http  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -81,7 +82,7 @@ def payload(name: str) -> tuple[bytes, str, str | None]:
 
 
 def arm_config(name: str):
-    """The Envoy config mutation that makes `name` out of envoy/envoy.yaml."""
+    """The Envoy config mutation that makes `name` out of the one-server gateway."""
 
     def mutate(config: dict) -> None:
         hcm = connection_manager(config)
@@ -104,7 +105,7 @@ def arm_config(name: str):
                     },
                 },
             )
-        for route in hcm["route_config"]["virtual_hosts"][0]["routes"]:
+        for route in routes(config):
             route.pop("typed_per_filter_config", None)
             route.get("route", {}).pop("rate_limits", None)
         hcm.pop("local_reply_config", None)
@@ -124,7 +125,7 @@ def cpu_seconds(pid: int) -> float:
 def ratelimit_decisions(admin_port: int) -> int:
     """Rate limit decisions Envoy received on the MCP route (its own counters): a CPU
     figure read from /proc at 10 ms resolution cannot show whether a service was asked."""
-    return sum(envoy_counter(admin_port, f"cluster.mcp_server.ratelimit.{outcome}") for outcome in ("ok", "over_limit"))
+    return sum(envoy_counter(admin_port, f"cluster.{MCP_CLUSTER}.ratelimit.{outcome}") for outcome in ("ok", "over_limit"))
 
 
 def memory_mib(pid: int) -> tuple[float, float]:
@@ -205,7 +206,7 @@ class Services:
 
     def upstreams(self, arm: str) -> dict[str, int]:
         ratelimit = self.ratelimit_redis if arm == "chain-redis" else self.ratelimit_memory
-        return {"mcp_server": self.upstream_port, **self.authz.upstreams(), **ratelimit.upstreams()}
+        return {MCP_CLUSTER: self.upstream_port, **self.authz.upstreams(), **ratelimit.upstreams()}
 
     def measured(self, arm: str) -> dict[str, Process]:
         """The service processes whose CPU counts per decision in this arm."""

@@ -65,7 +65,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_envoy import VERSION, answered, cpu_seconds, machine, memory_mib, pin, run_oha  # noqa: E402
 from fleet_manifests import CALLED_TOOL, generate, server_id, write_server  # noqa: E402
 from harness import Authz, Process, Ratelimit, connection_manager, envoy_binary, free_port, python, render_config, token, wasm_path  # noqa: E402
-from harness.fleet import REGISTRY  # noqa: E402
+from harness.registry import REGISTRY  # noqa: E402
 from harness.procs import ROOT, wait_for_http  # noqa: E402
 
 HERE = Path(__file__).resolve().parent

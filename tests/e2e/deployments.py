@@ -1,32 +1,37 @@
-"""Every shipped deployment, started for real in front of the lenient MCP upstream:
-envoy/envoy.yaml, envoy/compose/envoy.yaml, the Istio sidecar EnvoyFilter applied to
-the configuration istiod generates (tests/harness/istio.py), and a rendered fleet
-(`mcp-registry render` of the financial-data manifest, exposed at /mcp) on plain Envoy
-and on Istio's ingress gateway (the gateway variant: it is only rendered). Module-scoped:
-one set of services per test module, one Envoy per deployment."""
+"""Every deployment shape, started for real in front of the lenient MCP upstream, each
+on what `mcp-registry render` writes for the financial-data manifest exposed at /mcp:
+the standalone Envoy config (envoy/standalone.yaml, the tests' one-server gateway,
+harness/single.py), the bootstrap with live xDS files (envoy/bootstrap.yaml; the
+docker-compose bootstrap differs from it only in its binds, tests/e2e/test_deploy.py),
+the Istio sidecar EnvoyFilter applied to the configuration istiod generates
+(tests/harness/istio.py), and Istio's ingress gateway. Module-scoped: one set of
+services per test module, one Envoy per deployment."""
 
 from __future__ import annotations
 
 import json
+import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
-from harness import Authz, Envoy, Ratelimit, audit_records, bearer, envoy_counter, free_port, render_config
+from harness import MCP_CLUSTER, Authz, Envoy, Ratelimit, audit_records, bearer, envoy_counter, free_port, render_config
 from harness.authz import READ_SCOPES
 from harness.client import Response
-from harness.envoy import ENVOY_DIR, audit_log_path
+from harness import single
+from harness.envoy import audit_log_path
 from harness.fleet import Rendered
-from harness.istio import ISTIO_DIR, apply, fleet_gateway_skeleton, fleet_upstreams, load, sidecar_upstreams
+from harness.fleet import render_examples
+from harness.istio import (
+    SIDECAR_SERVER, apply, fleet_gateway_skeleton, fleet_upstreams, load, rendered_sidecar, sidecar_filters, sidecar_upstreams,
+)
 from harness.paths import Received, h2_request, raw_request, start_lenient
 
 from e2e.helpers import AGENT, modern_call
 
-COMPOSE_ENVOY = ENVOY_DIR / "compose" / "envoy.yaml"
-SIDECAR = ISTIO_DIR / "sidecar-envoyfilter.yaml"
-DEPLOYMENTS = ["envoy.yaml", "compose/envoy.yaml", "istio-sidecar", "fleet", "fleet-istio-gateway"]
+DEPLOYMENTS = ["standalone", "istio-sidecar", "fleet", "fleet-istio-gateway"]
 TOOL = "get_account_balance"
 NO_SCOPES = ""
 
@@ -71,10 +76,12 @@ def services(tmp_path_factory):
             proc.stop()
 
 
-def assembled_sidecar(logs: Path) -> Path:
-    out = logs / "istio-sidecar.yaml"
-    out.write_text(yaml.safe_dump(apply(load(SIDECAR)), sort_keys=False))
-    return out
+def sidecar_filter(logs: Path) -> dict:
+    """The financial-data server's sidecar EnvoyFilter as render writes it for
+    registry/examples."""
+    work = Path(tempfile.mkdtemp(prefix="sidecar-filter-", dir=logs))
+    out, _ = render_examples(work)
+    return sidecar_filters(out)[SIDECAR_SERVER]
 
 
 def start(name: str, services: Services, source: Path | None = None) -> Deployment:
@@ -84,11 +91,11 @@ def start(name: str, services: Services, source: Path | None = None) -> Deployme
     host = "127.0.0.1"
     if name.startswith("fleet"):
         source, upstreams = fleet_source(name, services)
-    elif name in ("envoy.yaml", "compose/envoy.yaml"):
-        source = source or (ENVOY_DIR / name if name == "envoy.yaml" else COMPOSE_ENVOY)
-        upstreams = {"mcp_server": services.upstream_port, **authz.upstreams(), **ratelimit.upstreams()}
+    elif name == "standalone":
+        source = source or single.standalone()
+        upstreams = {MCP_CLUSTER: services.upstream_port, **authz.upstreams(), **ratelimit.upstreams()}
     elif name == "istio-sidecar":
-        source = source or assembled_sidecar(services.logs)
+        source = source or rendered_sidecar(services.logs)
         upstreams = sidecar_upstreams(services.upstream_port, {**authz.upstreams(), **ratelimit.upstreams()})
     else:
         raise ValueError(f"no deployment {name!r}")

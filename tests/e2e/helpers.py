@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import json
 
-from harness import bearer, connection_manager, token
+from harness import bearer, connection_manager, routes, token
 from harness.authz import READ_SCOPES, session_key
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -81,11 +81,10 @@ def route_timeout(seconds: float):
     has none, for long SSE answers), to provoke upstream timeouts."""
 
     def mutate(config: dict) -> None:
-        hcm = connection_manager(config)
-        for host in hcm["route_config"]["virtual_hosts"]:
-            for route in host["routes"]:
-                if route.get("match") == {"path": "/mcp"}:
-                    route["route"]["timeout"] = f"{seconds}s"
+        found = routes(config, "/mcp")
+        assert found, "no /mcp route"
+        for route in found:
+            route["route"]["timeout"] = f"{seconds}s"
 
     return mutate
 

@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
-from harness import connection_manager, request, start_gateway, without_ext_authz
+from harness import MCP_CLUSTER, connection_manager, request, start_gateway, without_ext_authz
 
 from e2e.helpers import echoed_headers, modern_call, values
 
@@ -78,7 +78,7 @@ def jwt_gateway(logs, echo, signing_key):
 
     envoy, port = start_gateway(
         logs,
-        {"mcp_server": echo},
+        {MCP_CLUSTER: echo},
         filter_overrides={
             "agent_identity": {"source": "jwt_authn", "payload_in_metadata": "jwt_payload", "claim": "azp"}
         },
@@ -188,7 +188,7 @@ def test_agent_from_mtls_peer_certificate(logs, echo, pki):
         }
 
     envoy, port = start_gateway(
-        logs, {"mcp_server": echo},
+        logs, {MCP_CLUSTER: echo},
         filter_overrides={"agent_identity": {"source": "peer_certificate_uri_san"}},
         mutate=lambda config: (without_ext_authz(config), require_client_cert(config)),
     )

@@ -17,7 +17,7 @@ import yaml
 from e2e.helpers import AGENT, META, connect, route_timeout
 from e2e.test_monitoring import queried_metrics
 from harness import (
-    ROOT,
+    MCP_CLUSTER,
     Authz,
     Ratelimit,
     audit_records,
@@ -28,6 +28,7 @@ from harness import (
     series,
     start_gateway,
 )
+from harness.single import limits_config
 
 LOOPING = "looping-agent"
 MISSING = "ledger://archive/1999"
@@ -36,30 +37,29 @@ ROUTE_TIMEOUT_S = 2
 
 @pytest.fixture
 def audited_gateway(logs, mcp_server):
-    """The shipped envoy.yaml, with a route timeout (to provoke an upstream timeout)
+    """The one-server gateway (harness/single.py), with a route timeout (to provoke an upstream timeout)
     and a limit of one call per minute for LOOPING."""
     port, _ = mcp_server
     limits_path = logs / "audit-limits.yaml"
     limits_path.write_text(
         yaml.safe_dump(
-            {
-                "domain": "mcp_gateway",
-                "descriptors": [
+            limits_config(
+                [
                     {
                         "key": "tool_call",
                         "descriptors": [
                             {"key": "agent_id", "value": LOOPING, "rate_limit": {"unit": "minute", "requests_per_unit": 1}}
                         ],
                     }
-                ],
-            }
+                ]
+            )
         )
     )
 
     authz = Authz(logs)
     ratelimit = Ratelimit(logs, config=limits_path)
     envoy, listener = start_gateway(
-        logs, {"mcp_server": port, **authz.upstreams(), **ratelimit.upstreams()}, mutate=route_timeout(ROUTE_TIMEOUT_S)
+        logs, {MCP_CLUSTER: port, **authz.upstreams(), **ratelimit.upstreams()}, mutate=route_timeout(ROUTE_TIMEOUT_S)
     )
     try:
         yield envoy, listener

@@ -6,7 +6,7 @@ import json
 
 import anyio
 import pytest
-from harness import Authz, request, start_gateway
+from harness import MCP_CLUSTER, Authz, request, start_gateway
 from harness.authz import METADATA_URL, READ_SCOPES, token
 
 from e2e.helpers import AGENT, connect, echoed_headers, modern_call, values
@@ -118,7 +118,7 @@ def test_metadata_is_served_without_a_token(mcp_gateway):
 def test_authz_service_down_fails_closed(logs, mcp_server):
     port, seen = mcp_server
     authz = Authz(logs)
-    envoy, listener = start_gateway(logs, {"mcp_server": port, **authz.upstreams()})
+    envoy, listener = start_gateway(logs, {MCP_CLUSTER: port, **authz.upstreams()})
     try:
         authz.stop()
         body, headers = modern_call("get_account_balance", request_id=5)
@@ -144,7 +144,7 @@ def credential_gateway(logs, echo, tmp_path):
         f"    upstream_credential_file: {tmp_path / 'upstream.token'}\n"
     )
     authz = Authz(logs, policy=policy)
-    envoy, port = start_gateway(logs, {"mcp_server": echo, **authz.upstreams()})
+    envoy, port = start_gateway(logs, {MCP_CLUSTER: echo, **authz.upstreams()})
     yield port
     envoy.stop()
     authz.stop()

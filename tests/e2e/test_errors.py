@@ -9,7 +9,7 @@ from harness import request
 
 from e2e.helpers import META, modern_call
 
-LIMIT = 1024 * 1024  # max_body_bytes in envoy/envoy.yaml
+LIMIT = 1024 * 1024  # max_body_bytes in envoy/fleet.yaml
 
 
 def call_body(tool="get_account_balance", request_id=41, meta=True):

@@ -15,9 +15,11 @@ import jwt
 import pytest
 import yaml
 from harness import (
+    MCP_CLUSTER,
     ROOT, Authz, Process, Ratelimit, RedisServer, audit_records, bearer, envoy_counter, free_port, metric, python,
     request, start_gateway, wait_until,
 )
+from harness.single import limits_config
 from harness.authz import ISSUER, READ_SCOPES, RESOURCE, jwks, signing_key
 
 from e2e.helpers import AGENT, modern_call, ratelimit_failure_mode_deny, route_timeout
@@ -65,7 +67,7 @@ def stack(logs, mcp_server):
     """The whole chain in front of the SDK server; yields (envoy, port, authz, ratelimit, seen)."""
     server_port, seen = mcp_server
     authz, ratelimit = Authz(logs), Ratelimit(logs)
-    envoy, port = start_gateway(logs, {"mcp_server": server_port, **authz.upstreams(), **ratelimit.upstreams()})
+    envoy, port = start_gateway(logs, {MCP_CLUSTER: server_port, **authz.upstreams(), **ratelimit.upstreams()})
     try:
         yield envoy, port, authz, ratelimit, seen
     finally:
@@ -96,7 +98,7 @@ def test_authz_service_slow_is_refused_with_a_clear_error_then_recovers(stack):
 def test_ratelimit_service_failing_follows_the_failure_mode_and_is_counted(logs, mcp_server, fault):
     server_port, seen = mcp_server
     authz, ratelimit = Authz(logs), Ratelimit(logs)
-    upstreams = {"mcp_server": server_port, **authz.upstreams(), **ratelimit.upstreams()}
+    upstreams = {MCP_CLUSTER: server_port, **authz.upstreams(), **ratelimit.upstreams()}
     fail_open, open_port = start_gateway(logs, upstreams)
     fail_closed, closed_port = start_gateway(logs, upstreams, mutate=ratelimit_failure_mode_deny)
     try:
@@ -109,9 +111,9 @@ def test_ratelimit_service_failing_follows_the_failure_mode_and_is_counted(logs,
         refused = call(closed_port, request_id=2)
         assert refused.status == 500, refused.body
         # Envoy counts every failed rate limit call on the route's cluster.
-        assert envoy_counter(fail_open.admin_port, "cluster.mcp_server.ratelimit.error") >= 1
-        assert envoy_counter(fail_open.admin_port, "cluster.mcp_server.ratelimit.failure_mode_allowed") >= 1
-        assert envoy_counter(fail_closed.admin_port, "cluster.mcp_server.ratelimit.error") >= 1
+        assert envoy_counter(fail_open.admin_port, f"cluster.{MCP_CLUSTER}.ratelimit.error") >= 1
+        assert envoy_counter(fail_open.admin_port, f"cluster.{MCP_CLUSTER}.ratelimit.failure_mode_allowed") >= 1
+        assert envoy_counter(fail_closed.admin_port, f"cluster.{MCP_CLUSTER}.ratelimit.error") >= 1
         assert record_for(fail_open, 2)["decision"] == "allowed"
         assert record_for(fail_closed, 2)["http_status"] == 500
     finally:
@@ -121,13 +123,13 @@ def test_ratelimit_service_failing_follows_the_failure_mode_and_is_counted(logs,
 
 def test_redis_down_fails_open_and_counting_resumes_when_it_is_back(logs, echo):
     limits = logs / "limits.yaml"
-    limits.write_text(yaml.safe_dump({"domain": "mcp_gateway", "descriptors": [{
+    limits.write_text(yaml.safe_dump(limits_config([{
         "key": "tool_call", "descriptors": [{"key": "agent_id", "rate_limit": {"unit": "hour", "requests_per_unit": 2}}],
-    }]}))
+    }])))
     redis = RedisServer(logs)
     authz = Authz(logs)
     ratelimit = Ratelimit(logs, config=limits, redis_url=redis.url)
-    envoy, port = start_gateway(logs, {"mcp_server": echo, **authz.upstreams(), **ratelimit.upstreams()})
+    envoy, port = start_gateway(logs, {MCP_CLUSTER: echo, **authz.upstreams(), **ratelimit.upstreams()})
     try:
         assert call(port, request_id=1).status == 200
         redis.stop()
@@ -135,7 +137,7 @@ def test_redis_down_fails_open_and_counting_resumes_when_it_is_back(logs, echo):
         # both sides count the failure.
         for n in range(2, 6):
             assert call(port, request_id=n).status == 200
-        assert envoy_counter(envoy.admin_port, "cluster.mcp_server.ratelimit.failure_mode_allowed") >= 4
+        assert envoy_counter(envoy.admin_port, f"cluster.{MCP_CLUSTER}.ratelimit.failure_mode_allowed") >= 4
         assert metric(ratelimit.metrics(), "mcp_ratelimit_backend_errors_total") >= 4
         redis = RedisServer(logs, port=redis.port)  # back, empty (no persistence)
         deadline = time.monotonic() + 20
@@ -161,7 +163,7 @@ def test_jwks_endpoint_down_keeps_the_cached_keys(logs, echo, ratelimit):
     idp = Process(f"idp-{idp_port}", [python(), "-m", "http.server", str(idp_port), "--bind", "127.0.0.1", "--directory", str(keys_dir)], logs)
     wait_listening(idp_port, idp)
     authz = Authz(logs, jwks_url=f"http://127.0.0.1:{idp_port}/jwks.json", extra_args=["--jwks-refresh-seconds", "1"])
-    envoy, port = start_gateway(logs, {"mcp_server": echo, **authz.upstreams(), **ratelimit.upstreams()})
+    envoy, port = start_gateway(logs, {MCP_CLUSTER: echo, **authz.upstreams(), **ratelimit.upstreams()})
     try:
         assert call(port, request_id=1).status == 200
         idp.stop()
@@ -199,7 +201,7 @@ def test_mcp_server_failing_before_it_answers(logs, authz, ratelimit, mode, stat
     else:
         upstream, upstream_port = faulty_upstream(logs, mode)
     envoy, port = start_gateway(
-        logs, {"mcp_server": upstream_port, **authz.upstreams(), **ratelimit.upstreams()}, mutate=route_timeout(1)
+        logs, {MCP_CLUSTER: upstream_port, **authz.upstreams(), **ratelimit.upstreams()}, mutate=route_timeout(1)
     )
     try:
         response = call(port, request_id=11)
@@ -219,7 +221,7 @@ def test_mcp_server_failing_before_it_answers(logs, authz, ratelimit, mode, stat
 
 def test_mcp_server_resetting_a_started_stream_is_a_partial_call(logs, authz, ratelimit):
     upstream, upstream_port = faulty_upstream(logs, "reset-mid-stream")
-    envoy, port = start_gateway(logs, {"mcp_server": upstream_port, **authz.upstreams(), **ratelimit.upstreams()})
+    envoy, port = start_gateway(logs, {MCP_CLUSTER: upstream_port, **authz.upstreams(), **ratelimit.upstreams()})
     try:
         body, headers = modern_call("export_statement", request_id=12, arguments={"account_id": "acc-001"})
         try:
@@ -270,9 +272,9 @@ def reloads(authz, ratelimit) -> tuple[int, int]:
 
 
 # A limit of one call per minute per tool, for every agent.
-ONE_PER_MINUTE = yaml.safe_dump({"domain": "mcp_gateway", "descriptors": [{
+ONE_PER_MINUTE = yaml.safe_dump(limits_config([{
     "key": "tool_call", "descriptors": [{"key": "agent_id", "rate_limit": {"unit": "minute", "requests_per_unit": 1}}],
-}]})
+}]))
 
 
 def tightened(policy_text: str) -> str:

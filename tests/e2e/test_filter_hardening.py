@@ -12,7 +12,7 @@ import json
 import re
 
 import pytest
-from harness import audit_records, envoy_counter, request, start_gateway
+from harness import MCP_CLUSTER, audit_records, envoy_counter, request, start_gateway
 
 from e2e.helpers import AGENT, META, MODERN, bearer
 
@@ -23,7 +23,7 @@ BIG = 900 * 1024  # under the 1 MiB body limit: refused for its label, not its s
 @pytest.fixture
 def gateway(logs, mcp_server, authz, ratelimit):
     port, seen = mcp_server
-    envoy, listener = start_gateway(logs, {"mcp_server": port, **authz.upstreams(), **ratelimit.upstreams()})
+    envoy, listener = start_gateway(logs, {MCP_CLUSTER: port, **authz.upstreams(), **ratelimit.upstreams()})
     try:
         yield envoy, listener, seen
     finally:

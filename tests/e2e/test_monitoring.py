@@ -56,8 +56,9 @@ def test_dashboard_covers_the_on_call_signals():
 
 
 def stats_tags() -> set[str]:
-    """The label names envoy/envoy.yaml extracts from the filter's stat names."""
-    bootstrap = yaml.safe_load((ROOT / "envoy" / "envoy.yaml").read_text())
+    """The label names the bootstrap (envoy/fleet.yaml, in every rendered config)
+    extracts from the filter's stat names."""
+    bootstrap = yaml.safe_load((ROOT / "envoy" / "fleet.yaml").read_text())
     return {tag["tag_name"] for tag in bootstrap["stats_config"]["stats_tags"]}
 
 

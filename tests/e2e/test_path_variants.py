@@ -9,11 +9,12 @@ tools/call on every such variant (tests/harness/lenient_upstream.py). Every requ
 either labelled by the filter (and then decided on its labels: 200 with the scopes, 403
 without) or refused; none is executed unlabelled.
 
-The deployments are envoy/envoy.yaml, envoy/compose/envoy.yaml, the Istio sidecar
+The deployments are what `mcp-registry render` writes (tests/e2e/deployments.py): the
+standalone Envoy config, the bootstrap with live xDS files, the Istio sidecar
 EnvoyFilter applied to what istiod really generates (one catch-all `prefix: /` route to
-the server), see tests/harness/istio.py, and a fleet rendered by `mcp-registry` on
-plain Envoy and on Istio's ingress gateway (the gateway variant; the filter labels by
-the route's metadata there; every other path is the unregistered catch-all).
+the server, see tests/harness/istio.py; the filter names its one server there), and
+Istio's ingress gateway (the filter labels by the route's metadata; every other path is
+the unregistered catch-all).
 """
 
 from __future__ import annotations
@@ -21,14 +22,14 @@ from __future__ import annotations
 import pytest
 import yaml
 from harness.authz import READ_SCOPES
-from harness.istio import apply, load
+from harness.istio import apply
 from harness.lenient_upstream import MCP_PATH, lenient_path
 from harness.paths import raw_request
 
 from e2e.deployments import (  # noqa: F401 (fixtures)
     AGENT,
     NO_SCOPES,
-    SIDECAR,
+    sidecar_filter,
     TOOL,
     deployment,
     header,
@@ -179,7 +180,7 @@ def test_unlabelled_requests_are_refused_behind_istios_catch_all_route(services)
     route patches were lost), a request the filter did not label is still refused, by
     the authz-service: 404 with -31014. (Needs the lead's authz-service change.)"""
     source = services.logs / "istio-sidecar-catch-all.yaml"
-    source.write_text(yaml.safe_dump(apply(without_route_patches(load(SIDECAR))), sort_keys=False))
+    source.write_text(yaml.safe_dump(apply(without_route_patches(sidecar_filter(services.logs))), sort_keys=False))
     deployed = start("istio-sidecar", services, source)
     try:
         for target in ["/MCP", "/mcp/", "/mcp;x", "/Mcp?x=1", "/mcp%3Bx", "/mcp."]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from harness import Authz, Ratelimit, RedisServer, bearer, metric, request, start_gateway
+from harness import MCP_CLUSTER, Authz, Ratelimit, RedisServer, bearer, metric, request, start_gateway
 
 from e2e.helpers import modern_call, ratelimit_failure_mode_deny
 
@@ -30,7 +30,7 @@ def call(port: int, tool: str = "query_transactions", agent: str = LIMITED, requ
 def chain(logs, echo, authz, ratelimit):
     def start(extra=None, mutate=None):
         return start_gateway(
-            logs, {"mcp_server": echo, **authz.upstreams(), **ratelimit.upstreams(), **(extra or {})}, mutate=mutate
+            logs, {MCP_CLUSTER: echo, **authz.upstreams(), **ratelimit.upstreams(), **(extra or {})}, mutate=mutate
         )
 
     return start
@@ -65,8 +65,8 @@ def test_121st_call_is_429_with_retry_after_and_json_rpc_error(chain, ratelimit)
         assert call(port, tool="get_account_balance").status == 200
         assert call(port, agent="agent-prod-002").status == 200
         metrics = ratelimit.metrics()
-        assert metric(metrics, "mcp_ratelimit_over_limit_total", key="tool_call.agent_id") == 1
-        assert metric(metrics, "mcp_ratelimit_hits_total", key="tool_call.agent_id") == 122
+        assert metric(metrics, "mcp_ratelimit_over_limit_total", key="server_id.tool_call.agent_id") == 1
+        assert metric(metrics, "mcp_ratelimit_hits_total", key="server_id.tool_call.agent_id") == 122
     finally:
         envoy.stop()
 
@@ -110,7 +110,7 @@ def test_replicas_share_counters_through_redis(logs, echo):
     authz = Authz(logs)
     replicas = [Ratelimit(logs, redis_url=redis.url) for _ in range(2)]
     envoys = [
-        start_gateway(logs, {"mcp_server": echo, **authz.upstreams(), **replica.upstreams()})
+        start_gateway(logs, {MCP_CLUSTER: echo, **authz.upstreams(), **replica.upstreams()})
         for replica in replicas
     ]
     try:

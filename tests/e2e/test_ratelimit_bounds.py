@@ -22,7 +22,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from harness import ROOT, Authz, Ratelimit, RedisServer, bearer, envoy_counter, metric, request, start_gateway
+from harness import MCP_CLUSTER, Authz, Ratelimit, RedisServer, bearer, envoy_counter, metric, request, start_gateway
+from harness import single
+from harness.single import limits_config
 
 from e2e.helpers import modern_call
 
@@ -41,13 +43,10 @@ def bounded_ratelimit(logs: Path, limits: dict, memory_capacity: int | None = No
 
 def limits(max_distinct_values: int | None = None) -> dict:
     """Any tool, any agent (both key-only): LIMIT calls per minute per pair."""
-    config = {
-        "domain": "mcp_gateway",
-        "descriptors": [{
-            "key": "tool_call",
-            "descriptors": [{"key": "agent_id", "rate_limit": {"unit": "minute", "requests_per_unit": LIMIT}}],
-        }],
-    }
+    config = limits_config([{
+        "key": "tool_call",
+        "descriptors": [{"key": "agent_id", "rate_limit": {"unit": "minute", "requests_per_unit": LIMIT}}],
+    }])
     if max_distinct_values is not None:
         config["max_distinct_values"] = max_distinct_values
     return config
@@ -55,8 +54,8 @@ def limits(max_distinct_values: int | None = None) -> dict:
 
 @pytest.fixture
 def open_authz(logs):
-    """The authz-service with the demo policy, but unknown tools allowed."""
-    policy = yaml.safe_load((ROOT / "demo" / "policy.yaml").read_text())
+    """The authz-service with the one-server policy, but unknown tools allowed."""
+    policy = yaml.safe_load(single.policy().read_text())
     policy["unknown_tool"] = "allow"
     path = logs / "open-policy.yaml"
     path.write_text(yaml.safe_dump(policy))
@@ -83,14 +82,14 @@ def wait_for_fresh_minute(needed_seconds: float = 25) -> None:
 def ratelimit_stats(envoy) -> dict[str, int]:
     """Envoy's own view of its rate limit calls on the MCP route's cluster."""
     names = ("ok", "over_limit", "error", "failure_mode_allowed")
-    return {name: envoy_counter(envoy.admin_port, f"cluster.mcp_server.ratelimit.{name}") for name in names}
+    return {name: envoy_counter(envoy.admin_port, f"cluster.{MCP_CLUSTER}.ratelimit.{name}") for name in names}
 
 
 @pytest.mark.parametrize("store", ["memory", "redis"])
 def test_made_up_tool_names_past_the_bound_share_one_limited_counter(logs, echo, open_authz, store):
     redis = RedisServer(logs) if store == "redis" else None
     ratelimit = bounded_ratelimit(logs, limits(max_distinct_values=20), redis_url=redis and redis.url)
-    envoy, port = start_gateway(logs, {"mcp_server": echo, **open_authz.upstreams(), **ratelimit.upstreams()})
+    envoy, port = start_gateway(logs, {MCP_CLUSTER: echo, **open_authz.upstreams(), **ratelimit.upstreams()})
     try:
         wait_for_fresh_minute()
         statuses = [call(port, f"made-up-{i}", ATTACKER, request_id=i) for i in range(60)]
@@ -106,7 +105,7 @@ def test_made_up_tool_names_past_the_bound_share_one_limited_counter(logs, echo,
         assert stats["error"] == 0 and stats["failure_mode_allowed"] == 0, stats
         assert stats["over_limit"] == 60 - 20 - LIMIT + 1, stats
         overflowed = 60 - 20 + LIMIT + 1
-        overflow = metric(ratelimit.metrics(), "mcp_ratelimit_overflow_total", key="tool_call.agent_id", reason="max_distinct_values")
+        overflow = metric(ratelimit.metrics(), "mcp_ratelimit_overflow_total", key="server_id.tool_call.agent_id", reason="max_distinct_values")
         assert overflow == overflowed
     finally:
         envoy.stop()
@@ -118,7 +117,7 @@ def test_made_up_tool_names_past_the_bound_share_one_limited_counter(logs, echo,
 def test_a_full_memory_store_does_not_let_everyone_through(logs, echo, open_authz):
     # Room for 40 entries: a counter and the two values it needs are three.
     ratelimit = bounded_ratelimit(logs, limits(), memory_capacity=40)
-    envoy, port = start_gateway(logs, {"mcp_server": echo, **open_authz.upstreams(), **ratelimit.upstreams()})
+    envoy, port = start_gateway(logs, {MCP_CLUSTER: echo, **open_authz.upstreams(), **ratelimit.upstreams()})
     try:
         wait_for_fresh_minute()
         assert call(port, "query_transactions", VICTIM) == 200
@@ -138,7 +137,7 @@ def test_a_full_memory_store_does_not_let_everyone_through(logs, echo, open_auth
         # full: limited together with the flood (already over), not let through.
         assert call(port, "query_transactions", "agent-newcomer") == 429
         metrics = ratelimit.metrics()
-        assert metric(metrics, "mcp_ratelimit_overflow_total", key="tool_call.agent_id", reason="store_full") > 0
+        assert metric(metrics, "mcp_ratelimit_overflow_total", key="server_id.tool_call.agent_id", reason="store_full") > 0
         assert ("mcp_ratelimit_backend_errors_total", frozenset()) in metrics
         assert metric(metrics, "mcp_ratelimit_backend_errors_total") == 0
     finally:

@@ -2,7 +2,8 @@
 
 from .authz import Authz, bearer, token, without_ext_authz
 from .ratelimit import Ratelimit, RedisServer
-from .envoy import Envoy, connection_manager, envoy_binary, render_config, start_gateway, validate, wasm_path
+from .envoy import Envoy, connection_manager, envoy_binary, fallback_routes, render_config, routes, start_gateway, validate, wasm_path
+from .single import MCP_CLUSTER
 from .client import Response, request
 from .observe import (
     audit_records, envoy_counter, metric, parse_prometheus, prometheus, prometheus_when, series, service_metrics, wait_until,
@@ -26,6 +27,9 @@ __all__ = [
     "token",
     "without_ext_authz",
     "ROOT",
+    "MCP_CLUSTER",
+    "fallback_routes",
+    "routes",
     "Envoy",
     "connection_manager",
     "Process",

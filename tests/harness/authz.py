@@ -18,8 +18,9 @@ from pathlib import Path
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from .envoy import connection_manager
+from .envoy import connection_manager, routes
 from .observe import service_metrics
+from . import single
 from .procs import ROOT, Process, free_port, wait_for_http
 
 ISSUER = "https://issuer.demo.test"
@@ -68,7 +69,7 @@ def bearer(agent: str = "agent-under-test", scopes: str = READ_SCOPES, **kwargs)
 
 
 class Authz(Process):
-    """The release build of mcp-authz-service on free ports, with the demo policy.
+    """The release build of mcp-authz-service on free ports, with the one-server policy.
 
     `session_keys`: the text of its session key file (default: this run's one key);
     `self.session_keys` is the file, which a test may rewrite (hot reload)."""
@@ -76,13 +77,15 @@ class Authz(Process):
     def __init__(
         self,
         log_dir: Path,
-        policy: Path = ROOT / "demo" / "policy.yaml",
+        policy: Path | None = None,
         jwks_url: str | None = None,
         extra_args=(),
         session_keys: str | None = None,
         in_place: bool = False,
     ):
         log_dir = Path(log_dir)
+        # Default: the rendered policy of the tests' one-server gateway (harness/single.py).
+        policy = policy if policy is not None else single.policy()
         self.grpc_port, self.http_port = free_port(), free_port()
         if in_place:
             # The policy as written (a rendered fleet's, which render rewrites and the
@@ -132,6 +135,5 @@ def without_ext_authz(config: dict) -> None:
     for index in range(len(config["static_resources"]["listeners"])):
         hcm = connection_manager(config, index)
         hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != "envoy.filters.http.ext_authz"]
-        for host in hcm["route_config"]["virtual_hosts"]:
-            for route in host["routes"]:
-                route.pop("typed_per_filter_config", None)
+    for route in routes(config):
+        route.pop("typed_per_filter_config", None)

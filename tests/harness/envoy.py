@@ -1,4 +1,4 @@
-"""Running the real Envoy binary on the configs shipped in envoy/."""
+"""Running the real Envoy binary on the configs mcp-registry renders (and envoy/fleet.yaml)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from . import single
 from .procs import ROOT, Process, free_port, wait_for_http
 
 ENVOY_DIR = ROOT / "envoy"
@@ -51,6 +52,29 @@ def connection_manager(config: dict, listener: int = 0) -> dict:
     """The HTTP connection manager of a listener in an Envoy config (the first filter
     of its first filter chain): where its routes, HTTP filters and access logs live."""
     return config["static_resources"]["listeners"][listener]["filter_chains"][0]["filters"][0]["typed_config"]
+
+
+def routes(config: dict, path: str | None = None) -> list[dict]:
+    """Every route of a config's connection manager (a rendered `route_config`: the
+    virtual host's map of exact paths and the route list it falls back to hold copies of
+    the same server routes), optionally only those matching exactly `path`; change one
+    and change them all."""
+    found = []
+    for host in connection_manager(config)["route_config"]["virtual_hosts"]:
+        if "routes" in host:
+            found += host["routes"]
+            continue
+        matcher = host["matcher"]
+        found += [entry["action"]["typed_config"] for entry in matcher["matcher_tree"]["exact_match_map"]["map"].values()]
+        found += matcher["on_no_match"]["action"]["typed_config"]["routes"]
+    return [r for r in found if path is None or r.get("match") == {"path": path}]
+
+
+def fallback_routes(config: dict) -> list[dict]:
+    """The list of routes a rendered virtual host falls back to, in Envoy's order (add a
+    route here, ahead of the catch-all, for a path the map does not hold)."""
+    (host,) = connection_manager(config)["route_config"]["virtual_hosts"]
+    return host["matcher"]["on_no_match"]["action"]["typed_config"]["routes"]
 
 
 def wasm_plugin_configs(config: dict) -> list[dict]:
@@ -155,11 +179,14 @@ class Envoy(Process):
 def start_gateway(
     log_dir: Path,
     upstreams: dict[str, int],
-    source: Path = ENVOY_DIR / "envoy.yaml",
+    source: Path | None = None,
     filter_overrides: dict | None = None,
     mutate=None,
 ) -> tuple[Envoy, int]:
-    """Renders `source` for free ports and starts Envoy; returns (envoy, listener port)."""
+    """Renders `source` for free ports and starts Envoy; returns (envoy, listener port).
+    Default: the tests' one-server gateway (harness/single.py), whose MCP server is the
+    cluster `single.MCP_CLUSTER` in `upstreams`."""
+    source = source if source is not None else single.standalone()
     listener, admin = free_port(), free_port()
     path = render_config(source, log_dir, listener, admin, upstreams, filter_overrides, mutate)
     envoy = Envoy(path, admin, log_dir)

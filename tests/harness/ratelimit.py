@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from .observe import service_metrics
+from . import single
 from .procs import ROOT, Process, free_port, wait_for_http
 
 BINARY = ROOT / "target" / "release" / "mcp-ratelimit-service"
@@ -19,7 +20,7 @@ class Ratelimit(Process):
     def __init__(
         self,
         log_dir: Path,
-        config: Path = ROOT / "demo" / "limits.yaml",
+        config: Path | None = None,
         redis_url: str | None = None,
         extra_args=(),
         config_dir: Path | None = None,
@@ -33,7 +34,8 @@ class Ratelimit(Process):
             # A private directory, so a test may rewrite the config (hot reload).
             self.config_dir = log_dir / f"ratelimit-{self.grpc_port}"
             self.config_dir.mkdir()
-            shutil.copy(config, self.config_dir / "limits.yaml")
+            # Default: the rendered limits of the tests' one-server gateway (harness/single.py).
+            shutil.copy(config if config is not None else single.limits(), self.config_dir / "limits.yaml")
         argv = [
             str(BINARY),
             "--config", str(self.config_dir),

@@ -28,8 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import yaml  # noqa: E402
 from harness import (  # noqa: E402
+    MCP_CLUSTER,
     ROOT, Authz, Ratelimit, RedisServer, audit_records, envoy_counter, request, start_gateway, start_mcp_server,
 )
+from harness.single import limits_config  # noqa: E402
 from harness.authz import READ_SCOPES, token  # noqa: E402
 
 MODERN = "2026-07-28"
@@ -61,9 +63,9 @@ def rss_kib(pid: int) -> int:
 
 
 def limits(path: Path) -> Path:
-    path.write_text(yaml.safe_dump({"domain": "mcp_gateway", "descriptors": [{"key": "tool_call", "descriptors": [
+    path.write_text(yaml.safe_dump(limits_config([{"key": "tool_call", "descriptors": [
         {"key": "agent_id", "value": LOOPING, "rate_limit": {"unit": "minute", "requests_per_unit": LOOPING_LIMIT}},
-    ]}]}))
+    ]}])))
     return path
 
 
@@ -80,7 +82,7 @@ def run(logs: Path, seconds: float, rate: float, workers: int = 8) -> dict:
         processes.append(authz)
         ratelimit = Ratelimit(logs, config=limits(logs / "soak-limits.yaml"), redis_url=redis.url)
         processes.append(ratelimit)
-        envoy, port = start_gateway(logs, {"mcp_server": server_port, **authz.upstreams(), **ratelimit.upstreams()})
+        envoy, port = start_gateway(logs, {MCP_CLUSTER: server_port, **authz.upstreams(), **ratelimit.upstreams()})
         processes.append(envoy)
         watched = {"envoy": envoy.pid, "authz-service": authz.pid, "ratelimit-service": ratelimit.pid}
 
@@ -146,7 +148,7 @@ def run(logs: Path, seconds: float, rate: float, workers: int = 8) -> dict:
         processes_alive = {name: p.proc.poll() is None for name, p in zip(watched, (envoy, authz, ratelimit))}
         # Calls let through because the rate limit service did not answer in time
         # (Envoy's documented fail-open): the only allowed calls over a limit.
-        fail_open = envoy_counter(envoy.admin_port, "cluster.mcp_server.ratelimit.failure_mode_allowed")
+        fail_open = envoy_counter(envoy.admin_port, f"cluster.{MCP_CLUSTER}.ratelimit.failure_mode_allowed")
         return summarise(sent, by_id, records, rss, elapsed, processes_alive, fail_open)
     finally:
         for process in reversed(processes):

@@ -146,7 +146,7 @@ impl RequestFlow {
     ///
     /// The rate limit filter's 429 and an unreachable authz-service's 503 pass back
     /// through here; they get a JSON-RPC error body carrying the request's id, which
-    /// only this filter knows. The `local_reply_config` in envoy/envoy.yaml gives them
+    /// only this filter knows. The `local_reply_config` in envoy/fleet.yaml gives them
     /// a body to replace.
     pub fn on_response_headers(&mut self, host: &mut impl Host, end_of_stream: bool) -> Verdict {
         let Some(call) = self.call.as_deref_mut() else {

@@ -2,7 +2,7 @@
 //!
 //! proxy-wasm metrics have no labels (proxy_define_metric takes only a name), so each
 //! label set is its own stat named `<metric>;<label>=<value>;...`. The bootstrap's
-//! `stats_config.stats_tags` (shipped in envoy/envoy.yaml) has one extraction rule
+//! `stats_config.stats_tags` (shipped in envoy/fleet.yaml, so in every rendered config) has one extraction rule
 //! per label, so `/stats/prometheus` shows `mcp_tool_calls_total{mcp_server=...}`.
 //! Envoy puts wasm stats under the custom namespace `wasmcustom.`, which the
 //! Prometheus output drops. Label values never contain `;` or `=`: server ids and

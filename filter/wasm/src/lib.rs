@@ -4,7 +4,7 @@
 //! callback glue (`filter.rs`: each callback forwarded to the core's `RequestFlow`);
 //! every decision is made in the core. Build with
 //! `cargo build --release --target wasm32-wasip1 -p mcp-filter`; load the `.wasm` with `allow_on_headers_stop_iteration: true` and `failure_policy:
-//! FAIL_RELOAD` (see `envoy/envoy.yaml`).
+//! FAIL_RELOAD` (see `envoy/fleet.yaml`).
 #![deny(unsafe_code)]
 
 #[cfg(target_arch = "wasm32")]

@@ -15,6 +15,11 @@
 //! - `standalone.yaml`: the same fleet in one file (the bootstrap with the same route
 //!   configuration and clusters inline), for a fixed fleet where a watched directory is
 //!   not wanted: a change needs a new render and an Envoy restart.
+//! - `compose/envoy.yaml`: the bootstrap for envoy/compose/docker-compose.yaml, where
+//!   the rendered `envoy/` directory is mounted at the shipped path and the two services
+//!   share Envoy's network namespace (so their 127.0.0.1 clusters stand): only the
+//!   listener and the admin bind every address of the container, so the published
+//!   ports reach them.
 
 use super::Output;
 use crate::fleet::Fleet;
@@ -32,7 +37,7 @@ const SHIPPED_XDS_DIR: &str = "/etc/mcp-gateway/envoy";
 pub const ROUTE_CONFIG: &str = "mcp_fleet";
 
 /// Without a manifest timeout: no overall route timeout (SSE answers and handshake-era
-/// streams can last), and an idle timeout instead; as envoy/envoy.yaml does.
+/// streams can last), and an idle timeout instead.
 const DEFAULT_TIMEOUT: Duration = Duration::ZERO;
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -43,6 +48,7 @@ pub fn render(fleet: &Fleet, xds_dir: &Path) -> Vec<Output> {
         Output::new("envoy/routes.yaml", routes(fleet)),
         Output::new("envoy/bootstrap.yaml", bootstrap(xds_dir)),
         Output::new("envoy/standalone.yaml", standalone(fleet)),
+        Output::new("compose/envoy.yaml", compose_bootstrap()),
     ]
 }
 
@@ -240,6 +246,37 @@ pub fn unregistered_route() -> Value {
 
 fn bootstrap(xds_dir: &Path) -> String {
     BOOTSTRAP.replace(SHIPPED_XDS_DIR, &xds_dir.display().to_string())
+}
+
+/// The listener's and the admin's binds in the bootstrap, and in a container.
+const LOCAL_BINDS: [(&str, &str); 2] = [
+    (
+        "socket_address: { address: 127.0.0.1, port_value: 10000 }",
+        "socket_address: { address: 0.0.0.0, port_value: 10000 }",
+    ),
+    (
+        "socket_address: { address: 127.0.0.1, port_value: 9901 }",
+        "socket_address: { address: 0.0.0.0, port_value: 9901 }",
+    ),
+];
+
+fn compose_bootstrap() -> String {
+    let mut text = format!(
+        "{}# envoy/fleet.yaml for envoy/compose/docker-compose.yaml: the listener and the admin on every\n\
+         # address of the container (the published ports), the xDS files at {SHIPPED_XDS_DIR}.\n",
+        super::HEADER
+    );
+    let mut bootstrap = BOOTSTRAP.to_owned();
+    for (local, container) in LOCAL_BINDS {
+        if !bootstrap.contains(local) {
+            // Only a changed envoy/fleet.yaml gets here (the golden test fails first).
+            text.push_str(&format!("# not rendered: envoy/fleet.yaml has no `{local}`\n"));
+            return text;
+        }
+        bootstrap = bootstrap.replacen(local, container, 1);
+    }
+    text.push_str(&bootstrap);
+    text
 }
 
 /// The bootstrap with the fleet inline: `rds` becomes the `route_config` routes.yaml
