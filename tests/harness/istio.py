@@ -1,6 +1,7 @@
-"""Turns the shipped Istio EnvoyFilters into an Envoy bootstrap, applying their patches
-the way istiod does, onto the configuration istiod really generates, so that what the
-patches carry is validated and run by the real Envoy instead of being an untested copy.
+"""Turns the Istio EnvoyFilters `mcp-registry render` writes into an Envoy bootstrap,
+applying their patches the way istiod does, onto the configuration istiod really
+generates, so that what the patches carry is validated and run by the real Envoy
+instead of being an untested copy.
 
 The generated shapes follow istio/istio (pilot/pkg/networking/core):
 
@@ -18,8 +19,11 @@ The generated shapes follow istio/istio (pilot/pkg/networking/core):
   `prefix`, `case_sensitive: true` unless `ignoreUriCase`) to the outbound cluster
   `outbound|<port>||<host>`, Istio's default retry policy; unmatched paths get Envoy's
   own 404. Built here from the Gateway and VirtualService `mcp-registry render` writes
-  (istio/gateway-virtualservice.yaml): the gateway variant is rendered from the server
-  manifests, only the sidecar variant ships hand-written (envoy/istio/).
+  (istio/gateway-virtualservice.yaml).
+
+Both variants are rendered from the server manifests: the gateway's into istio/, a
+sidecar's (for each server whose manifest has gateway.istio_sidecar) into
+istio-sidecar/envoyfilters.yaml. Nothing of either ships hand-written in envoy/.
 
 Istio-only HTTP filters (istio.metadata_exchange, istio.stats) are not in upstream
 Envoy and are left out: they neither route nor rewrite paths. The inbound listener is
@@ -36,13 +40,21 @@ something the real configuration does not have cannot pass unnoticed.
 from __future__ import annotations
 
 import copy
+import json
+import tempfile
 from pathlib import Path
 
 import yaml
 
 from .envoy import ENVOY_DIR, connection_manager
 
+# Where hand-written EnvoyFilters used to ship: none remain (each variant holds server
+# facts, so each is rendered from the manifests).
 ISTIO_DIR = ENVOY_DIR / "istio"
+# The sidecar EnvoyFilters in a render's output directory (registry/src/render/sidecar.rs).
+SIDECAR_FILE = Path("istio-sidecar") / "envoyfilters.yaml"
+# The example server whose manifest opts in to the sidecar shape (registry/examples).
+SIDECAR_SERVER = "financial-data"
 
 # EnvoyFilter fields and enums as Istio documents them (networking.istio.io/v1alpha3,
 # "EnvoyFilter" reference).
@@ -89,7 +101,8 @@ ONEOFS = [
 
 
 def envoy_filters() -> list[Path]:
-    return sorted(p for p in ISTIO_DIR.glob("*envoyfilter.yaml"))
+    """Hand-written Istio files under envoy/istio/ (there must be none)."""
+    return sorted(ISTIO_DIR.glob("*.yaml"))
 
 
 def load(path: Path) -> dict:
@@ -280,10 +293,56 @@ def variant(envoy_filter: dict) -> str:
     return "gateway" if contexts == {"GATEWAY"} else "sidecar"
 
 
-def sidecar_upstreams(mcp_port: int, services: dict[str, int]) -> dict[str, int]:
-    """Cluster name -> loopback port for the assembled sidecar: the inbound cluster is
-    the MCP server, `services` the patches' clusters (as Authz/Ratelimit.upstreams())."""
-    return {INBOUND_CLUSTER: mcp_port, **services}
+def sidecar_upstreams(mcp_port: int, services: dict[str, int], port: int = SIDECAR_PORT) -> dict[str, int]:
+    """Cluster name -> loopback port for the assembled sidecar: the inbound cluster of
+    container port `port` is the MCP server, `services` the patches' clusters (as
+    Authz/Ratelimit.upstreams())."""
+    return {f"inbound|{port}||": mcp_port, **services}
+
+
+def sidecar_port(envoy_filter: dict) -> int:
+    """The container port a sidecar EnvoyFilter patches (its inbound listener and route
+    configuration)."""
+    for patch in envoy_filter["spec"]["configPatches"]:
+        match = patch["match"]
+        port = (match.get("listener") or {}).get("portNumber") or (match.get("routeConfiguration") or {}).get("portNumber")
+        if match["context"] == "SIDECAR_INBOUND" and port:
+            return port
+    return SIDECAR_PORT
+
+
+def mcp_filter_config(envoy_filter: dict) -> dict:
+    """The MCP filter's configuration (the JSON in its plugin config) an EnvoyFilter
+    inserts."""
+    (value,) = [
+        p["patch"]["value"]["typed_config"]["config"]["configuration"]["value"]
+        for p in envoy_filter["spec"]["configPatches"]
+        if p["applyTo"] == "HTTP_FILTER" and p["patch"]["value"]["name"] == "mcp"
+    ]
+    return json.loads(value)
+
+
+def sidecar_filters(out: Path) -> dict[str, dict]:
+    """The sidecar EnvoyFilters of a render's output directory, by the server id their
+    MCP filter names."""
+    return {mcp_filter_config(doc)["server_id"]: doc for doc in load_all(Path(out) / SIDECAR_FILE)}
+
+
+def rendered_sidecar(log_dir: Path) -> Path:
+    """`mcp-registry render` of the example fleet (registry/examples as they are), and
+    the financial-data server's sidecar EnvoyFilter from it applied to what istiod
+    generates for the server's inbound port (8000): the assembled bootstrap, written
+    under `log_dir`, the render's output directory beside it (`out/`: the policy and
+    limits rendered with it). Its clusters: sidecar_upstreams(<the MCP server's port>,
+    ...)."""
+    from .fleet import render_examples  # the fleet harness starts services; only render here
+
+    work = Path(tempfile.mkdtemp(prefix="istio-sidecar-", dir=log_dir))
+    out, _ = render_examples(work)
+    bootstrap = apply(sidecar_filters(out)[SIDECAR_SERVER])
+    path = work / "istio-sidecar.yaml"
+    path.write_text(yaml.safe_dump(bootstrap, sort_keys=False))
+    return path
 
 
 def _route_config_matches(context: str, route_config: dict, match: dict | None) -> bool:
@@ -329,7 +388,8 @@ def _listener_matches(context: str, listener: dict, match: dict | None) -> bool:
     if not match:
         return True
     if match.get("portNumber"):
-        own = SIDECAR_PORT if context == "SIDECAR_INBOUND" else GATEWAY_LISTENER_PORT
+        # A sidecar's inbound listener is named after its container port (0.0.0.0_<port>).
+        own = int(listener["name"].rpartition("_")[2]) if context == "SIDECAR_INBOUND" else GATEWAY_LISTENER_PORT
         if match["portNumber"] != own:
             return False
     wanted = ((match.get("filterChain") or {}).get("filter") or {}).get("name")
@@ -342,14 +402,14 @@ class UnmatchedPatch(ValueError):
 
 def apply(envoy_filter: dict, bootstrap: dict | None = None) -> dict:
     """Applies every patch of an EnvoyFilter to a bootstrap (by default the shape istiod
-    generates for a sidecar; a gateway's comes from its VirtualService, so pass
-    fleet_gateway_skeleton(...)). Added clusters that name Kubernetes services become
+    generates for a sidecar, on the port the patches name; a gateway's comes from its
+    VirtualService, so pass fleet_gateway_skeleton(...)). Added clusters that name Kubernetes services become
     STATIC so that the tests can point them at loopback ports. Raises UnmatchedPatch
     for a patch that would not apply to anything."""
     if bootstrap is None:
         if variant(envoy_filter) == "gateway":
             raise ValueError("a gateway EnvoyFilter applies to its VirtualService's routes: pass fleet_gateway_skeleton(...)")
-        bootstrap = sidecar_skeleton()
+        bootstrap = sidecar_skeleton(sidecar_port(envoy_filter))
     bootstrap = copy.deepcopy(bootstrap)
     resources = bootstrap["static_resources"]
     listener = resources["listeners"][0]
