@@ -270,7 +270,9 @@ fn compose_bootstrap() -> String {
     for (local, container) in LOCAL_BINDS {
         if !bootstrap.contains(local) {
             // Only a changed envoy/fleet.yaml gets here (the golden test fails first).
-            text.push_str(&format!("# not rendered: envoy/fleet.yaml has no `{local}`\n"));
+            text.push_str(&format!(
+                "# not rendered: envoy/fleet.yaml has no `{local}`\n"
+            ));
             return text;
         }
         bootstrap = bootstrap.replacen(local, container, 1);
@@ -297,13 +299,16 @@ fn standalone(fleet: &Fleet) -> String {
 
 fn inline_fleet(fleet: &Fleet) -> Result<Value, String> {
     let mut config: Value = serde_norway::from_str(BOOTSTRAP).map_err(|e| e.to_string())?;
-    let root = config.as_object_mut().ok_or("the bootstrap is not a mapping")?;
+    let root = config
+        .as_object_mut()
+        .ok_or("the bootstrap is not a mapping")?;
     root.remove("dynamic_resources");
     let hcm = config
         .pointer_mut("/static_resources/listeners/0/filter_chains/0/filters/0/typed_config")
         .and_then(Value::as_object_mut)
         .ok_or("the bootstrap has no connection manager")?;
-    hcm.remove("rds").ok_or("the bootstrap's connection manager has no rds")?;
+    hcm.remove("rds")
+        .ok_or("the bootstrap's connection manager has no rds")?;
     let mut routes = route_configuration(fleet);
     if let Some(routes) = routes.as_object_mut() {
         // A field of the connection manager, not an Any: no type URL.
