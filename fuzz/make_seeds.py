@@ -3,7 +3,8 @@
 
 The request cases follow the parser-differential corpus of tests/e2e/test_differential.py
 in the fuzz input form (see fuzz/src/input.rs); flow inputs add the three control bytes
-(failing host call, body chunk size, response type). Rerun after adding a case:
+(failing host call, body chunk size, response type), and the fleet-mode ones a route
+section (fuzz/src/flow.rs, fuzz/src/route.rs). Rerun after adding a case:
     python3 fuzz/make_seeds.py
 """
 import json
@@ -97,6 +98,37 @@ REQUESTS = {
     "trailing-garbage": CALL + b" {}",
 }
 
+# Flow inputs of the fleet mode (servers_from_routes): a route section after the
+# request (and response) gives the matched route's mcp_gateway metadata, and what it
+# becomes when Envoy picks the route again ("after KEY: VALUE", "after KEY" for gone);
+# see fuzz/src/route.rs.
+ROUTE_MARK = b"\n--route--\n"
+HR = b"server_id: hr-directory\nserver_version: 2.0.1\ntools: get_account_balance,find_employee"
+GET_STREAM = b":method: GET\n:path: /hr/mcp\naccept: text/event-stream\n\n"
+ROUTED = {
+    "routed-call": (REQUESTS["modern-call"], HR),
+    "routed-forged-server-id": (REQUESTS["forged-gateway-headers"], HR),
+    "routed-other-path": (b":path: /hr/mcp\n" + REQUESTS["modern-call"], HR),
+    "routed-unlisted-tool": (head(name="delete_account") + call("delete_account"), HR),
+    "routed-get-stream": (GET_STREAM, HR),
+    "routed-rerouted-same-server": (REQUESTS["modern-call"], HR + b"\nafter server_version: 2.0.2\nafter tools: find_employee"),
+    "routed-rerouted-elsewhere": (REQUESTS["modern-call"], HR + b"\nafter server_id: payments"),
+    "routed-rerouted-to-no-server": (REQUESTS["modern-call"], HR + b"\nafter server_id\nafter server_version\nafter tools"),
+    "routed-rerouted-to-unregistered": (REQUESTS["modern-call"], HR + b"\nafter server_id\nafter unregistered: true"),
+    "routed-rerouted-invalid": (REQUESTS["modern-call"], HR + b"\nafter server_id: not an id"),
+    "routed-get-rerouted": (GET_STREAM, HR + b"\nafter server_id: payments"),
+    "routed-refused-then-rerouted": (REQUESTS["mcp-name-disagrees"], HR + b"\nafter server_id: payments"),
+    "routed-unregistered": (b":path: /nobody/mcp?x=1\n" + REQUESTS["modern-call"], b"unregistered: true"),
+    "routed-unregistered-get": (b":method: GET\n:path: /nobody/mcp\n\n", b"unregistered"),
+    "routed-server-and-unregistered": (REQUESTS["modern-call"], HR + b"\nunregistered: true"),
+    "routed-no-metadata": (REQUESTS["forged-gateway-headers"], b""),
+    "routed-other-metadata": (REQUESTS["forged-gateway-headers"], b"owner: team-a\nafter server_id: hr-directory"),
+    "routed-invalid-server-id": (REQUESTS["modern-call"], b"server_id: not an id"),
+    "routed-long-server-id": (REQUESTS["modern-call"], b"server_id: " + b"a" * 129),
+    "routed-non-utf8-server-id": (REQUESTS["modern-call"], b"server_id: hr-\xff"),
+    "routed-empty-version": (REQUESTS["modern-call"], b"server_id: hr-directory\nserver_version: "),
+}
+
 RESPONSES = {
     "json-result": (0, b'{"jsonrpc":"2.0","id":1,"result":{"content":[],"isError":false}}'),
     "json-is-error": (0, b'{"jsonrpc":"2.0","id":1,"result":{"isError":true,"content":[{"type":"text","text":"no"}]}}'),
@@ -131,6 +163,18 @@ def main():
         write("flow", f"modern-call-failing-call-{fail_at}",
               bytes([fail_at, 7, 9]) + REQUESTS["modern-call"] + b"\n--response--\n" + sse)
     write("flow", "malformed-header-map", b"\xff\x00\x00\x05\x00\x00\x00\x01")
+    # The fleet mode: the same request on routes that name servers, none, or change
+    # when picked again (every flow input also runs there on the default route).
+    for name, (data, route) in ROUTED.items():
+        write("flow", name, b"\x00\x00\x00" + data + b"\n--response--\n" + answer + ROUTE_MARK + route)
+        write("flow", f"{name}-byte-chunks", b"\x00\x01\x02" + data + ROUTE_MARK + route)
+    for fail_at in range(1, 32):
+        write("flow", f"routed-call-failing-call-{fail_at}",
+              bytes([fail_at, 7, 9]) + REQUESTS["modern-call"] + b"\n--response--\n" + sse
+              + ROUTE_MARK + HR + b"\nafter server_version: 2.0.2")
+    for fail_at in range(1, 12):
+        write("flow", f"routed-unregistered-failing-call-{fail_at}",
+              bytes([fail_at, 0, 0]) + ROUTED["routed-unregistered"][0] + ROUTE_MARK + b"unregistered: true")
     for name, (kind, body) in RESPONSES.items():
         write("response", name, bytes([kind, 0, len(body) // 2]) + body)
     # Config parsers: the shipped files, and broken variants of each.

@@ -6,13 +6,15 @@
 //! Each target checks properties, not only "no panic": a labelled request carries
 //! exactly the names a strict JSON parser reads from the body, chunking never changes
 //! what a response reader reports, and the whole filter flow never forwards a request
-//! with a header it did not set itself, whichever host call fails.
+//! with a header it did not set itself, whichever host call fails, nor (with the
+//! servers named by the routes) labelled for another server than its route's.
 
 pub mod config;
 pub mod flow;
 pub mod input;
 pub mod request;
 pub mod response;
+pub mod route;
 
 #[cfg(test)]
 mod replay;
