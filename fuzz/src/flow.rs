@@ -32,10 +32,11 @@
 //!   request re-routed to another server, to none or to an unregistered path stays
 //!   here, refused 500 -31000 where it would have gone upstream on a stable route;
 //! - a request on an unregistered route, or on a route whose metadata is unusable,
-//!   never goes upstream; on an unregistered one it gets 404 -31014 and one audit
-//!   record (when no host call failed); a route with no metadata forwards the request
-//!   with no gateway header at all;
-//! - an audit record names the route's server (`null` for an unregistered path).
+//!   never goes upstream; on an unregistered one it gets 404 -31014, on an unusable one
+//!   500 -31000, and one audit record (when no host call failed); a route with no
+//!   metadata forwards the request with no gateway header at all;
+//! - an audit record names the route's server (`null` for an unregistered path or
+//!   unusable metadata).
 
 use crate::input::{find, FuzzRequest};
 use crate::request::config;
@@ -343,14 +344,19 @@ fn check_routed(input: &Input<'_>, spec: &RouteSpec, run: &Run) {
     if let Some(record) = records.first() {
         let server = match &route.before {
             Ok(RouteServer::Server(server)) => Some(&*server.id),
-            Ok(RouteServer::Unregistered) => None,
+            Ok(RouteServer::Unregistered) | Err(_) => None,
+            // Reading the route failed: refused and audited, with no server.
+            Ok(RouteServer::NotMcp) if failed => None,
             other => panic!("an audit record for a request on the route {other:?}"),
         };
-        assert_eq!(
-            record.server_id.as_deref(),
-            server,
-            "the audit record names another server than the route"
-        );
+        // A failed read of the route's metadata leaves the request without a server.
+        if !(failed && record.server_id.is_none()) {
+            assert_eq!(
+                record.server_id.as_deref(),
+                server,
+                "the audit record names another server than the route"
+            );
+        }
     }
     if failed {
         return;
@@ -373,9 +379,20 @@ fn check_routed(input: &Input<'_>, spec: &RouteSpec, run: &Run) {
             );
         }
         Ok(RouteServer::NotMcp) => assert!(records.is_empty(), "an audit record off MCP"),
-        // Unusable metadata is refused 500 without an audit record (the request
-        // never had a server): only "at most one" is checked then.
-        Err(_) => {}
+        // Unusable metadata: refused 500 -31000, audited with no server.
+        Err(_) => {
+            assert_eq!(
+                records.len(),
+                1,
+                "no audit record for a route with unusable metadata"
+            );
+            assert_eq!(records[0].error_code, Some(-31000));
+            assert_eq!(
+                replies(&run.host),
+                [(500, Some(-31000))],
+                "a route with unusable metadata"
+            );
+        }
     }
 }
 

@@ -81,6 +81,10 @@ impl RequestFlow {
                 return self.reject(host, Rejection::new(error));
             }
             Err(error) => {
+                // A route that claims the request for MCP with metadata the filter
+                // cannot use (a broken render, a hand edit): refused, and audited like
+                // every MCP request, with no server.
+                self.call = Some(Box::new(Call::start(host, &head, None)));
                 let rejection = internal(host, error.to_string());
                 return self.reject(host, rejection);
             }

@@ -967,4 +967,10 @@ fn a_fleet_refuses_invalid_route_metadata() {
     on_route(&mut host, &[("server_id", "not an id")]);
     assert_eq!(flow.on_headers(&mut host, false), Verdict::Pause);
     assert_eq!(host.reply(), (500, -31000));
+    // Audited like every MCP request, with no server.
+    flow.on_log(&mut host);
+    let record = host.record();
+    assert_eq!(record["decision"], "gateway_error", "{record}");
+    assert_eq!(record["error_code"], -31000);
+    assert_eq!(record["server_id"], Value::Null);
 }
