@@ -78,9 +78,11 @@ def services(tmp_path_factory):
 
 def sidecar_filter(logs: Path) -> dict:
     """The financial-data server's sidecar EnvoyFilter as render writes it for
-    registry/examples."""
+    registry/examples with the server opted in (harness/istio.py opt_in_sidecar)."""
+    from harness.istio import opt_in_sidecar
+
     work = Path(tempfile.mkdtemp(prefix="sidecar-filter-", dir=logs))
-    out, _ = render_examples(work)
+    out, _ = render_examples(work, opt_in_sidecar)
     return sidecar_filters(out)[SIDECAR_SERVER]
 
 

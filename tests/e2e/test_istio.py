@@ -2,7 +2,8 @@
 manifests (here a fleet of one: the example financial-data manifest, its endpoint and
 exposure path /mcp): the ingress gateway's EnvoyFilter, Gateway and VirtualService
 (istio/), and the EnvoyFilter for the server's own sidecar (istio-sidecar/, from the
-manifest's gateway.istio_sidecar). For both: documented fields only; the filter chain,
+manifest with gateway.istio_sidecar added by harness/istio.py opt_in_sidecar: the
+example goes through the gateway, and a server never has both). For both: documented fields only; the filter chain,
 connection manager settings and clusters of envoy/fleet.yaml, and the routes of the
 rendered envoy/routes.yaml, each one mirrors; and, applied the way istiod applies
 patches to the configuration istiod really generates (a catch-all inbound route for
@@ -47,6 +48,7 @@ from harness.istio import (
     load,
     load_all,
     mcp_filter_config,
+    opt_in_sidecar,
     outbound_cluster,
     proto_merge,
     sidecar_filters,
@@ -76,12 +78,16 @@ SERVER = "financial-data"
 CREDENTIAL = (EXAMPLES / "credentials" / "financial-data").read_text().strip()
 
 
-def render_gateway(log_dir: Path, mcp_port: int) -> Rendered:
+def render_gateway(log_dir: Path, mcp_port: int, with_sidecar: bool = False) -> Rendered:
     """`mcp-registry render` of a fleet of one: the example financial-data manifest,
-    its endpoint on loopback port `mcp_port` (path /mcp), exposed at /mcp. Both
-    variants are in it: the gateway's (istio/) and, since the manifest asks for one,
-    the server's sidecar EnvoyFilter on container port `mcp_port`."""
-    return Rendered(log_dir, {SERVER: mcp_port}, paths={SERVER: "/mcp"})
+    its endpoint on loopback port `mcp_port` (path /mcp), exposed at /mcp: the
+    gateway's variant (istio/). With `with_sidecar`, the manifest opted in to its sidecar
+    (opt_in_sidecar) and rendered again: its EnvoyFilter on container port `mcp_port`."""
+    rendered = Rendered(log_dir, {SERVER: mcp_port}, paths={SERVER: "/mcp"})
+    if with_sidecar:
+        opt_in_sidecar(rendered.manifests)
+        rendered.written = rendered.render()
+    return rendered
 
 
 @dataclass
@@ -138,9 +144,14 @@ def rendered(tmp_path_factory) -> Rendered:
     return render_gateway(tmp_path_factory.mktemp("istio"), 8000)
 
 
+@pytest.fixture(scope="module")
+def rendered_with_sidecar(tmp_path_factory) -> Rendered:
+    return render_gateway(tmp_path_factory.mktemp("istio-sidecar"), 8000, with_sidecar=True)
+
+
 @pytest.fixture(params=VARIANTS)
-def istio(request, rendered) -> Variant:
-    return gateway(rendered) if request.param == "gateway" else sidecar(rendered)
+def istio(request, rendered, rendered_with_sidecar) -> Variant:
+    return gateway(rendered) if request.param == "gateway" else sidecar(rendered_with_sidecar)
 
 
 def test_no_istio_resource_is_hand_written():
@@ -392,7 +403,7 @@ def test_assembled_chain_runs_end_to_end(name, logs, mcp_server):
         if name == "sidecar":
             # Rendered for container port 8000 (istiod's INBOUND_CLUSTER), which the
             # assembled bootstrap then points at the server's real port.
-            rendered = render_gateway(logs / "sidecar", 8000)
+            rendered = render_gateway(logs / "sidecar", 8000, with_sidecar=True)
             istio = sidecar(rendered)
         else:
             rendered = render_gateway(logs / "gateway", port)

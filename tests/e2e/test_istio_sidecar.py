@@ -1,6 +1,8 @@
 """The Istio sidecar shape as `mcp-registry render` writes it
 (istio-sidecar/envoyfilters.yaml): one EnvoyFilter per server whose manifest has
 gateway.istio_sidecar, for the pods, namespace and container port the manifest names.
+The example fleet opts no server in (it goes through the ingress gateway, and a server
+never has both); the tests add the section with harness/istio.py opt_in_sidecar.
 What every variant shares (documented fields, fleet.yaml's chain, the routes, the whole
 chain end to end) is tests/e2e/test_istio.py's; here: which servers get one, that the
 container port is the one patched, the assembled bootstrap the deployments run
@@ -22,10 +24,13 @@ from harness.envoy import connection_manager
 from harness.fleet import EXAMPLES, render_examples
 from harness.istio import (
     SIDECAR_FILE,
+    SIDECAR_SECTION,
+    SIDECAR_SERVER,
     UnmatchedPatch,
     apply,
     load_all,
     mcp_filter_config,
+    opt_in_sidecar,
     rendered_sidecar,
     sidecar_filters,
     sidecar_port,
@@ -58,45 +63,57 @@ def validates(bootstrap: dict, logs, port: int = 8000) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_example_fleet_renders_the_financial_data_sidecar(tmp_path):
-    """The example manifests as they are: financial-data asks for its sidecar (the pods
-    of its Service, in its namespace, on its port); hr-directory and weather do not."""
+def test_the_example_fleet_renders_no_sidecar(tmp_path):
+    """The example manifests as they are: the demo's fleet, reached through the ingress
+    gateway (istio/), so no server asks for a sidecar too (the gateway's ext_authz takes
+    the client's token off each call: the sidecar's would refuse every one). The file
+    stays, empty, so that an apply of it removes nothing by surprise."""
     out, _ = render_examples(tmp_path)
+    assert sidecar_filters(out) == {}
+    assert load_all(out / SIDECAR_FILE) == []
+    assert "nothing to apply" in (out / SIDECAR_FILE).read_text()
+    for manifest in EXAMPLES.glob("*.yaml"):
+        assert "istio_sidecar" not in (yaml.safe_load(manifest.read_text()).get("gateway") or {}), manifest
+
+
+def test_an_opted_in_example_server_gets_its_sidecar(tmp_path):
+    """financial-data opted in (opt_in_sidecar): the pods of its Service, in its
+    namespace, on its port; hr-directory and weather get none."""
+    out, _ = render_examples(tmp_path, opt_in_sidecar)
     filters = sidecar_filters(out)
-    assert list(filters) == ["financial-data"]
-    envoy_filter = filters["financial-data"]
+    assert list(filters) == [SIDECAR_SERVER]
+    envoy_filter = filters[SIDECAR_SERVER]
     check_envoy_filter_fields(envoy_filter)
-    example = yaml.safe_load((EXAMPLES / "financial-data.yaml").read_text())
-    wanted = example["gateway"]["istio_sidecar"]
-    assert envoy_filter["metadata"] == {"name": "mcp-sidecar-financial-data", "namespace": wanted["namespace"]}
-    assert envoy_filter["spec"]["workloadSelector"] == {"labels": wanted["workload_labels"]}
-    # The example is consistent with its endpoint: the Service's namespace and port.
+    assert envoy_filter["metadata"] == {"name": "mcp-sidecar-financial-data", "namespace": SIDECAR_SECTION["namespace"]}
+    assert envoy_filter["spec"]["workloadSelector"] == {"labels": SIDECAR_SECTION["workload_labels"]}
+    # The opt-in is consistent with the example's endpoint: the Service's namespace and port.
+    example = yaml.safe_load((EXAMPLES / f"{SIDECAR_SERVER}.yaml").read_text())
     endpoint = urlsplit(example["endpoint"])
-    assert endpoint.hostname.split(".")[1] == wanted["namespace"] == "mcp-servers"
+    assert endpoint.hostname.split(".")[1] == SIDECAR_SECTION["namespace"] == "mcp-servers"
     assert sidecar_port(envoy_filter) == endpoint.port == 8000
     config = mcp_filter_config(envoy_filter)
-    assert config["server_id"] == "financial-data" and config["mcp_paths"] == [endpoint.path]
+    assert config["server_id"] == SIDECAR_SERVER and config["mcp_paths"] == [endpoint.path]
 
 
 def test_only_servers_that_opt_in_get_an_envoy_filter(tmp_path):
-    """Without the section, no EnvoyFilter (the file stays, empty, so a server that
-    opted out leaves no stale one behind for the next apply to keep)."""
-
-    def move(manifests):
-        edit_manifest("financial-data", lambda m: m["gateway"].pop("istio_sidecar"))(manifests)
-        edit_manifest(
-            "weather",
-            lambda m: m.setdefault("gateway", {}).update(istio_sidecar={"namespace": "mcp-servers", "workload_labels": {"app": "weather-mcp"}}),
-        )(manifests)
-
-    out, _ = render_examples(tmp_path / "moved", move)
+    """The EnvoyFilters follow the sections: weather opted in instead of financial-data
+    gets the one EnvoyFilter; both opted in, one each (and without any section, none:
+    test_the_example_fleet_renders_no_sidecar)."""
+    weather = edit_manifest(
+        "weather",
+        lambda m: m.setdefault("gateway", {}).update(istio_sidecar={"namespace": "mcp-servers", "workload_labels": {"app": "weather-mcp"}}),
+    )
+    out, _ = render_examples(tmp_path / "weather", weather)
     (envoy_filter,) = sidecar_filters(out).values()
     assert envoy_filter["metadata"]["name"] == "mcp-sidecar-weather"
     assert mcp_filter_config(envoy_filter)["server_id"] == "weather"
 
-    out, _ = render_examples(tmp_path / "none", edit_manifest("financial-data", lambda m: m["gateway"].pop("istio_sidecar")))
-    assert load_all(out / SIDECAR_FILE) == []
-    assert "nothing to apply" in (out / SIDECAR_FILE).read_text()
+    def both(manifests):
+        opt_in_sidecar(manifests)
+        weather(manifests)
+
+    out, _ = render_examples(tmp_path / "both", both)
+    assert sorted(sidecar_filters(out)) == [SIDECAR_SERVER, "weather"]
 
 
 def test_the_container_port_is_the_one_patched(tmp_path, logs):
@@ -104,9 +121,12 @@ def test_the_container_port_is_the_one_patched(tmp_path, logs):
     container port (the Service's targetPort), so that is the port the patches name:
     a Service mapping 8000 to container port 9000 gets its filters on 9000, and the
     patches would match nothing of istiod's configuration for 8000."""
-    edit = edit_manifest("financial-data", lambda m: m["gateway"]["istio_sidecar"].update(port=9000))
+    def edit(manifests):
+        opt_in_sidecar(manifests)
+        edit_manifest(SIDECAR_SERVER, lambda m: m["gateway"]["istio_sidecar"].update(port=9000))(manifests)
+
     out, _ = render_examples(tmp_path, edit)
-    envoy_filter = sidecar_filters(out)["financial-data"]
+    envoy_filter = sidecar_filters(out)[SIDECAR_SERVER]
     assert sidecar_port(envoy_filter) == 9000
     with pytest.raises(UnmatchedPatch):
         apply(envoy_filter, sidecar_skeleton(8000))

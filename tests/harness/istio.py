@@ -53,8 +53,14 @@ from .envoy import ENVOY_DIR, connection_manager
 ISTIO_DIR = ENVOY_DIR / "istio"
 # The sidecar EnvoyFilters in a render's output directory (registry/src/render/sidecar.rs).
 SIDECAR_FILE = Path("istio-sidecar") / "envoyfilters.yaml"
-# The example server whose manifest opts in to the sidecar shape (registry/examples).
+# The example server opt_in_sidecar opts in to the sidecar shape. The examples
+# themselves opt none in: they are the demo's fleet, reached through the ingress
+# gateway, and a server must not have both (the gateway's ext_authz takes the client's
+# token off each call, so the sidecar's ext_authz would refuse every one).
 SIDECAR_SERVER = "financial-data"
+# Its gateway.istio_sidecar: the namespace and labels of its pods (the port is the
+# endpoint's, 8000); registry/tests/fixtures/sidecar/ renders the same for the goldens.
+SIDECAR_SECTION = {"namespace": "mcp-servers", "workload_labels": {"app": "financial-data-mcp"}}
 
 # EnvoyFilter fields and enums as Istio documents them (networking.istio.io/v1alpha3,
 # "EnvoyFilter" reference).
@@ -328,9 +334,19 @@ def sidecar_filters(out: Path) -> dict[str, dict]:
     return {mcp_filter_config(doc)["server_id"]: doc for doc in load_all(Path(out) / SIDECAR_FILE)}
 
 
+def opt_in_sidecar(manifests: Path) -> None:
+    """An `edit` for harness/fleet.py's render_examples (or any copied manifests
+    directory): SIDECAR_SERVER's manifest with gateway.istio_sidecar set to
+    SIDECAR_SECTION, the one place the tests write the opt-in."""
+    path = Path(manifests) / f"{SIDECAR_SERVER}.yaml"
+    manifest = yaml.safe_load(path.read_text())
+    manifest.setdefault("gateway", {})["istio_sidecar"] = copy.deepcopy(SIDECAR_SECTION)
+    path.write_text(yaml.safe_dump(manifest, sort_keys=False))
+
+
 def rendered_sidecar(log_dir: Path) -> Path:
-    """`mcp-registry render` of the example fleet (registry/examples as they are), and
-    the financial-data server's sidecar EnvoyFilter from it applied to what istiod
+    """`mcp-registry render` of the example fleet with financial-data opted in to its
+    sidecar (opt_in_sidecar), and its sidecar EnvoyFilter from it applied to what istiod
     generates for the server's inbound port (8000): the assembled bootstrap, written
     under `log_dir`, the render's output directory beside it (`out/`: the policy and
     limits rendered with it). Its clusters: sidecar_upstreams(<the MCP server's port>,
@@ -338,7 +354,7 @@ def rendered_sidecar(log_dir: Path) -> Path:
     from .fleet import render_examples  # the fleet harness starts services; only render here
 
     work = Path(tempfile.mkdtemp(prefix="istio-sidecar-", dir=log_dir))
-    out, _ = render_examples(work)
+    out, _ = render_examples(work, opt_in_sidecar)
     bootstrap = apply(sidecar_filters(out)[SIDECAR_SERVER])
     path = work / "istio-sidecar.yaml"
     path.write_text(yaml.safe_dump(bootstrap, sort_keys=False))
