@@ -278,3 +278,33 @@ def test_the_path_map_is_only_a_shortcut_to_the_route_list(tmp_path):
         # The route the list picks for this exact path: the first that matches it.
         picked = next(r for r in routes if r["match"].get("path") == path or path.startswith(r["match"].get("prefix", "\0")))
         assert route == picked, path
+
+
+def test_values_yaml_11_reads_as_booleans_stay_strings(tmp_path):
+    """A server id `on`, a tool `yes` and a version `y` are legal, and YAML 1.1 readers
+    (Envoy's yaml-cpp, kubectl, PyYAML) read them unquoted as booleans: route metadata
+    would change type and the rate limit descriptor_value would make Envoy refuse the
+    routes. Render quotes them; the request is labelled, limited and audited as `on`."""
+    source = tmp_path / "source"
+    shutil.copytree(ROOT / "registry" / "examples" / "schemas", source / "schemas")
+    manifest = yaml.safe_load((ROOT / "registry" / "examples" / "weather.yaml").read_text())
+    manifest.update(server_id="on", version="y")
+    manifest["tools"] = [{"name": "yes", "schema_ref": "schemas/get_forecast_v1.json"}]
+    manifest["gateway"] = {"path": "/on/mcp", "rate_limits": {"tools": {"yes": {"unit": "hour", "requests_per_unit": 1}}}}
+    (source / "on.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+    echo, echo_port = start_echo(tmp_path, name="on")
+    running = Fleet(tmp_path / "gateway", {"on": echo_port}, source=source)
+    try:
+        # Every rendered YAML file, read as YAML 1.1 does, keeps them strings.
+        route = route_map(running.out / "envoy" / "routes.yaml")["/on/mcp"]
+        assert route["metadata"]["filter_metadata"]["mcp_gateway"] == {"server_id": "on", "server_version": "y", "tools": "yes"}
+        assert route["route"]["rate_limits"][0]["actions"][0]["generic_key"]["descriptor_value"] == "on"
+        echo_body = echoed(call(running.port, "on", "yes", {"city": "Oslo"}, "on-1", scopes("on")))
+        assert header(echo_body, "x-mcp-server-id") == ["on"] and header(echo_body, "x-mcp-tool-name") == ["yes"]
+        (record,) = audit_records(running.audit_path, 1)
+        assert (record["server_id"], record["server_version"], record["tool_name"]) == ("on", "y", "yes")
+        # The server's limit applies under its own id: the second call in the hour is refused.
+        assert call(running.port, "on", "yes", {"city": "Oslo"}, "on-2", scopes("on")).status == 429
+    finally:
+        running.stop()
+        echo.stop()

@@ -347,7 +347,7 @@ fn duration(value: Duration) -> String {
 }
 
 fn document(what: &str, value: Value) -> String {
-    let yaml = serde_norway::to_string(&value).unwrap_or_default();
+    let yaml = super::yaml::to_yaml(&value);
     format!("{}# {what}\n{yaml}", super::HEADER)
 }
 

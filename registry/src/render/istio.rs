@@ -33,7 +33,7 @@ use std::time::Duration;
 const BOOTSTRAP: &str = include_str!("../../../envoy/fleet.yaml");
 
 pub const NAMESPACE: &str = "istio-system";
-/// The Gateway, VirtualService and EnvoyFilter name (as in envoy/istio/).
+/// The Gateway, VirtualService and EnvoyFilter name.
 pub const NAME: &str = "mcp-gateway";
 /// The Gateway's port; istiod names the virtual host `<host>:<port>`.
 pub const GATEWAY_PORT: u16 = 80;
@@ -401,7 +401,7 @@ pub(super) fn document(comment: &str, documents: &[Value]) -> String {
         if i > 0 {
             out.push_str("---\n");
         }
-        out.push_str(&serde_norway::to_string(doc).unwrap_or_default());
+        out.push_str(&super::yaml::to_yaml(doc));
     }
     out
 }

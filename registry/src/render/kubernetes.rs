@@ -150,7 +150,7 @@ pub fn authz_deployment(fleet: &Fleet) -> String {
             mounts.push(mount);
         }
     }
-    out.push_str(&serde_norway::to_string(&deployment).unwrap_or_default());
+    out.push_str(&super::yaml::to_yaml(&deployment));
     out
 }
 

@@ -11,6 +11,7 @@ pub mod limits;
 pub mod monitoring;
 pub mod policy;
 pub mod sidecar;
+mod yaml;
 
 use crate::fleet::Fleet;
 use std::path::PathBuf;
@@ -114,6 +115,11 @@ pub(crate) fn quoted(text: &str) -> String {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
+            // YAML's short escapes, for the line breaks and tabs of embedded text
+            // (an Envoy access log format, a filter's JSON configuration).
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
             c if yaml_printable(c) => out.push(c),
             c if (c as u32) <= 0xffff => out.push_str(&format!("\\u{:04x}", c as u32)),
             c => out.push_str(&format!("\\U{:08x}", c as u32)),
@@ -151,7 +157,7 @@ mod tests {
     fn quoted_scalars_escape_what_yaml_would_not_take() {
         use super::quoted;
         assert_eq!(quoted("a\"b\\c"), r#""a\"b\\c""#);
-        assert_eq!(quoted("x\ny"), r#""x\u000ay""#);
+        assert_eq!(quoted("x\ny\tz\r"), r#""x\ny\tz\r""#);
         assert_eq!(
             quoted("\u{7f}\u{85}\u{9f}\u{fffe}\u{2028}"),
             r#""\u007f\u0085\u009f\ufffe\u2028""#

@@ -297,13 +297,13 @@ fn annotated_yaml(server: &Server, sidecar: &IstioSidecar, pieces: &Pieces) -> S
         server.endpoint.path
     );
     let mut out = format!("# {}\n", comment(&about));
-    out.push_str(&serde_norway::to_string(&head).unwrap_or_default());
+    out.push_str(&super::yaml::to_yaml(&head));
     out.push_str("  configPatches:\n");
     for (about, patch) in patches {
         if let Some(about) = about {
             out.push_str(&comment_lines("  ", about));
         }
-        let item = serde_norway::to_string(&[patch]).unwrap_or_default();
+        let item = super::yaml::to_yaml(&Value::Array(vec![patch.clone()]));
         for line in item.lines() {
             if !line.is_empty() {
                 out.push_str("  ");
