@@ -46,7 +46,9 @@ HERE = Path(__file__).resolve().parent
 ARMS = ("bare", "native", "filter", "chain-memory", "chain-redis")
 # Not run by default: where the filter's cost goes (`--arms filter,filter-no-log`), and
 # the filter of another build beside this one (`--arms filter,filter-baseline
-# --baseline-wasm old.wasm`: before/after of a change on the request path).
+# --baseline-wasm old.wasm`: before/after of a change on the request path), or another
+# Envoy config (`--baseline-config old.yaml`, its MCP cluster named mcp_server or
+# single.MCP_CLUSTER: before/after of a change of the rendered config).
 EXTRA_ARMS = ("filter-no-log", "filter-baseline")
 PAYLOADS = ("call-small", "call-16KiB", "tools-list", "call-sse")
 VERSION = "2026-07-28"
@@ -206,7 +208,8 @@ class Services:
 
     def upstreams(self, arm: str) -> dict[str, int]:
         ratelimit = self.ratelimit_redis if arm == "chain-redis" else self.ratelimit_memory
-        return {MCP_CLUSTER: self.upstream_port, **self.authz.upstreams(), **ratelimit.upstreams()}
+        # mcp_server: the MCP cluster of a --baseline-config from before the registry.
+        return {MCP_CLUSTER: self.upstream_port, "mcp_server": self.upstream_port, **self.authz.upstreams(), **ratelimit.upstreams()}
 
     def measured(self, arm: str) -> dict[str, Process]:
         """The service processes whose CPU counts per decision in this arm."""
@@ -222,11 +225,13 @@ class Services:
 
 
 def bench_arm(arm: str, services: Services, logs: Path, bodies: dict, args, results: dict) -> None:
+    source = None
     if arm == "filter-baseline":
         # The harness loads the .wasm named by MCP_FILTER_WASM (tests/harness/envoy.py).
         os.environ["MCP_FILTER_WASM"] = str(args.baseline_wasm)
+        source = args.baseline_config
     try:
-        envoy, port = start_gateway(logs, services.upstreams(arm), mutate=arm_config(arm))
+        envoy, port = start_gateway(logs, services.upstreams(arm), source=source, mutate=arm_config(arm))
     finally:
         os.environ.pop("MCP_FILTER_WASM", None)
     try:
@@ -276,6 +281,7 @@ def main() -> None:
     parser.add_argument("--payloads", default=",".join(PAYLOADS))
     parser.add_argument("--out", type=Path, default=ROOT / "target" / "bench" / "envoy.json")
     parser.add_argument("--baseline-wasm", type=Path, help="the .wasm of the filter-baseline arm")
+    parser.add_argument("--baseline-config", type=Path, help="the Envoy config of the filter-baseline arm (default: the one-server gateway)")
     args = parser.parse_args()
     args.rates = [int(r) for r in args.rates.split(",") if r]
     args.arms = [a for a in args.arms.split(",") if a]

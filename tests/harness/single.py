@@ -11,6 +11,7 @@ unlimited, so tests that make many calls never meet a 429 they did not ask for).
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import tempfile
 from functools import lru_cache
@@ -41,6 +42,7 @@ def rendered() -> Path:
     """The rendered directory, once per test process (files are only read from it:
     the services and Envoy get private copies)."""
     work = Path(tempfile.mkdtemp(prefix="mcp-single-"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)
     manifests = work / "manifests"
     manifests.mkdir()
     shutil.copytree(EXAMPLES / "schemas", manifests / "schemas")
