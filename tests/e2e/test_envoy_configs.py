@@ -88,10 +88,30 @@ def test_only_the_mcp_path_reaches_the_server_and_underscores_are_refused():
     assert hcm["common_http_protocol_options"]["headers_with_underscores_action"] == "REJECT_REQUEST"
     assert filter_settings(wasm_plugin_configs(config)[0])["servers_from_routes"] is True
     every = routes(config)
-    to_server = {str(r["match"]) for r in every if r.get("route", {}).get("cluster") == single.MCP_CLUSTER}
-    assert to_server == {str({"path": single.PATH})}
+    # One server route, in the path map and in the list the map falls back to.
+    to_server = [r["match"] for r in every if r.get("route", {}).get("cluster") == single.MCP_CLUSTER]
+    assert to_server == [{"path": single.PATH}] * 2
+    (host,) = connection_manager(config)["route_config"]["virtual_hosts"]
+    assert list(host["matcher"]["matcher_tree"]["exact_match_map"]["map"]) == [single.PATH]
     # The list the map falls back to ends with the catch-all, which the filter answers
     # (it is marked unregistered) and which has no upstream of its own.
     catch_all = every[-1]
     assert catch_all["match"] == {"prefix": "/"} and catch_all["direct_response"]["status"] == 404
     assert catch_all["metadata"]["filter_metadata"]["mcp_gateway"] == {"unregistered": "true"}
+
+
+def test_the_standalone_config_is_the_bootstrap_with_the_xds_files_inline(example_standalone):
+    """standalone.yaml is envoy/fleet.yaml without its dynamic resources, with the
+    route configuration of routes.yaml as its route_config and the clusters of
+    clusters.yaml among its static clusters: the same Envoy as bootstrap.yaml on the
+    watched files, in one file."""
+    rendered = example_standalone.parent
+    expected = yaml.safe_load(FLEET_BOOTSTRAP.read_text())
+    del expected["dynamic_resources"]
+    hcm = connection_manager(expected)
+    del hcm["rds"]
+    (route_config,) = yaml.safe_load((rendered / "routes.yaml").read_text())["resources"]
+    hcm["route_config"] = {k: v for k, v in route_config.items() if k != "@type"}
+    clusters = yaml.safe_load((rendered / "clusters.yaml").read_text())["resources"]
+    expected["static_resources"]["clusters"] += [{k: v for k, v in c.items() if k != "@type"} for c in clusters]
+    assert yaml.safe_load(example_standalone.read_text()) == expected
