@@ -43,26 +43,55 @@ const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Every Envoy output; `xds_dir` is the directory as Envoy sees it.
 pub fn render(fleet: &Fleet, xds_dir: &Path) -> Vec<Output> {
-    vec![
-        Output::new("envoy/clusters.yaml", clusters(fleet)),
-        Output::new("envoy/routes.yaml", routes(fleet)),
+    // The routes and clusters are built once, for the xDS files and the standalone config.
+    let xds = Xds::of(fleet);
+    let mut outputs = xds.files();
+    outputs.extend([
         Output::new("envoy/bootstrap.yaml", bootstrap(xds_dir)),
-        Output::new("envoy/standalone.yaml", standalone(fleet)),
+        Output::new("envoy/standalone.yaml", standalone(&xds)),
         Output::new("compose/envoy.yaml", compose_bootstrap()),
-    ]
+    ]);
+    outputs
+}
+
+/// The fleet's route configuration and clusters, as xDS resources.
+pub struct Xds {
+    routes: Value,
+    clusters: Vec<Value>,
+}
+
+impl Xds {
+    pub fn of(fleet: &Fleet) -> Xds {
+        Xds {
+            routes: route_configuration(fleet),
+            clusters: fleet.servers.iter().map(cluster).collect(),
+        }
+    }
+
+    /// `envoy/clusters.yaml` and `envoy/routes.yaml`.
+    pub fn files(&self) -> Vec<Output> {
+        vec![
+            Output::new(
+                "envoy/clusters.yaml",
+                document(
+                    "the registered MCP servers' clusters (Envoy CDS from a file)",
+                    json!({ "resources": self.clusters }),
+                ),
+            ),
+            Output::new(
+                "envoy/routes.yaml",
+                document(
+                    "the registered MCP servers' routes (Envoy RDS from a file)",
+                    json!({ "resources": [self.routes] }),
+                ),
+            ),
+        ]
+    }
 }
 
 /// The cluster of a server.
 pub fn cluster_name(server: &Server) -> String {
     format!("mcp-server/{}", server.id())
-}
-
-fn clusters(fleet: &Fleet) -> String {
-    let clusters: Vec<Value> = fleet.servers.iter().map(cluster).collect();
-    document(
-        "the registered MCP servers' clusters (Envoy CDS from a file)",
-        json!({ "resources": clusters }),
-    )
 }
 
 fn cluster(server: &Server) -> Value {
@@ -111,6 +140,8 @@ pub fn route_list(fleet: &Fleet) -> Vec<Value> {
     routes
 }
 
+/// The route configuration of the fleet (`@type` included: an xDS resource).
+///
 /// The virtual host picks a request's route with a matcher: a hash map from the exact
 /// `:path` to the server's route, so the cost per request does not grow with the fleet
 /// (Envoy tries a route list in order, and the filter makes it pick twice: about 55 ns
@@ -118,21 +149,15 @@ pub fn route_list(fleet: &Fleet) -> Vec<Value> {
 /// holds the query string, so a miss (a query string, the metadata route, a path no
 /// server is at) falls back to the whole route list, which decides exactly as a plain
 /// list would: the map is only a shortcut to the same route.
-fn routes(fleet: &Fleet) -> String {
-    document(
-        "the registered MCP servers' routes (Envoy RDS from a file)",
-        json!({ "resources": [route_configuration(fleet)] }),
-    )
-}
-
-/// The route configuration of the fleet (`@type` included: an xDS resource).
 fn route_configuration(fleet: &Fleet) -> Value {
     let list = route_list(fleet);
+    // The server routes of the list (between the metadata route and the catch-all).
+    let server_routes = &list[1..list.len() - 1];
     let map: serde_json::Map<String, Value> = fleet
         .servers
         .iter()
-        .map(|server| {
-            let route = server_route(server);
+        .zip(server_routes)
+        .map(|(server, route)| {
             let mut typed = json!({ "@type": "type.googleapis.com/envoy.config.route.v3.Route" });
             if let (Some(typed), Some(route)) = (typed.as_object_mut(), route.as_object()) {
                 typed.extend(route.clone());
@@ -284,8 +309,8 @@ fn compose_bootstrap() -> String {
 /// The bootstrap with the fleet inline: `rds` becomes the `route_config` routes.yaml
 /// holds, the dynamic clusters join the static ones, nothing is watched. Built from
 /// the parsed bootstrap, so the two cannot drift apart; its comments are envoy/fleet.yaml's.
-fn standalone(fleet: &Fleet) -> String {
-    match inline_fleet(fleet) {
+fn standalone(xds: &Xds) -> String {
+    match inline_fleet(xds) {
         Ok(config) => document(
             "the fleet in one Envoy config (envoy -c standalone.yaml); envoy/fleet.yaml explains each part.\n\
              # Read once at start: after a new render, restart Envoy (bootstrap.yaml reloads live instead)",
@@ -297,7 +322,7 @@ fn standalone(fleet: &Fleet) -> String {
     }
 }
 
-fn inline_fleet(fleet: &Fleet) -> Result<Value, String> {
+fn inline_fleet(xds: &Xds) -> Result<Value, String> {
     let mut config: Value = serde_norway::from_str(BOOTSTRAP).map_err(|e| e.to_string())?;
     let root = config
         .as_object_mut()
@@ -309,7 +334,7 @@ fn inline_fleet(fleet: &Fleet) -> Result<Value, String> {
         .ok_or("the bootstrap has no connection manager")?;
     hcm.remove("rds")
         .ok_or("the bootstrap's connection manager has no rds")?;
-    let mut routes = route_configuration(fleet);
+    let mut routes = xds.routes.clone();
     if let Some(routes) = routes.as_object_mut() {
         // A field of the connection manager, not an Any: no type URL.
         routes.remove("@type");
@@ -319,8 +344,8 @@ fn inline_fleet(fleet: &Fleet) -> Result<Value, String> {
         .pointer_mut("/static_resources/clusters")
         .and_then(Value::as_array_mut)
         .ok_or("the bootstrap has no static clusters")?;
-    for server in &fleet.servers {
-        let mut cluster = cluster(server);
+    for cluster in &xds.clusters {
+        let mut cluster = cluster.clone();
         if let Some(cluster) = cluster.as_object_mut() {
             cluster.remove("@type");
         }

@@ -80,7 +80,7 @@ pub fn envoy_configmap(fleet: &Fleet) -> String {
         "# Envoy's routes and clusters of the fleet: mount at /etc/mcp-gateway/envoy in the gateway\n\
          # pod (envoy/fleet.yaml reads and watches that directory; no restart on a change).\n",
     );
-    let outputs = envoy::render(fleet, Path::new(ENVOY_DIR));
+    let outputs = envoy::Xds::of(fleet).files();
     let _ = writeln!(
         out,
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: mcp-gateway-envoy\n  namespace: {NAMESPACE}\n  labels:\n    app.kubernetes.io/part-of: mcp-gateway\n    app.kubernetes.io/managed-by: mcp-registry\ndata:"
