@@ -10,7 +10,6 @@ services per test module, one Envoy per deployment."""
 from __future__ import annotations
 
 import json
-import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +22,8 @@ from harness.client import Response
 from harness import single
 from harness.envoy import audit_log_path
 from harness.fleet import Rendered
-from harness.fleet import render_examples
 from harness.istio import (
-    SIDECAR_SERVER, apply, fleet_gateway_skeleton, fleet_upstreams, load, rendered_sidecar, sidecar_filters, sidecar_upstreams,
+    apply, fleet_gateway_skeleton, fleet_upstreams, load, rendered_sidecar, rendered_sidecar_filter, sidecar_upstreams,
 )
 from harness.paths import Received, h2_request, raw_request, start_lenient
 
@@ -79,11 +77,7 @@ def services(tmp_path_factory):
 def sidecar_filter(logs: Path) -> dict:
     """The financial-data server's sidecar EnvoyFilter as render writes it for
     registry/examples with the server opted in (harness/istio.py opt_in_sidecar)."""
-    from harness.istio import opt_in_sidecar
-
-    work = Path(tempfile.mkdtemp(prefix="sidecar-filter-", dir=logs))
-    out, _ = render_examples(work, opt_in_sidecar)
-    return sidecar_filters(out)[SIDECAR_SERVER]
+    return rendered_sidecar_filter(logs)[0]
 
 
 def start(name: str, services: Services, source: Path | None = None) -> Deployment:

@@ -54,6 +54,18 @@ def connection_manager(config: dict, listener: int = 0) -> dict:
     return config["static_resources"]["listeners"][listener]["filter_chains"][0]["filters"][0]["typed_config"]
 
 
+def host_fallback_routes(host: dict) -> list[dict]:
+    """The route list a rendered virtual host's path matcher falls back to, in the
+    order Envoy tries them."""
+    return host["matcher"]["on_no_match"]["action"]["typed_config"]["routes"]
+
+
+def host_path_map(host: dict) -> dict[str, dict]:
+    """A rendered virtual host's map of exact paths to routes (each a Route Any)."""
+    entries = host["matcher"]["matcher_tree"]["exact_match_map"]["map"]
+    return {path: entry["action"]["typed_config"] for path, entry in entries.items()}
+
+
 def routes(config: dict, path: str | None = None) -> list[dict]:
     """Every route of a config's connection manager (a rendered `route_config`: the
     virtual host's map of exact paths and the route list it falls back to hold copies of
@@ -64,9 +76,8 @@ def routes(config: dict, path: str | None = None) -> list[dict]:
         if "routes" in host:
             found += host["routes"]
             continue
-        matcher = host["matcher"]
-        found += [entry["action"]["typed_config"] for entry in matcher["matcher_tree"]["exact_match_map"]["map"].values()]
-        found += matcher["on_no_match"]["action"]["typed_config"]["routes"]
+        found += list(host_path_map(host).values())
+        found += host_fallback_routes(host)
     return [r for r in found if path is None or r.get("match") == {"path": path}]
 
 
@@ -74,7 +85,7 @@ def fallback_routes(config: dict) -> list[dict]:
     """The list of routes a rendered virtual host falls back to, in Envoy's order (add a
     route here, ahead of the catch-all, for a path the map does not hold)."""
     (host,) = connection_manager(config)["route_config"]["virtual_hosts"]
-    return host["matcher"]["on_no_match"]["action"]["typed_config"]["routes"]
+    return host_fallback_routes(host)
 
 
 def wasm_plugin_configs(config: dict) -> list[dict]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from .authz import Authz
-from .envoy import Envoy, audit_log_path, render_config
+from .envoy import Envoy, audit_log_path, host_fallback_routes, host_path_map, render_config
 from .procs import free_port
 from .ratelimit import Ratelimit
 from .registry import EXAMPLES, manifest_text, render
@@ -38,15 +38,14 @@ def route_list(routes_file: Path) -> list[dict]:
     a shortcut to the same routes)."""
     (config,) = yaml.safe_load(Path(routes_file).read_text())["resources"]
     (host,) = config["virtual_hosts"]
-    return host["matcher"]["on_no_match"]["action"]["typed_config"]["routes"]
+    return host_fallback_routes(host)
 
 
 def route_map(routes_file: Path) -> dict[str, dict]:
     """The virtual host's map of exact paths to routes."""
     (config,) = yaml.safe_load(Path(routes_file).read_text())["resources"]
     (host,) = config["virtual_hosts"]
-    entries = host["matcher"]["matcher_tree"]["exact_match_map"]["map"]
-    return {path: {k: v for k, v in entry["action"]["typed_config"].items() if k != "@type"} for path, entry in entries.items()}
+    return {path: {k: v for k, v in route.items() if k != "@type"} for path, route in host_path_map(host).items()}
 
 
 class Rendered:

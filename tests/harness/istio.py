@@ -344,6 +344,17 @@ def opt_in_sidecar(manifests: Path) -> None:
     path.write_text(yaml.safe_dump(manifest, sort_keys=False))
 
 
+def rendered_sidecar_filter(log_dir: Path) -> tuple[dict, Path]:
+    """`mcp-registry render` of the example fleet with financial-data opted in to its
+    sidecar (opt_in_sidecar), under a new directory of `log_dir`: its sidecar
+    EnvoyFilter, and that directory."""
+    from .fleet import render_examples  # the fleet harness starts services; only render here
+
+    work = Path(tempfile.mkdtemp(prefix="istio-sidecar-", dir=log_dir))
+    out, _ = render_examples(work, opt_in_sidecar)
+    return sidecar_filters(out)[SIDECAR_SERVER], work
+
+
 def rendered_sidecar(log_dir: Path) -> Path:
     """`mcp-registry render` of the example fleet with financial-data opted in to its
     sidecar (opt_in_sidecar), and its sidecar EnvoyFilter from it applied to what istiod
@@ -351,11 +362,8 @@ def rendered_sidecar(log_dir: Path) -> Path:
     under `log_dir`, the render's output directory beside it (`out/`: the policy and
     limits rendered with it). Its clusters: sidecar_upstreams(<the MCP server's port>,
     ...)."""
-    from .fleet import render_examples  # the fleet harness starts services; only render here
-
-    work = Path(tempfile.mkdtemp(prefix="istio-sidecar-", dir=log_dir))
-    out, _ = render_examples(work, opt_in_sidecar)
-    bootstrap = apply(sidecar_filters(out)[SIDECAR_SERVER])
+    envoy_filter, work = rendered_sidecar_filter(log_dir)
+    bootstrap = apply(envoy_filter)
     path = work / "istio-sidecar.yaml"
     path.write_text(yaml.safe_dump(bootstrap, sort_keys=False))
     return path
