@@ -21,7 +21,7 @@ pub mod label;
 pub mod message;
 pub mod metric_ids;
 pub mod outcome;
-mod pick;
+pub mod pick;
 pub mod protocol;
 pub mod reply_scan;
 pub mod request_head;
