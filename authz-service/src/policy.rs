@@ -18,7 +18,7 @@
 
 use mcp_filter_core::config::ServerId;
 use serde::Deserialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -72,6 +72,8 @@ pub struct ServerPolicy {
     methods: BTreeMap<String, Vec<String>>,
     /// Credential sent upstream instead of the client's token (`Authorization` value).
     upstream_credential: Option<String>,
+    /// Each tool with every scope its `tools/call` needs (for `allowed_tools`).
+    callable: CallableTools,
 }
 
 impl ServerPolicy {
@@ -163,6 +165,29 @@ impl Policy {
 
     pub fn upstream_credential(&self, server: Option<&str>) -> Option<&str> {
         self.servers.get(server?)?.upstream_credential.as_deref()
+    }
+
+    /// The `allowed_tools` leaf of a `tools/list` on `server`: the policy's tools of
+    /// that server whose `tools/call` a token with `scopes` passes, as a sorted JSON
+    /// array (`[]` for a server the policy does not name: it lists no tools).
+    pub fn allowed_tools(&self, server: &str, scopes: &BTreeSet<String>) -> String {
+        match self.servers.get(server) {
+            Some(rules) => rules.callable.allowed_json(scopes),
+            None => "[]".to_owned(),
+        }
+    }
+
+    /// Whether a token with `scopes` may call `method` on `server` (the rule a
+    /// `prompts/list` or `resources/list` answer is filtered by: the policy has no
+    /// per-prompt or per-resource scopes, so a list shows all entries or none).
+    pub fn permits(&self, server: &str, method: &str, scopes: &BTreeSet<String>) -> bool {
+        let call = Call {
+            server: Some(server),
+            method: Some(method),
+            tool: None,
+        };
+        self.required_scopes(&call)
+            .is_ok_and(|required| required.iter().all(|scope| scopes.contains(scope)))
     }
 }
 
@@ -279,12 +304,19 @@ impl Policy {
                     }
                 },
             };
+            // The same rule as `required_scopes` for `tools/call`, kept per tool.
+            let call_scopes = match server.methods.get("tools/call") {
+                Some(scopes) => scopes.clone(),
+                None => builtin(&format!("mcp.server.{id}"), "tools/call").unwrap_or_default(),
+            };
+            let callable = CallableTools::new(&call_scopes, &server.tools);
             servers.insert(
                 id,
                 ServerPolicy {
                     tools: server.tools,
                     methods: server.methods,
                     upstream_credential,
+                    callable,
                 },
             );
         }
@@ -331,6 +363,10 @@ fn read_credential(path: &Path) -> Result<String, String> {
     }
     Ok(value.to_owned())
 }
+
+mod listing;
+
+pub use listing::CallableTools;
 
 #[cfg(test)]
 mod tests;

@@ -172,3 +172,94 @@ fn policy_errors_name_file_field_and_reason() {
         assert_eq!(error.to_string(), *message, "{text}");
     }
 }
+
+fn scopes(list: &[&str]) -> BTreeSet<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// The precomputed set is exactly the `tools/call` rule applied to every tool.
+#[test]
+fn allowed_tools_follow_the_tools_call_rule() {
+    let p = policy(POLICY);
+    let fd = "financial-data";
+    let read = "mcp.server.financial-data:tools.read";
+    let write = "mcp.server.financial-data:tools.write";
+    let table: &[(&[&str], &str)] = &[
+        (&[], "[]"),
+        (&[write], "[]"),
+        (&[read], r#"["get_account_balance","query_transactions"]"#),
+        (
+            &[read, write, "other"],
+            r#"["get_account_balance","query_transactions","transfer_funds"]"#,
+        ),
+    ];
+    for (held, expected) in table {
+        let held = scopes(held);
+        assert_eq!(p.allowed_tools(fd, &held), *expected, "{held:?}");
+        // The same answer as asking `required_scopes` tool by tool.
+        let naive: Vec<&String> = p
+            .server(fd)
+            .unwrap()
+            .tools()
+            .keys()
+            .filter(|tool| {
+                p.required_scopes(&call(fd, "tools/call", Some(tool)))
+                    .unwrap()
+                    .iter()
+                    .all(|s| held.contains(s))
+            })
+            .collect();
+        assert_eq!(
+            serde_json::to_string(&naive).unwrap(),
+            *expected,
+            "{held:?}"
+        );
+    }
+    assert_eq!(p.allowed_tools("kb", &scopes(&[read, write])), "[]");
+}
+
+/// A `methods` override of `tools/call` replaces `tools.read` for every tool, and
+/// names that need JSON escaping stay one name each (a comma join would split them).
+#[test]
+fn allowed_tools_use_the_tools_call_override_and_escape_names() {
+    let p = policy(
+        "servers:\n  kb:\n    methods:\n      tools/call: [kb.call]\n    tools:\n      'a,b\"c': []\n      données: [kb.fr]\n      plain: []\n",
+    );
+    assert_eq!(
+        p.allowed_tools("kb", &scopes(&["mcp.server.kb:tools.read"])),
+        "[]"
+    );
+    assert_eq!(
+        p.allowed_tools("kb", &scopes(&["kb.call"])),
+        r#"["a,b\"c","plain"]"#
+    );
+    let all: Vec<String> =
+        serde_json::from_str(&p.allowed_tools("kb", &scopes(&["kb.call", "kb.fr"]))).unwrap();
+    assert_eq!(all, vec!["a,b\"c", "données", "plain"]);
+}
+
+#[test]
+fn list_entries_follow_get_and_read() {
+    let p = policy(
+        "servers:\n  fd:\n    methods:\n      prompts/get: [mcp.server.fd:prompts.read, fd.prompts.use]\n",
+    );
+    let prompts = scopes(&["mcp.server.fd:prompts.read"]);
+    assert!(p.permits("fd", "prompts/list", &prompts));
+    assert!(!p.permits("fd", "prompts/get", &prompts));
+    assert!(p.permits(
+        "fd",
+        "prompts/get",
+        &scopes(&["mcp.server.fd:prompts.read", "fd.prompts.use"])
+    ));
+    assert!(p.permits(
+        "fd",
+        "resources/read",
+        &scopes(&["mcp.server.fd:resources.read"])
+    ));
+    assert!(!p.permits("fd", "resources/read", &prompts));
+    assert!(!p.permits(
+        "other",
+        "resources/read",
+        &scopes(&["mcp.server.other:resources.read"])
+    ));
+}
