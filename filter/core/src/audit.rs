@@ -55,6 +55,13 @@ pub struct AuditRecord<'a> {
     pub decision: Decision,
     /// The JSON-RPC error code the client got, if any.
     pub error_code: Option<i64>,
+    /// List calls: how many entries of the server's answer the caller did not see
+    /// (per-caller lists); `null` when no list was filtered.
+    pub hidden_entries: Option<usize>,
+    /// `tools/call`: where the arguments first fail the tool's registered schema
+    /// (`/path: reason`), from the authz-service; `null` when they validate or are not
+    /// checked.
+    pub schema_violation: Option<&'a str>,
 }
 
 impl AuditRecord<'_> {
@@ -143,10 +150,12 @@ mod tests {
             http_status: Some(200),
             decision: Decision::Allowed,
             error_code: None,
+            hidden_entries: Some(2),
+            schema_violation: None,
         };
         assert_eq!(
             record.to_json(),
-            r#"{"timestamp":"2025-01-15T14:23:07.441Z","agent_id":"agent-prod-001","user_id":null,"server_id":"financial-data","server_version":"1.3.2","http_method":"POST","method":"tools/call","tool_name":"query_transactions","prompt_name":null,"resource_uri":null,"input_hash":"sha256:ab","output_status":"success","latency_ms":312.0,"session_id":null,"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","request_id":"r-1","protocol_version":"2026-07-28","jsonrpc_id":7,"http_status":200,"decision":"allowed","error_code":null}"#
+            r#"{"timestamp":"2025-01-15T14:23:07.441Z","agent_id":"agent-prod-001","user_id":null,"server_id":"financial-data","server_version":"1.3.2","http_method":"POST","method":"tools/call","tool_name":"query_transactions","prompt_name":null,"resource_uri":null,"input_hash":"sha256:ab","output_status":"success","latency_ms":312.0,"session_id":null,"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","request_id":"r-1","protocol_version":"2026-07-28","jsonrpc_id":7,"http_status":200,"decision":"allowed","error_code":null,"hidden_entries":2,"schema_violation":null}"#
         );
     }
 }

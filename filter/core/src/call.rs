@@ -4,10 +4,13 @@
 
 use crate::audit::{iso8601, latency_ms, request_id, AuditRecord};
 use crate::envoy_reply::{envoy_reply, EnvoyReply};
+use crate::error::{HEADER_MISMATCH, INVALID_PARAMS};
 use crate::headers::{
     EXT_AUTHZ_NAMESPACE, MCP_SESSION_ID, SESSION_KEY_METADATA, X_AGENT_ID, X_USER_ID,
 };
 use crate::host::{Host, Level, CAS_MISMATCH};
+use crate::list_stream::Framing;
+use crate::lists::{ListCall, ListReader};
 use crate::message::Target;
 use crate::metric_ids::{MetricIds, ServerKey};
 use crate::outcome::{classify, Decision, Ending, Outcome, OutputStatus};
@@ -31,6 +34,8 @@ pub enum Reader {
     Off,
     Json(ReplyScanner),
     Sse(Box<SseReader>),
+    /// A list answer, filtered for the caller (see `lists`).
+    List(Box<ListReader>),
 }
 
 /// What is known so far about one request on an MCP path.
@@ -60,6 +65,8 @@ pub struct Call {
     reply: Option<Reply>,
     /// The response's end of stream was seen.
     pub complete: bool,
+    /// A list call: what its answer is filtered by (until the answer starts).
+    pub list: Option<ListCall>,
 }
 
 impl Call {
@@ -100,7 +107,12 @@ impl Call {
         self.labelled && self.facts.jsonrpc_id.is_some()
     }
 
-    pub fn on_response_headers(&mut self, host: &mut impl Host, end_of_stream: bool) {
+    pub fn on_response_headers(
+        &mut self,
+        host: &mut impl Host,
+        config: &FilterConfig,
+        end_of_stream: bool,
+    ) {
         let status = host
             .response_header(":status")
             .ok()
@@ -132,13 +144,65 @@ impl Call {
             .to_ascii_lowercase();
         // MCP Streamable HTTP: a POST is answered with application/json or
         // text/event-stream.
-        self.reader = if content_type.starts_with("text/event-stream") {
-            Reader::Sse(Box::default())
+        let framing = if content_type.starts_with("text/event-stream") {
+            Some(Framing::Sse)
         } else if content_type.starts_with("application/json") {
-            Reader::Json(ReplyScanner::default())
+            Some(Framing::Json)
         } else {
-            Reader::Off
+            None
         };
+        let list = self.list.take().filter(|_| status == Some(200));
+        self.reader = match (framing, list) {
+            (Some(framing), Some(list)) => self.list_reader(host, config, list, framing),
+            (Some(Framing::Sse), None) => Reader::Sse(Box::default()),
+            (Some(Framing::Json), None) => Reader::Json(ReplyScanner::default()),
+            (None, _) => Reader::Off,
+        };
+    }
+
+    /// The reader of a list answer. A filtered answer changes length, and differs per
+    /// caller, so no shared HTTP cache may keep it either.
+    fn list_reader(
+        &self,
+        host: &mut impl Host,
+        config: &FilterConfig,
+        list: ListCall,
+        framing: Framing,
+    ) -> Reader {
+        let id = self.facts.jsonrpc_id.as_deref().unwrap_or("null");
+        let modern = self
+            .facts
+            .protocol_version
+            .as_deref()
+            .is_some_and(|v| v >= crate::protocol::STATELESS_SINCE);
+        let reader = list.reader(host, config, framing, id, modern);
+        if reader.rewrites() {
+            let private = host
+                .response_header("cache-control")
+                .ok()
+                .flatten()
+                .is_some_and(|v| {
+                    let v = v.to_ascii_lowercase();
+                    v.contains("private") || v.contains("no-store")
+                });
+            let prepared = host
+                .remove_response_header("content-length")
+                .and_then(|()| {
+                    if private {
+                        Ok(())
+                    } else {
+                        host.set_response_header("cache-control", "private")
+                    }
+                });
+            if let Err(status) = prepared {
+                // The answer cannot be changed safely: the caller gets none of it.
+                host.log(
+                    Level::Error,
+                    &format!("cannot prepare a list answer for filtering: {status}"),
+                );
+            }
+        }
+        Reader::List(Box::new(reader))
     }
 
     /// Envoy's own reply, if the response is one (see the core's `envoy_reply` table).
@@ -189,12 +253,20 @@ impl Call {
         }
     }
 
-    pub fn on_response_body(&mut self, host: &mut impl Host, size: usize, end_of_stream: bool) {
+    /// Reads a response chunk; returns what the client gets instead of it, when that
+    /// differs (a list answer being filtered).
+    pub fn on_response_body(
+        &mut self,
+        host: &mut impl Host,
+        size: usize,
+        end_of_stream: bool,
+    ) -> Option<Vec<u8>> {
         if end_of_stream {
             self.complete = true;
         }
-        if matches!(self.reader, Reader::Off) || size == 0 {
-            return;
+        let list = matches!(self.reader, Reader::List(_));
+        if matches!(self.reader, Reader::Off) || (size == 0 && !(list && end_of_stream)) {
+            return None;
         }
         let chunk = match host.response_body(size) {
             Ok(chunk) => chunk,
@@ -203,14 +275,26 @@ impl Call {
                     Level::Error,
                     &format!("cannot read a response chunk: {status}"),
                 );
+                if list {
+                    // Filtering cannot go on: the caller gets nothing more of the list.
+                    self.reply = Some(Reply::Error {
+                        code: Some(crate::error::GATEWAY_INTERNAL),
+                    });
+                    self.reader = Reader::Off;
+                    return Some(Vec::new());
+                }
                 self.reader = Reader::Off;
-                return;
+                return None;
             }
         };
+        if let Reader::List(reader) = &mut self.reader {
+            let out = reader.feed(&chunk, end_of_stream);
+            return Some(out);
+        }
         let request_id = self.facts.jsonrpc_id.as_deref();
         let mut found = None;
         match &mut self.reader {
-            Reader::Off => {}
+            Reader::Off | Reader::List(_) => {}
             Reader::Json(scanner) => {
                 scanner.feed(&chunk);
                 if end_of_stream {
@@ -228,6 +312,7 @@ impl Call {
             // The response is known; the rest of the stream is not read.
             self.reader = Reader::Off;
         }
+        None
     }
 
     /// Publishes the audit record and counts the metrics.
@@ -243,6 +328,11 @@ impl Call {
             if self.complete {
                 self.reply = scanner.finish().reply_to(self.facts.jsonrpc_id.as_deref());
             }
+        }
+        let mut hidden = None;
+        if let Reader::List(reader) = &self.reader {
+            self.reply = self.reply.or(reader.result().reply);
+            hidden = reader.result().hidden;
         }
         if self.http_status.is_none() {
             self.http_status = self
@@ -271,9 +361,21 @@ impl Call {
             expects_reply: self.http_method == "POST"
                 && (!self.labelled || self.facts.jsonrpc_id.is_some()),
         });
+        let mut outcome = outcome;
+        // The authz-service's own refusals (not this filter's).
+        let authz_refused = self.rejected.is_none()
+            && matches!(outcome.decision, Decision::Denied | Decision::Invalid);
+        // Its 400s: -32602 (arguments) or -32020 (Mcp-Param headers), told apart by the
+        // code it names in the metadata.
+        if authz_refused
+            && outcome.decision == Decision::Invalid
+            && authz_metadata(host, "error_code").as_deref() == Some("-32020")
+        {
+            outcome.error_code = Some(HEADER_MISMATCH);
+        }
         let mut agent = identity_header(host, X_AGENT_ID);
         let mut user = identity_header(host, X_USER_ID);
-        if agent.is_none() && outcome.decision == Decision::Denied {
+        if agent.is_none() && authz_refused {
             // A valid token without the scopes: the authz-service names the agent in
             // ext_authz's dynamic metadata, since a denied request keeps no headers.
             agent = authz_metadata(host, "agent_id");
@@ -305,6 +407,19 @@ impl Call {
             Some(Target::Resource(uri)) => (None, None, Some(uri.as_str())),
             None => (None, None, None),
         };
+        // What the authz-service found wrong with the arguments (validation `report`
+        // allows the call and says so; `enforce` refuses it).
+        let schema_violation = match (tool, outcome.decision) {
+            (Some(_), Decision::Allowed | Decision::Invalid) => {
+                authz_metadata(host, "schema_violation")
+            }
+            _ => None,
+        };
+        let argument_violation = match (outcome.decision, outcome.error_code) {
+            (Decision::Invalid, Some(INVALID_PARAMS)) if authz_refused => Some("refused"),
+            (Decision::Allowed, _) if schema_violation.is_some() => Some("reported"),
+            _ => None,
+        };
         let server = self.server.as_ref().map(|(server, _)| server);
         let record = AuditRecord {
             timestamp: iso8601(self.start_nanos),
@@ -328,6 +443,8 @@ impl Call {
             http_status: self.http_status.filter(|s| *s != 0),
             decision: outcome.decision,
             error_code: outcome.error_code,
+            hidden_entries: hidden,
+            schema_violation: schema_violation.as_deref(),
         };
         if let Err(status) = host.set_property(&[AUDIT_PROPERTY], record.to_json().as_bytes()) {
             host.log(
@@ -366,6 +483,16 @@ impl Call {
                 let millis = end_nanos.saturating_sub(self.start_nanos) / 1_000_000;
                 let duration = Stat::ToolCallDuration { tool };
                 metrics.record(host, config, *key, duration, millis);
+            }
+            if let Some(outcome) = argument_violation {
+                let violations = Stat::ArgumentViolations { tool, outcome };
+                metrics.add(host, config, *key, violations, 1);
+            }
+        }
+        // The drift check looks at whole answers the server completed.
+        if let Reader::List(reader) = &self.reader {
+            if self.complete && matches!(self.reply, Some(Reply::Result { .. })) {
+                reader.record_drift(host, config, metrics, (&server.id, *key));
             }
         }
         if let Some(kind) = stats::negotiation_failure(method, &outcome, self.reply) {

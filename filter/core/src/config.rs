@@ -56,6 +56,58 @@ pub struct FilterConfig {
     /// Labels of the filter's metrics.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// Per-caller lists: where the filter learns which entries of a `tools/list`,
+    /// `prompts/list`, `resources/list` or `resources/templates/list` answer the caller
+    /// may see. Default `authz`: from the authz-service's decision (ext_authz dynamic
+    /// metadata); without it every entry is hidden (fail closed). `off` passes lists
+    /// unfiltered: only for deployments without the authz-service (jwt_authn, mTLS),
+    /// whose lists then show every tool.
+    #[serde(default)]
+    pub list_filtering: ListFiltering,
+    /// Largest list answer (a JSON body, or one SSE event) the filter holds to filter
+    /// it, in bytes; a larger one is replaced by a JSON-RPC error. Default 8 MiB, at
+    /// most 64 MiB.
+    #[serde(default = "default_max_list_bytes")]
+    pub max_list_bytes: ListLimit,
+}
+
+/// See [`FilterConfig::list_filtering`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListFiltering {
+    #[default]
+    Authz,
+    Off,
+}
+
+/// Default `max_list_bytes` (8 MiB).
+pub const DEFAULT_MAX_LIST_BYTES: u64 = 8 * 1024 * 1024;
+
+fn default_max_list_bytes() -> ListLimit {
+    ListLimit(DEFAULT_MAX_LIST_BYTES)
+}
+
+/// `max_list_bytes`, checked while deserialising.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "u64")]
+pub struct ListLimit(u64);
+
+impl ListLimit {
+    pub fn bytes(self) -> usize {
+        usize::try_from(self.0).unwrap_or(usize::MAX)
+    }
+}
+
+impl TryFrom<u64> for ListLimit {
+    type Error = String;
+    fn try_from(value: u64) -> Result<Self, Self::Error> {
+        if value == 0 || value > MAX_MAX_BODY_BYTES {
+            return Err(format!(
+                "max_list_bytes {value} must be between 1 and {MAX_MAX_BODY_BYTES}"
+            ));
+        }
+        Ok(ListLimit(value))
+    }
 }
 
 /// Most tool names a configuration may list for metric labels.
@@ -459,7 +511,7 @@ mod tests {
             ),
             (
                 r#"{"server_id":"a","body_limit":5}"#,
-                "invalid MCP filter plugin configuration: unknown field `body_limit`, expected one of `server_id`, `servers_from_routes`, `mcp_paths`, `server_version`, `max_body_bytes`, `max_method_bytes`, `max_uri_bytes`, `agent_identity`, `metrics` at line 1 column 29",
+                "invalid MCP filter plugin configuration: unknown field `body_limit`, expected one of `server_id`, `servers_from_routes`, `mcp_paths`, `server_version`, `max_body_bytes`, `max_method_bytes`, `max_uri_bytes`, `agent_identity`, `metrics`, `list_filtering`, `max_list_bytes` at line 1 column 29",
             ),
             (
                 r#"{"server_id":"a","agent_identity":{"source":"header"}}"#,

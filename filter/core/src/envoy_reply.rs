@@ -4,8 +4,8 @@
 //! request ended, so the `error_code` of the record is the code the client got.
 
 use crate::error::{
-    AUTHZ_UNAVAILABLE, FORBIDDEN, RATE_LIMITED, SESSION_NOT_FOUND, UNAUTHORIZED, UPSTREAM_TIMEOUT,
-    UPSTREAM_UNAVAILABLE,
+    AUTHZ_UNAVAILABLE, FORBIDDEN, INVALID_PARAMS, RATE_LIMITED, SESSION_NOT_FOUND, UNAUTHORIZED,
+    UPSTREAM_TIMEOUT, UPSTREAM_UNAVAILABLE,
 };
 use crate::outcome::{Decision, OutputStatus};
 
@@ -62,6 +62,17 @@ pub fn envoy_reply(details: &str, http_status: Option<u16>) -> Option<EnvoyReply
             "authorization service unavailable: request refused",
             true,
             Decision::Denied,
+            refused,
+        )),
+        // The authz-service's refusal of a tools/call whose arguments do not match the
+        // registered schema (-32602) or whose `Mcp-Param-*` headers disagree with them
+        // (-32020, told apart by the `error_code` it puts in the metadata): the
+        // request was not valid, its body already says why.
+        d if d.starts_with("ext_authz") && http_status == Some(400) => Some(reply(
+            INVALID_PARAMS,
+            "",
+            false,
+            Decision::Invalid,
             refused,
         )),
         d if d.starts_with("ext_authz") => {
@@ -129,6 +140,7 @@ mod tests {
             ("ext_authz_denied", Some(401), -31010, false, Denied, Error),
             ("ext_authz_denied", Some(403), -31011, false, Denied, Error),
             ("ext_authz_denied", Some(404), -31013, false, Denied, Error),
+            ("ext_authz_denied", Some(400), -32602, false, Invalid, Error),
             (
                 "upstream_reset_before_response_started{connection_failure}",
                 Some(503),

@@ -9,6 +9,8 @@ use crate::call::{Call, Reader};
 use crate::error::RATE_LIMITED;
 use crate::headers::{is_gateway_header, X_AGENT_ID};
 use crate::host::{Host, Level};
+use crate::list_filter::ListKind;
+use crate::lists::ListCall;
 use crate::message::Target;
 use crate::metric_ids::MetricIds;
 use crate::route::{lists_tool, route_server, routed_server, RouteServer};
@@ -156,7 +158,7 @@ impl RequestFlow {
         let Some(call) = self.call.as_deref_mut() else {
             return Verdict::Continue;
         };
-        call.on_response_headers(host, end_of_stream);
+        call.on_response_headers(host, &self.config, end_of_stream);
         if end_of_stream || call.rejected.is_some() {
             return Verdict::Continue;
         }
@@ -208,7 +210,16 @@ impl RequestFlow {
         end_of_stream: bool,
     ) -> Verdict {
         if let Some(call) = self.call.as_deref_mut() {
-            call.on_response_body(host, body_size, end_of_stream);
+            // A list answer being filtered: each chunk is replaced by what the client
+            // gets for it (the filter holds the rest).
+            if let Some(replacement) = call.on_response_body(host, body_size, end_of_stream) {
+                if let Err(status) = host.replace_response_body(body_size, &replacement) {
+                    host.log(
+                        Level::Error,
+                        &format!("cannot replace a list answer chunk: {status}"),
+                    );
+                }
+            }
         }
         if self.new_body.is_none() {
             return Verdict::Continue;
@@ -279,6 +290,19 @@ impl RequestFlow {
                     host.log(Level::Error, &error.to_string());
                     false
                 });
+            }
+            let list_kind = call.facts.method.as_deref().and_then(ListKind::of_method);
+            if let Some(kind) = list_kind {
+                let has_cursor = call.facts.has_cursor;
+                match ListCall::start(host, &self.config, kind, has_cursor) {
+                    Ok(list) => call.list = Some(list),
+                    Err(error) => {
+                        // Without the route's view of the tools the answer could not be
+                        // filtered by the registration: refused like a broken route.
+                        let rejection = internal(host, error.to_string());
+                        return self.reject(host, rejection);
+                    }
+                }
             }
         }
         let agent = match agent_identity(host, &self.config.agent_identity) {
@@ -440,5 +464,7 @@ fn internal(host: &mut impl Host, message: String) -> Rejection {
     Rejection::new(RequestError::Internal(message))
 }
 
+#[cfg(test)]
+mod list_tests;
 #[cfg(test)]
 mod tests;

@@ -30,6 +30,7 @@ impl fmt::Display for HostStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
     Info = 2,
+    Warning = 3,
     Error = 4,
     Critical = 5,
 }

@@ -111,6 +111,8 @@ pub struct RequestFacts {
     pub jsonrpc_id: Option<String>,
     /// The body is a client's JSON-RPC response to a server request.
     pub is_response: bool,
+    /// `params.cursor` is present: a later page of a paginated list.
+    pub has_cursor: bool,
 }
 
 /// Parses and validates a whole MCP POST body against its head and returns its labels,
@@ -166,9 +168,15 @@ pub fn label_request_with_facts(
             facts.method = Some(request.method.clone());
             facts.target = request.target.clone();
             facts.input_hash = request.input_hash.clone();
+            facts.has_cursor = request.has_cursor;
             facts.meta_traceparent = request.meta_traceparent.clone();
             let version = negotiate_version(head, request).map_err(fail)?;
             facts.protocol_version = Some(version.as_str().to_owned());
+            if let (Some(Target::Tool(_)), Some((name, problem))) =
+                (&request.target, &head.bad_param_header)
+            {
+                return Err(fail(param_header_error(name, problem)));
+            }
             labels.set(X_MCP_METHOD, sentinel::encode(&request.method));
             match &request.target {
                 Some(Target::Tool(name)) => labels.set(X_MCP_TOOL_NAME, sentinel::encode(name)),
@@ -192,6 +200,15 @@ pub fn label_request_with_facts(
         labels.set(X_MCP_REQUEST_ID, id.clone());
     }
     Ok(labels)
+}
+
+/// A repeated or raw non-ASCII `Mcp-Param-*` header on a `tools/call`: the
+/// authz-service could not compare it with the arguments as the server will read it.
+fn param_header_error(name: &str, problem: &ClientHeader) -> RequestError {
+    match problem {
+        ClientHeader::Repeated => repeated(name),
+        _ => not_text(name),
+    }
 }
 
 /// Works out the revision a request speaks and, for 2026-07-28 and later, checks the

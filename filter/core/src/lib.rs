@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod call;
 pub mod config;
+pub mod drift;
 pub mod envoy_reply;
 pub mod error;
 #[cfg(any(test, feature = "test-support"))]
@@ -18,6 +19,9 @@ pub mod headers;
 pub mod host;
 pub mod input_hash;
 pub mod label;
+pub mod list_filter;
+pub mod list_stream;
+pub mod lists;
 pub mod message;
 pub mod metric_ids;
 pub mod outcome;

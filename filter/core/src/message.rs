@@ -9,7 +9,15 @@ use serde_json::error::Category;
 use serde_json::value::RawValue;
 
 const ENVELOPE_KEYS: [&str; 6] = ["jsonrpc", "method", "id", "params", "result", "error"];
-const PARAMS_KEYS: [&str; 5] = ["name", "uri", "_meta", "protocolVersion", "arguments"];
+// `cursor`: a list page after the first (what the drift check may conclude from a page).
+const PARAMS_KEYS: [&str; 6] = [
+    "name",
+    "uri",
+    "_meta",
+    "protocolVersion",
+    "arguments",
+    "cursor",
+];
 /// `traceparent` in `_meta` carries W3C trace context (MCP "General fields: `_meta`").
 const META_KEYS: [&str; 2] = [META_PROTOCOL_VERSION, "traceparent"];
 
@@ -59,6 +67,8 @@ pub struct Request {
     pub input_hash: Option<String>,
     /// `params._meta.traceparent`, when it is a string.
     pub meta_traceparent: Option<String>,
+    /// `params.cursor` is present: a later page of a paginated list.
+    pub has_cursor: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,6 +187,7 @@ fn parse_params(
         initialize_version: None,
         input_hash: None,
         meta_traceparent: None,
+        has_cursor: false,
     };
     let (name, uri) = match params {
         None => (None, None),
@@ -193,7 +204,8 @@ fn parse_params(
             if let Some(key) = picked.folded {
                 return Err(RequestError::FoldedKey(format!("params.{key}")));
             }
-            let [name, uri, meta, initialize_version, arguments] = picked.values;
+            let [name, uri, meta, initialize_version, arguments, cursor] = picked.values;
+            request.has_cursor = cursor.is_some();
             if let Some(meta) = meta {
                 (request.meta_version, request.meta_traceparent) = meta_fields(meta)?;
             }

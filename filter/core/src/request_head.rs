@@ -49,7 +49,16 @@ pub struct RequestHead {
     pub session_id: Option<String>,
     /// `traceparent` (W3C Trace Context), first copy.
     pub traceparent: Option<String>,
+    /// The first `Mcp-Param-*` header sent more than once or not as plain ASCII, by
+    /// name. The authz-service compares these headers with the arguments (MCP
+    /// 2026-07-28 "Mcp-Param" headers), but ext_authz hands it repeated headers joined
+    /// with commas, so a repeat would pass there as one value while the server reads
+    /// one copy; raw non-ASCII bytes read differently as UTF-8 and as ISO-8859-1.
+    pub bad_param_header: Option<(String, ClientHeader)>,
 }
+
+/// The prefix of the headers that mirror tool arguments (lower case).
+pub const MCP_PARAM_PREFIX: &str = "mcp-param-";
 
 impl RequestHead {
     /// Collects the head from the header list as the host returns it (names lower-case).
@@ -58,7 +67,17 @@ impl RequestHead {
         I: IntoIterator<Item = (&'a str, &'a [u8])>,
     {
         let mut head = RequestHead::default();
+        // Bounded by Envoy's header count limit (100 by default).
+        let mut params: Vec<&str> = Vec::new();
         for (name, value) in headers {
+            if name.starts_with(MCP_PARAM_PREFIX) && head.bad_param_header.is_none() {
+                if params.contains(&name) {
+                    head.bad_param_header = Some((name.to_owned(), ClientHeader::Repeated));
+                } else if !value.is_ascii() {
+                    head.bad_param_header = Some((name.to_owned(), ClientHeader::NotText));
+                }
+                params.push(name);
+            }
             let text = || String::from_utf8_lossy(value).into_owned();
             match name {
                 ":method" => head.http_method = text(),
@@ -106,6 +125,28 @@ mod tests {
         assert_eq!(head.content_encoding, None);
         assert_eq!(head.session_id.as_deref(), Some("s-1"));
         assert_eq!(head.traceparent.as_deref(), Some("00-abc"));
+    }
+
+    #[test]
+    fn repeated_or_raw_non_ascii_mcp_param_headers_are_noted() {
+        let ok = RequestHead::from_headers([
+            ("mcp-param-region", &b"eu"[..]),
+            ("mcp-param-other", b"=?base64?ZG9ubsOpZXM=?="),
+        ]);
+        assert_eq!(ok.bad_param_header, None);
+        let repeated = RequestHead::from_headers([
+            ("mcp-param-region", &b"eu"[..]),
+            ("mcp-param-region", b"us"),
+        ]);
+        assert_eq!(
+            repeated.bad_param_header,
+            Some(("mcp-param-region".into(), ClientHeader::Repeated))
+        );
+        let raw = RequestHead::from_headers([("mcp-param-name", "donn\u{e9}es".as_bytes())]);
+        assert_eq!(
+            raw.bad_param_header,
+            Some(("mcp-param-name".into(), ClientHeader::NotText))
+        );
     }
 
     #[test]

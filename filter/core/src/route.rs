@@ -44,6 +44,20 @@ const TOOLS: [&str; 5] = [
     NAMESPACE,
     "tools",
 ];
+const UNREGISTERED_TOOLS: [&str; 5] = [
+    "xds",
+    "route_metadata",
+    "filter_metadata",
+    NAMESPACE,
+    "unregistered_tools",
+];
+const SCHEMA_DIGESTS: [&str; 5] = [
+    "xds",
+    "route_metadata",
+    "filter_metadata",
+    NAMESPACE,
+    "schema_digests",
+];
 const UNREGISTERED: [&str; 5] = [
     "xds",
     "route_metadata",
@@ -129,6 +143,41 @@ pub fn routed_server(
 /// get their own `mcp_tool` metric label; the registry bounds them, the client cannot.
 pub fn lists_tool(host: &mut impl Host, tool: &str) -> Result<bool, RouteError> {
     Ok(read(host, &TOOLS)?.is_some_and(|tools| tools.split(',').any(|t| t == tool)))
+}
+
+/// What the route says about its server's tools, for list answers: the registered
+/// names (sorted), whether tools the registry does not know are shown (`show`; absent
+/// or anything else: hidden), and the registered schema digests (`None` without them:
+/// no drift check). Read only for list calls.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteTools {
+    pub registered: Vec<String>,
+    pub show_unregistered: bool,
+    pub schema_digests: Option<String>,
+}
+
+pub fn route_tools(host: &mut impl Host, with_digests: bool) -> Result<RouteTools, RouteError> {
+    let mut registered: Vec<String> = read(host, &TOOLS)?
+        .map(|tools| {
+            tools
+                .split(',')
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    registered.sort_unstable();
+    let show_unregistered = read(host, &UNREGISTERED_TOOLS)?.as_deref() == Some("show");
+    let schema_digests = if with_digests {
+        read(host, &SCHEMA_DIGESTS)?
+    } else {
+        None
+    };
+    Ok(RouteTools {
+        registered,
+        show_unregistered,
+        schema_digests,
+    })
 }
 
 fn read(host: &mut impl Host, path: &[&str]) -> Result<Option<String>, RouteError> {

@@ -9,6 +9,7 @@
 //! allow-listed tool names are checked at configuration, everything else is fixed.
 
 use crate::config::FilterConfig;
+use crate::drift::DriftKind;
 use crate::host::MetricKind;
 use crate::outcome::{Decision, Outcome};
 use crate::reply_scan::Reply;
@@ -103,6 +104,13 @@ pub enum Stat {
     },
     SessionDuration,
     SessionToolCalls,
+    /// A `tools/call` whose arguments do not match the registered schema: `refused`
+    /// (validation `enforce`) or `reported` (`report`).
+    ArgumentViolations {
+        tool: ToolLabel,
+        outcome: &'static str,
+    },
+    SchemaDrift(DriftKind),
 }
 
 impl Stat {
@@ -130,6 +138,10 @@ impl Stat {
             Stat::Sessions { event } => sessions(server, event),
             Stat::SessionDuration => session_duration(server),
             Stat::SessionToolCalls => session_tool_calls(server),
+            Stat::ArgumentViolations { tool, outcome } => {
+                argument_violations(server, tool.as_str(config, registered), outcome)
+            }
+            Stat::SchemaDrift(kind) => schema_drift(server, kind),
         }
     }
 }
@@ -182,6 +194,21 @@ pub fn tool_calls(server: &str, tool: &str, outcome: &str) -> String {
 /// Histogram (milliseconds): allowed `tools/call` latency by server and tool.
 pub fn tool_call_duration(server: &str, tool: &str) -> String {
     format!("mcp_tool_call_duration_ms;server={server};tool={tool}")
+}
+
+/// Counter: `tools/call` requests whose arguments do not validate against the tool's
+/// registered schema, by server, tool and what happened (`refused`, `reported`).
+pub fn argument_violations(server: &str, tool: &str, outcome: &str) -> String {
+    format!("mcp_argument_violations_total;server={server};tool={tool};outcome={outcome}")
+}
+
+/// Counter: changes of a server's advertised tools against its registration, by server
+/// and kind (`extra`, `missing`, `changed`); counted once per change, not per answer.
+pub fn schema_drift(server: &str, kind: DriftKind) -> String {
+    format!(
+        "mcp_schema_drift_total;server={server};kind={}",
+        kind.as_str()
+    )
 }
 
 /// Counter: failed capability/version negotiation by server and kind.
