@@ -7,6 +7,7 @@ use crate::fleet_file;
 use crate::manifest::{RawGateway, RawManifest, RawRate};
 use crate::model::{
     Credential, Endpoint, Rate, RateLimits, Scopes, Server, Timeouts, Tool, Transport, Unit,
+    UnregisteredTools, Validation,
 };
 use crate::problems::{FileProblems, Problem};
 use crate::schema;
@@ -204,6 +205,25 @@ fn check(
     metric_labels(&g.metric_labels, p);
     let tool_count = raw.tools.as_ref().map_or(0, Vec::len);
     let istio_sidecar = istio_sidecar::istio_sidecar(g, endpoint.as_ref(), tool_count, p);
+    let validation = choice(
+        "gateway.validation",
+        g.validation.as_deref(),
+        &[
+            ("enforce", Validation::Enforce),
+            ("report", Validation::Report),
+            ("off", Validation::Off),
+        ],
+        p,
+    );
+    let unregistered_tools = choice(
+        "gateway.unregistered_tools",
+        g.unregistered_tools.as_deref(),
+        &[
+            ("hide", UnregisteredTools::Hide),
+            ("show", UnregisteredTools::Show),
+        ],
+        p,
+    );
     Some(Server {
         manifest_file: p.file.to_owned(),
         id: id?,
@@ -221,7 +241,30 @@ fn check(
         timeouts,
         metric_labels: g.metric_labels.clone(),
         istio_sidecar,
+        validation: validation?,
+        unregistered_tools: unregistered_tools?,
     })
+}
+
+/// One of a field's fixed values; absent: the default (`T::default()`).
+fn choice<T: Copy + Default>(
+    field: &str,
+    value: Option<&str>,
+    options: &[(&str, T)],
+    p: &mut FileProblems<'_>,
+) -> Option<T> {
+    let Some(value) = value else {
+        return Some(T::default());
+    };
+    let found = options.iter().find(|(name, _)| *name == value);
+    if found.is_none() {
+        let names: Vec<&str> = options.iter().map(|(name, _)| *name).collect();
+        p.add(
+            field,
+            format!("{value:?} is not one of {}", names.join(", ")),
+        );
+    }
+    found.map(|(_, v)| *v)
 }
 
 fn version(value: Option<&serde_norway::Value>, p: &mut FileProblems<'_>) -> Option<String> {
@@ -425,11 +468,13 @@ fn tools(raw: &RawManifest, base: &Path, p: &mut FileProblems<'_>) -> Option<Vec
             }
         };
         match (name, schema) {
-            (Some(name), Some((shown, file, schema))) => tools.push(Tool {
+            (Some(name), Some((shown, file, loaded))) => tools.push(Tool {
                 name: name.to_owned(),
                 schema_ref: shown.to_owned(),
                 schema_file: file,
-                input_schema: schema,
+                input_schema: loaded.schema,
+                schema_digest: loaded.digest,
+                param_headers: loaded.param_headers,
             }),
             _ => ok = false,
         }

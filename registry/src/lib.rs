@@ -22,5 +22,6 @@ pub use check::{
 pub use fleet::Fleet;
 pub use model::{
     Credential, Endpoint, Rate, RateLimits, Scopes, Server, Timeouts, Tool, Transport, Unit,
+    UnregisteredTools, Validation,
 };
 pub use problems::{Problem, Problems};

@@ -67,6 +67,12 @@ pub(crate) struct RawGateway {
     /// The server's own Istio sidecar runs the gateway's filters for it (render
     /// writes an EnvoyFilter for its pods).
     pub istio_sidecar: Option<RawIstioSidecar>,
+    /// `enforce`, `report` (default) or `off`: what happens to a `tools/call` whose
+    /// arguments do not validate against the tool's schema.
+    pub validation: Option<String>,
+    /// `hide` (default) or `show`: whether `tools/list` answers show tools this
+    /// manifest does not register.
+    pub unregistered_tools: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

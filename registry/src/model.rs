@@ -54,6 +54,55 @@ pub struct Tool {
     pub schema_file: PathBuf,
     /// The tool's input schema (a valid JSON Schema whose root type is `object`).
     pub input_schema: serde_json::Value,
+    /// `mcp_filter_core::input_hash::input_hash` of the schema: the digest of its
+    /// canonical JSON (RFC 8785), so the filter can tell a server's advertised
+    /// `inputSchema` from the registered one whatever its formatting.
+    pub schema_digest: String,
+    /// The `x-mcp-header` names of the schema's annotated properties (MCP 2026-07-28,
+    /// `Mcp-Param-{Name}` headers), in schema order.
+    pub param_headers: Vec<String>,
+}
+
+/// What happens to a `tools/call` whose arguments do not validate against the tool's
+/// registered schema (the authz-service checks, with the body ext_authz sends it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Validation {
+    /// Refused with 400 and JSON-RPC -32602 before it reaches the server.
+    Enforce,
+    /// Forwarded, and the violation audited and counted: the way to roll it out.
+    #[default]
+    Report,
+    /// Not validated (`x-mcp-header` annotations are still checked).
+    Off,
+}
+
+impl Validation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Validation::Enforce => "enforce",
+            Validation::Report => "report",
+            Validation::Off => "off",
+        }
+    }
+}
+
+/// Whether list answers (`tools/list`) show tools the manifest does not register.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UnregisteredTools {
+    /// Only registered tools are listed (a tool the registry does not know has no
+    /// policy entry, so a call of it would be refused anyway).
+    #[default]
+    Hide,
+    Show,
+}
+
+impl UnregisteredTools {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnregisteredTools::Hide => "hide",
+            UnregisteredTools::Show => "show",
+        }
+    }
 }
 
 /// Window of a rate limit (the ratelimit-service's units).
@@ -167,6 +216,10 @@ pub struct Server {
     pub metric_labels: BTreeMap<String, String>,
     /// When the server's own sidecar runs the gateway's filters.
     pub istio_sidecar: Option<IstioSidecar>,
+    /// Argument validation against the registered schemas.
+    pub validation: Validation,
+    /// Whether list answers show tools the manifest does not register.
+    pub unregistered_tools: UnregisteredTools,
 }
 
 impl Server {
@@ -176,5 +229,12 @@ impl Server {
 
     pub fn has_tool(&self, name: &str) -> bool {
         self.tools.iter().any(|t| t.name == name)
+    }
+
+    /// Whether ext_authz must send the authz-service the request body: to validate
+    /// arguments, or to compare `Mcp-Param-*` headers with them (checked in every
+    /// mode). Servers that need neither cost no body buffering.
+    pub fn needs_body(&self) -> bool {
+        self.validation != Validation::Off || self.tools.iter().any(|t| !t.param_headers.is_empty())
     }
 }

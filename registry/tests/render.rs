@@ -209,6 +209,8 @@ fn the_configmaps_carry_the_same_limits_and_a_policy_for_the_mounted_credentials
         Some("mcp-gateway")
     );
     assert_eq!(&data(1, "limits.yaml"), text("limits/limits.yaml"));
+    // The tool schemas ride in the policy's ConfigMap (one volume, swapped together).
+    assert_eq!(&data(0, "schemas.json"), text("schemas.json"));
     // The policy is whole; only the credential files are missing here, since they
     // are mounted in the pod.
     let error = Policy::parse(
@@ -254,4 +256,171 @@ fn awkward_manifest_text_reads_back_as_written() {
     assert_eq!(server.tools().keys().collect::<Vec<_>>(), ["null"]);
     let limits = Config::load(&out.path().join("limits")).unwrap_or_else(|e| panic!("{e}"));
     assert!(format!("{limits:?}").contains("agent:#1"));
+}
+
+fn output<'a>(outputs: &'a [Output], name: &str) -> &'a str {
+    &outputs
+        .iter()
+        .find(|o| o.path == Path::new(name))
+        .unwrap_or_else(|| panic!("no {name}"))
+        .text
+}
+
+/// `schemas.json`: every registered server with its validation mode, and every tool's
+/// schema exactly as its `schema_ref` file holds it.
+#[test]
+fn schemas_json_holds_every_registered_schema_and_mode() {
+    let fleet = fleet();
+    let outputs = render::render(&fleet, &Options::new("/tmp/out"));
+    let schemas: serde_json::Value =
+        serde_json::from_str(output(&outputs, "schemas.json")).unwrap();
+    let servers = schemas["servers"].as_object().unwrap();
+    assert_eq!(
+        servers.keys().collect::<Vec<_>>(),
+        ["financial-data", "hr-directory", "weather"]
+    );
+    for server in &fleet.servers {
+        let entry = &servers[server.id()];
+        assert_eq!(entry["validation"], server.validation.as_str());
+        let tools = entry["tools"].as_object().unwrap();
+        assert_eq!(tools.len(), server.tools.len(), "{}", server.id());
+        for tool in &server.tools {
+            let file: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&tool.schema_file).unwrap()).unwrap();
+            assert_eq!(tools[&tool.name], file, "{}/{}", server.id(), tool.name);
+        }
+    }
+}
+
+/// The route metadata's `schema_digests` are `input_hash` of the schemas the
+/// authz-service gets: what the filter computes from a server's advertised
+/// `inputSchema` equals the registered digest whatever the formatting.
+#[test]
+fn route_digests_are_the_input_hash_of_the_rendered_schemas() {
+    let outputs = render::render(&fleet(), &Options::new("/tmp/out"));
+    let schemas: serde_json::Value =
+        serde_json::from_str(output(&outputs, "schemas.json")).unwrap();
+    let routes: serde_json::Value =
+        serde_norway::from_str(output(&outputs, "envoy/routes.yaml")).unwrap();
+    let list = routes
+        .pointer("/resources/0/virtual_hosts/0/matcher/on_no_match/action/typed_config/routes")
+        .and_then(serde_json::Value::as_array)
+        .unwrap();
+    let mut checked = 0;
+    for route in list {
+        let metadata = &route["metadata"]["filter_metadata"]["mcp_gateway"];
+        let Some(id) = metadata["server_id"].as_str() else {
+            continue;
+        };
+        assert_eq!(metadata["unregistered_tools"], "hide", "{id}");
+        let digests: std::collections::BTreeMap<String, String> =
+            serde_json::from_str(metadata["schema_digests"].as_str().unwrap()).unwrap();
+        let tools = schemas["servers"][id]["tools"].as_object().unwrap();
+        assert_eq!(
+            digests.keys().collect::<Vec<_>>(),
+            tools.keys().collect::<Vec<_>>()
+        );
+        for (tool, schema) in tools {
+            // Another formatting of the same schema (pretty, keys sorted) hashes the same.
+            let text = serde_json::to_string_pretty(schema).unwrap();
+            let raw: &serde_json::value::RawValue = serde_json::from_str(&text).unwrap();
+            assert_eq!(
+                digests[tool],
+                mcp_filter_core::input_hash::input_hash(raw).unwrap(),
+                "{id}/{tool}"
+            );
+            checked += 1;
+        }
+        // Every example server validates (report, the default), so every route asks
+        // ext_authz for the body, up to the filter's own limit.
+        let settings = &route["typed_per_filter_config"]["envoy.filters.http.ext_authz"];
+        assert_eq!(
+            settings["check_settings"]["with_request_body"],
+            serde_json::json!({"max_request_bytes": 1048576, "allow_partial_message": false, "pack_as_bytes": true}),
+            "{id}"
+        );
+    }
+    assert_eq!(checked, 10);
+}
+
+/// A server in mode `off` without `x-mcp-header` parameters costs no body buffering;
+/// its route still carries the digests (drift is counted in every mode).
+#[test]
+fn a_server_without_validation_or_header_parameters_sends_no_body() {
+    let fleet_dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(fleet_dir.path().join("schemas")).unwrap();
+    std::fs::write(
+        fleet_dir.path().join("schemas/s.json"),
+        r#"{"type":"object"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        fleet_dir.path().join("schemas/h.json"),
+        r#"{"type":"object","properties":{"region":{"type":"string","x-mcp-header":"Region"}}}"#,
+    )
+    .unwrap();
+    let manifest = |id: &str, schema: &str, gateway: &str| {
+        format!("server_id: {id}\nversion: \"1.0\"\ntransport: streamable_http\nendpoint: http://{id}.internal/mcp\ntools: [{{name: t, schema_ref: schemas/{schema}}}]\nowner: o@x\non_call_runbook: https://wiki/x\ngateway: {gateway}\n")
+    };
+    for (id, schema, gateway) in [
+        (
+            "quiet",
+            "s.json",
+            "{validation: \"off\", unregistered_tools: show}",
+        ),
+        ("mirrored", "h.json", "{validation: \"off\"}"),
+        ("strict", "s.json", "{validation: enforce}"),
+    ] {
+        std::fs::write(
+            fleet_dir.path().join(format!("{id}.yaml")),
+            manifest(id, schema, gateway),
+        )
+        .unwrap();
+    }
+    let fleet = Fleet::load(fleet_dir.path()).unwrap_or_else(|p| panic!("{p}"));
+    let outputs = render::render(&fleet, &Options::new("/tmp/out"));
+    let schemas: serde_json::Value =
+        serde_json::from_str(output(&outputs, "schemas.json")).unwrap();
+    assert_eq!(schemas["servers"]["quiet"]["validation"], "off");
+    assert_eq!(schemas["servers"]["mirrored"]["validation"], "off");
+    assert_eq!(schemas["servers"]["strict"]["validation"], "enforce");
+    for server in &fleet.servers {
+        let route = render::envoy::server_route(server);
+        let body = route.pointer("/typed_per_filter_config/envoy.filters.http.ext_authz/check_settings/with_request_body");
+        assert_eq!(body.is_some(), server.id() != "quiet", "{}", server.id());
+        let metadata = &route["metadata"]["filter_metadata"]["mcp_gateway"];
+        let expected = if server.id() == "quiet" {
+            "show"
+        } else {
+            "hide"
+        };
+        assert_eq!(metadata["unregistered_tools"], expected);
+        assert!(metadata["schema_digests"]
+            .as_str()
+            .unwrap()
+            .starts_with("{\"t\":\"sha256:"));
+    }
+    // The Istio gateway merges the same settings into istiod's routes, by route name.
+    let istio: Vec<serde_json::Value> =
+        serde_norway::Deserializer::from_str(output(&outputs, "istio/gateway-envoyfilter.yaml"))
+            .map(|d| serde::Deserialize::deserialize(d).unwrap())
+            .collect();
+    let patches = istio[0]["spec"]["configPatches"].as_array().unwrap();
+    let merged = |route: &str| {
+        patches
+            .iter()
+            .find(|p| p["match"]["routeConfiguration"]["vhost"]["route"]["name"] == route)
+            .map(|p| p["patch"]["value"].clone())
+            .unwrap()
+    };
+    assert!(merged("mcp-server-quiet")
+        .get("typed_per_filter_config")
+        .is_none());
+    for route in ["mcp-server-mirrored", "mcp-server-strict"] {
+        assert_eq!(
+            merged(route)["typed_per_filter_config"]["envoy.filters.http.ext_authz"]
+                ["check_settings"]["with_request_body"]["max_request_bytes"],
+            1048576
+        );
+    }
 }

@@ -355,3 +355,91 @@ fn sidecars_of_two_servers_must_not_select_the_same_pods() {
         );
     }
 }
+
+#[test]
+fn validation_and_unregistered_tools_default_to_report_and_hide() {
+    let server = load(MINIMAL).unwrap();
+    assert_eq!(server.validation, crate::Validation::Report);
+    assert_eq!(server.unregistered_tools, crate::UnregisteredTools::Hide);
+    assert!(
+        server.needs_body(),
+        "report mode validates: the body is needed"
+    );
+    for (text, validation, unregistered) in [
+        (
+            "{validation: enforce, unregistered_tools: show}",
+            crate::Validation::Enforce,
+            crate::UnregisteredTools::Show,
+        ),
+        (
+            "{validation: \"off\", unregistered_tools: hide}",
+            crate::Validation::Off,
+            crate::UnregisteredTools::Hide,
+        ),
+    ] {
+        let server = load(&format!("{MINIMAL}gateway: {text}\n")).unwrap();
+        assert_eq!(server.validation, validation, "{text}");
+        assert_eq!(server.unregistered_tools, unregistered, "{text}");
+    }
+}
+
+#[test]
+fn validation_and_unregistered_tools_take_only_their_values() {
+    // `off` unquoted is a YAML 1.1 boolean to some readers; serde_norway (1.2) reads it
+    // as the string, so both spellings work. A real boolean is refused by serde.
+    let refused = load(&format!(
+        "{MINIMAL}gateway:\n  validation: strict\n  unregistered_tools: Hide\n"
+    ))
+    .unwrap_err();
+    assert_eq!(
+        refused,
+        [
+            "gateway.validation: \"strict\" is not one of enforce, report, off",
+            "gateway.unregistered_tools: \"Hide\" is not one of hide, show",
+        ]
+    );
+    let file = load(&format!("{MINIMAL}gateway:\n  validation: off\n")).unwrap();
+    assert_eq!(file.validation, crate::Validation::Off);
+}
+
+#[test]
+fn a_server_without_validation_needs_the_body_only_for_header_annotations() {
+    let off = format!("{MINIMAL}gateway: {{validation: \"off\"}}\n");
+    assert!(!load(&off).unwrap().needs_body());
+    let annotated =
+        r#"{"type":"object","properties":{"region":{"type":"string","x-mcp-header":"Region"}}}"#;
+    let server = load_with(
+        &off.replace("s.json", "h.json"),
+        &Rules::default(),
+        &[("h.json", annotated)],
+    )
+    .unwrap();
+    assert_eq!(server.tools[0].param_headers, ["Region"]);
+    assert!(server.needs_body());
+}
+
+/// A schema the filter's digest cannot represent names the file, the field and why.
+#[test]
+fn a_schema_with_an_unsafe_integer_is_refused_with_file_field_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("big.json"),
+        r#"{"type":"object","properties":{"id":{"type":"integer","maximum":18446744073709551615}}}"#,
+    )
+    .unwrap();
+    let file = dir.path().join("m.yaml");
+    let problems = manifest(
+        &file,
+        &MINIMAL.replace("s.json", "big.json"),
+        &Rules::default(),
+    )
+    .unwrap_err();
+    assert_eq!(problems.len(), 1);
+    assert_eq!(
+        problems[0].to_string(),
+        format!(
+            "{}: tools[0].schema_ref: big.json: the integer 18446744073709551615 is beyond +-(2^53 - 1) (RFC 7493 section 2.2); the schema digest the gateway compares servers' inputSchema with (canonical JSON, RFC 8785) cannot hold it exactly: use a smaller bound",
+            file.display()
+        )
+    );
+}

@@ -5,7 +5,9 @@
 //!   server; the route matches the exposure path exactly, rewrites it to the
 //!   endpoint's path, sends the rate limit descriptor `[server_id, tool_call,
 //!   agent_id]` and carries the metadata the MCP filter labels requests with
-//!   (`mcp_gateway: {server_id, server_version, tools}`, see filter/core/src/route.rs). A
+//!   (`mcp_gateway: {server_id, server_version, tools, schema_digests,
+//!   unregistered_tools}`, see filter/core/src/route.rs); a server whose calls the
+//!   authz-service checks against their schemas has ext_authz send it the body. A
 //!   catch-all route marked `mcp_gateway: {unregistered: "true"}` comes last: the filter
 //!   answers it with 404 -31014 and an audit record (its direct response is only the
 //!   fallback should the filter be missing). Envoy reloads both files when render
@@ -24,6 +26,7 @@
 use super::Output;
 use crate::fleet::Fleet;
 use crate::model::Server;
+use mcp_filter_core::config::DEFAULT_MAX_BODY_BYTES;
 use mcp_filter_core::route::NAMESPACE;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -199,25 +202,98 @@ pub fn oauth_metadata_route() -> Value {
         "name": "mcp-oauth-metadata",
         "match": { "prefix": "/.well-known/oauth-protected-resource" },
         "route": { "cluster": "authz_http" },
-        "typed_per_filter_config": { "envoy.filters.http.ext_authz": {
+        "typed_per_filter_config": { EXT_AUTHZ: {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute",
             "disabled": true,
         }},
     })
 }
 
-/// A server's route: exact path, its cluster, rewrites, timeouts, rate limit
-/// descriptor and the metadata the filter labels by.
-pub fn server_route(server: &Server) -> Value {
-    let endpoint = &server.endpoint;
-    // Strings only: the filter reads each leaf as a raw string. `tools` gives the
-    // server's registered tools their own metric label (MCP tool names hold no commas).
+/// The route metadata the filter reads (`mcp_gateway`): strings only, since the filter
+/// reads each leaf as a raw string.
+/// - `tools` gives the registered tools their own metric label and tells the filter
+///   which tools a `tools/list` answer may show (MCP tool names hold no commas);
+/// - `schema_digests`, a JSON object as a string, `{"<tool>":"sha256:<hex>"}`: what
+///   the filter compares a `tools/list` answer's `inputSchema`s with (schema drift),
+///   `input_hash` of the registered schema, so formatting never counts as drift;
+/// - `unregistered_tools`: `hide` or `show`, for tools the answer has and `tools` lacks.
+pub fn route_metadata(server: &Server) -> Value {
     let tools: Vec<&str> = server.tools.iter().map(|t| t.name.as_str()).collect();
-    let metadata = json!({
+    let digests: serde_json::Map<String, Value> = server
+        .tools
+        .iter()
+        .map(|t| (t.name.clone(), json!(t.schema_digest)))
+        .collect();
+    json!({
         "server_id": server.id(),
         "server_version": server.version,
         "tools": tools.join(","),
-    });
+        "schema_digests": Value::Object(digests).to_string(),
+        "unregistered_tools": server.unregistered_tools.as_str(),
+    })
+}
+
+/// The ext_authz filter's name in envoy/fleet.yaml (and the key of its per-route config).
+pub const EXT_AUTHZ: &str = "envoy.filters.http.ext_authz";
+
+/// The MCP filter's `max_body_bytes` in envoy/fleet.yaml (its default if unset), read
+/// once (every server route needs it).
+pub fn filter_max_body_bytes() -> u64 {
+    static LIMIT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| max_body_bytes_in(BOOTSTRAP))
+}
+
+fn max_body_bytes_in(bootstrap: &str) -> u64 {
+    let bootstrap: Value = serde_norway::from_str(bootstrap).unwrap_or_default();
+    let filters = bootstrap
+        .pointer(
+            "/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters",
+        )
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    filters
+        .iter()
+        .filter_map(|f| {
+            f.pointer("/typed_config/config/configuration/value")?
+                .as_str()
+        })
+        .filter_map(|text| serde_json::from_str::<Value>(text).ok())
+        .find_map(|config| config["max_body_bytes"].as_u64())
+        .unwrap_or(DEFAULT_MAX_BODY_BYTES)
+}
+
+/// The route's ext_authz settings when the authz-service needs the request body (the
+/// server validates arguments, or has `x-mcp-header` parameters): ext_authz buffers it
+/// and sends it along. Routes of servers that need neither send no body and buffer
+/// nothing for ext_authz.
+///
+/// `max_request_bytes` is the MCP filter's `max_body_bytes`: the filter has refused
+/// anything larger (413 with a JSON-RPC body), so ext_authz never answers a large body
+/// itself; and with `allow_partial_message: false` the service always sees a whole body.
+/// `pack_as_bytes` asks for `raw_body`, but Envoy (1.40) takes that flag from the filter's
+/// own configuration only (envoyproxy/envoy#35623): per route, the body arrives in the
+/// string field `body`. The MCP filter let only well-formed JSON (UTF-8) through, so the
+/// two hold the same bytes and the service reads whichever is set.
+pub fn ext_authz_per_route(server: &Server) -> Option<Value> {
+    server.needs_body().then(|| {
+        json!({
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute",
+            "check_settings": { "with_request_body": {
+                "max_request_bytes": filter_max_body_bytes(),
+                "allow_partial_message": false,
+                "pack_as_bytes": true,
+            }},
+        })
+    })
+}
+
+/// A server's route: exact path, its cluster, rewrites, timeouts, rate limit
+/// descriptor, the metadata the filter labels by and, when the authz-service needs
+/// it, the body for ext_authz.
+pub fn server_route(server: &Server) -> Value {
+    let endpoint = &server.endpoint;
+    let metadata = route_metadata(server);
     let default_port = if endpoint.is_tls() { 443 } else { 80 };
     let authority = if endpoint.port == default_port {
         host_for_authority(&endpoint.host)
@@ -243,12 +319,16 @@ pub fn server_route(server: &Server) -> Value {
         // query string stays).
         route["prefix_rewrite"] = json!(endpoint.path);
     }
-    json!({
+    let mut entry = json!({
         "name": format!("mcp-server/{}", server.id()),
         "match": { "path": server.path },
         "metadata": { "filter_metadata": { NAMESPACE: metadata } },
         "route": route,
-    })
+    });
+    if let Some(per_route) = ext_authz_per_route(server) {
+        entry["typed_per_filter_config"] = json!({ EXT_AUTHZ: per_route });
+    }
+    entry
 }
 
 /// The catch-all: the filter answers it with 404 -31014 and an audit record.
@@ -385,6 +465,20 @@ mod tests {
         assert_eq!(duration(Duration::ZERO), "0s");
         assert_eq!(duration(Duration::from_millis(1500)), "1.500000000s");
         assert_eq!(duration(Duration::from_secs(300)), "300s");
+    }
+
+    #[test]
+    fn the_body_limit_is_the_shipped_filters() {
+        // envoy/fleet.yaml sets the MCP filter's max_body_bytes explicitly (1 MiB).
+        const SHIPPED: &str = "\"max_body_bytes\": 1048576";
+        assert!(BOOTSTRAP.contains(SHIPPED));
+        assert_eq!(filter_max_body_bytes(), 1_048_576);
+        // Read from the filter's configuration, not assumed...
+        let raised = BOOTSTRAP.replace(SHIPPED, "\"max_body_bytes\": 4194304");
+        assert_eq!(max_body_bytes_in(&raised), 4_194_304);
+        // ...and the filter's own default when the configuration has none.
+        let unset = BOOTSTRAP.replace(SHIPPED, "\"not_the_limit\": 1");
+        assert_eq!(max_body_bytes_in(&unset), DEFAULT_MAX_BODY_BYTES);
     }
 
     #[test]

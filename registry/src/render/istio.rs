@@ -6,8 +6,9 @@
 //!   ext_authz, ratelimit), adds the two service clusters, merges the connection
 //!   manager settings and the stat tag rules, and MERGEs into each route istiod
 //!   generates from the VirtualService what a VirtualService cannot say: the route
-//!   metadata the filter labels requests with, the rate limit actions and the idle
-//!   timeout. All of it is taken from what the Envoy target renders (envoy.rs) and
+//!   metadata the filter labels requests with, the rate limit actions, the idle
+//!   timeout and, for servers whose calls the authz-service validates, ext_authz's
+//!   per-route request body settings. All of it is taken from what the Envoy target renders (envoy.rs) and
 //!   from `envoy/fleet.yaml`, so the two deployments cannot drift apart.
 //! - `gateway-virtualservice.yaml`: the Gateway `mcp-gateway` (port 80, any host) and
 //!   the VirtualService `mcp-gateway`: the RFC 9728 metadata route, one http route
@@ -201,17 +202,24 @@ fn envoy_filter(fleet: &Fleet) -> String {
     ));
     for server in &fleet.servers {
         let route = envoy::server_route(server);
+        let mut value = json!({
+            "metadata": route["metadata"],
+            "route": {
+                "rate_limits": route["route"]["rate_limits"],
+                "idle_timeout": route["route"]["idle_timeout"],
+            },
+        });
+        // The request body for the authz-service, per route as on plain Envoy: the
+        // MERGE adds the route's ExtAuthzPerRoute (as the metadata route's `disabled`
+        // above), so only servers that validate or mirror headers buffer a body.
+        if let Some(per_route) = route.get("typed_per_filter_config") {
+            value["typed_per_filter_config"] = per_route.clone();
+        }
         patches.push(patch(
             "HTTP_ROUTE",
             route_match(&route_name(server)),
             "MERGE",
-            json!({
-                "metadata": route["metadata"],
-                "route": {
-                    "rate_limits": route["route"]["rate_limits"],
-                    "idle_timeout": route["route"]["idle_timeout"],
-                },
-            }),
+            value,
         ));
     }
     let unregistered = envoy::unregistered_route();
@@ -242,8 +250,9 @@ fn envoy_filter(fleet: &Fleet) -> String {
         "# The MCP gateway for the fleet on the Istio ingress gateway: the filters, clusters and\n\
          # connection manager settings of envoy/fleet.yaml, and per server route (by the names of\n\
          # gateway-virtualservice.yaml, in the virtual host {vhost}) the route metadata\n\
-         # mcp_gateway: {{server_id, server_version, tools}} the MCP filter labels requests with,\n\
-         # the rate limit actions [server_id, tool_call, agent_id] and the idle timeout; the\n\
+         # mcp_gateway: {{server_id, server_version, tools, schema_digests, unregistered_tools}} the\n\
+         # MCP filter labels requests with, the rate limit actions [server_id, tool_call, agent_id],\n\
+         # the idle timeout and, where the authz-service validates calls, ext_authz's request body; the\n\
          # catch-all {UNREGISTERED_ROUTE} is marked unregistered (404 -31014 with an audit record).\n\
          # Needs: the services (kubectl apply -f envoy/kubernetes/, then this render's\n\
          # kubernetes/), the .wasm in the gateway pods at\n\

@@ -1,14 +1,15 @@
 //! `kubernetes/`, in namespace `mcp-gateway`:
 //!
 //! - `configmaps.yaml`: the ConfigMaps the shipped manifests mount
-//!   (envoy/kubernetes/authz-service.yaml: `mcp-authz-policy`, key `policy.yaml`;
-//!   envoy/kubernetes/ratelimit-service.yaml: `mcp-ratelimit-config`, key
-//!   `limits.yaml`). Both services hot-reload them.
+//!   (envoy/kubernetes/authz-service.yaml: `mcp-authz-policy`, keys `policy.yaml` and
+//!   `schemas.json`; envoy/kubernetes/ratelimit-service.yaml: `mcp-ratelimit-config`,
+//!   key `limits.yaml`). Both services hot-reload them.
 //! - `authz-service.yaml`: the shipped authz-service Deployment with the upstream
 //!   credentials the policy names mounted (one projected volume of the Secrets at
 //!   `/etc/mcp-gateway/credentials`, each key at `<server_id>/<key>`), so that the
-//!   policy in the ConfigMap finds them. Applied after envoy/kubernetes/, it replaces
-//!   the shipped Deployment.
+//!   policy in the ConfigMap finds them, and `--schemas` pointed at the ConfigMap's
+//!   `schemas.json`. Applied after envoy/kubernetes/, it replaces the shipped
+//!   Deployment.
 //! - `envoy-configmap.yaml`: `mcp-gateway-envoy` with Envoy's `clusters.yaml` and
 //!   `routes.yaml` for a plain-Envoy gateway pod, rendered for `/etc/mcp-gateway/envoy`,
 //!   the directory envoy/fleet.yaml reads and watches (the kubelet swaps a ConfigMap
@@ -30,7 +31,11 @@ const CREDENTIALS_VOLUME: &str = "upstream-credentials";
 
 pub const NAMESPACE: &str = "mcp-gateway";
 
-pub fn configmaps(fleet: &Fleet, limits: &str) -> String {
+/// Where the authz-service container mounts the `mcp-authz-policy` ConfigMap
+/// (envoy/kubernetes/authz-service.yaml).
+const AUTHZ_CONFIG_DIR: &str = "/etc/mcp-authz";
+
+pub fn configmaps(fleet: &Fleet, schemas: &str, limits: &str) -> String {
     let mut out = String::from(HEADER);
     let mounts = credentials::mounts(fleet);
     if !mounts.is_empty() {
@@ -53,23 +58,25 @@ pub fn configmaps(fleet: &Fleet, limits: &str) -> String {
         }
     }
     let policy = policy::render(fleet, &Placement::Kubernetes);
-    configmap(&mut out, "mcp-authz-policy", "policy.yaml", &policy);
+    // One ConfigMap, one volume: the kubelet swaps both files in together, so the
+    // service never reads a policy of one render with the schemas of another for long.
+    configmap(
+        &mut out,
+        "mcp-authz-policy",
+        &[("policy.yaml", &policy), (super::schemas::FILE, schemas)],
+    );
     out.push_str("---\n");
-    configmap(&mut out, "mcp-ratelimit-config", "limits.yaml", limits);
+    configmap(&mut out, "mcp-ratelimit-config", &[("limits.yaml", limits)]);
     out
 }
 
-fn configmap(out: &mut String, name: &str, key: &str, text: &str) {
+fn configmap(out: &mut String, name: &str, entries: &[(&str, &str)]) {
     let _ = writeln!(
         out,
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {NAMESPACE}\n  labels:\n    app.kubernetes.io/part-of: mcp-gateway\n    app.kubernetes.io/managed-by: mcp-registry\ndata:\n  {key}: |"
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {NAMESPACE}\n  labels:\n    app.kubernetes.io/part-of: mcp-gateway\n    app.kubernetes.io/managed-by: mcp-registry\ndata:"
     );
-    for line in text.lines() {
-        if line.is_empty() {
-            out.push('\n');
-        } else {
-            let _ = writeln!(out, "    {line}");
-        }
+    for (key, text) in entries {
+        data_entry(out, key, text);
     }
 }
 
@@ -100,6 +107,7 @@ pub fn envoy_configmap(fleet: &Fleet) -> String {
 /// upstream credentials mounted where the ConfigMap's policy expects them.
 pub fn authz_deployment(fleet: &Fleet) -> String {
     let mut deployment = shipped_authz_deployment();
+    schemas_arg(&mut deployment);
     let mounts = credentials::mounts(fleet);
     let mut out = String::from(HEADER);
     out.push_str(
@@ -152,6 +160,27 @@ pub fn authz_deployment(fleet: &Fleet) -> String {
     }
     out.push_str(&super::yaml::to_yaml(&deployment));
     out
+}
+
+/// `--schemas=` the ConfigMap's `schemas.json`, right after `--policy=` (added unless
+/// the shipped Deployment already has it).
+fn schemas_arg(deployment: &mut Value) {
+    let Some(args) = deployment
+        .pointer_mut("/spec/template/spec/containers/0/args")
+        .and_then(Value::as_array_mut)
+    else {
+        return;
+    };
+    let has = |prefix: &str| {
+        args.iter()
+            .position(|a| a.as_str().is_some_and(|a| a.starts_with(prefix)))
+    };
+    if has("--schemas").is_some() {
+        return;
+    }
+    let at = has("--policy").map_or(args.len(), |i| i + 1);
+    let flag = format!("--schemas={AUTHZ_CONFIG_DIR}/{}", super::schemas::FILE);
+    args.insert(at, json!(flag));
 }
 
 fn shipped_authz_deployment() -> Value {
@@ -213,5 +242,38 @@ mod tests {
             .unwrap();
         // YAML 1.1 (Kubernetes) reads 0440 as octal.
         assert_eq!(keys["secret"]["defaultMode"], json!(0o440), "{keys}");
+        // The ConfigMap with the policy (and the schemas) is mounted where the
+        // rendered --schemas flag points.
+        let mounts = deployment["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+            .as_array()
+            .unwrap();
+        assert!(
+            mounts
+                .iter()
+                .any(|m| m["name"] == "policy" && m["mountPath"] == AUTHZ_CONFIG_DIR),
+            "{mounts:?}"
+        );
+    }
+
+    #[test]
+    fn the_schemas_flag_follows_the_policy_flag_once() {
+        let mut deployment = shipped_authz_deployment();
+        schemas_arg(&mut deployment);
+        schemas_arg(&mut deployment);
+        let args: Vec<&str> = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        let policy = args
+            .iter()
+            .position(|a| a.starts_with("--policy="))
+            .unwrap();
+        assert_eq!(args[policy + 1], "--schemas=/etc/mcp-authz/schemas.json");
+        assert_eq!(
+            args.iter().filter(|a| a.starts_with("--schemas")).count(),
+            1
+        );
     }
 }

@@ -10,6 +10,7 @@ pub mod kubernetes;
 pub mod limits;
 pub mod monitoring;
 pub mod policy;
+pub mod schemas;
 pub mod sidecar;
 mod yaml;
 
@@ -67,8 +68,9 @@ pub fn render(fleet: &Fleet, options: &Options) -> Vec<Output> {
         credentials_dir: &options.credentials_dir,
     };
     let policy_text = policy::render(fleet, &local);
+    let schemas_text = schemas::render(fleet);
     let limits_text = limits::render(fleet);
-    let configmaps = kubernetes::configmaps(fleet, &limits_text);
+    let configmaps = kubernetes::configmaps(fleet, &schemas_text, &limits_text);
     let envoy_configmap = kubernetes::envoy_configmap(fleet);
     let authz_deployment = kubernetes::authz_deployment(fleet);
     let envoy_dir = options.envoy_dir.clone().unwrap_or_else(|| {
@@ -80,6 +82,9 @@ pub fn render(fleet: &Fleet, options: &Options) -> Vec<Output> {
     // new server meeting a policy that does not know it.
     let mut outputs = vec![
         Output::new("policy.yaml", policy_text),
+        // Beside the policy, both read by the authz-service before Envoy's routes send it
+        // the bodies of a newly validated server.
+        Output::new(schemas::FILE, schemas_text),
         Output::new("limits/limits.yaml", limits_text),
         Output::new("kubernetes/configmaps.yaml", configmaps),
         Output::new("kubernetes/authz-service.yaml", authz_deployment),

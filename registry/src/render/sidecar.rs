@@ -118,9 +118,11 @@ did not label is refused before its token is looked at.";
 
 const SERVER_ROUTE: &str = "\
 Exactly the filter's mcp_paths (the endpoint's path), case-sensitive, to the MCP server
-(Istio's inbound cluster for the port), with the gateway route's rate limit actions
-([server_id, tool_call, agent_id]: the rendered limits sit under the server's id) and
-timeouts. No rewrite: the request arrives at the server's own path and host.";
+(Istio's inbound cluster for the port), with the gateway route's metadata (tools,
+schema_digests, unregistered_tools: what list filtering and drift read), rate limit actions
+([server_id, tool_call, agent_id]: the rendered limits sit under the server's id),
+timeouts and, when the authz-service validates the server's calls, ext_authz's request
+body settings. No rewrite: the request arrives at the server's own path and host.";
 
 const METADATA: &str = "\
 RFC 9728 protected resource metadata from the authz-service, readable without a token
@@ -249,16 +251,26 @@ fn envoy_filter(
 /// Istio's inbound cluster where it is not.
 fn server_route(server: &Server, port: u16) -> Value {
     let gateway = envoy::server_route(server);
-    json!({
+    let mut route = json!({
         "name": gateway["name"],
         "match": { "path": server.endpoint.path },
+        // The filter names its one server in its configuration; the list filtering and
+        // drift leaves (tools, schema_digests, unregistered_tools) are per route, as on
+        // the gateway, so the same filter code reads them in both shapes.
+        "metadata": gateway["metadata"],
         "route": {
             "cluster": inbound_cluster(port),
             "rate_limits": gateway["route"]["rate_limits"],
             "timeout": gateway["route"]["timeout"],
             "idle_timeout": gateway["route"]["idle_timeout"],
         },
-    })
+    });
+    // The route is the sidecar's own (INSERT_BEFORE, not a MERGE into Istio's), so it
+    // carries the gateway route's ext_authz body settings as they are.
+    if let Some(per_route) = gateway.get("typed_per_filter_config") {
+        route["typed_per_filter_config"] = per_route.clone();
+    }
+    route
 }
 
 /// The MCP filter's configuration: envoy/fleet.yaml's, with the one server named in it
@@ -336,6 +348,8 @@ mod tests {
             schema_ref: "s.json".into(),
             schema_file: PathBuf::from("s.json"),
             input_schema: json!({"type": "object"}),
+            schema_digest: format!("sha256:{}", "0".repeat(64)),
+            param_headers: Vec::new(),
         };
         Server {
             manifest_file: PathBuf::from(format!("fleet/{id}.yaml")),
@@ -360,6 +374,8 @@ mod tests {
             timeouts: Timeouts::default(),
             metric_labels: BTreeMap::new(),
             istio_sidecar: sidecar,
+            validation: Default::default(),
+            unregistered_tools: Default::default(),
         }
     }
 
@@ -503,6 +519,18 @@ mod tests {
         );
         assert!(route["route"].get("prefix_rewrite").is_none());
         assert!(route["route"].get("host_rewrite_literal").is_none());
+        // The gateway route's metadata, and its ext_authz body settings (the default
+        // validation mode, report, needs the body).
+        assert_eq!(route["metadata"], gateway["metadata"]);
+        assert_eq!(
+            route["metadata"]["filter_metadata"]["mcp_gateway"]["unregistered_tools"],
+            "hide"
+        );
+        assert_eq!(
+            route["typed_per_filter_config"][envoy::EXT_AUTHZ]["check_settings"]
+                ["with_request_body"]["max_request_bytes"],
+            1048576
+        );
         assert_eq!(routes[3]["value"], envoy::oauth_metadata_route());
     }
 
