@@ -4,7 +4,8 @@ rendered from the servers' manifests, and a fourth server registered midway, liv
 1. Three servers of registry/examples, each built with an official MCP SDK
    (financial-data and hr-directory: Python; weather: TypeScript v1), their manifests
    rendered by `mcp-registry render` into Envoy's routes and clusters, the
-   authz-service policy and the ratelimit-service limits (harness Fleet).
+   authz-service policy and tool schemas (`--schemas`) and the ratelimit-service
+   limits (harness Fleet).
 2. Per server, an official Python SDK client: the tools listed, one call, the headers
    the server got from the gateway, the audit record, the per-server metric.
 3. What the gateway refuses: no token (401 and its challenge), a missing scope (403
@@ -357,7 +358,7 @@ def main() -> int:
             local = [r for r in rendered if r.split("/")[0] + "/" not in deployments]
             print(f"  rendered    {', '.join(local)} (and {', '.join(deployments)} for deployments)")
             print(f"  running     Envoy :{fleet.port} (PID {fleet.envoy.pid}) on envoy/*.yaml, authz-service on"
-                  " policy.yaml, ratelimit-service on limits/")
+                  " policy.yaml and schemas.json, ratelimit-service on limits/")
             print(f"  client      official Python SDK as {AGENT} acting for {USER},"
                   f" token scope tools.read on {', '.join((*FLEET, NEW))}")
 

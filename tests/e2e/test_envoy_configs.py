@@ -3,6 +3,8 @@ the real Envoy; bad filter configs stop it with a clear message."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ import yaml
 from harness import ROOT, connection_manager, free_port, render_config, routes, validate
 from harness import single
 from harness.envoy import filter_settings, wasm_plugin_configs
-from harness.registry import EXAMPLES, render
+from harness.registry import EXAMPLES, manifest_text, render
 
 FLEET_BOOTSTRAP = ROOT / "envoy" / "fleet.yaml"
 
@@ -115,3 +117,65 @@ def test_the_standalone_config_is_the_bootstrap_with_the_xds_files_inline(exampl
     clusters = yaml.safe_load((rendered / "clusters.yaml").read_text())["resources"]
     expected["static_resources"]["clusters"] += [{k: v for k, v in c.items() if k != "@type"} for c in clusters]
     assert yaml.safe_load(example_standalone.read_text()) == expected
+
+
+EXT_AUTHZ = "envoy.filters.http.ext_authz"
+
+
+def body_settings(route: dict) -> dict | None:
+    per_route = route.get("typed_per_filter_config", {}).get(EXT_AUTHZ, {})
+    return per_route.get("check_settings", {}).get("with_request_body")
+
+
+def test_servers_that_validate_send_ext_authz_the_whole_body_up_to_the_filters_limit():
+    """The authz-service validates arguments (issue 16) with the body ext_authz sends it:
+    the one-server gateway (validation `report`, the default) asks for it on its route,
+    never a partial body, and never with a limit under the MCP filter's own (ext_authz
+    would answer a body the filter let through with its own 413, without a JSON-RPC body)."""
+    config = yaml.safe_load(single.standalone().read_text())
+    limit = filter_settings(wasm_plugin_configs(config)[0])["max_body_bytes"]
+    server_routes = [r for r in routes(config) if r.get("route", {}).get("cluster") == single.MCP_CLUSTER]
+    assert len(server_routes) == 2  # the path map's and the fallback list's
+    for route in server_routes:
+        settings = body_settings(route)
+        assert settings is not None, route
+        assert settings["max_request_bytes"] >= limit
+        assert settings["allow_partial_message"] is False
+        assert settings["pack_as_bytes"] is True
+        metadata = route["metadata"]["filter_metadata"]["mcp_gateway"]
+        assert metadata["unregistered_tools"] == "hide"
+        assert sorted(json.loads(metadata["schema_digests"])) == sorted(metadata["tools"].split(","))
+    # No other route buffers a body for ext_authz.
+    assert [r for r in routes(config) if body_settings(r) and r not in server_routes] == []
+
+
+def test_a_fleet_mixing_validation_modes_validates_and_only_validating_servers_buffer(tmp_path):
+    """One server per mode, and one in `off` that mirrors a parameter into a header (its
+    annotation is still checked, so it still needs the body): Envoy takes the rendered
+    routes, and only the `off` server without annotations sends no body."""
+    manifests = tmp_path / "manifests"
+    shutil.copytree(EXAMPLES, manifests, ignore=shutil.ignore_patterns("credentials", "*.yaml"))
+    (manifests / "schemas" / "mirrored.json").write_text(
+        json.dumps({"type": "object", "properties": {"region": {"type": "string", "x-mcp-header": "Region"}}})
+    )
+    modes = {"strict": ("enforce", None), "rollout": ("report", None), "quiet": ("off", None), "mirrored": ("off", "mirrored.json")}
+    for port, (server_id, (mode, schema)) in enumerate(modes.items(), start=9001):
+        manifest = yaml.safe_load(manifest_text("weather", port))
+        manifest["server_id"] = server_id
+        manifest["gateway"] = {"validation": mode}
+        if schema:
+            manifest["tools"] = [{"name": "lookup", "schema_ref": f"schemas/{schema}"}]
+        (manifests / f"{server_id}.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+    render(manifests, tmp_path / "out", tmp_path / "credentials")
+    standalone = tmp_path / "out" / "envoy" / "standalone.yaml"
+    result = validate(standalone)
+    assert result.returncode == 0, result.stdout + result.stderr
+    config = yaml.safe_load(standalone.read_text())
+    buffering = {
+        r["metadata"]["filter_metadata"]["mcp_gateway"]["server_id"]
+        for r in routes(config)
+        if body_settings(r) and "server_id" in r.get("metadata", {}).get("filter_metadata", {}).get("mcp_gateway", {})
+    }
+    assert buffering == {"strict", "rollout", "mirrored"}
+    schemas = json.loads((tmp_path / "out" / "schemas.json").read_text())
+    assert {s: v["validation"] for s, v in schemas["servers"].items()} == {s: m for s, (m, _) in modes.items()}

@@ -1,10 +1,11 @@
 """A fleet of MCP servers behind one gateway, as users run it: manifests in a directory,
 `mcp-registry render` into another, and Envoy, the authz-service and the
-ratelimit-service on the rendered files (Envoy's routes and clusters, the policy and
-the limits are all reloaded live when render writes again)."""
+ratelimit-service on the rendered files (Envoy's routes and clusters, the policy, the
+tool schemas and the limits are all reloaded live when render writes again)."""
 
 from __future__ import annotations
 
+import inspect
 import shutil
 from pathlib import Path
 
@@ -81,6 +82,17 @@ class Rendered:
         return render(self.manifests, self.out, self.credentials)
 
 
+def fleet_authz(log_dir: Path, out: Path) -> Authz:
+    """The authz-service on a rendered directory's policy and tool schemas (render writes
+    `schemas.json` beside `policy.yaml`; both are reloaded when render writes again)."""
+    schemas = out / "schemas.json"
+    # Until harness/authz.py has `schemas` (the service's --schemas flag, issue 16), the
+    # service runs on the policy alone.
+    if "schemas" in inspect.signature(Authz.__init__).parameters:
+        return Authz(log_dir, policy=out / "policy.yaml", schemas=schemas, in_place=True)
+    return Authz(log_dir, policy=out / "policy.yaml", in_place=True)
+
+
 class Fleet:
     """A rendered fleet (see Rendered) and the gateway running on what was rendered:
     the authz-service and ratelimit-service on the rendered policy and limits, Envoy on
@@ -92,7 +104,7 @@ class Fleet:
         self.manifests, self.out = self.rendered.manifests, self.rendered.out
         self.authz = self.ratelimit = self.envoy = None
         try:
-            self.authz = Authz(self.log_dir, policy=self.out / "policy.yaml", in_place=True)
+            self.authz = fleet_authz(self.log_dir, self.out)
             self.ratelimit = Ratelimit(self.log_dir, config_dir=self.out / "limits")
             self.port, admin = free_port(), free_port()
             config = render_config(

@@ -59,6 +59,12 @@ def policy() -> Path:
     return rendered() / "policy.yaml"
 
 
+def schemas() -> Path:
+    """The tool schemas the authz-service validates `tools/call` arguments with (the
+    manifest's validation mode is the default, `report`)."""
+    return rendered() / "schemas.json"
+
+
 def limits() -> Path:
     return rendered() / "limits" / "limits.yaml"
 
