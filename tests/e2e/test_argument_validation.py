@@ -10,13 +10,11 @@ show that the gateway refused it.)"""
 
 from __future__ import annotations
 
-import base64
-
 import pytest
 
 from harness import audit_records, prometheus, wait_until
-from harness.catalog_servers import SchemaFleet, manifest_catalog, start_servers
-from harness.rpc import LEGACY, MODERN, content_type, result, rpc
+from harness.catalog_servers import SchemaFleet, manifest_catalog, registered_schema, start_servers
+from harness.rpc import LEGACY, MODERN, content_type, mirrored, result, rpc, sentinel
 
 AGENT = "agent-validation"
 ENFORCE = ("val-py-enforce", "val-ts-enforce")
@@ -74,8 +72,12 @@ def gateway(tmp_path_factory):
         server.stop()
 
 
-def call_tool(fleet, server, tool, arguments, request_id, headers=()):
+def call_tool(fleet, server, tool, arguments, request_id, headers=None):
+    """A tools/call; without `headers`, with the Mcp-Param-* headers a compliant client
+    mirrors from the arguments (2026-07-28 only)."""
     params = {"name": tool} if arguments is None else {"name": tool, "arguments": arguments}
+    if headers is None:
+        headers = mirrored(registered_schema(server, tool), arguments) if version(server) == MODERN else []
     return rpc(fleet.port, fleet.path(server), "tools/call", params, request_id, AGENT, scopes(), version(server), list(headers))
 
 
@@ -130,7 +132,10 @@ def test_invalid_arguments_are_refused_before_the_server(gateway, server):
         assert records[f"{server}-{case}"]["decision"] == "allowed"
 
 
-def test_report_mode_forwards_audits_and_counts_invalid_calls(gateway):
+def test_report_mode_forwards_audits_and_counts_invalid_calls_and_off_mode_does_not(gateway):
+    """The same invalid calls: `report` forwards them and records each violation
+    (audit `schema_violation`, mcp_argument_violations_total); `off` (the same server
+    process) forwards them without a trace."""
     fleet, servers = gateway
     server, backend = "val-py-report", servers[SHARED]
     dispatched = len(backend.dispatches())
@@ -167,26 +172,26 @@ def test_report_mode_forwards_audits_and_counts_invalid_calls(gateway):
         "lookup": 1, "search": 2, "transfer": 1, "admin_reset": 1, "report": 0,
     }
 
-
-def test_off_mode_forwards_invalid_calls_without_a_trace(gateway):
-    fleet, servers = gateway
-    server = "val-py-off"
+    off = "val-py-off"
     for case, (tool, arguments, *_) in INVALID.items():
-        assert not result(call_tool(fleet, server, tool, arguments, f"{server}-{case}")).get("isError"), case
-    records = records_for(fleet, {f"{server}-{case}" for case in INVALID})
+        assert not result(call_tool(fleet, off, tool, arguments, f"{off}-{case}")).get("isError"), case
+    records = records_for(fleet, {f"{off}-{case}" for case in INVALID})
     assert all(r["decision"] == "allowed" and r.get("schema_violation") is None for r in records.values()), records
     samples = prometheus(fleet.envoy.admin_port)
-    assert all(violations(samples, server, tool) == 0 for tool, *_ in INVALID.values())
-
-
-def sentinel(value: str) -> str:
-    return "=?base64?" + base64.b64encode(value.encode()).decode() + "?="
+    assert all(violations(samples, off, tool) == 0 for tool, *_ in INVALID.values())
 
 
 # Mcp-Param cases on `lookup` (region: x-mcp-header Region) and `transfer` (urgent:
 # boolean, x-mcp-header Urgent): arguments, the Mcp-Param-* headers sent, refused?
 PARAM_CASES = {
     "param-match": ({"region": "eu"}, [("Mcp-Param-Region", "eu")], False),
+    # Headers no schema annotates: forwarded as they came (the spec asks intermediaries
+    # to), a sentinel-looking value not decoded.
+    "param-unknown-forwarded": (
+        {"region": "eu"},
+        [("Mcp-Param-Region", "eu"), ("Mcp-Param-Colour", "blue"), ("Mcp-Param-Trace-Note", sentinel("über"))],
+        False,
+    ),
     "param-sentinel-match": ({"region": "Zürich"}, [("Mcp-Param-Region", sentinel("Zürich"))], False),
     "param-mismatch": ({"region": "eu"}, [("Mcp-Param-Region", "us")], True),
     "param-sentinel-mismatch": ({"region": "Zürich"}, [("Mcp-Param-Region", sentinel("Zurich"))], True),
@@ -206,10 +211,15 @@ def test_mcp_param_header_mismatch_is_refused_in_every_mode(gateway, server):
         tool = "transfer" if "urgent" in arguments else "lookup"
         request_id = f"{server}-{case}"
         seen = len(backend.posts(server))
+        raw_seen = len(backend.raw_posts())
         response = call_tool(fleet, server, tool, arguments, request_id, headers)
         if not refused:
             assert not result(response).get("isError"), (case, response.body)
             assert len(backend.posts(server)) == seen + 1, case
+            (received,) = backend.raw_posts()[raw_seen:]
+            # Every Mcp-Param-* header arrives once, with its value as sent.
+            arrived = sorted((name, value) for name, value in received if name.startswith("mcp-param-"))
+            assert arrived == sorted((name.lower(), value) for name, value in headers), (case, arrived)
             continue
         assert response.status == 400, (case, response.status, response.body)
         body = response.json()
@@ -218,20 +228,3 @@ def test_mcp_param_header_mismatch_is_refused_in_every_mode(gateway, server):
     refusals = {f"{server}-{case}" for case, (_, _, refused) in PARAM_CASES.items() if refused}
     records = records_for(fleet, refusals)
     assert all((r["decision"], r["error_code"]) == ("invalid", -32020) for r in records.values()), records
-
-
-def test_unknown_mcp_param_headers_are_forwarded_untouched(gateway):
-    fleet, servers = gateway
-    server, backend = "val-py-enforce", servers["val-py-enforce"]
-    headers = [
-        ("Mcp-Param-Region", "eu"),
-        # Not annotated in lookup's schema: the spec's intermediaries forward these
-        # as they came (a sentinel-looking value is not decoded).
-        ("Mcp-Param-Colour", "blue"),
-        ("Mcp-Param-Trace-Note", sentinel("über")),
-    ]
-    seen = len(backend.raw_posts())
-    assert not result(call_tool(fleet, server, "lookup", {"region": "eu"}, "unknown-param", headers)).get("isError")
-    (received,) = backend.raw_posts()[seen:]
-    params = [(name, value) for name, value in received if name.startswith("mcp-param-")]
-    assert sorted(params) == sorted([("mcp-param-region", "eu"), ("mcp-param-colour", "blue"), ("mcp-param-trace-note", sentinel("über"))])

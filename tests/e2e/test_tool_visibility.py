@@ -18,7 +18,7 @@ import pytest
 from e2e.helpers import connect
 from harness import audit_records, metric, prometheus, wait_until
 from harness.catalog_servers import SchemaFleet, manifest_catalog, registered_schema, start_servers
-from harness.rpc import LEGACY, MODERN, content_type, messages, result, rpc
+from harness.rpc import LEGACY, MODERN, content_type, messages, mirrored, result, rpc
 
 REGISTERED = ["lookup", "search", "admin_reset", "transfer", "report"]
 # Advertised by two servers, registered by none: hidden on vis-py-json (the default),
@@ -84,8 +84,8 @@ def gateway(tmp_path_factory):
         server.stop()
 
 
-def call(fleet, server: str, method: str, params=None, request_id="1", agent=READER):
-    return rpc(fleet.port, fleet.path(server), method, params, request_id, agent, scopes(agent), version(server))
+def call(fleet, server: str, method: str, params=None, request_id="1", agent=READER, headers=()):
+    return rpc(fleet.port, fleet.path(server), method, params, request_id, agent, scopes(agent), version(server), list(headers))
 
 
 def pages(fleet, server: str, agent: str, method: str = "tools/list", key: str = "tools", tag: str = "p"):
@@ -160,7 +160,9 @@ def test_a_hidden_tool_is_refused_as_before_and_a_shown_one_is_callable(gateway,
     shown = {tool["name"] for _, page in pages(fleet, server, READER, tag="callable") for tool in page["tools"]}
     for n, tool in enumerate(REGISTERED):
         dispatched = len(servers[server].dispatches())
-        response = call(fleet, server, "tools/call", {"name": tool, "arguments": ARGUMENTS[tool]}, f"call-{server}-{n}")
+        # What a compliant client mirrors into Mcp-Param-* headers (2026-07-28 only).
+        headers = mirrored(registered_schema(server, tool), ARGUMENTS[tool]) if version(server) == MODERN else []
+        response = call(fleet, server, "tools/call", {"name": tool, "arguments": ARGUMENTS[tool]}, f"call-{server}-{n}", headers=headers)
         if tool in shown:
             assert not result(response).get("isError"), (tool, response.body)
             assert servers[server].dispatches()[dispatched:] == [{"method": "tools/call", "name": tool, "arguments": ARGUMENTS[tool]}]

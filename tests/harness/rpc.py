@@ -4,6 +4,7 @@ every SSE event, fields such as `cacheScope` that SDK clients hide)."""
 
 from __future__ import annotations
 
+import base64
 import json
 
 from .authz import token
@@ -82,3 +83,25 @@ def result(response: Response) -> dict:
 
 def content_type(response: Response) -> str:
     return (response.header("content-type") or "").split(";")[0].strip()
+
+
+def mirrored(schema: dict, arguments: dict | None) -> list[tuple[str, str]]:
+    """The `Mcp-Param-*` headers a compliant 2026-07-28 client sends for `arguments`
+    of a tool with `schema` (top-level properties annotated `x-mcp-header`): booleans
+    as true/false, other scalars as text, non-ASCII or padded values in the base64
+    sentinel; absent or null arguments get no header."""
+    headers = []
+    for name, prop in (schema.get("properties") or {}).items():
+        token_name = prop.get("x-mcp-header") if isinstance(prop, dict) else None
+        value = (arguments or {}).get(name)
+        if not isinstance(token_name, str) or value is None or isinstance(value, (dict, list)):
+            continue
+        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        plain = text.isascii() and text.isprintable() and text == text.strip()
+        headers.append((f"Mcp-Param-{token_name}", text if plain else sentinel(text)))
+    return headers
+
+
+def sentinel(value: str) -> str:
+    """MCP's base64 sentinel for a header value that is not plain ASCII."""
+    return "=?base64?" + base64.b64encode(value.encode()).decode() + "?="
