@@ -121,6 +121,30 @@ def test_rendered_configmaps_hold_files_the_services_accept(name, key, binary, t
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_the_rendered_authz_deployment_reads_the_schemas_of_the_policy_configmap(tmp_path):
+    """The rendered authz-service Deployment is the shipped one with --schemas added: it
+    names the schemas.json key of the ConfigMap it mounts with the policy (one volume,
+    swapped in together), which holds exactly the rendered schemas.json; and the
+    Deployment still passes the Kubernetes schemas."""
+    out, _ = render_examples(tmp_path)
+    (deployment,) = [d for d in documents(out / "kubernetes" / "authz-service.yaml") if d["kind"] == "Deployment"]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    args = container["args"]
+    (policy,) = [a.split("=", 1)[1] for a in args if a.startswith("--policy=")]
+    (schemas,) = [a.split("=", 1)[1] for a in args if a.startswith("--schemas=")]
+    assert posixpath.dirname(schemas) == posixpath.dirname(policy)
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == posixpath.dirname(schemas)]
+    (volume,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"]]
+    configmap = next(d for d in documents(out / "kubernetes" / "configmaps.yaml") if d["metadata"]["name"] == volume["configMap"]["name"])
+    assert configmap["data"][posixpath.basename(schemas)] == (out / "schemas.json").read_text()
+    assert configmap["data"][posixpath.basename(policy)].startswith("# Rendered by mcp-registry")
+    # Without the flag it is the shipped Deployment.
+    (shipped,) = [d for path in K8S for d in documents(path) if d["kind"] == "Deployment" and d["metadata"]["name"] == deployment["metadata"]["name"]]
+    shipped_args = shipped["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert [a for a in args if not a.startswith("--schemas=")] == [a for a in shipped_args if not a.startswith("--schemas=")]
+    kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+
+
 def test_rendered_istio_timeouts_pass_istios_validation(tmp_path):
     """The VirtualService timeouts `mcp-registry render` writes (the example fleet, one
     server at 500ms to get a fraction): Istio's validation (ValidateDuration) refuses
@@ -213,6 +237,12 @@ def test_compose_mounts_what_render_writes_and_what_ships(rendered_examples):
             file = server["upstream_credential_file"]
             in_container = posixpath.normpath(posixpath.join("/repo/rendered", file))
             assert any(in_container.startswith(t + "/") for t in authz_targets), (server_id, in_container)
+    # The tool schemas (issue 16): beside the policy in the rendered directory, which is
+    # mounted, and named by --schemas.
+    command = services["authz-service"]["command"]
+    (schemas,) = [arg.split("=", 1)[1] for arg in command if arg.startswith("--schemas=")]
+    assert schemas == "/repo/rendered/schemas.json"
+    assert (rendered_examples / "schemas.json").is_file()
     # hr-directory's {secret:} credential: the demo file mounted there holds what the
     # authz-service accepts (one line of printable ASCII), or it would refuse the policy.
     secret = policy["servers"]["hr-directory"]["upstream_credential_file"]
