@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from harness import audit_records, prometheus, wait_until
-from harness.catalog_servers import SchemaFleet, manifest_catalog, registered_schema, start_servers
+from harness.catalog_servers import manifest_catalog, registered_schema, route_path, start_fleet, start_servers
 from harness.rpc import LEGACY, MODERN, content_type, mirrored, result, rpc, sentinel
 
 AGENT = "agent-validation"
@@ -61,7 +61,7 @@ def gateway(tmp_path_factory):
         },
     )
     try:
-        fleet = SchemaFleet(logs, {server: servers[PROCESS[server]].port for server in SERVERS})
+        fleet = start_fleet(logs, {server: servers[PROCESS[server]].port for server in SERVERS})
     except Exception:
         for server in servers.values():
             server.stop()
@@ -78,7 +78,7 @@ def call_tool(fleet, server, tool, arguments, request_id, headers=None):
     params = {"name": tool} if arguments is None else {"name": tool, "arguments": arguments}
     if headers is None:
         headers = mirrored(registered_schema(server, tool), arguments) if version(server) == MODERN else []
-    return rpc(fleet.port, fleet.path(server), "tools/call", params, request_id, AGENT, scopes(), version(server), list(headers))
+    return rpc(fleet.port, route_path(server), "tools/call", params, request_id, AGENT, scopes(), version(server), list(headers))
 
 
 def records_for(fleet, ids: set[str]) -> dict[str, dict]:

@@ -15,7 +15,7 @@ import pytest
 
 from e2e.test_monitoring import DRIFT_METRIC
 from harness import metric, prometheus, wait_until
-from harness.catalog_servers import SchemaFleet, manifest_catalog, start_servers
+from harness.catalog_servers import manifest_catalog, route_path, start_fleet, start_servers
 from harness.rpc import LEGACY, MODERN, result, rpc
 
 SERVERS = {"drift-py": {"kind": "py", "sse": False}, "drift-ts": {"kind": "ts", "sse": True}}
@@ -36,7 +36,7 @@ def gateway(tmp_path_factory):
         logs, {name: {"kind": spec["kind"], "sse": spec["sse"], "catalog": manifest_catalog(name)} for name, spec in SERVERS.items()}
     )
     try:
-        fleet = SchemaFleet(logs, {name: server.port for name, server in servers.items()})
+        fleet = start_fleet(logs, {name: server.port for name, server in servers.items()})
     except Exception:
         for server in servers.values():
             server.stop()
@@ -53,7 +53,7 @@ def list_tools(fleet, server: str, times: int = LISTS_PER_STEP) -> list[str]:
     names: list[str] = []
     for n in range(times):
         for attempt in range(20):
-            response = rpc(fleet.port, fleet.path(server), "tools/list", {}, f"{server}-{time.monotonic_ns()}", AGENT,
+            response = rpc(fleet.port, route_path(server), "tools/list", {}, f"{server}-{time.monotonic_ns()}", AGENT,
                            f"mcp.server.{server}:tools.read", version(server))
             if response.status != 503 or n > 0:
                 break

@@ -17,7 +17,7 @@ import pytest
 
 from e2e.helpers import connect
 from harness import audit_records, metric, prometheus, wait_until
-from harness.catalog_servers import SchemaFleet, manifest_catalog, registered_schema, start_servers
+from harness.catalog_servers import manifest_catalog, registered_schema, route_path, start_fleet, start_servers
 from harness.rpc import LEGACY, MODERN, content_type, messages, mirrored, result, rpc
 
 REGISTERED = ["lookup", "search", "admin_reset", "transfer", "report"]
@@ -73,7 +73,7 @@ def gateway(tmp_path_factory):
         },
     )
     try:
-        fleet = SchemaFleet(logs, {name: server.port for name, server in servers.items()})
+        fleet = start_fleet(logs, {name: server.port for name, server in servers.items()})
     except Exception:
         for server in servers.values():
             server.stop()
@@ -85,7 +85,7 @@ def gateway(tmp_path_factory):
 
 
 def call(fleet, server: str, method: str, params=None, request_id="1", agent=READER, headers=()):
-    return rpc(fleet.port, fleet.path(server), method, params, request_id, agent, scopes(agent), version(server), list(headers))
+    return rpc(fleet.port, route_path(server), method, params, request_id, agent, scopes(agent), version(server), list(headers))
 
 
 def pages(fleet, server: str, agent: str, method: str = "tools/list", key: str = "tools", tag: str = "p"):

@@ -4,7 +4,7 @@ TypeScript SDK (catalog_server.mjs) that advertise a catalog read from a JSON fi
 each on a free loopback port, stopped by PID and restartable on the same port with
 another catalog; and the fixture fleet (tests/fixtures/issue16) rendered by the real
 `mcp-registry render` and run by the real Envoy, authz-service (with the rendered
-schemas) and ratelimit-service.
+schemas) and ratelimit-service (harness/fleet.py's Fleet).
 
 Catalog format (JSON):
 
@@ -19,19 +19,15 @@ registered schemas (so a server and the registry agree until a test says otherwi
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import json
 from pathlib import Path
 
 import yaml
 
-from .authz import Authz
-from .envoy import Envoy, audit_log_path, render_config
-from .fleet import Rendered
+from .fleet import Fleet
 from .observe import json_lines
 from .procs import ROOT, Process, dispatch_log, free_port, python, wait_for_http
-from .ratelimit import Ratelimit
 from .servers import WEATHER_DIR
 
 FIXTURES = ROOT / "tests" / "fixtures" / "issue16"
@@ -136,55 +132,16 @@ class CatalogServer:
         return json_lines(self.dispatch_log)
 
 
-def _authz(log_dir: Path, out: Path) -> Authz:
-    """The authz-service on the rendered policy and schemas (both reloaded when render
-    writes again)."""
-    schemas = out / "schemas.json"
-    # harness/authz.py takes the schemas file once the service has --schemas (issue 16);
-    # until then the fleet runs without (the tests that need it fail, as they should).
-    if "schemas" in inspect.signature(Authz.__init__).parameters and schemas.exists():
-        return Authz(log_dir, policy=out / "policy.yaml", schemas=schemas, in_place=True)
-    return Authz(log_dir, policy=out / "policy.yaml", in_place=True)
+def route_path(server_id: str) -> str:
+    """Where the rendered gateway exposes a fixture server (the default path)."""
+    return f"/{server_id}/mcp"
 
 
-class SchemaFleet:
-    """Fixture manifests (tests/fixtures/issue16, each server's endpoint on its loopback
-    port) rendered into `log_dir/rendered`, and the gateway on what was rendered:
-    like harness/fleet.Fleet, with the authz-service also reading the rendered
-    `schemas.json`."""
-
-    def __init__(self, log_dir: Path, endpoints: dict[str, int], source: Path = FIXTURES):
-        self.log_dir = Path(log_dir)
-        self.rendered = Rendered(self.log_dir, endpoints, None, source)
-        self.out = self.rendered.out
-        self.authz = self.ratelimit = self.envoy = None
-        try:
-            self.authz = _authz(self.log_dir, self.out)
-            self.ratelimit = Ratelimit(self.log_dir, config_dir=self.out / "limits")
-            self.port, admin = free_port(), free_port()
-            config = render_config(
-                self.out / "envoy" / "bootstrap.yaml",
-                self.log_dir,
-                self.port,
-                admin,
-                {**self.authz.upstreams(), **self.ratelimit.upstreams()},
-            )
-            self.envoy = Envoy(config, admin, self.log_dir)
-            self.audit_path = audit_log_path(self.log_dir, self.port)
-        except Exception:
-            self.stop()
-            raise
-
-    def path(self, server_id: str) -> str:
-        return f"/{server_id}/mcp"
-
-    def url(self, server_id: str) -> str:
-        return f"http://127.0.0.1:{self.port}{self.path(server_id)}"
-
-    def stop(self) -> None:
-        for process in (self.envoy, self.ratelimit, self.authz):
-            if process is not None:
-                process.stop()
+def start_fleet(log_dir: Path, endpoints: dict[str, int]) -> Fleet:
+    """The fixture manifests of the servers in `endpoints` (each pointed at its loopback
+    port) rendered, and the gateway on what was rendered (harness/fleet.py: the
+    authz-service with the rendered policy and schemas)."""
+    return Fleet(log_dir, endpoints, source=FIXTURES)
 
 
 def start_servers(log_dir: Path, specs: dict[str, dict]) -> dict[str, CatalogServer]:
