@@ -202,6 +202,34 @@ def main():
     write("config", "jwks-symmetric-only", b"\x03" + b'{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"h"}]}')
 
 
+def list_seeds():
+    """The lists target: framing byte, caller byte, two split bytes, the answer."""
+    def answer(tools, **extra):
+        result = {"tools": tools, **extra}
+        return json.dumps({"jsonrpc": "2.0", "id": 1, "result": result}).encode()
+
+    tools = [{"name": n, "inputSchema": {"type": "object"}} for n in ("a", "b", "read", "write", "other")]
+    cases = {
+        "tools-json": (0, 0, answer(tools, nextCursor="2", cacheScope="public", ttlMs=5)),
+        "tools-show-unregistered": (0, 4, answer(tools)),
+        "tools-nothing": (0, 2, answer(tools)),
+        "prompts-all": (0, 3, json.dumps({"jsonrpc": "2.0", "id": 1, "result": {"prompts": [{"name": "p"}]}}).encode()),
+        "folded-name": (0, 0, b'{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"a","NAME":"write"}]}}'),
+        "long-s-tools": (0, 0, '{"jsonrpc":"2.0","id":1,"result":{"tools":[],"toolſ":[{"name":"write"}]}}'.encode()),
+        "duplicate-result": (0, 0, b'{"jsonrpc":"2.0","id":1,"result":{"tools":[]},"result":{"tools":[{"name":"write"}]}}'),
+        "other-id": (0, 0, b'{"jsonrpc":"2.0","id":1.0,"result":{"tools":[{"name":"write"}]}}'),
+        "too-large": (0, 0, answer([{"name": "write", "description": "x" * 5000}])),
+    }
+    for name, (framing, who, body) in cases.items():
+        write("lists", name, bytes([framing, who, 0, 17]) + body)
+        event = b"event: message\r\ndata: " + body + b"\r\n\r\n"
+        progress = b'data: {"jsonrpc":"2.0","method":"notifications/progress","params":{}}\n\n'
+        write("lists", name + "-sse", bytes([framing + 1, who, 0, 40]) + progress + event)
+    write("lists", "sse-multiline-data", bytes([1, 0, 0, 3]) + b'data: {"jsonrpc":"2.0","id":1,\ndata: "result":{"tools":[{"name":"write"}]}}\n\n')
+    write("lists", "sse-cut-off", bytes([1, 0, 0, 3]) + b'data: {"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"write"}]}}')
+    write("lists", "sse-bom-cr", bytes([1, 0, 0, 1]) + b'\xef\xbb\xbfdata: {"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"b"}]}}\r\r')
+
+
 def find_plugin_config(node):
     """The wasm filter's JSON configuration string in an Envoy config."""
     if isinstance(node, dict):
@@ -221,3 +249,4 @@ def find_plugin_config(node):
 
 if __name__ == "__main__":
     main()
+    list_seeds()

@@ -7,11 +7,14 @@
 //! exactly the names a strict JSON parser reads from the body, chunking never changes
 //! what a response reader reports, and the whole filter flow never forwards a request
 //! with a header it did not set itself, whichever host call fails, nor (with the
-//! servers named by the routes) labelled for another server than its route's.
+//! servers named by the routes) labelled for another server than its route's; a
+//! filtered list never shows an entry the caller may not see, however a client reads
+//! its keys.
 
 pub mod config;
 pub mod flow;
 pub mod input;
+pub mod lists;
 pub mod request;
 pub mod response;
 pub mod route;

@@ -42,6 +42,11 @@ fn config() {
 }
 
 #[test]
+fn lists() {
+    replay("lists", crate::lists::run);
+}
+
+#[test]
 fn flow() {
     replay("flow", crate::flow::run);
 }

@@ -21,7 +21,6 @@
 //! cannot be read for sure is hidden.
 
 use crate::pick::folds_to;
-use crate::reply_scan::same_id;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use std::fmt;
@@ -112,8 +111,7 @@ pub struct SeenTool {
 /// What one message turned out to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rewrite {
-    /// Not the answer to this request (a notification, a server request, another id):
-    /// passed on as it is.
+    /// Not a response (a notification, a server request): passed on as it is.
     NotTheAnswer,
     /// A JSON-RPC error answering the request: passed on as it is.
     Error { code: Option<i64> },
@@ -145,7 +143,10 @@ pub enum ListError {
     NoList(&'static str),
 }
 
-/// Rewrites `message` if it answers the request with id `request_id` (JSON text).
+/// Rewrites `message` if it is a response. Every response in the answer to a list
+/// call is filtered, whatever its id: the server sends the answer to a POST on that
+/// POST's own stream, and clients match ids loosely (JavaScript reads `1.0` as `1`), so
+/// an id that differs by spelling must not carry an unfiltered list past the filter.
 ///
 /// `modern`: the request was a 2026-07-28 one, whose results carry caching hints; an
 /// older answer gets `cacheScope` only if it already had caching hints.
@@ -154,7 +155,6 @@ pub fn rewrite(
     message: &[u8],
     kind: ListKind,
     visibility: &Visibility,
-    request_id: &str,
     modern: bool,
     collect_tools: bool,
 ) -> Result<Rewrite, ListError> {
@@ -164,10 +164,6 @@ pub fn rewrite(
     }
     if top.get("method").is_some() {
         return Ok(Rewrite::NotTheAnswer);
-    }
-    match top.get("id") {
-        Some(id) if same_id(id.get(), request_id) => {}
-        _ => return Ok(Rewrite::NotTheAnswer),
     }
     if let Some(error) = top.get("error") {
         let code = Entries::parse(error.get().as_bytes())
@@ -390,7 +386,7 @@ mod tests {
     #[test]
     fn keeps_allowed_tools_and_the_rest_of_the_result() {
         let v = tools_visibility(&["read"], &["read", "write"], false);
-        let f = filtered(rewrite(TOOLS.as_bytes(), ListKind::Tools, &v, "7", true, true).unwrap());
+        let f = filtered(rewrite(TOOLS.as_bytes(), ListKind::Tools, &v, true, true).unwrap());
         assert_eq!((f.shown, f.hidden), (1, 2));
         assert!(f.has_next_page);
         let out = value(&f.body);
@@ -408,7 +404,7 @@ mod tests {
     #[test]
     fn unregistered_tools_follow_the_server_setting() {
         let v = tools_visibility(&["read"], &["read", "write"], true);
-        let f = filtered(rewrite(TOOLS.as_bytes(), ListKind::Tools, &v, "7", true, false).unwrap());
+        let f = filtered(rewrite(TOOLS.as_bytes(), ListKind::Tools, &v, true, false).unwrap());
         let out = value(&f.body);
         let names: Vec<_> = out["result"]["tools"]
             .as_array()
@@ -427,29 +423,9 @@ mod tests {
     #[test]
     fn cache_scope_is_added_to_modern_answers_only() {
         let body = br#"{"jsonrpc":"2.0","id":"a","result":{"prompts":[{"name":"p"}]}}"#;
-        let f = filtered(
-            rewrite(
-                body,
-                ListKind::Prompts,
-                &Visibility::All,
-                r#""a""#,
-                true,
-                false,
-            )
-            .unwrap(),
-        );
+        let f = filtered(rewrite(body, ListKind::Prompts, &Visibility::All, true, false).unwrap());
         assert_eq!(value(&f.body)["result"]["cacheScope"], "private");
-        let f = filtered(
-            rewrite(
-                body,
-                ListKind::Prompts,
-                &Visibility::All,
-                r#""a""#,
-                false,
-                false,
-            )
-            .unwrap(),
-        );
+        let f = filtered(rewrite(body, ListKind::Prompts, &Visibility::All, false, false).unwrap());
         assert!(value(&f.body)["result"].get("cacheScope").is_none());
         assert_eq!((f.shown, f.hidden), (1, 0));
     }
@@ -462,7 +438,6 @@ mod tests {
                 body,
                 ListKind::ResourceTemplates,
                 &Visibility::Nothing,
-                "1",
                 false,
                 false,
             )
@@ -480,25 +455,18 @@ mod tests {
         let v = Visibility::Nothing;
         let note = br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{}}"#;
         assert_eq!(
-            rewrite(note, ListKind::Tools, &v, "1", true, false).unwrap(),
+            rewrite(note, ListKind::Tools, &v, true, false).unwrap(),
             Rewrite::NotTheAnswer
         );
-        let other = br#"{"jsonrpc":"2.0","id":2,"result":{"tools":[]}}"#;
-        assert_eq!(
-            rewrite(other, ListKind::Tools, &v, "1", true, false).unwrap(),
-            Rewrite::NotTheAnswer
-        );
+        // A response with another id (or one spelled differently) is filtered too.
+        let other = br#"{"jsonrpc":"2.0","id":1.0,"result":{"tools":[{"name":"x"}]}}"#;
+        let list = filtered(rewrite(other, ListKind::Tools, &v, true, false).unwrap());
+        assert_eq!(list.hidden, 1);
         let error = br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"no"}}"#;
         assert_eq!(
-            rewrite(error, ListKind::Tools, &v, "1", true, false).unwrap(),
+            rewrite(error, ListKind::Tools, &v, true, false).unwrap(),
             Rewrite::Error { code: Some(-32601) }
         );
-        // Ids compare as JSON values.
-        let escaped = br#"{"jsonrpc":"2.0","id":"\u0061","result":{"tools":[]}}"#;
-        assert!(matches!(
-            rewrite(escaped, ListKind::Tools, &v, r#""a""#, true, false).unwrap(),
-            Rewrite::Filtered(_)
-        ));
     }
 
     #[test]
@@ -513,7 +481,7 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    rewrite(body, ListKind::Tools, &v, "1", true, false),
+                    rewrite(body, ListKind::Tools, &v, true, false),
                     Err(ListError::Ambiguous(_))
                 ),
                 "{}",
@@ -521,7 +489,7 @@ mod tests {
             );
         }
         assert!(matches!(
-            rewrite(b"[1]", ListKind::Tools, &v, "1", true, false),
+            rewrite(b"[1]", ListKind::Tools, &v, true, false),
             Err(ListError::Unreadable(_))
         ));
         assert!(matches!(
@@ -529,7 +497,6 @@ mod tests {
                 br#"{"jsonrpc":"2.0","id":1,"result":{"tools":{}}}"#,
                 ListKind::Tools,
                 &v,
-                "1",
                 true,
                 false
             ),
@@ -546,7 +513,7 @@ mod tests {
             {"nam\u0065":"read"},
             "read",
             {"name":7}]}}"#;
-        let f = filtered(rewrite(body, ListKind::Tools, &v, "1", true, false).unwrap());
+        let f = filtered(rewrite(body, ListKind::Tools, &v, true, false).unwrap());
         // Only the escaped-but-exact key is a sure name.
         assert_eq!((f.shown, f.hidden), (1, 4));
     }

@@ -83,6 +83,11 @@ impl ListStream {
             Framing::Sse => {
                 let mut start = 0;
                 while let Some(len) = event_len(&self.pending[start..], end) {
+                    // The bound is per event, so the outcome does not depend on how
+                    // the stream was cut into chunks.
+                    if len > self.max_bytes {
+                        return self.give_up(answer, out);
+                    }
                     let event = &self.pending[start..start + len];
                     write_event(&mut out, event, answer);
                     start += len;
@@ -305,7 +310,7 @@ mod tests {
                 b"0123456789\n\n",
                 b"data: answer\n\n",
             ],
-            10,
+            16,
         );
         assert_eq!(
             String::from_utf8(out).unwrap(),

@@ -175,7 +175,6 @@ impl Answer for ListAnswer {
             data,
             self.kind,
             &self.visibility,
-            &self.request_id,
             self.modern,
             self.collect_tools,
         );

@@ -49,7 +49,7 @@ impl Summary {
 }
 
 /// Ids compare as JSON values: `"a"` and `"\u0061"` are the same id.
-pub(crate) fn same_id(a: &str, b: &str) -> bool {
+fn same_id(a: &str, b: &str) -> bool {
     if a == b {
         return true;
     }
