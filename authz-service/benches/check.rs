@@ -32,6 +32,7 @@ fn authorizer(cache_capacity: usize) -> Authorizer {
             Policy::parse(POLICY, Path::new("bench.yaml")).unwrap(),
         )),
         session_keys: session_keys(SESSION_KEY),
+        schemas: Default::default(),
         cache: TokenCache::new(cache_capacity),
         resource_metadata: "https://gateway.test/.well-known/oauth-protected-resource/mcp".into(),
         metrics: Arc::new(Metrics::default()),
@@ -49,6 +50,7 @@ fn input(bearer: &str) -> CheckInput<'_> {
         request_id: Some("1"),
         session: None,
         unlabelled_allowed: false,
+        ..CheckInput::default()
     }
 }
 

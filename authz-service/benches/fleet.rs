@@ -81,6 +81,7 @@ fn authorizer(policy: Policy) -> Authorizer {
         jwks: Arc::new(Jwks::fixed(standard_keys()).expect("the HTTPS client builds")),
         policy: RwLock::new(Arc::new(policy)),
         session_keys: session_keys(SESSION_KEY),
+        schemas: Default::default(),
         cache: TokenCache::new(1000),
         resource_metadata: METADATA_URL.into(),
         metrics: Arc::new(Metrics::default()),
@@ -156,6 +157,7 @@ fn fleet(c: &mut Criterion) {
                         request_id: Some("1"),
                         session: None,
                         unlabelled_allowed: false,
+                        ..CheckInput::default()
                     };
                     assert!(matches!(
                         authorizer.check(&input).await,

@@ -4,9 +4,12 @@ use crate::identity::Identity;
 use crate::jwks::Jwks;
 use crate::metrics::Metrics;
 use crate::policy::{Call, Policy};
+use crate::schemas::{self, Mode, Schemas, Verdict};
 use crate::session_keys::SessionKeys;
 use crate::token::{verify, TokenCache, TokenError, TokenRules};
+use mcp_filter_core::protocol::{Era, ProtocolVersion};
 use serde_json::value::RawValue;
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -29,6 +32,24 @@ pub struct CheckInput<'a> {
     /// The route lets requests without the filter's labels through on a valid token
     /// (ext_authz per-route context extension `mcp_unlabelled: allow`).
     pub unlabelled_allowed: bool,
+    /// `x-mcp-protocol-version`: the revision the request speaks (the filter's label).
+    pub protocol_version: Option<&'a str>,
+    /// The request body (ext_authz `with_request_body`, `raw_body`), for the argument
+    /// checks of `tools/call`; `None` when Envoy sent none.
+    pub body: Option<&'a [u8]>,
+    /// The request headers as Envoy sent them (lower-case names), for `Mcp-Param-*`.
+    pub headers: Option<&'a HashMap<String, String>>,
+}
+
+/// What an allowed list call tells the filter (dynamic metadata), so that it shows
+/// the caller only what the policy lets it use (issue 16).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listing {
+    /// `tools/list`: the `allowed_tools` leaf, a sorted JSON array of tool names.
+    Tools(String),
+    /// `prompts/list`, `resources/list`, `resources/templates/list`: whether every
+    /// entry may be used (`list_entries` `all`) or none (`none`).
+    Entries(bool),
 }
 
 #[derive(Debug, Clone)]
@@ -42,6 +63,11 @@ pub enum Outcome {
         /// For `initialize`: the key that binds the new session to this agent and
         /// server; the filter wraps the server's `Mcp-Session-Id` with it.
         session_binding: Option<[u8; 32]>,
+        /// For list calls: what the caller may see.
+        listing: Option<Listing>,
+        /// `tools/call` in `report` mode with invalid arguments: `<pointer>: <error>`
+        /// (argument values masked), for the audit record.
+        violation: Option<String>,
     },
     Deny(Denial),
 }
@@ -53,6 +79,8 @@ pub struct Authorizer {
     pub policy: RwLock<Arc<Policy>>,
     /// Master keys of session binding (hot-reloaded like the policy).
     pub session_keys: RwLock<Arc<SessionKeys>>,
+    /// Registered tool schemas (`--schemas`, hot-reloaded; empty without the flag).
+    pub schemas: RwLock<Arc<Schemas>>,
     pub cache: TokenCache,
     /// RFC 9728 metadata URL, named in every challenge.
     pub resource_metadata: String,
@@ -78,6 +106,18 @@ impl Authorizer {
         *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
     }
 
+    pub fn schemas(&self) -> Arc<Schemas> {
+        self.schemas
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_schemas(&self, schemas: Schemas) {
+        self.metrics.schema_tools.set(schemas.tool_count() as i64);
+        *self.schemas.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(schemas);
+    }
+
     pub fn session_keys(&self) -> Arc<SessionKeys> {
         self.session_keys
             .read()
@@ -92,7 +132,8 @@ impl Authorizer {
     /// Decides one request. Fails closed: anything unverifiable is a denial.
     ///
     /// Order: unlabelled (404) -> token (401) -> session (404) -> policy and scopes
-    /// (403). Each step names the caller only once it is known.
+    /// (403) -> `tools/call` arguments (400). Each step names the caller only once it
+    /// is known, and a caller without the scopes learns nothing about the schema.
     pub async fn check(&self, input: &CheckInput<'_>) -> Outcome {
         // Only denials need the id, so it is parsed on those paths alone.
         let id = || request_id(input.request_id);
@@ -153,6 +194,20 @@ impl Authorizer {
             }
             _ => None,
         };
+        let mut violation = None;
+        if let (Some("tools/call"), Some(server), Some(tool)) =
+            (input.call.method, input.call.server, input.call.tool)
+        {
+            match self.check_arguments(input, server, tool) {
+                Ok(found) => violation = found,
+                Err(denial) => return Outcome::Deny(denial.naming(identity).with_id(id())),
+            }
+        }
+        let listing = input
+            .call
+            .server
+            .zip(input.call.method)
+            .and_then(|(server, method)| listing(&policy, server, method, &identity));
         Outcome::Allow {
             identity,
             upstream_credential: policy
@@ -160,6 +215,56 @@ impl Authorizer {
                 .map(str::to_owned),
             upstream_session,
             session_binding,
+            listing,
+            violation,
+        }
+    }
+
+    /// The argument checks of an authorized `tools/call` of a registered tool:
+    /// `Ok(Some(violation))` in `report` mode, a denial in `enforce` mode or on a
+    /// header mismatch. Counted per registered server and tool (bounded labels).
+    fn check_arguments(
+        &self,
+        input: &CheckInput<'_>,
+        server: &str,
+        tool: &str,
+    ) -> Result<Option<String>, Denial> {
+        let schemas = self.schemas();
+        let Some((mode, schema)) = schemas.tool(server, tool) else {
+            return Ok(None);
+        };
+        // MCP 2026-07-28 introduced Mcp-Param headers; older revisions never mirror.
+        let headers_apply = input
+            .protocol_version
+            .and_then(ProtocolVersion::parse)
+            .is_some_and(|version| version.era() == Era::Stateless);
+        let header = |name: &str| {
+            input
+                .headers
+                .and_then(|headers| headers.get(name))
+                .map(String::as_str)
+        };
+        let verdict = schema.check(mode, input.body, headers_apply, header);
+        let result = match &verdict {
+            Verdict::Skipped => return Ok(None),
+            Verdict::Valid => "valid",
+            Verdict::HeaderMismatch(_) => "header_mismatch",
+            Verdict::Invalid { .. } => "invalid",
+        };
+        self.metrics
+            .count_argument_check(server, tool, mode, result);
+        match verdict {
+            Verdict::Skipped | Verdict::Valid => Ok(None),
+            Verdict::HeaderMismatch(message) => Err(Denial::header_mismatch(&message)),
+            Verdict::Invalid { detail, .. } if mode == Mode::Enforce => {
+                Err(Denial::invalid_arguments(tool, &detail))
+            }
+            Verdict::Invalid { masked, .. } => {
+                tracing::debug!(server, tool, violation = %masked, "invalid arguments forwarded (report mode)");
+                Ok(Some(
+                    schemas::truncate(&masked, schemas::VIOLATION_LEAF_BYTES).to_owned(),
+                ))
+            }
         }
     }
 
@@ -211,6 +316,25 @@ impl Authorizer {
         let identity = Arc::new(identity);
         self.cache.insert(key, identity.clone(), exp, now, leeway);
         Ok(identity)
+    }
+}
+
+/// What a list call may show, for the methods the filter filters.
+fn listing(policy: &Policy, server: &str, method: &str, identity: &Identity) -> Option<Listing> {
+    let scopes = &identity.scopes;
+    match method {
+        "tools/list" => Some(Listing::Tools(policy.allowed_tools(server, scopes))),
+        "prompts/list" => Some(Listing::Entries(policy.permits(
+            server,
+            "prompts/get",
+            scopes,
+        ))),
+        "resources/list" | "resources/templates/list" => Some(Listing::Entries(policy.permits(
+            server,
+            "resources/read",
+            scopes,
+        ))),
+        _ => None,
     }
 }
 

@@ -13,6 +13,7 @@ pub mod jwks;
 pub mod metrics;
 pub mod policy;
 pub mod reload;
+pub mod schemas;
 pub mod session_keys;
 pub mod token;
 
@@ -23,6 +24,7 @@ use jwks::{Jwks, JwksSource};
 use mcp_service_kit::{self as kit, Readiness};
 use metrics::Metrics;
 use policy::{Policy, PolicyError};
+use schemas::{Schemas, SchemasError};
 use session_keys::{SessionKeyError, SessionKeys};
 use std::future::Future;
 use std::path::PathBuf;
@@ -38,6 +40,9 @@ pub const TOKEN_CACHE_CAPACITY: usize = 100_000;
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub policy: PathBuf,
+    /// Registered tool schemas (`schemas.json` from `mcp-registry render`),
+    /// hot-reloaded; `None`: no argument checks.
+    pub schemas: Option<PathBuf>,
     /// Master keys of session binding, one per line (hot-reloaded).
     pub session_keys: PathBuf,
     pub rules: TokenRules,
@@ -54,6 +59,8 @@ pub enum StartError {
     Policy(#[from] PolicyError),
     #[error(transparent)]
     SessionKeys(#[from] SessionKeyError),
+    #[error(transparent)]
+    Schemas(#[from] SchemasError),
     /// The JWKS HTTPS client cannot be built (its TLS setup): startup stops rather than
     /// fall back to a client without the fetch timeout.
     #[error(transparent)]
@@ -62,21 +69,28 @@ pub enum StartError {
     Serve(#[from] kit::ServeError),
 }
 
-/// Loads the policy and the session keys (an invalid file stops startup) and prepares
+/// Loads the policy, the schemas and the session keys (an invalid file stops startup) and prepares
 /// the JWKS. Token keys are loaded by [`serve`]; until they are, every check is
 /// refused and readiness is false.
 pub fn build(settings: &Settings) -> Result<Arc<Authorizer>, StartError> {
     let policy = Policy::load(&settings.policy)?;
+    let schemas = match &settings.schemas {
+        Some(path) => Schemas::load(path)?,
+        None => Schemas::default(),
+    };
     let session_keys = SessionKeys::load(&settings.session_keys)?;
-    Ok(Arc::new(Authorizer {
+    let authorizer = Authorizer {
         rules: settings.rules.clone(),
         jwks: Arc::new(Jwks::try_new(settings.jwks.clone())?),
         policy: RwLock::new(Arc::new(policy)),
         session_keys: RwLock::new(Arc::new(session_keys)),
+        schemas: RwLock::default(),
         cache: TokenCache::new(TOKEN_CACHE_CAPACITY),
         resource_metadata: http::metadata_url(&settings.metadata.resource),
         metrics: Arc::new(Metrics::default()),
-    }))
+    };
+    authorizer.set_schemas(schemas);
+    Ok(Arc::new(authorizer))
 }
 
 /// Serves gRPC (ext_authz + health) and HTTP (metrics, readiness, RFC 9728 metadata)

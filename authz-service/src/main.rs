@@ -23,6 +23,11 @@ struct Cli {
     /// Policy file (YAML), hot-reloaded.
     #[arg(long, required_unless_present = "validate")]
     policy: Option<PathBuf>,
+    /// Registered tool input schemas (`schemas.json` from `mcp-registry render`),
+    /// hot-reloaded: `tools/call` arguments are checked per server (`enforce`, `report`
+    /// or `off`) and `Mcp-Param-*` headers compared with them. Without it, no checks.
+    #[arg(long, value_name = "FILE")]
+    schemas: Option<PathBuf>,
     /// Session binding master keys: one per line, at least 32 bytes each (e.g.
     /// `openssl rand -hex 32`), blank lines and `#` comments ignored. The first key
     /// binds new sessions; all are tried when checking one (rotation). Hot-reloaded.
@@ -84,6 +89,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let settings = Settings {
         policy: cli.policy.context("--policy is required")?,
+        schemas: cli.schemas,
         session_keys: cli
             .session_key_file
             .context("--session-key-file is required")?,

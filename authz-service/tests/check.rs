@@ -29,6 +29,7 @@ fn call<'a>(authorization: Option<&'a str>, tool: &'a str) -> CheckInput<'a> {
         request_id: Some("42"),
         session: None,
         unlabelled_allowed: false,
+        ..CheckInput::default()
     }
 }
 

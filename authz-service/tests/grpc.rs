@@ -1,5 +1,6 @@
 //! The service over real sockets: a tonic client calls Check, health, hot reload, and
-//! the HTTP side (metadata, metrics).
+//! the HTTP side (metadata, metrics). Issue 16 (list metadata, argument checks):
+//! `grpc/arguments.rs`.
 
 mod common;
 
@@ -7,7 +8,7 @@ use common::*;
 use envoy_types::pb::envoy::config::core::v3::HeaderValueOption;
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
-use envoy_types::pb::envoy::service::auth::v3::CheckResponse;
+use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
 use mcp_authz_service::http::ResourceMetadata;
 use mcp_authz_service::jwks::JwksSource;
 use mcp_authz_service::token::TokenRules;
@@ -23,6 +24,7 @@ struct Running {
     service: RunningService,
     _dir: tempfile::TempDir,
     policy: std::path::PathBuf,
+    schemas: Option<std::path::PathBuf>,
     session_keys: std::path::PathBuf,
 }
 
@@ -41,15 +43,26 @@ impl Running {
 
 /// Ready once the keys are loaded.
 async fn start() -> Running {
+    start_with(POLICY, None).await
+}
+
+/// The service with `policy` and, when given, the schemas file text `schemas`.
+async fn start_with(policy_text: &str, schemas_text: Option<&str>) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("policy.yaml");
-    std::fs::write(&policy, POLICY).unwrap();
+    std::fs::write(&policy, policy_text).unwrap();
+    let schemas = schemas_text.map(|text| {
+        let path = dir.path().join("schemas.json");
+        std::fs::write(&path, text).unwrap();
+        path
+    });
     let jwks = dir.path().join("jwks.json");
     std::fs::write(&jwks, standard_jwks()).unwrap();
     let session_keys = dir.path().join("session-keys");
     std::fs::write(&session_keys, format!("# test key\n{SESSION_KEY}\n")).unwrap();
     let settings = Settings {
         policy: policy.clone(),
+        schemas: schemas.clone(),
         session_keys: session_keys.clone(),
         rules: TokenRules {
             issuer: ISSUER.into(),
@@ -72,6 +85,7 @@ async fn start() -> Running {
         service,
         _dir: dir,
         policy,
+        schemas,
         session_keys,
     }
 }
@@ -89,12 +103,12 @@ fn header<'a>(options: &'a [HeaderValueOption], name: &str) -> Option<&'a str> {
 }
 
 async fn check(addr: &str, headers: &[(&str, &str)]) -> CheckResponse {
+    send(addr, check_request(headers)).await
+}
+
+async fn send(addr: &str, request: CheckRequest) -> CheckResponse {
     let mut client = AuthorizationClient::connect(addr.to_owned()).await.unwrap();
-    client
-        .check(check_request(headers))
-        .await
-        .unwrap()
-        .into_inner()
+    client.check(request).await.unwrap().into_inner()
 }
 
 #[tokio::test]
@@ -420,7 +434,12 @@ async fn sessions_are_bound_to_the_agent_over_grpc() {
         &session_request(&alice, Some("tools/list"), None),
     )
     .await;
-    assert_eq!(listing.dynamic_metadata, None);
+    // (a list call carries what it may show, issue 16, but no binding key)
+    assert_eq!(metadata_text(&listing, "session_key"), None);
+    assert_eq!(
+        metadata_text(&listing, "allowed_tools").as_deref(),
+        Some(r#"["get_account_balance"]"#)
+    );
 
     // The filter wraps the server's id with that key; agent A's POST, GET and DELETE
     // reach the server with the server's own id.
@@ -618,3 +637,6 @@ async fn session_key_rotation_and_reload_keep_the_last_good_keys() {
     assert!(closed, "a reference under a removed key still opens");
     service.stop().await;
 }
+
+#[path = "grpc/arguments.rs"]
+mod arguments;

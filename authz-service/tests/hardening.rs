@@ -36,6 +36,7 @@ fn call<'a>(authorization: Option<&'a str>, session: Option<&'a str>) -> CheckIn
         request_id: Some("7"),
         session,
         unlabelled_allowed: false,
+        ..CheckInput::default()
     }
 }
 

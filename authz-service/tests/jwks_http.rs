@@ -27,6 +27,7 @@ async fn allowed(authorizer: &Authorizer, token: &str) -> bool {
         request_id: None,
         session: None,
         unlabelled_allowed: false,
+        ..CheckInput::default()
     };
     matches!(authorizer.check(&input).await, Outcome::Allow { .. })
 }
@@ -72,6 +73,7 @@ async fn rotation_is_picked_up_on_unknown_kid() {
             Policy::parse("servers:\n  fd: {}\n", Path::new("p.yaml")).unwrap(),
         )),
         session_keys: session_keys(SESSION_KEY),
+        schemas: Default::default(),
         cache: TokenCache::new(100),
         resource_metadata: "m".into(),
         metrics: Arc::new(Metrics::default()),

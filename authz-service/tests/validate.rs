@@ -75,3 +75,50 @@ fn a_bad_session_key_file_stops_startup() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// The binary refuses to start on a schemas file that does not compile, naming the
+/// file, the field and the reason (and every bad tool, not only the first).
+#[test]
+fn a_bad_schemas_file_stops_startup() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, "servers: {}\n").unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, "0123456789abcdef0123456789abcdef\n").unwrap();
+    let schemas = dir.path().join("schemas.json");
+    std::fs::write(
+        &schemas,
+        r#"{"servers": {"fd": {"validation": "enforce", "tools": {"a": {"type": "nope"}, "b": 7}}}}"#,
+    )
+    .unwrap();
+    let output = Command::new(BIN)
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--session-key-file")
+        .arg(&keys)
+        .arg("--schemas")
+        .arg(&schemas)
+        .args([
+            "--resource",
+            "https://gw.test/mcp",
+            "--issuer",
+            "https://idp.test",
+        ])
+        .args(["--jwks-file", "/nonexistent/jwks.json"])
+        .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let file = schemas.display();
+    assert!(
+        stderr.starts_with(&format!("mcp-authz-service: {file}: servers.fd.tools.a: ")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "\n{file}: servers.fd.tools.b: a JSON Schema is an object or a boolean"
+        )),
+        "{stderr}"
+    );
+}

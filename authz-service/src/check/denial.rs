@@ -5,7 +5,10 @@
 //! one kind live in one place.
 
 use crate::identity::Identity;
-use mcp_filter_core::error::{FORBIDDEN, NOT_AN_MCP_ENDPOINT, SESSION_NOT_FOUND, UNAUTHORIZED};
+use mcp_filter_core::error::{
+    FORBIDDEN, HEADER_MISMATCH, INVALID_PARAMS, NOT_AN_MCP_ENDPOINT, SESSION_NOT_FOUND,
+    UNAUTHORIZED,
+};
 use mcp_filter_core::error_body;
 use serde_json::value::RawValue;
 use std::fmt;
@@ -21,6 +24,7 @@ pub const NOT_AN_MCP_ENDPOINT_MESSAGE: &str =
 
 // google.rpc.Code values Envoy reads alongside the HTTP answer (any code but OK is a
 // denial; the HTTP status comes from the denied response).
+const RPC_INVALID_ARGUMENT: i32 = 3;
 const RPC_NOT_FOUND: i32 = 5;
 const RPC_PERMISSION_DENIED: i32 = 7;
 const RPC_UNAUTHENTICATED: i32 = 16;
@@ -40,6 +44,11 @@ enum Kind {
     Policy(String),
     /// The token lacks scopes: every scope the call needs, and the missing ones.
     InsufficientScope { needed: String, missing: String },
+    /// `tools/call` arguments that do not validate against the registered schema
+    /// (`enforce` mode): the whole message.
+    InvalidArguments(String),
+    /// An `Mcp-Param-*` header that disagrees with the body (every mode).
+    HeaderMismatch(String),
 }
 
 /// A refusal as the client will see it.
@@ -63,8 +72,13 @@ impl Denial {
         }
     }
 
-    fn naming(mut self, identity: Arc<Identity>) -> Denial {
+    pub(crate) fn naming(mut self, identity: Arc<Identity>) -> Denial {
         self.identity = Some(identity);
+        self
+    }
+
+    pub(crate) fn with_id(mut self, id: Option<Box<RawValue>>) -> Denial {
+        self.id = id;
         self
     }
 
@@ -124,9 +138,29 @@ impl Denial {
             .challenging(resource_metadata)
     }
 
+    /// 400, -32602: `tool`'s arguments do not validate; `detail` is
+    /// `<json pointer>: <error>` (cut to a bounded length).
+    pub fn invalid_arguments(tool: &str, detail: &str) -> Denial {
+        let detail = crate::schemas::truncate(detail, crate::schemas::VIOLATION_MESSAGE_BYTES);
+        Denial::new(
+            Kind::InvalidArguments(format!("Invalid arguments for tool {tool}: {detail}")),
+            None,
+        )
+    }
+
+    /// 400, -32020 (MCP 2026-07-28 HeaderMismatch): an `Mcp-Param-*` header disagrees
+    /// with the argument it mirrors.
+    pub fn header_mismatch(detail: &str) -> Denial {
+        Denial::new(
+            Kind::HeaderMismatch(format!("Header mismatch: {detail}")),
+            None,
+        )
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> u16 {
         match self.kind {
+            Kind::InvalidArguments(_) | Kind::HeaderMismatch(_) => 400,
             Kind::NoToken | Kind::InvalidToken(_) => 401,
             Kind::Policy(_) | Kind::InsufficientScope { .. } => 403,
             Kind::Unlabelled | Kind::Session => 404,
@@ -136,6 +170,7 @@ impl Denial {
     /// The `google.rpc.Code` of the ext_authz answer.
     pub fn rpc_code(&self) -> i32 {
         match self.kind {
+            Kind::InvalidArguments(_) | Kind::HeaderMismatch(_) => RPC_INVALID_ARGUMENT,
             Kind::NoToken | Kind::InvalidToken(_) => RPC_UNAUTHENTICATED,
             Kind::Policy(_) | Kind::InsufficientScope { .. } => RPC_PERMISSION_DENIED,
             Kind::Unlabelled | Kind::Session => RPC_NOT_FOUND,
@@ -145,6 +180,8 @@ impl Denial {
     /// The JSON-RPC error code (the gateway's error table).
     pub fn json_rpc_code(&self) -> i64 {
         match self.kind {
+            Kind::InvalidArguments(_) => INVALID_PARAMS,
+            Kind::HeaderMismatch(_) => HEADER_MISMATCH,
             Kind::NoToken | Kind::InvalidToken(_) => UNAUTHORIZED,
             Kind::Policy(_) | Kind::InsufficientScope { .. } => FORBIDDEN,
             Kind::Unlabelled => NOT_AN_MCP_ENDPOINT,
@@ -161,6 +198,8 @@ impl Denial {
             Kind::Session => "session",
             Kind::Policy(_) => "policy",
             Kind::InsufficientScope { .. } => "insufficient_scope",
+            Kind::InvalidArguments(_) => "invalid_arguments",
+            Kind::HeaderMismatch(_) => "header_mismatch",
         }
     }
 
@@ -175,6 +214,7 @@ impl Denial {
             Kind::InsufficientScope { missing, .. } => {
                 format!("insufficient scope: missing {missing}")
             }
+            Kind::InvalidArguments(message) | Kind::HeaderMismatch(message) => message.clone(),
         }
     }
 
@@ -194,8 +234,22 @@ impl Denial {
             Kind::InsufficientScope { needed, .. } => Some(format!(
                 "Bearer error=\"insufficient_scope\", scope=\"{needed}\", resource_metadata=\"{metadata}\""
             )),
-            Kind::Unlabelled | Kind::Session | Kind::Policy(_) => None,
+            Kind::Unlabelled
+            | Kind::Session
+            | Kind::Policy(_)
+            | Kind::InvalidArguments(_)
+            | Kind::HeaderMismatch(_) => None,
         }
+    }
+
+    /// The JSON-RPC code as the `error_code` metadata leaf, for the 400 refusals: the
+    /// filter cannot tell -32602 from -32020 by the status alone, and records it.
+    pub fn error_code_leaf(&self) -> Option<i64> {
+        matches!(
+            self.kind,
+            Kind::InvalidArguments(_) | Kind::HeaderMismatch(_)
+        )
+        .then(|| self.json_rpc_code())
     }
 
     /// The JSON-RPC error response body.
@@ -292,6 +346,30 @@ mod tests {
                 true,
             ),
         ];
+        let table = table.into_iter().chain([
+            (
+                Denial::invalid_arguments("t", "/a: 1 is not of type \"string\"")
+                    .naming(who.clone())
+                    .with_id(id()),
+                400,
+                3,
+                INVALID_PARAMS,
+                "invalid_arguments",
+                false,
+                true,
+            ),
+            (
+                Denial::header_mismatch("Mcp-Param-A header is missing")
+                    .naming(who.clone())
+                    .with_id(id()),
+                400,
+                3,
+                HEADER_MISMATCH,
+                "header_mismatch",
+                false,
+                true,
+            ),
+        ]);
         for (denial, status, rpc, code, label, challenge, named) in table {
             assert_eq!(denial.status(), status, "{label}");
             assert_eq!(denial.rpc_code(), rpc, "{label}");
@@ -303,6 +381,16 @@ mod tests {
             assert_eq!(body["id"], 7, "{label}");
             assert_eq!(body["error"]["code"], code, "{label}");
             assert_eq!(body["error"]["message"], denial.message(), "{label}");
+            assert_eq!(
+                denial.error_code_leaf(),
+                (status == 400).then_some(code),
+                "{label}"
+            );
         }
+        assert_eq!(
+            Denial::invalid_arguments("t", "/a: bad").message(),
+            "Invalid arguments for tool t: /a: bad"
+        );
+        assert_eq!(Denial::header_mismatch("x").message(), "Header mismatch: x");
     }
 }

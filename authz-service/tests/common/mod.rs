@@ -48,6 +48,7 @@ pub fn test_authorizer(policy: &str, keys: &str) -> Authorizer {
             Policy::parse(policy, std::path::Path::new("policy.yaml")).unwrap(),
         )),
         session_keys: session_keys(keys),
+        schemas: Default::default(),
         cache: TokenCache::new(1000),
         resource_metadata: METADATA_URL.into(),
         metrics: Arc::new(Metrics::default()),
@@ -121,6 +122,22 @@ pub fn agent_token(agent: &str, scopes: &str) -> String {
         Some("rsa"),
         &claims(json!({"sub": agent, "azp": agent, "scope": scopes})),
     )
+}
+
+/// [`check_request`] with the body as ext_authz `with_request_body.pack_as_bytes`
+/// sends it (`raw_body`).
+pub fn check_request_with_body(headers: &[(&str, &str)], body: &[u8]) -> CheckRequest {
+    let mut request = check_request(headers);
+    if let Some(http) = request
+        .attributes
+        .as_mut()
+        .and_then(|a| a.request.as_mut())
+        .and_then(|r| r.http.as_mut())
+    {
+        http.raw_body = body.to_vec();
+        http.size = body.len() as i64;
+    }
+    request
 }
 
 /// An ext_authz CheckRequest for `POST /mcp` with these request headers, as Envoy
