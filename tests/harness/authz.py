@@ -69,8 +69,12 @@ def bearer(agent: str = "agent-under-test", scopes: str = READ_SCOPES, **kwargs)
 
 
 class Authz(Process):
-    """The release build of mcp-authz-service on free ports, with the one-server policy.
+    """The release build of mcp-authz-service on free ports, with the one-server policy
+    and tool schemas.
 
+    `schemas`: the `schemas.json` it validates `tools/call` arguments with (default: the
+    one-server gateway's, harness/single.py); `self.schemas` is the file, which a test
+    may rewrite (hot reload) unless `in_place`.
     `session_keys`: the text of its session key file (default: this run's one key);
     `self.session_keys` is the file, which a test may rewrite (hot reload)."""
 
@@ -82,19 +86,24 @@ class Authz(Process):
         extra_args=(),
         session_keys: str | None = None,
         in_place: bool = False,
+        schemas: Path | None = None,
     ):
         log_dir = Path(log_dir)
         # Default: the rendered policy of the tests' one-server gateway (harness/single.py).
         policy = policy if policy is not None else single.policy()
+        schemas = schemas if schemas is not None else single.schemas()
         self.grpc_port, self.http_port = free_port(), free_port()
         if in_place:
             # The policy as written (a rendered fleet's, which render rewrites and the
             # service reloads; relative credential paths resolve next to it).
             self.policy = Path(policy)
+            self.schemas = Path(schemas)
         else:
             # A private copy, so a test may rewrite it (hot reload) without touching ours.
             self.policy = log_dir / f"authz-{self.grpc_port}-policy.yaml"
             shutil.copy(policy, self.policy)
+            self.schemas = log_dir / f"authz-{self.grpc_port}-schemas.json"
+            shutil.copy(schemas, self.schemas)
         jwks_path = log_dir / f"authz-{self.grpc_port}-jwks.json"
         jwks_path.write_text(json.dumps(jwks()))
         self.session_keys = log_dir / f"authz-{self.grpc_port}-session-keys"
@@ -104,6 +113,7 @@ class Authz(Process):
             [
                 str(BINARY),
                 "--policy", str(self.policy),
+                "--schemas", str(self.schemas),
                 "--session-key-file", str(self.session_keys),
                 "--grpc-addr", f"127.0.0.1:{self.grpc_port}",
                 "--http-addr", f"127.0.0.1:{self.http_port}",
