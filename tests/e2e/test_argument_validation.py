@@ -24,13 +24,14 @@ PROCESS = {"val-py-enforce": "val-py-enforce", "val-ts-enforce": "val-ts-enforce
 SERVERS = tuple(PROCESS)
 
 # Each invalid call: tool, arguments (None: no `arguments` member at all), the JSON
-# pointer of the first failing place, a word the error names.
+# pointer of the first failing place ("(root)" for the arguments object itself), a
+# word the error names.
 INVALID = {
     "wrong-type": ("lookup", {"region": 5}, "/region", "string"),
-    "missing-required": ("search", {"filters": {}}, "", "query"),
-    "extra-field": ("transfer", {"to": "acc-2", "amount": 5, "memo": "rent"}, "", "memo"),
+    "missing-required": ("search", {"filters": {}}, "(root)", "query"),
+    "extra-field": ("transfer", {"to": "acc-2", "amount": 5, "memo": "rent"}, "(root)", "memo"),
     "nested-wrong-type": ("search", {"query": "q", "filters": {"tags": ["a", 7]}}, "/filters/tags/1", "string"),
-    "absent-arguments": ("admin_reset", None, "", "confirm"),
+    "absent-arguments": ("admin_reset", None, "(root)", "confirm"),
 }
 VALID = {
     "valid-lookup": ("lookup", {"region": "eu", "limit": 3}),

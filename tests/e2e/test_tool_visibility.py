@@ -204,7 +204,7 @@ def test_the_audit_record_counts_hidden_entries(gateway):
     wanted = set(expected) | {"audit-prompts"}
     records = audit_records(fleet.audit_path, until=lambda rs: wanted <= {r.get("jsonrpc_id") for r in rs})
     by_id = {r["jsonrpc_id"]: r for r in records if r.get("jsonrpc_id") in wanted}
-    hidden = {request_id: by_id[request_id].get("hidden") for request_id in sorted(expected)}
+    hidden = {request_id: by_id[request_id].get("hidden_entries") for request_id in sorted(expected)}
     # Pages [lookup, search], [admin_reset, transfer], [report, debug_dump]: the reader
     # loses admin_reset and transfer; debug_dump is hidden from everyone on vis-py-json
     # and shown on vis-ts-json; vis-py-sse has no third entry on its last page.
@@ -216,7 +216,7 @@ def test_the_audit_record_counts_hidden_entries(gateway):
         "audit-vis-py-sse-agent-reader-0": 0, "audit-vis-py-sse-agent-reader-1": 2, "audit-vis-py-sse-agent-reader-2": 0,
         "audit-vis-py-sse-agent-admin-0": 0, "audit-vis-py-sse-agent-admin-1": 0, "audit-vis-py-sse-agent-admin-2": 0,
     }
-    assert by_id["audit-prompts"].get("hidden") == len(manifest_catalog("vis-py-json")["prompts"])
+    assert by_id["audit-prompts"].get("hidden_entries") == len(manifest_catalog("vis-py-json")["prompts"])
     assert all(by_id[i]["decision"] == "allowed" and by_id[i]["method"] == "tools/list" for i in expected)
 
 
