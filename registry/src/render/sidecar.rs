@@ -118,8 +118,7 @@ did not label is refused before its token is looked at.";
 
 const SERVER_ROUTE: &str = "\
 Exactly the filter's mcp_paths (the endpoint's path), case-sensitive, to the MCP server
-(Istio's inbound cluster for the port), with the gateway route's metadata (tools,
-schema_digests, unregistered_tools: what list filtering and drift read), rate limit actions
+(Istio's inbound cluster for the port), with the gateway route's rate limit actions
 ([server_id, tool_call, agent_id]: the rendered limits sit under the server's id),
 timeouts and, when the authz-service validates the server's calls, ext_authz's request
 body settings. No rewrite: the request arrives at the server's own path and host.";
@@ -254,10 +253,6 @@ fn server_route(server: &Server, port: u16) -> Value {
     let mut route = json!({
         "name": gateway["name"],
         "match": { "path": server.endpoint.path },
-        // The filter names its one server in its configuration; the list filtering and
-        // drift leaves (tools, schema_digests, unregistered_tools) are per route, as on
-        // the gateway, so the same filter code reads them in both shapes.
-        "metadata": gateway["metadata"],
         "route": {
             "cluster": inbound_cluster(port),
             "rate_limits": gateway["route"]["rate_limits"],
@@ -519,13 +514,10 @@ mod tests {
         );
         assert!(route["route"].get("prefix_rewrite").is_none());
         assert!(route["route"].get("host_rewrite_literal").is_none());
-        // The gateway route's metadata, and its ext_authz body settings (the default
-        // validation mode, report, needs the body).
-        assert_eq!(route["metadata"], gateway["metadata"]);
-        assert_eq!(
-            route["metadata"]["filter_metadata"]["mcp_gateway"]["unregistered_tools"],
-            "hide"
-        );
+        // No route metadata (the filter names its one server in its configuration), but
+        // the gateway route's ext_authz body settings (the default validation mode,
+        // report, needs the body).
+        assert!(route.get("metadata").is_none());
         assert_eq!(
             route["typed_per_filter_config"][envoy::EXT_AUTHZ]["check_settings"]
                 ["with_request_body"]["max_request_bytes"],
