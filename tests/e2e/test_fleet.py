@@ -297,7 +297,10 @@ def test_values_yaml_11_reads_as_booleans_stay_strings(tmp_path):
     try:
         # Every rendered YAML file, read as YAML 1.1 does, keeps them strings.
         route = route_map(running.out / "envoy" / "routes.yaml")["/on/mcp"]
-        assert route["metadata"]["filter_metadata"]["mcp_gateway"] == {"server_id": "on", "server_version": "y", "tools": "yes"}
+        metadata = route["metadata"]["filter_metadata"]["mcp_gateway"]
+        digests = json.loads(metadata.pop("schema_digests"))
+        assert metadata == {"server_id": "on", "server_version": "y", "tools": "yes", "unregistered_tools": "hide"}
+        assert list(digests) == ["yes"]
         assert route["route"]["rate_limits"][0]["actions"][0]["generic_key"]["descriptor_value"] == "on"
         echo_body = echoed(call(running.port, "on", "yes", {"city": "Oslo"}, "on-1", scopes("on")))
         assert header(echo_body, "x-mcp-server-id") == ["on"] and header(echo_body, "x-mcp-tool-name") == ["yes"]
@@ -308,3 +311,45 @@ def test_values_yaml_11_reads_as_booleans_stay_strings(tmp_path):
     finally:
         running.stop()
         echo.stop()
+
+
+def test_a_servers_validation_mode_changes_live_with_a_render(fleet):
+    """Issue 16 through the fleet's own render: weather's registered get_forecast allows
+    1-7 days. In the default mode (report) a call asking for 9 reaches the server; with
+    `gateway.validation: enforce` in its manifest and a render (schemas.json, reloaded
+    live by the authz-service; Envoy's routes already send it the body) the same call is refused
+    with 400 and -32602 and never reaches it, a valid call still does, and the other
+    servers keep their default. Back to report, it is forwarded again."""
+    everything = scopes(*SERVERS)
+    invalid = {"city": "Oslo", "days": 9}
+    pid = fleet.envoy.pid
+    manifest_file = fleet.manifests / "weather.yaml"
+    original = manifest_file.read_text()
+
+    def weather(request_id: str, arguments: dict):
+        return call(fleet.port, "weather", "get_forecast", arguments, request_id, everything)
+
+    assert weather("report-1", invalid).status == 200
+    manifest = yaml.safe_load(original)
+    manifest.setdefault("gateway", {})["validation"] = "enforce"
+    manifest_file.write_text(yaml.safe_dump(manifest, sort_keys=False))
+    try:
+        wrote = fleet.render()
+        # Both modes need the body, so Envoy's routes stay as they are: only the
+        # authz-service reloads.
+        assert "schemas.json" in wrote and "envoy/routes.yaml" not in wrote, wrote
+        assert json.loads((fleet.out / "schemas.json").read_text())["servers"]["weather"]["validation"] == "enforce"
+        refused = wait_until(lambda: (r := weather("enforce-1", invalid)).status == 400 and r, timeout=15)
+        error = json.loads(refused.body)
+        assert error["id"] == "enforce-1" and error["error"]["code"] == -32602, error
+        assert "/days" in error["error"]["message"], error
+        assert echoed(weather("enforce-2", {"city": "Oslo", "days": 2}))["upstream"] == "weather"
+        # financial-data is still in report mode: an extra argument its schema forbids
+        # is forwarded.
+        tool, arguments = CALLS["financial-data"]
+        assert call(fleet.port, "financial-data", tool, {**arguments, "extra": 1}, "fd-extra", everything).status == 200
+    finally:
+        manifest_file.write_text(original)
+        fleet.render()
+    wait_until(lambda: weather("report-2", invalid).status == 200, timeout=15)
+    assert fleet.envoy.pid == pid
