@@ -424,3 +424,71 @@ fn a_server_without_validation_or_header_parameters_sends_no_body() {
         );
     }
 }
+
+/// The authz-service loads the rendered `schemas.json` as it is: every server with its
+/// mode, every tool compiled; and it reads each tool's `x-mcp-header` annotations as
+/// the registry does (the registry refuses what the service would ignore, so an
+/// annotation the gateway accepted is always enforced).
+#[test]
+fn the_authz_service_loads_the_rendered_schemas_and_reads_the_same_annotations() {
+    use mcp_authz_service::schemas::{Mode, ParamHeaders, Schemas};
+    let (out, _) = rendered();
+    let schemas =
+        Schemas::load(&out.path().join("schemas.json")).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(schemas.tool_count(), 10);
+    for server in &fleet().servers {
+        let loaded = schemas.server(server.id()).unwrap();
+        assert_eq!(loaded.mode, Mode::Report, "{}", server.id());
+        for tool in &server.tools {
+            assert!(
+                schemas.tool(server.id(), &tool.name).is_some(),
+                "{}/{}",
+                server.id(),
+                tool.name
+            );
+        }
+    }
+
+    let fleet_dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(fleet_dir.path().join("schemas")).unwrap();
+    let annotated = [
+        r#"{"type":"object","properties":{"region":{"type":"string","x-mcp-header":"Region"}}}"#,
+        r#"{"type":"object","properties":{"a":{"type":"object","properties":{"id":{"type":"integer","x-mcp-header":"Shard-Id"}}},"b":{"type":"boolean","x-mcp-header":"Dry_Run"},"c":{"type":"string","default":{"x-mcp-header":"data"}}}}"#,
+        r#"{"type":"object","properties":{"q":{"type":"string"}},"$defs":{"d":{"type":"string"}}}"#,
+    ];
+    let mut tools = String::new();
+    for (i, schema) in annotated.iter().enumerate() {
+        std::fs::write(fleet_dir.path().join(format!("schemas/s{i}.json")), schema).unwrap();
+        tools.push_str(&format!(
+            "  - {{name: t{i}, schema_ref: schemas/s{i}.json}}\n"
+        ));
+    }
+    std::fs::write(
+        fleet_dir.path().join("svc.yaml"),
+        format!("server_id: svc\nversion: \"1\"\ntransport: streamable_http\nendpoint: http://svc.internal/mcp\ntools:\n{tools}owner: o@x\non_call_runbook: https://wiki/x\n"),
+    )
+    .unwrap();
+    let fleet = Fleet::load(fleet_dir.path()).unwrap_or_else(|p| panic!("{p}"));
+    for tool in &fleet.servers[0].tools {
+        let service = ParamHeaders::from_schema(&tool.input_schema);
+        assert_eq!(service.invalid(), None, "{}", tool.name);
+        let mut theirs: Vec<&str> = service.iter().map(|h| h.token.as_str()).collect();
+        theirs.sort_unstable();
+        let mut ours: Vec<&str> = tool.param_headers.iter().map(String::as_str).collect();
+        ours.sort_unstable();
+        assert_eq!(ours, theirs, "{}", tool.name);
+    }
+    // Annotations the registry refuses, the service would ignore (not enforce) too.
+    for schema in [
+        r#"{"type":"object","properties":{"a":{"type":"array","items":{"type":"string","x-mcp-header":"A"}}}}"#,
+        r#"{"type":"object","properties":{"a":{"type":"number","x-mcp-header":"A"}}}"#,
+        r#"{"type":"object","properties":{"a":{"type":"string","x-mcp-header":"A B"}}}"#,
+        r#"{"type":"object","properties":{"a":{"type":"string","x-mcp-header":"T"},"b":{"type":"string","x-mcp-header":"t"}}}"#,
+    ] {
+        let value: serde_json::Value = serde_json::from_str(schema).unwrap();
+        assert!(
+            ParamHeaders::from_schema(&value).invalid().is_some(),
+            "{schema}"
+        );
+    }
+}
