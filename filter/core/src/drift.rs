@@ -8,9 +8,11 @@
 //! the filter digests what the server sends and compares.
 //!
 //! A change is counted once, not once per `tools/list`: per server and kind the
-//! filter keeps a fingerprint of the drift it last saw in Envoy's shared data (one for
-//! all worker VMs), and counts and logs only when it changes. Memory is bounded: three
-//! fixed-size fingerprints per registered server, whatever the server sends.
+//! filter remembers the drifted tools it has seen, in Envoy's shared data (one store
+//! for all worker VMs), and counts and logs only an answer that brings a drifted tool
+//! it has not seen. Paged lists work the same way: a page adds what it shows, and only
+//! a whole list (one page) forgets tools that came back in line. Memory is bounded: at
+//! most [`MAX_ENTRIES`] 16-byte entries per server and kind, whatever the server sends.
 
 use crate::input_hash::input_hash;
 use crate::list_filter::SeenTool;
@@ -65,33 +67,68 @@ impl Drift {
         }
     }
 
-    /// What identifies this kind of drift: empty when there is none, else a short
-    /// digest of the tools (and, for `changed`, their new schemas). Two answers with
-    /// the same drift have the same fingerprint, so it is counted once.
-    pub fn fingerprint(&self, kind: DriftKind) -> String {
-        let mut hash = Sha256::new();
-        let empty = match kind {
-            DriftKind::Extra => {
-                self.extra.iter().for_each(|n| feed(&mut hash, n));
-                self.extra.is_empty()
-            }
-            DriftKind::Missing => {
-                self.missing.iter().for_each(|n| feed(&mut hash, n));
-                self.missing.is_empty()
-            }
-            DriftKind::Changed => {
-                for (name, digest) in &self.changed {
-                    feed(&mut hash, name);
-                    feed(&mut hash, digest);
-                }
-                self.changed.is_empty()
-            }
+    /// What identifies each drifted tool of this kind: 16 bytes of the SHA-256 of its
+    /// name (and, for `changed`, of the digest of its new schema), in name order. The
+    /// same drift gives the same entries whichever answer or page shows it.
+    pub fn entries(&self, kind: DriftKind) -> Vec<Entry> {
+        let entry = |name: &str, digest: &str| {
+            let mut hash = Sha256::new();
+            feed(&mut hash, name);
+            feed(&mut hash, digest);
+            let mut out = [0u8; ENTRY_BYTES];
+            out.copy_from_slice(&hash.finalize()[..ENTRY_BYTES]);
+            out
         };
-        if empty {
-            return String::new();
+        match kind {
+            DriftKind::Extra => self.extra.iter().map(|n| entry(n, "")).collect(),
+            DriftKind::Missing => self.missing.iter().map(|n| entry(n, "")).collect(),
+            DriftKind::Changed => self.changed.iter().map(|(n, d)| entry(n, d)).collect(),
         }
-        hex::encode(&hash.finalize()[..12])
     }
+
+    /// The names of this kind's tools whose entries are among `entries`.
+    pub fn names_of(&self, kind: DriftKind, entries: &[Entry]) -> Vec<&str> {
+        self.entries(kind)
+            .iter()
+            .zip(self.names(kind))
+            .filter(|(e, _)| entries.contains(e))
+            .map(|(_, n)| n)
+            .collect()
+    }
+}
+
+/// Bytes of one drifted tool's identity (see [`Drift::entries`]).
+pub const ENTRY_BYTES: usize = 16;
+pub type Entry = [u8; ENTRY_BYTES];
+
+/// Most drifted tools remembered per server and kind (4 KiB): beyond it the oldest are
+/// forgotten, and may be counted again if they show up again.
+pub const MAX_ENTRIES: usize = 256;
+
+/// What the filter remembers of one server's drift of one kind (`stored`, entries
+/// back to back), and what an answer changes about it: the entries not seen before
+/// (an answer that brings any is one change), and what to remember now. A whole list
+/// replaces what is remembered, so tools back in line are forgotten; a page of a
+/// longer list only adds to it, since the other pages' tools are not in it.
+pub fn update(stored: &[u8], found: &[Entry], whole_list: bool) -> (Vec<Entry>, Vec<u8>) {
+    let known: Vec<Entry> = stored
+        .chunks_exact(ENTRY_BYTES)
+        .filter_map(|c| c.try_into().ok())
+        .collect();
+    let new: Vec<Entry> = found
+        .iter()
+        .filter(|e| !known.contains(e))
+        .copied()
+        .collect();
+    let mut next: Vec<Entry> = if whole_list {
+        found.to_vec()
+    } else {
+        known.iter().chain(new.iter()).copied().collect()
+    };
+    if next.len() > MAX_ENTRIES {
+        next.drain(..next.len() - MAX_ENTRIES);
+    }
+    (new, next.concat())
 }
 
 fn feed(hash: &mut Sha256, text: &str) {
@@ -178,7 +215,7 @@ mod tests {
         let drift = compare(&registered(), &answer, true);
         assert_eq!(drift, Drift::default());
         for kind in DriftKind::ALL {
-            assert_eq!(drift.fingerprint(kind), "");
+            assert!(drift.entries(kind).is_empty());
         }
     }
 
@@ -201,24 +238,55 @@ mod tests {
     }
 
     #[test]
-    fn fingerprints_change_with_the_drift_only() {
-        let one = compare(&registered(), &[seen("a", r#"{"type":"string"}"#)], false);
-        let same = compare(
-            &registered(),
-            &[seen("a", r#"{ "type": "string" }"#)],
-            false,
+    fn entries_change_with_the_drift_only() {
+        let changed = |schema: &str| {
+            compare(&registered(), &[seen("a", schema)], false).entries(DriftKind::Changed)
+        };
+        assert_eq!(
+            changed(r#"{"type":"string"}"#),
+            changed(r#"{ "type": "string" }"#)
         );
-        let other = compare(&registered(), &[seen("a", r#"{"type":"array"}"#)], false);
-        let kind = DriftKind::Changed;
-        assert_eq!(one.fingerprint(kind), same.fingerprint(kind));
-        assert_ne!(one.fingerprint(kind), other.fingerprint(kind));
-        assert_eq!(one.fingerprint(kind).len(), 24);
+        assert_ne!(
+            changed(r#"{"type":"string"}"#),
+            changed(r#"{"type":"array"}"#)
+        );
         let extra = |names: &[&str]| {
             let tools: Vec<_> = names.iter().map(|n| seen(n, "{}")).collect();
-            compare(&registered(), &tools, false).fingerprint(DriftKind::Extra)
+            compare(&registered(), &tools, false).entries(DriftKind::Extra)
         };
         assert_eq!(extra(&["x", "y"]), extra(&["y", "x"]));
         assert_ne!(extra(&["x", "y"]), extra(&["xy"]));
+    }
+
+    #[test]
+    fn pages_add_and_whole_lists_replace() {
+        let entry = |b: u8| [b; ENTRY_BYTES];
+        // Page 1 shows x, page 2 nothing, page 3 y: x and y are each new once.
+        let (new, stored) = update(&[], &[entry(1)], false);
+        assert_eq!(new, [entry(1)]);
+        let (new, stored) = update(&stored, &[], false);
+        assert!(new.is_empty());
+        let (new, stored) = update(&stored, &[entry(2)], false);
+        assert_eq!(new, [entry(2)]);
+        // The next walk through the pages brings nothing new.
+        for page in [vec![entry(1)], vec![], vec![entry(2)]] {
+            let (new, again) = update(&stored, &page, false);
+            assert!(new.is_empty());
+            assert_eq!(again, stored);
+        }
+        // A whole list without x forgets it: x drifting again is a new change.
+        let (_, stored) = update(&stored, &[entry(2)], true);
+        let (new, _) = update(&stored, &[entry(1)], false);
+        assert_eq!(new, [entry(1)]);
+        // Bounded, oldest forgotten first.
+        let many: Vec<Entry> = (0..=255u8)
+            .chain([0])
+            .map(|b| [b, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15])
+            .collect();
+        let (_, stored) = update(&[], &many[..256], false);
+        let (_, stored) = update(&stored, &[entry(99)], false);
+        assert_eq!(stored.len(), MAX_ENTRIES * ENTRY_BYTES);
+        assert!(!stored.starts_with(&many[0]));
     }
 
     #[test]

@@ -257,35 +257,40 @@ impl ListReader {
             );
             return;
         };
-        let complete = *last_page && !self.call.has_cursor;
-        let found = drift::compare(&registered, tools, complete);
-        record_drift(host, config, metrics, (server, key), &found);
+        let whole_list = *last_page && !self.call.has_cursor;
+        let found = drift::compare(&registered, tools, whole_list);
+        record_drift(host, config, metrics, (server, key), &found, whole_list);
     }
 }
 
-/// Counts and logs each kind of drift once per change: the fingerprint of what was
-/// last seen sits in Envoy's shared data (all workers), and only the worker whose
-/// compare-and-swap changes it counts.
+/// Counts and logs each kind of drift once per change: what was seen sits in Envoy's
+/// shared data (all workers, see [`drift::update`]), and only the worker whose
+/// compare-and-swap records a tool no answer showed before counts it.
 pub fn record_drift(
     host: &mut impl Host,
     config: &FilterConfig,
     metrics: &MetricIds,
     (server, key): (&str, ServerKey),
     found: &Drift,
+    whole_list: bool,
 ) {
     for kind in DriftKind::ALL {
-        let fingerprint = found.fingerprint(kind);
+        // A page of a longer list cannot say what is missing (see `drift::compare`).
+        if kind == DriftKind::Missing && !whole_list {
+            continue;
+        }
         let slot = format!("mcp_drift;{server};{}", kind.as_str());
         let (stored, cas) = match host.shared_data(&slot) {
             Ok((stored, cas)) => (stored.unwrap_or_default(), cas),
             Err(_) => continue,
         };
-        if stored == fingerprint.as_bytes() {
+        let (new, next) = drift::update(&stored, &found.entries(kind), whole_list);
+        if next == stored {
             continue;
         }
-        match host.set_shared_data(&slot, fingerprint.as_bytes(), cas) {
+        match host.set_shared_data(&slot, &next, cas) {
             Ok(()) => {}
-            // Another worker saw the same change first and counts it.
+            // Another worker recorded it first, and counts it.
             Err(status) if status == CAS_MISMATCH => continue,
             Err(status) => {
                 host.log(
@@ -295,16 +300,12 @@ pub fn record_drift(
                 continue;
             }
         }
-        if fingerprint.is_empty() {
-            host.log(
-                Level::Info,
-                &format!("MCP server {server:?}: no more {} tools", kind.as_str()),
-            );
+        if new.is_empty() {
             continue;
         }
         metrics.add(host, config, key, Stat::SchemaDrift(kind), 1);
         // Names come from the server: at most ten, each cut short, printed escaped.
-        let names = found.names(kind);
+        let names = found.names_of(kind, &new);
         let shown: Vec<&str> = names
             .iter()
             .take(10)
