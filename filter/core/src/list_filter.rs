@@ -163,6 +163,11 @@ pub fn rewrite(
         top.unique(key)?;
     }
     if top.get("method").is_some() {
+        // Both request- and response-shaped: parsers that look for `result` first
+        // would take its list as the answer (found by fuzzing).
+        if top.get("result").is_some() || top.get("error").is_some() {
+            return Err(ListError::Ambiguous("method"));
+        }
         return Ok(Rewrite::NotTheAnswer);
     }
     if let Some(error) = top.get("error") {
@@ -457,6 +462,11 @@ mod tests {
         assert_eq!(
             rewrite(note, ListKind::Tools, &v, true, false).unwrap(),
             Rewrite::NotTheAnswer
+        );
+        let both = br#"{"jsonrpc":"2.0","method":"n","result":{"tools":[{"name":"x"}]}}"#;
+        assert_eq!(
+            rewrite(both, ListKind::Tools, &v, true, false),
+            Err(ListError::Ambiguous("method"))
         );
         // A response with another id (or one spelled differently) is filtered too.
         let other = br#"{"jsonrpc":"2.0","id":1.0,"result":{"tools":[{"name":"x"}]}}"#;
