@@ -17,6 +17,7 @@ import json
 import anyio
 
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.tools import Tool
 from server_logs import serve  # noqa: E402
 
 ACCOUNTS = {
@@ -31,10 +32,65 @@ TRANSACTIONS = {
     "acc-002": [{"date": "2026-11-05", "amount": -7.50, "description": "coffee"}],
 }
 
-server = MCPServer("financial-data", version="1.3.2")
+# The registry (registry/examples/financial-data.yaml) is the source of truth for what
+# agents are told: these are its registered schemas, the contract the gateway validates
+# calls against and compares each tools/list answer with (schema drift). They are
+# stricter than the signatures below (no extra arguments, limit and months at least 1,
+# a positive amount): the gateway enforces that in `enforce` mode; the tools themselves
+# still accept what their signatures accept.
+SCHEMA = "https://json-schema.org/draft/2020-12/schema"
+INPUT_SCHEMAS = {
+    "get_account_balance": {
+        "$schema": SCHEMA,
+        "type": "object",
+        "properties": {"account_id": {"type": "string"}},
+        "required": ["account_id"],
+        "additionalProperties": False,
+    },
+    "query_transactions": {
+        "$schema": SCHEMA,
+        "type": "object",
+        "properties": {"account_id": {"type": "string"}, "limit": {"type": "integer", "minimum": 1, "default": 10}},
+        "required": ["account_id"],
+        "additionalProperties": False,
+    },
+    "transfer_funds": {
+        "$schema": SCHEMA,
+        "type": "object",
+        "properties": {
+            "from_account": {"type": "string"},
+            "to_account": {"type": "string"},
+            "amount": {"type": "number", "exclusiveMinimum": 0},
+        },
+        "required": ["from_account", "to_account", "amount"],
+        "additionalProperties": False,
+    },
+    "export_statement": {
+        "$schema": SCHEMA,
+        "type": "object",
+        "properties": {"account_id": {"type": "string"}},
+        "required": ["account_id"],
+        "additionalProperties": False,
+    },
+    "generate_report": {
+        "$schema": SCHEMA,
+        "type": "object",
+        "properties": {"account_id": {"type": "string"}, "months": {"type": "integer", "minimum": 1, "default": 1}},
+        "required": ["account_id"],
+        "additionalProperties": False,
+    },
+}
 
 
-@server.tool()
+def advertised(fn) -> Tool:
+    """`fn` as a tool whose tools/list `inputSchema` is its registered schema instead of
+    the one the SDK generates from the signature (titles, no `$schema`, none of the
+    registered constraints), which would be counted as drift. Only the advertised
+    schema changes: the SDK validates and converts a call's arguments with the model it
+    built from the signature (`fn_metadata`), not with `parameters`."""
+    return Tool.from_function(fn).model_copy(update={"parameters": INPUT_SCHEMAS[fn.__name__]})
+
+
 def get_account_balance(account_id: str) -> dict:
     """Current balance of an account."""
     account = ACCOUNTS.get(account_id)
@@ -43,19 +99,16 @@ def get_account_balance(account_id: str) -> dict:
     return {"account_id": account_id, **account}
 
 
-@server.tool()
 def query_transactions(account_id: str, limit: int = 10) -> list[dict]:
     """Recent transactions of an account."""
     return TRANSACTIONS.get(account_id, [])[:limit]
 
 
-@server.tool()
 def transfer_funds(from_account: str, to_account: str, amount: float) -> str:
     """Move money between accounts (needs the tools.write scope at the gateway)."""
     return f"transferred {amount:.2f} from {from_account} to {to_account}"
 
 
-@server.tool()
 async def export_statement(account_id: str, ctx: Context) -> str:
     """Slow export that reports progress (streams an SSE response)."""
     for step in range(1, 4):
@@ -64,11 +117,17 @@ async def export_statement(account_id: str, ctx: Context) -> str:
     return f"statement for {account_id}: {len(TRANSACTIONS.get(account_id, []))} rows"
 
 
-@server.tool()
 async def generate_report(account_id: str, months: int = 1) -> str:
     """Monthly report; takes about a second per month (a slow upstream for timeouts)."""
     await anyio.sleep(months)
     return f"report for {account_id}: {months} months"
+
+
+server = MCPServer(
+    "financial-data",
+    version="1.3.2",
+    tools=[advertised(fn) for fn in (get_account_balance, query_transactions, transfer_funds, export_statement, generate_report)],
+)
 
 
 @server.resource("ledger://accounts", name="accounts", mime_type="application/json")

@@ -2,10 +2,12 @@
 with the official MCP Python SDK like demo/mcp_server.py, as a second Python team's server.
 
 Tools and their parameters follow the registered schemas (registry/examples/schemas/
-find_employee_v1.json, get_org_chart_v1.json, list_open_roles_v1.json); the data is a
-small fake directory. As in demo/mcp_server.py, every HTTP request is appended to a
-JSON-lines file (`--header-log`) with the MCP and gateway headers it carried, and with
-`--dispatch-log` every tool the SDK dispatches is appended to another file.
+find_employee_v1.json, get_org_chart_v1.json, list_open_roles_v1.json), and tools/list
+advertises exactly those schemas (INPUT_SCHEMAS), so the gateway sees no schema drift;
+the data is a small fake directory. As in demo/mcp_server.py, every HTTP request is
+appended to a JSON-lines file (`--header-log`) with the MCP and gateway headers it
+carried, and with `--dispatch-log` every tool the SDK dispatches is appended to another
+file.
 
     python demo/servers/hr_directory.py --port 8001 --header-log /tmp/seen.jsonl
 """
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Annotated
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.tools import Tool
 from pydantic import Field
 
 # demo/server_logs.py, shared by the demo servers.
@@ -37,7 +40,45 @@ OPEN_ROLES = [
     {"id": "r-12", "title": "Payroll Specialist", "department": "finance", "location": "Lisbon"},
 ]
 
-server = MCPServer("hr-directory", version="0.4.0")
+# The registered schemas (the registry is the source of truth for what agents are told),
+# advertised as they are: the gateway compares each tools/list answer with them (schema
+# drift) and validates calls against them. Where they say less than the signatures
+# below (no `default` for depth or department: the tool picks it) or more (no extra
+# arguments), the registry's word is what agents see.
+SCHEMA = "https://json-schema.org/draft/2020-12/schema"
+INPUT_SCHEMAS = {
+    "find_employee": {
+        "$schema": SCHEMA,
+        "type": "object",
+        "properties": {"query": {"type": "string", "minLength": 1}},
+        "required": ["query"],
+        "additionalProperties": False,
+    },
+    "get_org_chart": {
+        "$schema": SCHEMA,
+        "type": "object",
+        "properties": {"employee_id": {"type": "string"}, "depth": {"type": "integer", "minimum": 1, "maximum": 5}},
+        "required": ["employee_id"],
+        "additionalProperties": False,
+    },
+    "list_open_roles": {
+        "$schema": SCHEMA,
+        "type": "object",
+        "properties": {"department": {"type": "string"}},
+        "required": [],
+        "additionalProperties": False,
+    },
+}
+
+
+def advertised(fn) -> Tool:
+    """`fn` as a tool whose tools/list `inputSchema` is its registered schema instead of
+    the one the SDK generates from the signature (titles, defaults, no `$schema`), which
+    would be counted as drift. Only the advertised schema changes: the SDK validates and
+    converts a call's arguments with the model it built from the signature
+    (`fn_metadata`), not with `parameters`."""
+    return Tool.from_function(fn).model_copy(update={"parameters": INPUT_SCHEMAS[fn.__name__]})
+
 
 
 def _card(employee_id: str) -> dict:
@@ -45,7 +86,6 @@ def _card(employee_id: str) -> dict:
     return {"employee_id": employee_id, "name": employee["name"], "title": employee["title"], "department": employee["department"]}
 
 
-@server.tool()
 def find_employee(query: Annotated[str, Field(min_length=1)]) -> list[dict]:
     """Employees whose name, title or id contains the query (case-insensitive)."""
     needle = query.lower()
@@ -56,7 +96,6 @@ def find_employee(query: Annotated[str, Field(min_length=1)]) -> list[dict]:
     ]
 
 
-@server.tool()
 def get_org_chart(employee_id: str, depth: Annotated[int, Field(ge=1, le=5)] = 2) -> dict:
     """An employee, their manager, and their reports down to `depth` levels."""
     if employee_id not in EMPLOYEES:
@@ -80,11 +119,13 @@ def get_org_chart(employee_id: str, depth: Annotated[int, Field(ge=1, le=5)] = 2
 
 
 # `department` is optional but, in the registered schema, a plain string (no null): an
-# empty default keeps the generated inputSchema's type "string" and means "every department".
-@server.tool()
+# empty default means "every department".
 def list_open_roles(department: str = "") -> list[dict]:
     """Open positions, in one department or (without `department`) in all of them."""
     return [role for role in OPEN_ROLES if not department or role["department"] == department.lower()]
+
+
+server = MCPServer("hr-directory", version="0.4.0", tools=[advertised(fn) for fn in (find_employee, get_org_chart, list_open_roles)])
 
 
 def main() -> None:

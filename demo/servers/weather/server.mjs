@@ -69,17 +69,46 @@ function logDispatches(mcp, path) {
         });
 }
 
+// Input schemas mirror registry/examples/schemas/get_forecast_v1.json and
+// get_alerts_v1.json; strict objects, as the registered schemas forbid additional
+// properties. The SDK validates each call's arguments with them.
+const INPUT_SCHEMAS = {
+    get_forecast: z.strictObject({ city: z.string(), days: z.number().int().min(1).max(7).optional() }),
+    get_alerts: z.strictObject({ region: z.string().regex(/^[A-Z]{2}$/) })
+};
+
+/**
+ * Makes tools/list advertise each tool's schema in JSON Schema 2020-12, the dialect the
+ * registry's files (and MCP, for a schema without `$schema`) use. The v1 SDK converts
+ * zod to draft-07 (`"$schema": "http://json-schema.org/draft-07/schema#"`), whose
+ * content is the same here but whose `$schema` differs, so the gateway would count every
+ * tool as drifted (`changed`). The zod schemas stay the ones the SDK validates calls with.
+ */
+function advertise2020(mcp) {
+    const low = mcp.server;
+    const register = low.setRequestHandler.bind(low);
+    low.setRequestHandler = (schema, handler) =>
+        register(schema, async (request, extra) => {
+            const result = await handler(request, extra);
+            if (request.method !== 'tools/list') return result;
+            for (const tool of result.tools) {
+                const input = INPUT_SCHEMAS[tool.name];
+                if (input) tool.inputSchema = z.toJSONSchema(input, { target: 'draft-2020-12', io: 'input' });
+            }
+            return result;
+        });
+}
+
 function weather() {
     const mcp = new McpServer({ name: 'weather', version: '2.0.1' });
+    // Before the first registerTool: that is when McpServer installs its handlers.
+    advertise2020(mcp);
     if (args['dispatch-log']) logDispatches(mcp, args['dispatch-log']);
-    // Input schemas mirror registry/examples/schemas/get_forecast_v1.json and
-    // get_alerts_v1.json, so the inputSchema the SDK generates agrees with the registry;
-    // strict objects, as the registered schemas forbid additional properties.
     mcp.registerTool(
         'get_forecast',
         {
             description: 'Daily forecast for a city, 1 to 7 days (3 by default).',
-            inputSchema: z.strictObject({ city: z.string(), days: z.number().int().min(1).max(7).optional() })
+            inputSchema: INPUT_SCHEMAS.get_forecast
         },
         async ({ city, days }) => {
             const key = city.toLowerCase();
@@ -93,7 +122,7 @@ function weather() {
         'get_alerts',
         {
             description: 'Active weather alerts for a region (two-letter code, e.g. NO).',
-            inputSchema: z.strictObject({ region: z.string().regex(/^[A-Z]{2}$/) })
+            inputSchema: INPUT_SCHEMAS.get_alerts
         },
         async ({ region }) => text({ region, alerts: ALERTS[region] ?? [] })
     );
