@@ -3,7 +3,8 @@ built with the official MCP Python SDK like demo/servers/hr_directory.py. It is 
 registry/examples: the demo (demo/run_demo.py) registers it midway, live.
 
 Tools and their parameters follow the registered schemas (demo/fleet-addition/schemas/
-search_articles_v1.json, get_article_v1.json); the articles are fake. As in the other
+search_articles_v1.json, get_article_v1.json), and tools/list advertises exactly those
+schemas (INPUT_SCHEMAS), so the gateway sees no schema drift; the articles are fake. As in the other
 demo servers, every HTTP request is appended to a JSON-lines file (`--header-log`) with
 the MCP and gateway headers it carried, and with `--dispatch-log` every tool the SDK
 dispatches is appended to another file.
@@ -19,6 +20,7 @@ from typing import Annotated
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.tools import Tool
 from pydantic import Field
 
 # demo/server_logs.py, shared by the demo servers.
@@ -48,7 +50,35 @@ ARTICLES = {
     },
 }
 
-server = MCPServer("knowledge-base", version="1.0.0")
+# The registered schemas (the registry is the source of truth for what agents are told),
+# advertised as they are: the gateway compares each tools/list answer with them (schema
+# drift) and validates calls against them.
+SCHEMA = "https://json-schema.org/draft/2020-12/schema"
+INPUT_SCHEMAS = {
+    "search_articles": {
+        "$schema": SCHEMA,
+        "type": "object",
+        "properties": {"query": {"type": "string", "minLength": 1}},
+        "required": ["query"],
+        "additionalProperties": False,
+    },
+    "get_article": {
+        "$schema": SCHEMA,
+        "type": "object",
+        "properties": {"article_id": {"type": "string", "pattern": "^kb-[0-9]{3}$"}},
+        "required": ["article_id"],
+        "additionalProperties": False,
+    },
+}
+
+
+def advertised(fn) -> Tool:
+    """`fn` as a tool whose tools/list `inputSchema` is its registered schema instead of
+    the one the SDK generates from the signature (titles, no `$schema`), which would be
+    counted as drift. Only the advertised schema changes: the SDK validates and converts
+    a call's arguments with the model it built from the signature (`fn_metadata`), not
+    with `parameters`."""
+    return Tool.from_function(fn).model_copy(update={"parameters": INPUT_SCHEMAS[fn.__name__]})
 
 
 # `article_id` pattern as registered (get_article_v1.json), so a malformed id is
@@ -56,7 +86,6 @@ server = MCPServer("knowledge-base", version="1.0.0")
 ArticleId = Annotated[str, Field(pattern=r"^kb-[0-9]{3}$")]
 
 
-@server.tool()
 def search_articles(query: Annotated[str, Field(min_length=1)]) -> list[dict]:
     """Articles whose title, tags or id contain the query (case-insensitive), best first:
     title matches before tag or id matches."""
@@ -69,7 +98,6 @@ def search_articles(query: Annotated[str, Field(min_length=1)]) -> list[dict]:
     return [summary for *_, summary in sorted(hits, key=lambda hit: hit[:2])]
 
 
-@server.tool()
 def get_article(article_id: ArticleId) -> dict:
     """One article, whole."""
     if article_id not in ARTICLES:
@@ -77,6 +105,9 @@ def get_article(article_id: ArticleId) -> dict:
         # exception is reported as a crash, without its message).
         raise ToolError(f"unknown article {article_id}")
     return {"article_id": article_id, **ARTICLES[article_id]}
+
+
+server = MCPServer("knowledge-base", version="1.0.0", tools=[advertised(fn) for fn in (search_articles, get_article)])
 
 
 def main() -> None:

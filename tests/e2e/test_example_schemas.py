@@ -1,7 +1,8 @@
-"""The example fleet (registry/examples) shows no schema drift: its three servers, built
-with the official SDKs (financial-data and hr-directory: Python; weather: TypeScript
-v1), advertise in `tools/list` exactly the input schemas their manifests register, so
-a fresh deployment of the examples (and the demo) counts no `mcp_schema_drift_total`.
+"""The example fleet (registry/examples) and the server the demo adds live
+(demo/fleet-addition) show no schema drift: their servers, built with the official SDKs
+(financial-data, hr-directory, knowledge-base: Python; weather: TypeScript v1),
+advertise in `tools/list` exactly the input schemas their manifests register, so a fresh
+deployment of the examples (and the demo) counts no `mcp_schema_drift_total`.
 
 The registry is the source of truth: each listed `inputSchema` must equal the
 registered file as JSON values (key order and formatting aside, which is what the
@@ -13,6 +14,8 @@ render), counts that tool as `changed`."""
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import anyio
 import pytest
@@ -20,42 +23,58 @@ import yaml
 
 from e2e.helpers import connect
 from e2e.test_monitoring import DRIFT_METRIC
-from harness import metric, prometheus, start_mcp_server, wait_until
+from harness import ROOT, metric, prometheus, start_mcp_server, wait_until
 from harness.fleet import Fleet
-from harness.registry import EXAMPLES
-from harness.servers import start_hr_directory, start_weather
+from harness.registry import EXAMPLES, manifest_text
+from harness.servers import start_hr_directory, start_knowledge_base, start_weather
 
-SERVERS = ("financial-data", "hr-directory", "weather")
+ADDITION = ROOT / "demo" / "fleet-addition"
+EXAMPLE_SERVERS = ("financial-data", "hr-directory", "weather")
+ADDED = "knowledge-base"
+SOURCES = {**{server: EXAMPLES for server in EXAMPLE_SERVERS}, ADDED: ADDITION}
 # Every tool of every server visible: the tools.read scopes, and the two tools whose
 # manifests ask more (a list shows only what the caller may call).
 SCOPES = " ".join(
-    [f"mcp.server.{s}:tools.read" for s in SERVERS]
+    [f"mcp.server.{s}:tools.read" for s in SOURCES]
     + ["mcp.server.hr-directory:org.read", "mcp.server.financial-data:tools.write"]
 )
 
 
 def registered(server_id: str) -> dict[str, dict]:
     """Tool name -> registered JSON Schema (parsed), from the server's manifest."""
-    manifest = yaml.safe_load((EXAMPLES / f"{server_id}.yaml").read_text())
-    return {tool["name"]: json.loads((EXAMPLES / tool["schema_ref"]).read_text()) for tool in manifest["tools"]}
+    source = SOURCES[server_id]
+    manifest = yaml.safe_load((source / f"{server_id}.yaml").read_text())
+    return {tool["name"]: json.loads((source / tool["schema_ref"]).read_text()) for tool in manifest["tools"]}
+
+
+def register_addition(fleet: Fleet, port: int) -> None:
+    """What the demo does midway (demo/run_demo.py): the knowledge-base manifest and
+    its schemas copied into the fleet's manifests, rendered live."""
+    shutil.copytree(ADDITION / "schemas", fleet.manifests / "schemas", dirs_exist_ok=True)
+    (fleet.manifests / f"{ADDED}.yaml").write_text(manifest_text(ADDED, port, ADDITION))
+    fleet.render()
 
 
 @pytest.fixture
-def fleet(logs):
+def fleet(logs: Path):
     started = []
     try:
         started.append(start_mcp_server(logs, logs / "seen-financial-data.jsonl"))
         started.append(start_hr_directory(logs, header_log=logs / "seen-hr-directory.jsonl"))
         started.append(start_weather(logs, header_log=logs / "seen-weather.jsonl"))
-        running = Fleet(logs, {server: port for server, (_, port) in zip(SERVERS, started)})
+        started.append(start_knowledge_base(logs, header_log=logs / "seen-knowledge-base.jsonl"))
+        running = Fleet(logs, {server: port for server, (_, port) in zip(EXAMPLE_SERVERS, started)})
     except Exception:
         for process, _ in started:
             process.stop()
         raise
-    yield running
-    running.stop()
-    for process, _ in started:
-        process.stop()
+    try:
+        register_addition(running, started[-1][1])
+        yield running
+    finally:
+        running.stop()
+        for process, _ in started:
+            process.stop()
 
 
 def listed(fleet: Fleet, server: str) -> dict[str, dict]:
@@ -75,6 +94,24 @@ def listed(fleet: Fleet, server: str) -> dict[str, dict]:
     return anyio.run(run)
 
 
+def listed_once_routed(fleet: Fleet, server: str) -> dict[str, dict]:
+    """`listed`, retried while a live render is still reaching Envoy and the services
+    (the new route answers 404, or the token's scope is not in the policy yet)."""
+    errors = []
+
+    def attempt():
+        try:
+            return listed(fleet, server)
+        except Exception as error:  # the SDK raises on an HTTP error status
+            errors.append(error)
+            return None
+
+    try:
+        return wait_until(attempt, timeout=15, interval=0.3)
+    except TimeoutError:
+        raise AssertionError(f"{server} not listed through the gateway: {errors[-1]!r}") from errors[-1]
+
+
 def drift_samples(fleet: Fleet) -> dict[tuple[str, str], float]:
     """(server, kind) -> value of every mcp_schema_drift_total sample Envoy exports."""
     return {
@@ -85,13 +122,13 @@ def drift_samples(fleet: Fleet) -> dict[tuple[str, str], float]:
     }
 
 
-def test_example_servers_advertise_their_registered_schemas_and_show_no_drift(fleet):
-    advertised = {server: listed(fleet, server) for server in SERVERS}
+def test_demo_servers_advertise_their_registered_schemas_and_show_no_drift(fleet):
+    advertised = {server: listed_once_routed(fleet, server) for server in SOURCES}
 
     # Every server's whole list went through the filter, which counts drift while it
     # reads the answer, before the client gets it.
     assert {key: value for key, value in drift_samples(fleet).items() if value} == {}
-    for server in SERVERS:
+    for server in SOURCES:
         schemas = registered(server)
         assert sorted(advertised[server]) == sorted(schemas), server
         for tool, schema in schemas.items():
@@ -107,7 +144,7 @@ def test_example_servers_advertise_their_registered_schemas_and_show_no_drift(fl
 
     def counted():
         listed(fleet, "weather")
-        return drift_samples(fleet).get(("weather", "changed"))
+        return metric(prometheus(fleet.envoy.admin_port), DRIFT_METRIC, mcp_server="weather", mcp_kind="changed")
 
     assert wait_until(counted, timeout=15, interval=0.5) == 1
     assert {key: value for key, value in drift_samples(fleet).items() if value} == {("weather", "changed"): 1}
