@@ -125,7 +125,9 @@ def list_open_roles(department: str = "") -> list[dict]:
     return [role for role in OPEN_ROLES if not department or role["department"] == department.lower()]
 
 
-server = MCPServer("hr-directory", version="0.4.0", tools=[advertised(fn) for fn in (find_employee, get_org_chart, list_open_roles)])
+server = MCPServer(
+    "hr-directory", version="0.4.0", tools=[advertised(fn) for fn in (find_employee, get_org_chart, list_open_roles)]
+)
 
 
 def main() -> None:
