@@ -76,6 +76,10 @@ const INPUT_SCHEMAS = {
     get_forecast: z.strictObject({ city: z.string(), days: z.number().int().min(1).max(7).optional() }),
     get_alerts: z.strictObject({ region: z.string().regex(/^[A-Z]{2}$/) })
 };
+// What tools/list advertises for them (see advertise2020), converted once.
+const ADVERTISED = Object.fromEntries(
+    Object.entries(INPUT_SCHEMAS).map(([name, schema]) => [name, z.toJSONSchema(schema, { target: 'draft-2020-12', io: 'input' })])
+);
 
 /**
  * Makes tools/list advertise each tool's schema in JSON Schema 2020-12, the dialect the
@@ -91,10 +95,7 @@ function advertise2020(mcp) {
         register(schema, async (request, extra) => {
             const result = await handler(request, extra);
             if (request.method !== 'tools/list') return result;
-            for (const tool of result.tools) {
-                const input = INPUT_SCHEMAS[tool.name];
-                if (input) tool.inputSchema = z.toJSONSchema(input, { target: 'draft-2020-12', io: 'input' });
-            }
+            for (const tool of result.tools) if (ADVERTISED[tool.name]) tool.inputSchema = ADVERTISED[tool.name];
             return result;
         });
 }
