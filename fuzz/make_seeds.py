@@ -230,6 +230,38 @@ def list_seeds():
     write("lists", "sse-bom-cr", bytes([1, 0, 0, 1]) + b'\xef\xbb\xbfdata: {"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"b"}]}}\r\r')
 
 
+def argument_seeds():
+    """The arguments target: control byte (schema, mode), header lines, body."""
+    def body(arguments, raw=None):
+        if raw is not None:
+            return raw
+        return json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                           "params": {"name": "t", "arguments": arguments}}).encode()
+
+    def seed(name, schema, mode, arguments=None, headers=(), raw=None):
+        head = "".join(f"{k}: {v}\n" for k, v in headers) + "\n"
+        write("arguments", name, bytes([schema | mode << 2]) + head.encode() + body(arguments, raw))
+
+    seed("valid", 0, 0, {"account_id": "acc-1", "limit": 5})
+    seed("wrong-type", 0, 0, {"account_id": 7})
+    seed("missing-required", 0, 0, {"limit": 5})
+    seed("extra-field", 0, 1, {"account_id": "acc-1", "secret_value": "hunter2-password"})
+    seed("pattern", 0, 0, {"account_id": "not-an-account-number"})
+    seed("off", 0, 2, {"account_id": 7})
+    seed("draft7-enum", 1, 0, {"unit": "kelvin", "tags": ["a", "longer-than-eight"]})
+    seed("absent-arguments", 0, 0, raw=b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t"}}')
+    seed("null-arguments", 0, 0, raw=b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":null}}')
+    seed("duplicate-arguments", 0, 0, raw=b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"account_id":"acc-1"},"arguments":{"account_id":7}}}')
+    seed("folded-arguments", 0, 0, raw=b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"account_id":"acc-1"},"Arguments":{"account_id":7}}}')
+    seed("headers-match", 2, 0, {"region": "eu", "dry_run": True, "count": 3},
+         [("mcp-param-region", "eu"), ("mcp-param-dry-run", "true"), ("mcp-param-count", "3")])
+    seed("header-mismatch", 2, 2, {"region": "eu"}, [("mcp-param-region", "us")])
+    seed("header-base64", 2, 0, {"region": "données"}, [("mcp-param-region", "=?base64?ZG9ubsOpZXM=?=")])
+    seed("header-without-argument", 2, 0, {"region": "eu"}, [("mcp-param-region", "eu"), ("mcp-param-count", "1")])
+    seed("header-integer", 2, 0, {"region": "eu", "count": 42}, [("mcp-param-region", "eu"), ("mcp-param-count", "42.0")])
+    seed("nested", 3, 0, {"filter": {"from": "2026-13-45", "amount": -1}, "field_0001": {}})
+
+
 def find_plugin_config(node):
     """The wasm filter's JSON configuration string in an Envoy config."""
     if isinstance(node, dict):
@@ -250,3 +282,4 @@ def find_plugin_config(node):
 if __name__ == "__main__":
     main()
     list_seeds()
+    argument_seeds()

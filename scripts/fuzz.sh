@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 runs="${1:-3000000}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(request response config flow lists)
+[ ${#targets[@]} -gt 0 ] || targets=(request response config flow lists arguments)
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz --version 0.13.2
 # The workspace's release profile uses LTO, which breaks the coverage instrumentation;

@@ -9,8 +9,10 @@
 //! with a header it did not set itself, whichever host call fails, nor (with the
 //! servers named by the routes) labelled for another server than its route's; a
 //! filtered list never shows an entry the caller may not see, however a client reads
-//! its keys.
+//! its keys; the authz-service checks exactly the arguments a strict parser reads, and
+//! never puts an argument value into the audit form of a refusal.
 
+pub mod arguments;
 pub mod config;
 pub mod flow;
 pub mod input;

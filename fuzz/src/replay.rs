@@ -42,6 +42,11 @@ fn config() {
 }
 
 #[test]
+fn arguments() {
+    replay("arguments", crate::arguments::run);
+}
+
+#[test]
 fn lists() {
     replay("lists", crate::lists::run);
 }
