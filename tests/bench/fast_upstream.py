@@ -6,6 +6,11 @@ whole body (Content-Length) and answers what an MCP server would, chosen by the 
   notifications, then the result, each event its own chunk
 - any other request               -> a small JSON `tools/call` result
 
+At `/tools-N` (the endpoints of the list benchmark's fleet, tests/bench/list_fleet.py,
+N = 10 or 500), `tools/list` is answered with that server's N registered tools and
+their registered schemas, as JSON, or as one SSE event when the request carries
+`"bench.example/answer":"sse"` (a `_meta` key); every other request as above.
+
 Every answer carries `"id":1`, the id of every benchmark request.
 
     python tests/bench/fast_upstream.py PORT
@@ -14,6 +19,8 @@ Every answer carries `"id":1`, the id of every benchmark request.
 import asyncio
 import json
 import sys
+
+import list_fleet
 
 
 def _json_response(body: bytes) -> bytes:
@@ -63,6 +70,19 @@ SSE_EVENTS = [
 ] + [_chunk(b"event: message\ndata: " + CALL_RESULT + b"\n\n"), b"0\r\n\r\n"]
 
 
+# The list benchmark's answers: path -> (JSON answer, SSE answer), both whole responses.
+SSE_MARKER = b'"bench.example/answer":"sse"'
+FLEET_LISTS = {}
+for _count in list_fleet.SERVERS.values():
+    _result = json.dumps(
+        {"jsonrpc": "2.0", "id": 1, "result": {"tools": list_fleet.advertised_tools(_count)}}, separators=(",", ":")
+    ).encode()
+    FLEET_LISTS[f"/tools-{_count}".encode()] = (
+        _json_response(_result),
+        SSE_HEAD + _chunk(b"event: message\ndata: " + _result + b"\n\n") + b"0\r\n\r\n",
+    )
+
+
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
         while True:
@@ -72,6 +92,12 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                 if line[:15].lower() == b"content-length:":
                     length = int(line[15:].strip())
             body = await reader.readexactly(length) if length else b""
+            path = head.split(b" ", 2)[1] if head.count(b" ") >= 2 else b""
+            fleet_list = FLEET_LISTS.get(path)
+            if fleet_list and b'"tools/list"' in body:
+                writer.write(fleet_list[1] if SSE_MARKER in body else fleet_list[0])
+                await writer.drain()
+                continue
             if b'"generate_report"' in body:
                 writer.write(SSE_HEAD)
                 for event in SSE_EVENTS:
