@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
-from harness import MCP_CLUSTER, connection_manager, request, start_gateway, without_ext_authz
+from harness import MCP_CLUSTER, connection_manager, request, start_gateway, start_mcp_server, without_ext_authz
 
 from e2e.helpers import echoed_headers, modern_call, values
 
@@ -44,6 +44,14 @@ def token(key, **claims):
 
 @pytest.fixture
 def jwt_gateway(logs, echo, signing_key):
+    envoy, port = start_jwt_gateway(logs, echo, signing_key)
+    yield port
+    envoy.stop()
+
+
+def start_jwt_gateway(logs, upstream: int, signing_key):
+    """The filter alone behind Envoy's jwt_authn (no authz-service), in front of
+    `upstream`."""
     jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(signing_key.public_key()))
     jwk.update(kid="k1", alg="RS256", use="sig")
 
@@ -76,16 +84,14 @@ def jwt_gateway(logs, echo, signing_key):
             },
         )
 
-    envoy, port = start_gateway(
+    return start_gateway(
         logs,
-        {MCP_CLUSTER: echo},
+        {MCP_CLUSTER: upstream},
         filter_overrides={
             "agent_identity": {"source": "jwt_authn", "payload_in_metadata": "jwt_payload", "claim": "azp"}
         },
         mutate=lambda config: (without_ext_authz(config), add_jwt_authn(config)),
     )
-    yield port
-    envoy.stop()
 
 
 def test_agent_from_verified_jwt_claim(jwt_gateway, signing_key):
@@ -97,6 +103,29 @@ def test_agent_from_verified_jwt_claim(jwt_gateway, signing_key):
     )
     assert response.status == 200, response.body
     assert values(echoed_headers(response), "x-agent-id") == ["agent-prod-001"]
+
+
+def test_lists_pass_unfiltered_without_the_authz_service(logs, signing_key):
+    """No ext_authz, so no decision to filter lists by: the deployment switches list
+    filtering off (harness.without_ext_authz) and the server's tools/list passes as it
+    is (with filtering on, every entry would be hidden)."""
+    server, mcp_port = start_mcp_server(logs, logs / "jwt-mcp-headers.jsonl")
+    try:
+        envoy, port = start_jwt_gateway(logs, mcp_port, signing_key)
+        try:
+            _, headers = modern_call("get_account_balance", auth=False)
+            headers = [(k, "tools/list" if k == "mcp-method" else v) for k, v in headers if k != "mcp-name"]
+            meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
+            body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": meta}})
+            bearer = token(signing_key, sub="user-42", azp="agent-prod-001")
+            response = request(port, "POST", "/mcp", body, headers + [("authorization", f"Bearer {bearer}")])
+        finally:
+            envoy.stop()
+    finally:
+        server.stop()
+    assert response.status == 200, response.body
+    names = {tool["name"] for tool in response.json()["result"]["tools"]}
+    assert {"get_account_balance", "transfer_funds"} <= names, response.body
 
 
 def test_no_token_means_no_agent_header(jwt_gateway):

@@ -100,7 +100,7 @@ def fleet(tmp_path_factory):
     started = []
     try:
         rendered = Rendered(logs, {server: port for server, (_, port) in echoes.items()})
-        authz = Authz(logs, policy=rendered.out / "policy.yaml", in_place=True)
+        authz = Authz(logs, policy=rendered.out / "policy.yaml", schemas=rendered.out / "schemas.json", in_place=True)
         started.append(authz)
         ratelimit = Ratelimit(logs, config_dir=rendered.out / "limits")
         started.append(ratelimit)
@@ -232,6 +232,22 @@ def test_an_unregistered_path_is_404_with_an_audit_record(fleet):
     records = mine(audit_records(fleet.gateway.audit_path, until=lambda rs: len(mine(rs)) >= len(paths)))
     assert len(records) == len(paths)
     assert all(r["error_code"] == -31014 and r["http_status"] == 404 for r in records), records
+
+
+def test_validating_servers_send_their_body_to_ext_authz_on_istio(fleet):
+    """The rendered route patches carry the ext_authz body settings istiod's routes
+    lack: a call that breaks weather's schema (validation `report`) is audited with the
+    place its arguments fail; without the body the authz-service could only say it
+    cannot read them."""
+    everything = scopes(*SERVERS)
+    echoed(fleet.gateway.call("weather", "get_forecast", {"city": "Oslo", "days": 9}, "body-bad", everything))
+    echoed(fleet.gateway.call("weather", "get_forecast", {"city": "Oslo", "days": 2}, "body-good", everything))
+    wanted = {"body-bad", "body-good"}
+    records = audit_records(fleet.gateway.audit_path, until=lambda rs: wanted <= {r.get("jsonrpc_id") for r in rs})
+    by_id = {r["jsonrpc_id"]: r for r in records if r.get("jsonrpc_id") in wanted}
+    assert by_id["body-bad"]["schema_violation"].startswith("/days:"), by_id["body-bad"]
+    assert by_id["body-bad"]["decision"] == "allowed"
+    assert by_id["body-good"]["schema_violation"] is None
 
 
 def without_route_metadata(envoy_filter: dict) -> dict:

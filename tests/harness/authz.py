@@ -18,7 +18,7 @@ from pathlib import Path
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from .envoy import connection_manager, routes
+from .envoy import connection_manager, filter_settings, routes, wasm_plugin_configs
 from .observe import service_metrics
 from . import single
 from .procs import ROOT, Process, free_port, wait_for_http
@@ -147,3 +147,9 @@ def without_ext_authz(config: dict) -> None:
         hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != "envoy.filters.http.ext_authz"]
     for route in routes(config):
         route.pop("typed_per_filter_config", None)
+    # No authz decision to learn per-caller lists from: such deployments switch list
+    # filtering off (with it on, every list would come back empty).
+    for plugin in wasm_plugin_configs(config):
+        settings = filter_settings(plugin)
+        settings["list_filtering"] = "off"
+        plugin["configuration"]["value"] = json.dumps(settings)
