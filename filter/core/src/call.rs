@@ -175,7 +175,21 @@ impl Call {
             .protocol_version
             .as_deref()
             .is_some_and(|v| v >= crate::protocol::STATELESS_SINCE);
-        let reader = list.reader(host, config, framing, id, modern);
+        let mut reader = list.reader(host, config, framing, id, modern);
+        let encoded = host
+            .response_header("content-encoding")
+            .ok()
+            .flatten()
+            .is_some_and(|v| !v.trim().eq_ignore_ascii_case("identity"));
+        if encoded && reader.rewrites() {
+            reader.refuse_encoded();
+            if let Err(status) = host.remove_response_header("content-encoding") {
+                host.log(
+                    Level::Error,
+                    &format!("cannot remove a list answer's content-encoding: {status}"),
+                );
+            }
+        }
         if reader.rewrites() {
             let private = host
                 .response_header("cache-control")

@@ -295,7 +295,18 @@ impl RequestFlow {
             if let Some(kind) = list_kind {
                 let has_cursor = call.facts.has_cursor;
                 match ListCall::start(host, &self.config, kind, has_cursor) {
-                    Ok(list) => call.list = Some(list),
+                    Ok(list) => {
+                        call.list = Some(list);
+                        // A compressed answer could not be filtered: ask for a plain one.
+                        if let Err(status) = host.remove_request_header("accept-encoding") {
+                            host.log(
+                                Level::Error,
+                                &format!(
+                                    "cannot remove a list request's accept-encoding: {status}"
+                                ),
+                            );
+                        }
+                    }
                     Err(error) => {
                         // Without the route's view of the tools the answer could not be
                         // filtered by the registration: refused like a broken route.

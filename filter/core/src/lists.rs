@@ -117,6 +117,8 @@ impl ListCall {
         let collect_tools = self.route.schema_digests.is_some();
         ListReader {
             stream: ListStream::new(framing, config.max_list_bytes.bytes()),
+            framing,
+            refused: None,
             answer: ListAnswer {
                 kind: self.kind,
                 rewrite: visibility.is_some(),
@@ -216,6 +218,10 @@ impl Answer for ListAnswer {
 #[derive(Debug)]
 pub struct ListReader {
     stream: ListStream,
+    framing: Framing,
+    /// The answer cannot be read (compressed): `Some(false)` until the client got the
+    /// error that replaces it, then `Some(true)`.
+    refused: Option<bool>,
     answer: ListAnswer,
     call: ListCall,
 }
@@ -224,7 +230,30 @@ impl ListReader {
     /// The bytes the client gets instead of `chunk`, or `None` to pass it unchanged
     /// (list filtering off and nothing held).
     pub fn feed(&mut self, chunk: &[u8], end: bool) -> Vec<u8> {
-        self.stream.feed(chunk, end, &mut self.answer)
+        match self.refused {
+            None => self.stream.feed(chunk, end, &mut self.answer),
+            Some(true) => Vec::new(),
+            Some(false) => {
+                self.refused = Some(true);
+                let error = self.answer.error(
+                    "the gateway cannot filter this list: the MCP server compressed its answer",
+                );
+                match self.framing {
+                    Framing::Json => error,
+                    Framing::Sse => [b"data: ".as_slice(), &error, b"\n\n"].concat(),
+                }
+            }
+        }
+    }
+
+    /// The answer is compressed (`Content-Encoding`), so it cannot be filtered: the
+    /// client gets an error instead. (The filter asks for an uncompressed answer by
+    /// removing the list request's `Accept-Encoding`; this covers a server that
+    /// compresses anyway.)
+    pub fn refuse_encoded(&mut self) {
+        if self.answer.rewrite {
+            self.refused = Some(false);
+        }
     }
 
     /// Whether the reader changes the bytes (else it only reads them).

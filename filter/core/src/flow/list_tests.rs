@@ -31,6 +31,7 @@ fn list_call(
         (":path", "/fin/mcp"),
         ("mcp-protocol-version", "2026-07-28"),
         ("mcp-method", "tools/list"),
+        ("accept-encoding", "gzip, br"),
     ]);
     host.body = LIST.as_bytes().to_vec();
     host.shared = shared;
@@ -513,4 +514,37 @@ impl Record for FakeHost {
         )
         .unwrap()
     }
+}
+
+#[test]
+fn a_compressed_answer_cannot_be_filtered_and_is_refused() {
+    let (config, metrics) = fleet();
+    let mut flow = RequestFlow::new(config, metrics);
+    let mut host = list_call(&mut flow, Some(r#"["read"]"#), HashMap::new());
+    assert!(
+        host.header("accept-encoding").is_empty(),
+        "the list request asks for a plain answer"
+    );
+    host.response_headers = vec![
+        (":status".into(), "200".into()),
+        ("content-type".into(), "application/json".into()),
+        ("content-encoding".into(), "gzip".into()),
+    ];
+    flow.on_response_headers(&mut host, false);
+    assert!(host.response_header("content-encoding").unwrap().is_none());
+    let mut out = Vec::new();
+    for (i, piece) in [&b"\x1f\x8b\x08"[..], b"\x00\x01"].iter().enumerate() {
+        host.response_body = piece.to_vec();
+        flow.on_response_body(&mut host, piece.len(), i == 1);
+        out.extend_from_slice(&host.response_body);
+    }
+    flow.on_log(&mut host);
+    let body: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(body["id"], 5);
+    assert_eq!(body["error"]["code"], -31000);
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("compressed"));
+    assert_eq!(host.record_value()["error_code"], -31000);
 }
