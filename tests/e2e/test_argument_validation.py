@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from harness import audit_records, prometheus, wait_until
-from harness.catalog_servers import manifest_catalog, registered_schema, route_path, start_fleet, start_servers
+from harness.catalog_servers import catalog_fleet, manifest_catalog, registered_schema, route_path
 from harness.rpc import LEGACY, MODERN, content_type, mirrored, result, rpc, sentinel
 
 AGENT = "agent-validation"
@@ -53,24 +53,16 @@ def version(server: str) -> str:
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory):
     logs = tmp_path_factory.mktemp("validation")
-    servers = start_servers(
+    with catalog_fleet(
         logs,
         {
             "val-py-enforce": {"kind": "py", "catalog": manifest_catalog("val-py-enforce")},
             "val-ts-enforce": {"kind": "ts", "sse": True, "catalog": manifest_catalog("val-ts-enforce")},
             SHARED: {"kind": "py", "catalog": manifest_catalog("val-py-report")},
         },
-    )
-    try:
-        fleet = start_fleet(logs, {server: servers[PROCESS[server]].port for server in SERVERS})
-    except Exception:
-        for server in servers.values():
-            server.stop()
-        raise
-    yield fleet, servers
-    fleet.stop()
-    for server in servers.values():
-        server.stop()
+        lambda servers: {server: servers[PROCESS[server]].port for server in SERVERS},
+    ) as running:
+        yield running
 
 
 def call_tool(fleet, server, tool, arguments, request_id, headers=None):

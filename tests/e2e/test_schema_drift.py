@@ -15,7 +15,7 @@ import pytest
 
 from e2e.test_monitoring import DRIFT_METRIC
 from harness import metric, prometheus, wait_until
-from harness.catalog_servers import manifest_catalog, route_path, start_fleet, start_servers
+from harness.catalog_servers import catalog_fleet, manifest_catalog, route_path
 from harness.rpc import LEGACY, MODERN, result, rpc
 
 SERVERS = {"drift-py": {"kind": "py", "sse": False}, "drift-ts": {"kind": "ts", "sse": True}}
@@ -32,19 +32,10 @@ def version(server: str) -> str:
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory):
     logs = tmp_path_factory.mktemp("drift")
-    servers = start_servers(
+    with catalog_fleet(
         logs, {name: {"kind": spec["kind"], "sse": spec["sse"], "catalog": manifest_catalog(name)} for name, spec in SERVERS.items()}
-    )
-    try:
-        fleet = start_fleet(logs, {name: server.port for name, server in servers.items()})
-    except Exception:
-        for server in servers.values():
-            server.stop()
-        raise
-    yield fleet, servers
-    fleet.stop()
-    for server in servers.values():
-        server.stop()
+    ) as running:
+        yield running
 
 
 def list_tools(fleet, server: str, times: int = LISTS_PER_STEP) -> list[str]:

@@ -17,7 +17,7 @@ import pytest
 
 from e2e.helpers import connect
 from harness import audit_records, metric, prometheus, wait_until
-from harness.catalog_servers import manifest_catalog, registered_schema, route_path, start_fleet, start_servers
+from harness.catalog_servers import catalog_fleet, manifest_catalog, registered_schema, route_path
 from harness.rpc import LEGACY, MODERN, content_type, messages, mirrored, result, rpc
 
 REGISTERED = ["lookup", "search", "admin_reset", "transfer", "report"]
@@ -65,23 +65,14 @@ def visible(server: str, agent: str) -> list[str]:
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory):
     logs = tmp_path_factory.mktemp("visibility")
-    servers = start_servers(
+    with catalog_fleet(
         logs,
         {
             name: {"kind": spec["kind"], "sse": spec["sse"], "page_size": PAGE_SIZE, "catalog": manifest_catalog(name, spec["extra"])}
             for name, spec in SERVERS.items()
         },
-    )
-    try:
-        fleet = start_fleet(logs, {name: server.port for name, server in servers.items()})
-    except Exception:
-        for server in servers.values():
-            server.stop()
-        raise
-    yield fleet, servers
-    fleet.stop()
-    for server in servers.values():
-        server.stop()
+    ) as running:
+        yield running
 
 
 def call(fleet, server: str, method: str, params=None, request_id="1", agent=READER, headers=()):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -156,3 +157,22 @@ def start_servers(log_dir: Path, specs: dict[str, dict]) -> dict[str, CatalogSer
             server.stop()
         raise
     return started
+
+
+@contextmanager
+def catalog_fleet(log_dir: Path, specs: dict[str, dict], endpoints=None):
+    """The servers of `specs` (see `start_servers`) and the rendered gateway in front
+    of them; `endpoints(servers)` maps each fixture server id to the port that serves
+    it (default: each spec's own server). Everything is stopped at the end, also when
+    starting fails."""
+    servers = start_servers(log_dir, specs)
+    try:
+        ports = endpoints(servers) if endpoints else {name: server.port for name, server in servers.items()}
+        fleet = start_fleet(log_dir, ports)
+        try:
+            yield fleet, servers
+        finally:
+            fleet.stop()
+    finally:
+        for server in servers.values():
+            server.stop()
