@@ -19,6 +19,10 @@ chain (wasm filter, ext_authz with the authz-service, ratelimit with the memory 
                      authz decision's allowed_tools (cacheScope private) and checked
                      for drift; tools/call bodies sent to ext_authz and the arguments
                      validated by the authz-service
+Not run by default (`--arms ...,chain-before --baseline-wasm old.wasm`):
+  chain-before     - chain-unfiltered's config (validation off, no digests, without
+                     the `list_filtering` key) with the filter of another build, e.g.
+                     one from before per-caller lists, which did not read list answers
 and, for scale, what Envoy alone spends moving the same bytes:
   bare             - router only (the off render without its filters, side calls and
                      audit log), as bench_envoy.py's bare arm
@@ -47,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -68,6 +73,7 @@ from harness.registry import render  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ARMS = ("bare", "chain-unfiltered", "chain-drift", "chain-filtered")
+EXTRA_ARMS = ("chain-before",)
 PAYLOADS = ("list-10-json", "list-10-sse", "list-500-json", "list-500-sse", "call-small", "call-16KiB")
 SSE_META = "bench.example/answer"
 CALL_SERVER = "bench-tools-10"
@@ -140,7 +146,7 @@ class Fleet:
     def validation(arm: str) -> str:
         return "enforce" if arm == "chain-filtered" else "off"
 
-    def start_envoy(self, arm: str, logs: Path):
+    def start_envoy(self, arm: str, logs: Path, baseline_wasm: Path | None = None):
         validation = self.validation(arm)
         upstreams = {f"mcp-server/{sid}": self.upstream_port for sid in list_fleet.SERVERS}
         upstreams.update(self.authz[validation].upstreams())
@@ -149,13 +155,20 @@ class Fleet:
         def mutate(config: dict) -> None:
             if arm == "bare":
                 bench_envoy.arm_config("bare")(config)
-            if arm == "chain-unfiltered":
+            if arm in ("chain-unfiltered", "chain-before"):
                 for route in routes(config):
                     route.get("metadata", {}).get("filter_metadata", {}).get("mcp_gateway", {}).pop("schema_digests", None)
 
-        overrides = {} if arm == "chain-filtered" else {"list_filtering": "off"}
+        overrides = {} if arm in ("chain-filtered", "chain-before") else {"list_filtering": "off"}
         source = self.rendered[validation] / "envoy" / "standalone.yaml"
-        return start_gateway(logs, upstreams, source=source, filter_overrides=overrides, mutate=mutate)
+        if arm != "chain-before":
+            return start_gateway(logs, upstreams, source=source, filter_overrides=overrides, mutate=mutate)
+        # The harness loads the .wasm named by MCP_FILTER_WASM (tests/harness/envoy.py).
+        os.environ["MCP_FILTER_WASM"] = str(baseline_wasm)
+        try:
+            return start_gateway(logs, upstreams, source=source, mutate=mutate)
+        finally:
+            os.environ.pop("MCP_FILTER_WASM", None)
 
     def measured(self, arm: str) -> dict[str, Process]:
         if arm == "bare":
@@ -210,7 +223,7 @@ def check_arm(arm: str, port: int, admin_port: int, bearer: str, payloads: list[
         assert status == 400 and json.loads(text)["error"]["code"] == -32602, (arm, status, text)
     else:
         assert status == 200, (arm, status, text)
-    drift = {k: v for (n, labels), v in prometheus(admin_port).items() if n == "mcp_schema_drift_total" and v}
+    drift = {labels: v for (n, labels), v in prometheus(admin_port).items() if n == "mcp_schema_drift_total" and v}
     assert not drift, (arm, drift)
 
 
@@ -223,7 +236,7 @@ def ratelimit_decisions(admin_port: int) -> int:
 
 
 def bench_arm(arm: str, fleet: Fleet, logs: Path, bodies: dict, args, results: dict, bearer: str) -> None:
-    envoy, port = fleet.start_envoy(arm, logs)
+    envoy, port = fleet.start_envoy(arm, logs, args.baseline_wasm)
     try:
         pin(envoy.pid, ENVOY_CPU)
         check_arm(arm, port, envoy.admin_port, bearer, args.payloads)
@@ -267,7 +280,7 @@ def ratio(values: list[float], base: list[float]) -> str:
 def tables(document: dict) -> str:
     """Markdown tables of a results document (the BENCHMARKS.md section's)."""
     results = document["results"]
-    arms = [a for a in ARMS if a in results]
+    arms = [a for a in ARMS + EXTRA_ARMS if a in results]
     payloads = [p for p in PAYLOADS if p in results[arms[0]]]
     out = []
     for figure, title in (("envoy_cpu_us", "Envoy CPU per request (µs)"), ("authz_cpu_us", "authz-service CPU per decision (µs)")):
@@ -279,9 +292,9 @@ def tables(document: dict) -> str:
             out.append(f"| {p} | " + " | ".join(cell(results[a][p].get(figure)) for a in shown) + " |")
         out.append("")
     base = "chain-unfiltered"
-    if base in results:
+    others = [a for a in arms if a not in (base, "bare")]
+    if base in results and others:
         out.append("#### Ratios of medians over chain-unfiltered\n")
-        others = [a for a in arms if a not in (base, "bare")]
         out.append("| payload | " + " | ".join(f"{a} Envoy" for a in others) + " | " + " | ".join(f"{a} authz" for a in others) + " |")
         out.append("|---" * (2 * len(others) + 1) + "|")
         for p in payloads:
@@ -311,6 +324,7 @@ def main() -> None:
     parser.add_argument("--arms", default=",".join(ARMS))
     parser.add_argument("--payloads", default=",".join(PAYLOADS))
     parser.add_argument("--out", type=Path, default=ROOT / "target" / "bench" / "lists.json")
+    parser.add_argument("--baseline-wasm", type=Path, help="the .wasm of the chain-before arm")
     parser.add_argument("--print", action="store_true", help="only print the tables of --out")
     args = parser.parse_args()
     if args.print:
@@ -318,10 +332,12 @@ def main() -> None:
         return
     args.arms = [a for a in args.arms.split(",") if a]
     args.payloads = [p for p in args.payloads.split(",") if p]
-    for value, known in ((args.arms, ARMS), (args.payloads, PAYLOADS)):
+    for value, known in ((args.arms, ARMS + EXTRA_ARMS), (args.payloads, PAYLOADS)):
         unknown = set(value) - set(known)
         if unknown:
             parser.error(f"unknown {sorted(unknown)}; known: {', '.join(known)}")
+    if "chain-before" in args.arms and not (args.baseline_wasm and args.baseline_wasm.exists()):
+        parser.error("the chain-before arm needs --baseline-wasm pointing at a built .wasm")
 
     logs = Path(tempfile.mkdtemp(prefix="mcp-bench-lists-"))
     bearer = f"Bearer {token('bench-agent', scopes=list_fleet.scopes(), exp=int(time.time()) + 86400)}"
