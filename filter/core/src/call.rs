@@ -151,7 +151,10 @@ impl Call {
         } else {
             None
         };
-        let list = self.list.take().filter(|_| status == Some(200));
+        let list = self
+            .list
+            .take()
+            .filter(|list| status == Some(200) && list.needs_reader(config));
         self.reader = match (framing, list) {
             (Some(framing), Some(list)) => self.list_reader(host, config, list, framing),
             (Some(Framing::Sse), None) => Reader::Sse(Box::default()),

@@ -16,8 +16,10 @@
 
 use crate::input_hash::input_hash;
 use crate::list_filter::SeenTool;
+use rustc_hash::FxHashMap;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 /// Kinds of drift, the `kind` label of `mcp_schema_drift_total`.
@@ -147,12 +149,10 @@ pub fn compare(registered: &BTreeMap<String, String>, seen: &[SeenTool], complet
         match registered.get(&tool.name) {
             None => drift.extra.push(tool.name.clone()),
             Some(expected) => {
-                let got = schema_digest(tool.input_schema.as_deref());
-                if got.as_deref() != Some(expected.as_str()) {
-                    drift.changed.push((
-                        tool.name.clone(),
-                        got.unwrap_or_else(|| "unreadable".into()),
-                    ));
+                let got = tool.schema_digest.as_deref();
+                if got != Some(expected.as_str()) {
+                    let got = got.unwrap_or("unreadable").to_owned();
+                    drift.changed.push((tool.name.clone(), got));
                 }
             }
         }
@@ -172,10 +172,45 @@ pub fn compare(registered: &BTreeMap<String, String>, seen: &[SeenTool], complet
     drift
 }
 
-/// The digest the registry writes for a schema, of the schema the server sent.
-fn schema_digest(schema: Option<&str>) -> Option<String> {
-    let raw: &RawValue = serde_json::from_str(schema?).ok()?;
-    input_hash(raw).ok()
+/// The digest the registry writes for a schema ([`input_hash`]), of the schema text a
+/// server sent; `None` when it cannot be digested.
+///
+/// Servers send the same bytes on every `tools/list`, so each distinct text is
+/// canonicalised and hashed once per VM (a wasm VM is one thread, so the memo is a
+/// thread-local): measured, digesting every schema of a 500-tool list cost Envoy about
+/// 2 ms per answer. The memo is keyed by the exact text, so a changed schema is never
+/// mistaken for a known one, and bounded by [`MEMO_BYTES`] of text (emptied when full).
+pub fn schema_digest(schema: &RawValue) -> Option<String> {
+    let text = schema.get();
+    MEMO.with(|memo| {
+        let mut memo = memo.borrow_mut();
+        if let Some(digest) = memo.digests.get(text) {
+            return digest.clone();
+        }
+        let digest = input_hash(schema).ok();
+        if memo.bytes + text.len() > MEMO_BYTES {
+            memo.digests.clear();
+            memo.bytes = 0;
+        }
+        if text.len() <= MEMO_BYTES {
+            memo.bytes += text.len();
+            memo.digests.insert(text.to_owned(), digest.clone());
+        }
+        digest
+    })
+}
+
+/// Most schema text the digest memo keeps per VM (4 MiB).
+pub const MEMO_BYTES: usize = 4 * 1024 * 1024;
+
+#[derive(Default)]
+struct DigestMemo {
+    digests: FxHashMap<String, Option<String>>,
+    bytes: usize,
+}
+
+thread_local! {
+    static MEMO: RefCell<DigestMemo> = RefCell::default();
 }
 
 #[cfg(test)]
@@ -183,13 +218,13 @@ mod tests {
     use super::*;
 
     fn digest(text: &str) -> String {
-        schema_digest(Some(text)).unwrap()
+        schema_digest(&RawValue::from_string(text.into()).unwrap()).unwrap()
     }
 
     fn seen(name: &str, schema: &str) -> SeenTool {
         SeenTool {
             name: name.into(),
-            input_schema: Some(schema.into()),
+            schema_digest: Some(digest(schema)),
         }
     }
 
@@ -226,7 +261,7 @@ mod tests {
             seen("c", "{}"),
             SeenTool {
                 name: "c".into(),
-                input_schema: None,
+                schema_digest: None,
             },
         ];
         let drift = compare(&registered(), &answer, true);
@@ -287,6 +322,23 @@ mod tests {
         let (_, stored) = update(&stored, &[entry(99)], false);
         assert_eq!(stored.len(), MAX_ENTRIES * ENTRY_BYTES);
         assert!(!stored.starts_with(&many[0]));
+    }
+
+    #[test]
+    fn the_memo_gives_the_digest_it_would_compute() {
+        let text = r#"{"type":"object","properties":{"q":{"type":"string"}}}"#;
+        let raw = RawValue::from_string(text.into()).unwrap();
+        let fresh = input_hash(&raw).unwrap();
+        assert_eq!(schema_digest(&raw).as_deref(), Some(fresh.as_str()));
+        assert_eq!(
+            schema_digest(&raw).as_deref(),
+            Some(fresh.as_str()),
+            "from the memo"
+        );
+        // An integer the canonical form cannot hold: no digest, remembered as such.
+        let unsafe_int = RawValue::from_string(r#"{"maximum":9007199254740993}"#.into()).unwrap();
+        assert_eq!(schema_digest(&unsafe_int), None);
+        assert_eq!(schema_digest(&unsafe_int), None);
     }
 
     #[test]

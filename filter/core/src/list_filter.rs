@@ -20,7 +20,7 @@
 //! entry. An ambiguous message is replaced by a JSON-RPC error; an entry whose name
 //! cannot be read for sure is hidden.
 
-use crate::pick::folds_to;
+use crate::pick::{folds_to, pick, Shape};
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use std::fmt;
@@ -104,8 +104,9 @@ impl Visibility {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeenTool {
     pub name: String,
-    /// The `inputSchema` as sent (raw JSON text); `None` when absent.
-    pub input_schema: Option<String>,
+    /// The digest of its `inputSchema` ([`crate::drift::schema_digest`]); `None` when
+    /// absent or unreadable.
+    pub schema_digest: Option<String>,
 }
 
 /// What one message turned out to be.
@@ -199,7 +200,7 @@ pub fn rewrite(
                 if let (Some(tools), Some(name)) = (tools.as_mut(), name.as_ref()) {
                     tools.push(SeenTool {
                         name: name.clone(),
-                        input_schema: schema,
+                        schema_digest: schema.and_then(crate::drift::schema_digest),
                     });
                 }
                 name
@@ -256,22 +257,21 @@ pub fn rewrite(
 
 /// A tool entry's `name` and raw `inputSchema`, each only when it can be read for
 /// sure: an entry with two `name` keys, or a key that folds to `name`, has no name
-/// (and is hidden).
-fn tool_name_and_schema(item: &RawValue) -> (Option<String>, Option<String>) {
-    let Ok(entries) = Entries::parse(item.get().as_bytes()) else {
+/// (and is hidden). Read with [`pick`], which skips the rest of the entry.
+fn tool_name_and_schema(item: &RawValue) -> (Option<String>, Option<&RawValue>) {
+    const KEYS: [&str; 2] = ["name", "inputSchema"];
+    let Ok(picked) = pick(item.get().as_bytes(), &KEYS) else {
         return (None, None);
     };
-    let name = entries
-        .unique("name")
-        .ok()
-        .and_then(|()| entries.get("name"))
+    if picked.shape != Shape::Object {
+        return (None, None);
+    }
+    let sure = |key: &str| picked.duplicate != Some(key) && picked.folded != Some(key);
+    let [name, schema] = picked.values;
+    let name = name
+        .filter(|_| sure("name"))
         .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok());
-    let schema = entries
-        .unique("inputSchema")
-        .ok()
-        .and_then(|()| entries.get("inputSchema"))
-        .map(|raw| raw.get().to_owned());
-    (name, schema)
+    (name, schema.filter(|_| sure("inputSchema")))
 }
 
 fn comma(out: &mut Vec<u8>, first: &mut bool) {
