@@ -33,6 +33,9 @@ pub struct ListStream {
     framing: Framing,
     max_bytes: usize,
     pending: Vec<u8>,
+    /// SSE: where in `pending` the search for the end of the event resumes (the start
+    /// of the line it is still in).
+    scan_from: usize,
     /// Still at the start of the stream (a BOM may come).
     at_start: bool,
     /// Over the bound: everything else is dropped.
@@ -45,6 +48,7 @@ impl ListStream {
             framing,
             max_bytes,
             pending: Vec::new(),
+            scan_from: 0,
             at_start: true,
             dropping: false,
         }
@@ -82,7 +86,16 @@ impl ListStream {
             }
             Framing::Sse => {
                 let mut start = 0;
-                while let Some(len) = event_len(&self.pending[start..], end) {
+                let mut from = std::mem::take(&mut self.scan_from);
+                loop {
+                    let len = match event_len(&self.pending[start..], from, end) {
+                        Ok(len) => len,
+                        Err(line) => {
+                            self.scan_from = line;
+                            break;
+                        }
+                    };
+                    from = 0;
                     // The bound is per event, so the outcome does not depend on how
                     // the stream was cut into chunks.
                     if len > self.max_bytes {
@@ -100,6 +113,7 @@ impl ListStream {
                     // An event cut off by the end of the stream: strict clients drop
                     // it, lenient ones may not, so it is checked like any other.
                     let event = std::mem::take(&mut self.pending);
+                    self.scan_from = 0;
                     write_event(&mut out, &event, answer);
                 }
             }
@@ -120,24 +134,29 @@ impl ListStream {
 }
 
 /// The length of the first whole event in `buf` (up to and including the empty line
-/// that ends it), if there is one. A CR at the very end may be the first half of a
-/// CRLF, so it ends a line only at the end of the stream.
-fn event_len(buf: &[u8], at_end: bool) -> Option<usize> {
-    let mut line_start = 0;
-    let mut i = 0;
+/// that ends it): `Ok(len)`; else `Err(line)`, the start of the line the event is still
+/// in, where the next search may resume (`from`, a line start with no empty line
+/// before it), so a large event arriving in many chunks is scanned once, not once per
+/// chunk. A CR at the very end may be the first half of a CRLF, so it ends a line only
+/// at the end of the stream.
+fn event_len(buf: &[u8], from: usize, at_end: bool) -> Result<usize, usize> {
+    let mut line_start = from;
+    let mut i = from;
     loop {
-        let offset = buf
-            .get(i..)?
-            .iter()
-            .position(|b| *b == b'\r' || *b == b'\n')?;
+        let Some(offset) = buf
+            .get(i..)
+            .and_then(|rest| memchr::memchr2(b'\r', b'\n', rest))
+        else {
+            return Err(line_start);
+        };
         let p = i + offset;
         let terminator = match (buf.get(p), buf.get(p + 1)) {
             (Some(b'\r'), Some(b'\n')) => 2,
-            (Some(b'\r'), None) if !at_end => return None,
+            (Some(b'\r'), None) if !at_end => return Err(line_start),
             _ => 1,
         };
         if p == line_start {
-            return Some(p + terminator);
+            return Ok(p + terminator);
         }
         i = p + terminator;
         line_start = i;
