@@ -82,12 +82,12 @@ def short(text: str, width: int = 96) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def client(url: str, statuses: list | None = None) -> Client:
+def client(url: str, statuses: list | None = None, bearer: str = TOKEN) -> Client:
     """Official SDK client sending the agent's bearer token, in the SDK's default mode:
     2026-07-28 where the server speaks it, else the initialize handshake (weather's v1
     SDK negotiates 2025-11-25). With `statuses`, records (status, Retry-After) of every
     HTTP answer."""
-    http = create_mcp_http_client(headers={"authorization": f"Bearer {TOKEN}"})
+    http = create_mcp_http_client(headers={"authorization": f"Bearer {bearer}"})
     if statuses is not None:
 
         async def record(response):
@@ -314,6 +314,45 @@ def register_live(fleet: Fleet, logs: Path, header_log: Path, started: list, env
           " the new cluster and route came from the watched files")
 
 
+def who_sees_what(fleet: Fleet) -> None:
+    """Per-caller lists, and a call whose arguments break the registered schema."""
+    title("What each agent is shown: tools/list filtered by what its token may call")
+    payments = "payments-agent"
+    agents = (
+        (AGENT, TOKEN, "tools.read"),
+        (payments, token(payments, f"{READ_ALL} mcp.server.financial-data:tools.write", user=USER),
+         "tools.read + financial-data's tools.write"),
+    )
+
+    async def names(bearer: str) -> list[str]:
+        async with client(fleet.url("financial-data"), bearer=bearer) as session:
+            return [t.name for t in (await session.list_tools()).tools]
+
+    for agent, bearer, scopes in agents:
+        print(f"  {agent:15} {scopes:42} tools/list  {', '.join(anyio.run(names, bearer))}")
+    record = audit_records(
+        fleet.audit_path,
+        until=lambda rs: any(r["method"] == "tools/list" and r["agent_id"] == AGENT and r["server_id"] == "financial-data" for r in rs),
+    )
+    hidden = [r for r in record if r["method"] == "tools/list" and r["agent_id"] == AGENT and r["server_id"] == "financial-data"][-1]
+    print(f"  audit       {AGENT}'s tools/list: hidden_entries={hidden['hidden_entries']}")
+    note("transfer_funds is listed only for the agent that may call it (cacheScope private: no shared cache keeps one agent's list)")
+
+    title("query_transactions with limit 0: its registered schema says at least 1 (validation: report)")
+    body, headers = modern_call("query_transactions", {"account_id": "acc-001", "limit": 0}, 90)
+    headers.append(("authorization", f"Bearer {TOKEN}"))
+    response = request(fleet.port, "POST", "/financial-data/mcp", body, headers)
+    print(f"  POST /financial-data/mcp tools/call query_transactions {{\"limit\": 0}} -> HTTP {response.status}"
+          " (forwarded: report mode)")
+
+    def flagged(records):
+        return [r for r in records if r["jsonrpc_id"] == 90 and r["schema_violation"]]
+
+    record = flagged(audit_records(fleet.audit_path, until=flagged))[-1]
+    print(f"  audit       decision={record['decision']} schema_violation={record['schema_violation']!r}")
+    note("with validation: enforce the gateway refuses it instead: HTTP 400, JSON-RPC -32602, never reaching the server")
+
+
 def summary(fleet: Fleet) -> None:
     title("Audit trail by server and decision (one JSON record per MCP request)")
     # Envoy flushes its access log every 200 ms: read until nothing new arrives.
@@ -365,6 +404,7 @@ def main() -> int:
             for server in FLEET:
                 show_server(fleet, server, seen[server])
             refusals(fleet, seen)
+            who_sees_what(fleet)
             register_live(fleet, logs, seen[NEW], started, envoy_started)
             summary(fleet)
             print(f"\n{BOLD}Done.{RESET} Every process is stopped by PID; logs were in {logs}.")

@@ -49,6 +49,15 @@ def test_the_demo_runs_the_fleet_and_registers_a_fourth_server_live():
     assert "the servers got 0 of these requests" in out
     assert "HTTP 429, Retry-After: 1" in out
 
+    # Per-caller lists: transfer_funds needs financial-data's tools.write.
+    shown = dict(re.findall(r"^  (\S+-agent|ops-assistant) .* tools/list  (.*)$", out, re.M))
+    assert "transfer_funds" not in shown["ops-assistant"].split(", "), shown
+    assert "transfer_funds" in shown["payments-agent"].split(", "), shown
+    assert "ops-assistant's tools/list: hidden_entries=1" in out
+    # Report mode: forwarded, and the audit record says where the arguments fail.
+    assert "tools/call query_transactions {\"limit\": 0} -> HTTP 200 (forwarded: report mode)" in out
+    assert re.search(r"decision=allowed schema_violation='/limit: .+'", out), out
+
     # The fourth server: unknown before render, then served by the Envoy that was there.
     live = out[out.index("Registering a fourth server live") :]
     assert "POST /knowledge-base/mcp tools/call search_articles -> HTTP 404, JSON-RPC -31014" in live
