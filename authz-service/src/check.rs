@@ -39,6 +39,10 @@ pub struct CheckInput<'a> {
     pub body: Option<&'a [u8]>,
     /// The request headers as Envoy sent them (lower-case names), for `Mcp-Param-*`.
     pub headers: Option<&'a HashMap<String, String>>,
+    /// The server of the route Envoy picked after the filter's labels: the route
+    /// metadata `mcp_gateway.server_id` (ext_authz `route_metadata_context_namespaces`);
+    /// `None` on routes without it.
+    pub routed_server: Option<&'a str>,
 }
 
 /// What an allowed list call tells the filter (dynamic metadata), so that it shows
@@ -144,6 +148,16 @@ impl Authorizer {
         // before anything else, unless the route says such requests are expected.
         if input.call.server.is_none() && !input.unlabelled_allowed {
             return Outcome::Deny(Denial::unlabelled(id()));
+        }
+        // ext_authz asks for the route after the filter cleared the route cache, so it
+        // sees the route Envoy will use; the filter itself cannot (on Envoy 1.40 its
+        // read after clearing returns the route picked before its labels). A route on
+        // gateway headers that sends one server's labelled request to another server
+        // would otherwise run it there under the first server's policy and audit.
+        if let (Some(labelled), Some(routed)) = (input.call.server, input.routed_server) {
+            if labelled != routed {
+                return Outcome::Deny(Denial::misrouted(id(), labelled, routed));
+            }
         }
         // RFC 6750 section 2.1: `Authorization: Bearer <token>`; the scheme is
         // case-insensitive (RFC 9110 section 11.1).

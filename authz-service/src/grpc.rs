@@ -9,12 +9,14 @@ use envoy_types::ext_authz::v3::pb::{
     Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction,
     HeaderValue, HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
 };
+use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
 use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
 use envoy_types::pb::google::rpc::Status;
 use mcp_filter_core::headers::{
     MCP_SESSION_ID, SESSION_KEY_METADATA, X_AGENT_ID, X_MCP_METHOD, X_MCP_PROTOCOL_VERSION,
     X_MCP_REQUEST_ID, X_MCP_SERVER_ID, X_MCP_TOOL_NAME, X_USER_ID,
 };
+use mcp_filter_core::route::NAMESPACE as ROUTE_NAMESPACE;
 use mcp_filter_core::sentinel;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -83,6 +85,7 @@ impl Authorization for AuthzGrpc {
             protocol_version: header(X_MCP_PROTOCOL_VERSION),
             body,
             headers: Some(headers),
+            routed_server: attributes.and_then(routed_server),
         };
         let outcome = self.authorizer.check(&input).await;
 
@@ -108,6 +111,21 @@ impl Authorization for AuthzGrpc {
             .observe(started.elapsed().as_secs_f64());
         tracing::debug!(result, method = ?input.call.method, tool = ?input.call.tool, "check");
         Ok(Response::new(answer(outcome)))
+    }
+}
+
+/// `mcp_gateway.server_id` of the route Envoy picked, from the CheckRequest's route
+/// metadata (ext_authz `route_metadata_context_namespaces: [mcp_gateway]`, as
+/// envoy/fleet.yaml configures it).
+fn routed_server(attributes: &AttributeContext) -> Option<&str> {
+    let namespace = attributes
+        .route_metadata_context
+        .as_ref()?
+        .filter_metadata
+        .get(ROUTE_NAMESPACE)?;
+    match namespace.fields.get("server_id")?.kind.as_ref()? {
+        Kind::StringValue(server) => Some(server.as_str()),
+        _ => None,
     }
 }
 

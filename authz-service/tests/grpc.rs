@@ -640,3 +640,64 @@ async fn session_key_rotation_and_reload_keep_the_last_good_keys() {
 
 #[path = "grpc/arguments.rs"]
 mod arguments;
+
+/// ext_authz sends the picked route's `mcp_gateway` metadata
+/// (`route_metadata_context_namespaces`): a request labelled for one server whose route
+/// leads to another is refused, whatever its token; the same server, or a route
+/// without the metadata, is decided as before.
+#[tokio::test]
+async fn a_request_routed_to_another_server_than_its_label_is_refused() {
+    use envoy_types::pb::envoy::config::core::v3::Metadata;
+    use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
+    let service = start().await;
+    let token = format!(
+        "Bearer {}",
+        agent_token("agent-prod-001", "mcp.server.financial-data:tools.read")
+    );
+    let headers = [
+        ("authorization", token.as_str()),
+        ("x-mcp-server-id", "financial-data"),
+        ("x-mcp-method", "tools/call"),
+        ("x-mcp-tool-name", "get_account_balance"),
+        ("x-mcp-request-id", "7"),
+    ];
+    let routed_to = |server: Option<&str>| {
+        let mut request = check_request(&headers);
+        if let Some(server) = server {
+            let fields = [(
+                "server_id".to_owned(),
+                Value {
+                    kind: Some(Kind::StringValue(server.to_owned())),
+                },
+            )];
+            let mut metadata = Metadata::default();
+            metadata.filter_metadata.insert(
+                "mcp_gateway".into(),
+                Struct {
+                    fields: fields.into_iter().collect(),
+                },
+            );
+            request.attributes.as_mut().unwrap().route_metadata_context = Some(metadata);
+        }
+        request
+    };
+    let misrouted = send(&service.grpc, routed_to(Some("hr-directory"))).await;
+    let (rpc, status, body) = denied(&misrouted);
+    assert_eq!((rpc, status), (13, 500));
+    assert_eq!(body["id"], 7);
+    assert_eq!(body["error"]["code"], -31000);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("labelled for MCP server financial-data, routed to hr-directory"),
+        "{body}"
+    );
+    for same in [Some("financial-data"), None] {
+        let response = send(&service.grpc, routed_to(same)).await;
+        assert_eq!(response.status.unwrap().code, 0, "{same:?}");
+    }
+    let metrics = metrics(&service).await;
+    assert!(metrics.contains(r#"result="misrouted""#), "{metrics}");
+    service.stop().await;
+}

@@ -6,8 +6,8 @@
 
 use crate::identity::Identity;
 use mcp_filter_core::error::{
-    FORBIDDEN, HEADER_MISMATCH, INVALID_PARAMS, NOT_AN_MCP_ENDPOINT, SESSION_NOT_FOUND,
-    UNAUTHORIZED,
+    FORBIDDEN, GATEWAY_INTERNAL, HEADER_MISMATCH, INVALID_PARAMS, NOT_AN_MCP_ENDPOINT,
+    SESSION_NOT_FOUND, UNAUTHORIZED,
 };
 use mcp_filter_core::error_body;
 use serde_json::value::RawValue;
@@ -28,6 +28,7 @@ const RPC_INVALID_ARGUMENT: i32 = 3;
 const RPC_NOT_FOUND: i32 = 5;
 const RPC_PERMISSION_DENIED: i32 = 7;
 const RPC_UNAUTHENTICATED: i32 = 16;
+const RPC_INTERNAL: i32 = 13;
 
 /// Why a request was refused, with what its answer needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +50,10 @@ enum Kind {
     InvalidArguments(String),
     /// An `Mcp-Param-*` header that disagrees with the body (every mode).
     HeaderMismatch(String),
+    /// The route Envoy picked after the filter's labels leads to another server than
+    /// the one the request was labelled (and is authorised) for: a route on gateway
+    /// headers sends one server's requests to another. A gateway fault, refused.
+    Misrouted { labelled: String, routed: String },
 }
 
 /// A refusal as the client will see it.
@@ -148,6 +153,18 @@ impl Denial {
         )
     }
 
+    /// 500, -31000: the request was labelled for `labelled` but its route leads to
+    /// `routed` (see `Kind::Misrouted`).
+    pub fn misrouted(id: Option<Box<RawValue>>, labelled: &str, routed: &str) -> Denial {
+        Denial::new(
+            Kind::Misrouted {
+                labelled: labelled.to_owned(),
+                routed: routed.to_owned(),
+            },
+            id,
+        )
+    }
+
     /// 400, -32020 (MCP 2026-07-28 HeaderMismatch): an `Mcp-Param-*` header disagrees
     /// with the argument it mirrors.
     pub fn header_mismatch(detail: &str) -> Denial {
@@ -164,6 +181,7 @@ impl Denial {
             Kind::NoToken | Kind::InvalidToken(_) => 401,
             Kind::Policy(_) | Kind::InsufficientScope { .. } => 403,
             Kind::Unlabelled | Kind::Session => 404,
+            Kind::Misrouted { .. } => 500,
         }
     }
 
@@ -174,6 +192,7 @@ impl Denial {
             Kind::NoToken | Kind::InvalidToken(_) => RPC_UNAUTHENTICATED,
             Kind::Policy(_) | Kind::InsufficientScope { .. } => RPC_PERMISSION_DENIED,
             Kind::Unlabelled | Kind::Session => RPC_NOT_FOUND,
+            Kind::Misrouted { .. } => RPC_INTERNAL,
         }
     }
 
@@ -186,6 +205,7 @@ impl Denial {
             Kind::Policy(_) | Kind::InsufficientScope { .. } => FORBIDDEN,
             Kind::Unlabelled => NOT_AN_MCP_ENDPOINT,
             Kind::Session => SESSION_NOT_FOUND,
+            Kind::Misrouted { .. } => GATEWAY_INTERNAL,
         }
     }
 
@@ -200,6 +220,7 @@ impl Denial {
             Kind::InsufficientScope { .. } => "insufficient_scope",
             Kind::InvalidArguments(_) => "invalid_arguments",
             Kind::HeaderMismatch(_) => "header_mismatch",
+            Kind::Misrouted { .. } => "misrouted",
         }
     }
 
@@ -215,6 +236,9 @@ impl Denial {
                 format!("insufficient scope: missing {missing}")
             }
             Kind::InvalidArguments(message) | Kind::HeaderMismatch(message) => message.clone(),
+            Kind::Misrouted { labelled, routed } => format!(
+                "gateway misconfiguration: labelled for MCP server {labelled}, routed to {routed}"
+            ),
         }
     }
 
@@ -238,7 +262,8 @@ impl Denial {
             | Kind::Session
             | Kind::Policy(_)
             | Kind::InvalidArguments(_)
-            | Kind::HeaderMismatch(_) => None,
+            | Kind::HeaderMismatch(_)
+            | Kind::Misrouted { .. } => None,
         }
     }
 

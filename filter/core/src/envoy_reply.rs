@@ -4,8 +4,8 @@
 //! request ended, so the `error_code` of the record is the code the client got.
 
 use crate::error::{
-    AUTHZ_UNAVAILABLE, FORBIDDEN, INVALID_PARAMS, RATE_LIMITED, SESSION_NOT_FOUND, UNAUTHORIZED,
-    UPSTREAM_TIMEOUT, UPSTREAM_UNAVAILABLE,
+    AUTHZ_UNAVAILABLE, FORBIDDEN, GATEWAY_INTERNAL, INVALID_PARAMS, RATE_LIMITED,
+    SESSION_NOT_FOUND, UNAUTHORIZED, UPSTREAM_TIMEOUT, UPSTREAM_UNAVAILABLE,
 };
 use crate::outcome::{Decision, OutputStatus};
 
@@ -75,6 +75,15 @@ pub fn envoy_reply(details: &str, http_status: Option<u16>) -> Option<EnvoyReply
             Decision::Invalid,
             refused,
         )),
+        // The authz-service's refusal of a request whose route leads to another server
+        // than its label (a gateway misconfiguration): its body says why.
+        d if d.starts_with("ext_authz") && http_status == Some(500) => Some(reply(
+            GATEWAY_INTERNAL,
+            "",
+            false,
+            Decision::GatewayError,
+            refused,
+        )),
         d if d.starts_with("ext_authz") => {
             // The authz-service's denials. Its 404s on an MCP path (the only requests
             // with a record) are the session check: every request there carries the
@@ -141,6 +150,14 @@ mod tests {
             ("ext_authz_denied", Some(403), -31011, false, Denied, Error),
             ("ext_authz_denied", Some(404), -31013, false, Denied, Error),
             ("ext_authz_denied", Some(400), -32602, false, Invalid, Error),
+            (
+                "ext_authz_denied",
+                Some(500),
+                -31000,
+                false,
+                GatewayError,
+                Error,
+            ),
             (
                 "upstream_reset_before_response_started{connection_failure}",
                 Some(503),

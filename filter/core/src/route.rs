@@ -15,10 +15,11 @@
 //! request that would reach another server than the one it was labelled for is
 //! refused. On Envoy 1.40 that read still returns the route picked before (Envoy picks
 //! again only when a later filter or the router asks; found by the issue 17 canary
-//! spike), so the check does not catch it there. The rendered routes match on the path
-//! only, so this does not happen unless someone adds routes on gateway headers. A gate
-//! that sees the re-picked route would be ext_authz's `route_metadata_context_namespaces`
-//! (the authz-service comparing the route's server with the label): not built yet.
+//! spike), so the gate that holds is the authz-service's: ext_authz asks for the route
+//! after the re-pick and sends its `mcp_gateway` metadata
+//! (`route_metadata_context_namespaces`), and the service refuses a route whose server
+//! is not the label's (tests/e2e/test_misrouting.py). The rendered routes match on the
+//! path only, so this does not happen unless someone adds routes on gateway headers.
 
 use crate::config::{FilterConfig, ServerId, ServerVersion};
 use crate::host::{Host, HostStatus};
