@@ -1,6 +1,7 @@
 //! Per-caller lists, schema drift and the authz-service's argument refusals, through
 //! the whole request flow against a fake host.
 
+use super::tests::on_route;
 use super::*;
 use crate::fake_host::FakeHost;
 use crate::input_hash::input_hash;
@@ -35,36 +36,17 @@ fn list_call(
     ]);
     host.body = LIST.as_bytes().to_vec();
     host.shared = shared;
-    for (key, value) in [
-        ("server_id", "fin".to_string()),
-        ("tools", "read,write".to_string()),
-        ("schema_digests", digests()),
-    ] {
-        host.properties.insert(
-            [
-                "xds",
-                "route_metadata",
-                "filter_metadata",
-                "mcp_gateway",
-                key,
-            ]
-            .map(String::from)
-            .to_vec(),
-            value.into_bytes(),
-        );
-    }
+    let digests = digests();
+    on_route(
+        &mut host,
+        &[
+            ("server_id", "fin"),
+            ("tools", "read,write"),
+            ("schema_digests", &digests),
+        ],
+    );
     if let Some(allowed) = allowed {
-        host.properties.insert(
-            [
-                "metadata",
-                "filter_metadata",
-                "envoy.filters.http.ext_authz",
-                "allowed_tools",
-            ]
-            .map(String::from)
-            .to_vec(),
-            allowed.as_bytes().to_vec(),
-        );
+        authz_leaf(&mut host, "allowed_tools", allowed);
     }
     assert_eq!(flow.on_headers(&mut host, false), Verdict::Pause);
     let size = host.body.len();
@@ -346,47 +328,12 @@ fn call_refused_by_authz(
         ("mcp-name", "read"),
     ]);
     host.body = br#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"read","arguments":{"x":1},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#.to_vec();
-    host.properties.insert(
-        [
-            "xds",
-            "route_metadata",
-            "filter_metadata",
-            "mcp_gateway",
-            "server_id",
-        ]
-        .map(String::from)
-        .to_vec(),
-        b"fin".to_vec(),
-    );
-    host.properties.insert(
-        [
-            "xds",
-            "route_metadata",
-            "filter_metadata",
-            "mcp_gateway",
-            "tools",
-        ]
-        .map(String::from)
-        .to_vec(),
-        b"read".to_vec(),
-    );
-    let authz = |key: &str| {
-        [
-            "metadata",
-            "filter_metadata",
-            "envoy.filters.http.ext_authz",
-            key,
-        ]
-        .map(String::from)
-        .to_vec()
-    };
+    on_route(&mut host, &[("server_id", "fin"), ("tools", "read")]);
     if let Some(code) = error_code {
-        host.properties
-            .insert(authz("error_code"), code.as_bytes().to_vec());
+        authz_leaf(&mut host, "error_code", code);
     }
     if let Some(violation) = violation {
-        host.properties
-            .insert(authz("schema_violation"), violation.as_bytes().to_vec());
+        authz_leaf(&mut host, "schema_violation", violation);
     }
     assert_eq!(flow.on_headers(&mut host, false), Verdict::Pause);
     let size = host.body.len();
@@ -477,18 +424,7 @@ fn a_repeated_mcp_param_header_is_refused() {
         ("mcp-param-region", "us"),
     ]);
     host.body = br#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"read","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#.to_vec();
-    host.properties.insert(
-        [
-            "xds",
-            "route_metadata",
-            "filter_metadata",
-            "mcp_gateway",
-            "server_id",
-        ]
-        .map(String::from)
-        .to_vec(),
-        b"fin".to_vec(),
-    );
+    on_route(&mut host, &[("server_id", "fin")]);
     assert_eq!(flow.on_headers(&mut host, false), Verdict::Pause);
     let size = host.body.len();
     flow.on_body(&mut host, size, true);
@@ -500,6 +436,18 @@ fn a_repeated_mcp_param_header_is_refused() {
         .as_str()
         .unwrap()
         .contains("mcp-param-region"));
+}
+
+/// A string leaf the authz-service put into ext_authz's dynamic metadata.
+fn authz_leaf(host: &mut FakeHost, key: &str, value: &str) {
+    let path = [
+        "metadata",
+        "filter_metadata",
+        "envoy.filters.http.ext_authz",
+        key,
+    ];
+    host.properties
+        .insert(path.map(String::from).to_vec(), value.as_bytes().to_vec());
 }
 
 trait Record {

@@ -809,7 +809,7 @@ fn fleet_flow() -> RequestFlow {
     )
 }
 
-fn route_key(key: &str) -> Vec<String> {
+pub(super) fn route_key(key: &str) -> Vec<String> {
     [
         "xds",
         "route_metadata",
@@ -821,7 +821,7 @@ fn route_key(key: &str) -> Vec<String> {
     .to_vec()
 }
 
-fn on_route(host: &mut FakeHost, pairs: &[(&str, &str)]) {
+pub(super) fn on_route(host: &mut FakeHost, pairs: &[(&str, &str)]) {
     for (key, value) in pairs {
         host.properties
             .insert(route_key(key), value.as_bytes().to_vec());
