@@ -17,6 +17,16 @@ Options the gateway tests need:
   them, demo/server_logs.py), every `tools/call` the SDK dispatches to
   `--dispatch-log` with its name and arguments, before the tool "runs" (it echoes).
 
+Options for the broken servers of the preflight and canary tests (issue 17):
+- `--claim-versions a,b`: `server/discover` answers these `supportedVersions` (the
+  SDK's own handler lists only the modern versions, although it serves `initialize`).
+- `--refuse-initialize`: a POST whose JSON-RPC method is `initialize` gets HTTP 400 and
+  the -32022 "Unsupported protocol version" error with `data.supported: ["2026-07-28"]`,
+  what the spec asks of a modern-only server; with `--claim-versions` naming a legacy
+  version, the server claims an era it refuses.
+- `--fail-tools`: every `tools/call` answers a result with `isError: true` (after the
+  dispatch log line, so a test still sees the call arrived).
+
 No argument validation here on purpose: whatever arrives is dispatched and logged, so
 a test sees exactly which calls the gateway let through. (The SDK itself still checks
 `Mcp-Param-*` headers against the advertised schema, as the spec asks of servers.)
@@ -33,6 +43,7 @@ import threading
 from pathlib import Path
 
 import uvicorn
+from mcp import types
 from mcp.server.lowlevel import Server
 
 # demo/server_logs.py: the header log every demo and test server writes.
@@ -54,7 +65,14 @@ def page(entries: list, cursor: str | None, size: int | None) -> tuple[list, str
     return entries[start:end], (str(end) if end < len(entries) else None)
 
 
-def build(catalog: dict, sse: bool, page_size: int | None, dispatch_log: str | None) -> Server:
+def build(
+    catalog: dict,
+    sse: bool,
+    page_size: int | None,
+    dispatch_log: str | None,
+    fail_tools: bool = False,
+    claim_versions: list[str] | None = None,
+) -> Server:
     lock = threading.Lock()
 
     async def notify(ctx, params) -> None:
@@ -87,6 +105,8 @@ def build(catalog: dict, sse: bool, page_size: int | None, dispatch_log: str | N
         known = any(tool["name"] == params.name for tool in catalog.get("tools", []))
         if not known:
             return {"content": [{"type": "text", "text": f"unknown tool {params.name}"}], "isError": True, **COMPLETE}
+        if fail_tools:
+            return {"content": [{"type": "text", "text": f"{params.name} failed (--fail-tools)"}], "isError": True, **COMPLETE}
         return {"content": [{"type": "text", "text": json.dumps({"tool": params.name, "arguments": arguments})}], **COMPLETE}
 
     async def list_prompts(ctx, params):
@@ -107,7 +127,7 @@ def build(catalog: dict, sse: bool, page_size: int | None, dispatch_log: str | N
     async def read_resource(ctx, params):
         return {"contents": [{"uri": str(params.uri), "mimeType": "text/plain", "text": f"resource {params.uri}"}], **COMPLETE}
 
-    return Server(
+    server = Server(
         catalog.get("name", "catalog-server"),
         version=catalog.get("version", "1.0.0"),
         on_list_tools=list_tools,
@@ -118,6 +138,63 @@ def build(catalog: dict, sse: bool, page_size: int | None, dispatch_log: str | N
         on_list_resource_templates=list_resource_templates,
         on_read_resource=read_resource,
     )
+    if claim_versions:
+        default_discover = server._handle_discover
+
+        async def discover(ctx, params):
+            # The SDK's answer (capabilities, instructions) with the claimed versions.
+            result = await default_discover(ctx, params)
+            return result.model_copy(update={"supported_versions": list(claim_versions)})
+
+        server.add_request_handler("server/discover", types.RequestParams, discover)
+    return server
+
+
+class RefuseInitialize:
+    """ASGI middleware: a POST whose JSON-RPC method is `initialize` is answered 400 with
+    the 2026-07-28 UnsupportedProtocolVersionError (-32022) listing only the modern
+    version, as a modern-only server answers; any other request passes unchanged (its
+    body is replayed to the app)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        try:
+            request = json.loads(body)
+        except ValueError:
+            request = None
+        if isinstance(request, dict) and request.get("method") == "initialize":
+            error = {
+                "jsonrpc": "2.0",
+                "id": request.get("id"),
+                "error": {"code": -32022, "message": "Unsupported protocol version", "data": {"supported": ["2026-07-28"]}},
+            }
+            payload = json.dumps(error).encode()
+            await send({"type": "http.response.start", "status": 400, "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": payload})
+            return
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
 
 def main() -> None:
@@ -129,11 +206,17 @@ def main() -> None:
     parser.add_argument("--page-size", type=int, default=0, help="entries per list page (0: one page)")
     parser.add_argument("--header-log", help="append received headers to this JSONL file")
     parser.add_argument("--dispatch-log", help="append dispatched tool calls to this JSONL file")
+    parser.add_argument("--claim-versions", help="comma-separated supportedVersions server/discover answers")
+    parser.add_argument("--refuse-initialize", action="store_true", help="answer initialize with 400 and -32022")
+    parser.add_argument("--fail-tools", action="store_true", help="every tools/call result has isError: true")
     args = parser.parse_args()
     catalog = json.loads(Path(args.catalog).read_text("utf-8"))
-    server = build(catalog, args.sse, args.page_size or None, args.dispatch_log)
+    claims = [v.strip() for v in args.claim_versions.split(",") if v.strip()] if args.claim_versions else None
+    server = build(catalog, args.sse, args.page_size or None, args.dispatch_log, args.fail_tools, claims)
     # Stateless: any request stands alone (2026-07-28 always; older clients without a session).
     app = server.streamable_http_app(host=args.host, json_response=not args.sse, stateless_http=True)
+    if args.refuse_initialize:
+        app = RefuseInitialize(app)
     uvicorn.run(HeaderLog(app, args.header_log), host=args.host, port=args.port, log_level="warning")
 
 
