@@ -69,17 +69,21 @@ class CatalogServer:
     """One catalog server: `kind` "py" (official Python SDK) or "ts" (official
     TypeScript SDK), JSON or SSE answers, lists paged `page_size` entries at a time
     (0: one page). Every HTTP request it receives is in `header_log`, every tool call
-    its SDK dispatched in `dispatch_log`."""
+    its SDK dispatched in `dispatch_log`. `flags` are passed to the server's command
+    line as they are (catalog_server.py: `--claim-versions a,b`, `--refuse-initialize`,
+    `--fail-tools`)."""
 
     _versions = itertools.count(1)
 
-    def __init__(self, kind: str, name: str, log_dir: Path, catalog: dict, sse: bool = False, page_size: int = 0):
+    def __init__(
+        self, kind: str, name: str, log_dir: Path, catalog: dict, sse: bool = False, page_size: int = 0, flags: tuple[str, ...] = ()
+    ):
         if kind not in ("py", "ts"):
             raise ValueError(f"kind must be py or ts, not {kind!r}")
         if kind == "ts" and not (WEATHER_DIR / "node_modules" / "@modelcontextprotocol" / "sdk").is_dir():
             raise FileNotFoundError(f"{WEATHER_DIR}/node_modules missing; run scripts/setup.sh (npm ci)")
         self.kind, self.name, self.log_dir = kind, name, Path(log_dir)
-        self.sse, self.page_size = sse, page_size
+        self.sse, self.page_size, self.flags = sse, page_size, tuple(flags)
         self.port = free_port()
         self.header_log = self.log_dir / f"seen-{name}.jsonl"
         self.dispatch_log = dispatch_log(self.header_log)
@@ -92,7 +96,7 @@ class CatalogServer:
             "--port", str(self.port), "--catalog", str(catalog_path), "--page-size", str(self.page_size),
             "--header-log", str(self.header_log), "--dispatch-log", str(self.dispatch_log),
         ]
-        return argv + (["--sse"] if self.sse else [])
+        return argv + (["--sse"] if self.sse else []) + list(self.flags)
 
     def start(self, catalog: dict) -> None:
         version = next(self._versions)
