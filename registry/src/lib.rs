@@ -12,6 +12,7 @@ mod manifest;
 pub mod model;
 pub mod problems;
 pub mod render;
+pub mod rollout;
 mod schema;
 pub mod write;
 
