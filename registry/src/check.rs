@@ -224,6 +224,20 @@ fn check(
         ],
         p,
     );
+    let canary = canary::canary(
+        g,
+        version.as_deref(),
+        endpoint.as_ref(),
+        istio_sidecar.is_some(),
+        rules,
+        p,
+    );
+    let expected_calls = g
+        .expected_calls
+        .as_ref()
+        .and_then(|raw| rate("gateway.expected_calls", raw, p));
+    let preflight_call = preflight::preflight_call(g, tools.as_deref(), p);
+    let protocol_versions = preflight::protocol_versions(g, p);
     Some(Server {
         manifest_file: p.file.to_owned(),
         id: id?,
@@ -243,11 +257,15 @@ fn check(
         istio_sidecar,
         validation: validation?,
         unregistered_tools: unregistered_tools?,
+        canary,
+        expected_calls,
+        preflight_call,
+        protocol_versions,
     })
 }
 
 /// One of a field's fixed values; absent: the default (`T::default()`).
-fn choice<T: Copy + Default>(
+pub(crate) fn choice<T: Copy + Default>(
     field: &str,
     value: Option<&str>,
     options: &[(&str, T)],
@@ -268,24 +286,34 @@ fn choice<T: Copy + Default>(
 }
 
 fn version(value: Option<&serde_norway::Value>, p: &mut FileProblems<'_>) -> Option<String> {
+    version_at("version", value, p)
+}
+
+/// A version as `field` writes it (the server's, or its canary's).
+pub(crate) fn version_at(
+    field: &str,
+    value: Option<&serde_norway::Value>,
+    p: &mut FileProblems<'_>,
+) -> Option<String> {
     use serde_norway::Value;
     match value {
-        None | Some(Value::Null) => p.add("version", "missing (a quoted string, e.g. \"1.3.2\")"),
+        None | Some(Value::Null) => p.add(field, "missing (a quoted string, e.g. \"1.3.2\")"),
         // The filter's rule (it refuses a route whose server_version breaks it), so a
-        // registered version always reaches the audit record.
+        // registered version always reaches the audit record; it also names metrics
+        // (`;version=` in a stat name), so it has no `;` or `=`.
         Some(Value::String(s)) if !s.trim().is_empty() => match ServerVersion::try_from(s.clone()) {
             Ok(_) => return Some(s.clone()),
             Err(_) => p.add(
-                "version",
-                format!("{s:?} must be 1-64 printable ASCII characters without spaces"),
+                field,
+                format!("{s:?} must be 1-64 of A-Z a-z 0-9 . _ + : - (it names metrics and audit records)"),
             ),
         },
-        Some(Value::String(_)) => p.add("version", "must not be empty"),
+        Some(Value::String(_)) => p.add(field, "must not be empty"),
         Some(Value::Number(n)) => p.add(
-            "version",
+            field,
             format!("a YAML number (read as {n}); quote it so it stays as written, e.g. version: \"1.10\""),
         ),
-        Some(_) => p.add("version", "must be a quoted string, e.g. \"1.3.2\""),
+        Some(_) => p.add(field, "must be a quoted string, e.g. \"1.3.2\""),
     }
     None
 }
@@ -319,7 +347,7 @@ fn web_url(text: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn endpoint(text: &str, rules: &Rules) -> Result<Endpoint, String> {
+pub(crate) fn endpoint(text: &str, rules: &Rules) -> Result<Endpoint, String> {
     web_url(text)?;
     let url = url::Url::parse(text).map_err(|e| e.to_string())?;
     // Credentials never sit in a manifest (the seed: settled at registration time,
@@ -558,7 +586,7 @@ fn scopes(g: &RawGateway, tools: &BTreeSet<&str>, p: &mut FileProblems<'_>) -> S
     }
 }
 
-fn rate(field: &str, raw: &RawRate, p: &mut FileProblems<'_>) -> Option<Rate> {
+pub(crate) fn rate(field: &str, raw: &RawRate, p: &mut FileProblems<'_>) -> Option<Rate> {
     // Case-insensitive, as the ratelimit-service reads envoyproxy/ratelimit's `MINUTE`.
     let unit = match raw.unit.as_deref().map(str::to_ascii_lowercase).as_deref() {
         None => {
@@ -842,7 +870,9 @@ fn metric_labels(labels: &BTreeMap<String, String>, p: &mut FileProblems<'_>) {
     }
 }
 
+mod canary;
 mod istio_sidecar;
+mod preflight;
 
 #[cfg(test)]
 mod tests;

@@ -73,6 +73,54 @@ pub(crate) struct RawGateway {
     /// `hide` (default) or `show`: whether `tools/list` answers show tools this
     /// manifest does not register.
     pub unregistered_tools: Option<String>,
+    /// A second version of the server that gets a share of the requests, watched by
+    /// `mcp-registry canary watch` and rolled back or promoted on the gateway's metrics.
+    pub canary: Option<RawCanary>,
+    /// How many calls the server expects, all agents together: the load `preflight`
+    /// sends is a multiple of it.
+    pub expected_calls: Option<RawRate>,
+    /// A read-only tool call `preflight` may repeat (audit, rate limit and load steps):
+    /// which call is safe is the team's knowledge, so it sits in the manifest; the
+    /// credentials to make it never do.
+    pub preflight_call: Option<RawPreflightCall>,
+    /// The MCP protocol versions the server must serve (`2026-07-28`, `2025-11-25`):
+    /// `preflight` requires each of them, beyond what the server itself claims.
+    pub protocol_versions: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct RawCanary {
+    /// The canary's version: the same rules as the top-level `version`.
+    pub version: Option<serde_norway::Value>,
+    /// The canary's upstream URL: the same rules as `endpoint`, and the same path.
+    pub endpoint: Option<String>,
+    /// Percent of the server's requests the canary gets (0-100).
+    pub weight: Option<u64>,
+    /// What the watcher compares and when it acts; every key has a default.
+    #[serde(default)]
+    pub watch: RawCanaryWatch,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawCanaryWatch {
+    /// The sliding window of the comparison (and the clean time before a promotion).
+    pub window: Option<String>,
+    /// Fewest canary calls (and negotiations) before either rate is judged.
+    pub min_calls: Option<u64>,
+    /// How much higher (absolute) the canary's tool-call error ratio may be.
+    pub error_margin: Option<f64>,
+    /// How much higher (absolute) the canary's negotiation failure ratio may be.
+    pub negotiation_margin: Option<f64>,
+    /// `manual` (default) or `auto`: whether a clean window promotes the canary.
+    pub promote: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct RawPreflightCall {
+    pub tool: Option<String>,
+    /// The call's arguments; any JSON value here, checked to be an object that
+    /// validates against the tool's schema.
+    pub arguments: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -192,6 +192,79 @@ pub struct IstioSidecar {
     pub port: u16,
 }
 
+/// Whether a canary whose window passed clean is promoted by the watcher.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Promote {
+    /// A person promotes it (`mcp-registry canary promote`); the watcher says it may.
+    #[default]
+    Manual,
+    Auto,
+}
+
+impl Promote {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Promote::Manual => "manual",
+            Promote::Auto => "auto",
+        }
+    }
+}
+
+/// What the canary watcher compares, and when it acts (the seed: "monitor capability
+/// negotiation success rate and tool call error rate for at least 30 minutes before
+/// full cutover").
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CanaryWatch {
+    /// The sliding window; also how long a canary must run clean before a promotion.
+    pub window: Duration,
+    /// Fewest canary calls (for the error ratio) and negotiations (for the negotiation
+    /// ratio) before that ratio is judged: one failed call of three is no signal.
+    pub min_calls: u32,
+    /// Rolled back when the canary's tool-call error ratio exceeds the stable
+    /// version's by more than this (absolute, 0-1).
+    pub error_margin: f64,
+    /// The same for the capability-negotiation failure ratio.
+    pub negotiation_margin: f64,
+    pub promote: Promote,
+}
+
+impl Default for CanaryWatch {
+    fn default() -> Self {
+        CanaryWatch {
+            window: Duration::from_secs(30 * 60),
+            min_calls: 20,
+            error_margin: 0.02,
+            negotiation_margin: 0.01,
+            promote: Promote::Manual,
+        }
+    }
+}
+
+/// A second version of a server that gets `weight` percent of its requests. It shares
+/// the server's registration (tools, schemas, scopes, limits, credential, timeouts):
+/// policy and limits are per server id, so a canary is judged by the same rules.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Canary {
+    /// Differs from the server's `version`.
+    pub version: String,
+    /// Same path as the server's endpoint (Envoy rewrites the path per route, not per
+    /// weighted cluster), another host or port.
+    pub endpoint: Endpoint,
+    /// Percent of requests, 0-100, as the manifest says; the rollout state file
+    /// (`rollout.rs`) overrides it after a rollback or promotion.
+    pub weight: u8,
+    pub watch: CanaryWatch,
+}
+
+/// A read-only, repeatable tool call `preflight` makes (validated against the tool's
+/// registered schema).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreflightCall {
+    /// A registered tool of the server.
+    pub tool: String,
+    pub arguments: serde_json::Map<String, serde_json::Value>,
+}
+
 /// One registered, validated server.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Server {
@@ -220,6 +293,13 @@ pub struct Server {
     pub validation: Validation,
     /// Whether list answers show tools the manifest does not register.
     pub unregistered_tools: UnregisteredTools,
+    /// A second version getting a share of the requests.
+    pub canary: Option<Canary>,
+    /// The expected call volume, all agents together (preflight's load test).
+    pub expected_calls: Option<Rate>,
+    pub preflight_call: Option<PreflightCall>,
+    /// MCP protocol versions the server must serve (empty: not declared).
+    pub protocol_versions: Vec<String>,
 }
 
 impl Server {

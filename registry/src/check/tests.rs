@@ -443,3 +443,157 @@ fn a_schema_with_an_unsafe_integer_is_refused_with_file_field_and_reason() {
         )
     );
 }
+
+const CANARY: &str = "gateway:\n  canary:\n    version: \"1.1\"\n    endpoint: https://mcp-canary.internal/v1/mcp/\n    weight: 5\n";
+
+#[test]
+fn a_canary_gets_the_watch_defaults() {
+    let server = load(&format!("{MINIMAL}{CANARY}")).unwrap();
+    let canary = server.canary.unwrap();
+    assert_eq!(canary.version, "1.1");
+    assert_eq!(canary.endpoint.host, "mcp-canary.internal");
+    assert_eq!(canary.endpoint.path, "/v1/mcp/");
+    assert_eq!(canary.weight, 5);
+    assert_eq!(canary.watch, crate::model::CanaryWatch::default());
+    assert_eq!(canary.watch.window, Duration::from_secs(1800));
+    assert_eq!(canary.watch.min_calls, 20);
+    assert_eq!(canary.watch.promote, crate::model::Promote::Manual);
+    assert_eq!(load(MINIMAL).unwrap().canary, None);
+}
+
+#[test]
+fn a_canary_watch_is_read_as_written() {
+    let text = format!(
+        "{MINIMAL}{CANARY}    watch: {{window: 10s, min_calls: 5, error_margin: 0.1, negotiation_margin: 0, promote: auto}}\n"
+    );
+    let watch = load(&text).unwrap().canary.unwrap().watch;
+    assert_eq!(watch.window, Duration::from_secs(10));
+    assert_eq!(watch.min_calls, 5);
+    assert_eq!(watch.error_margin, 0.1);
+    assert_eq!(watch.negotiation_margin, 0.0);
+    assert_eq!(watch.promote, crate::model::Promote::Auto);
+}
+
+#[test]
+fn each_canary_problem_is_named() {
+    let text = format!(
+        "{MINIMAL}gateway:\n  canary:\n    version: \"1.0\"\n    endpoint: https://mcp-canary.internal/v2/mcp\n    weight: 101\n    watch: {{window: 1s, min_calls: 0, error_margin: 1.5, negotiation_margin: -0.1, promote: yes-please, grace: 1m}}\n"
+    );
+    assert_eq!(
+        load(&text).unwrap_err(),
+        [
+            "gateway.canary.watch.grace: unknown key (not part of the manifest format: the seed's fields and one gateway section)",
+            "gateway.canary.version: \"1.0\" is the server's own version; a canary is another version",
+            "gateway.canary.endpoint: path \"/v2/mcp\" differs from the endpoint's \"/v1/mcp/\": both versions must serve the same path (the gateway rewrites the path once per route)",
+            "gateway.canary.weight: 101 must be between 0 and 100 (percent)",
+            "gateway.canary.watch.window: \"1s\" must be between 5s and 24h",
+            "gateway.canary.watch.min_calls: 0 must be between 1 and 4294967295",
+            "gateway.canary.watch.error_margin: 1.5 must be between 0 and 1 (a difference of two ratios)",
+            "gateway.canary.watch.negotiation_margin: -0.1 must be between 0 and 1 (a difference of two ratios)",
+            "gateway.canary.watch.promote: \"yes-please\" is not one of manual, auto",
+        ]
+    );
+    let same_place = format!(
+        "{MINIMAL}gateway:\n  canary: {{version: \"2\", endpoint: \"https://mcp.internal:443/v1/mcp/\"}}\n"
+    );
+    assert_eq!(
+        load(&same_place).unwrap_err(),
+        [
+            "gateway.canary.endpoint: \"https://mcp.internal:443/v1/mcp/\" is the server's own endpoint; a canary runs elsewhere (another host or port)",
+            "gateway.canary.weight: missing (percent of the server's requests, 0-100)",
+        ]
+    );
+}
+
+#[test]
+fn a_canary_is_refused_beside_an_istio_sidecar() {
+    let text = format!(
+        "{MINIMAL}{CANARY}  istio_sidecar:\n    namespace: team\n    workload_labels: {{app: svc}}\n"
+    )
+    .replace("https://mcp.internal/", "http://mcp.internal/");
+    assert_eq!(
+        load(&text).unwrap_err(),
+        ["gateway.canary: not supported with gateway.istio_sidecar: the server's own sidecar sees one version; split the traffic with the mesh's routing (a VirtualService) instead"]
+    );
+}
+
+const PREFLIGHT_SCHEMA: &str = r#"{"type":"object","properties":{"account_id":{"type":"string","pattern":"^ACC-"}},"required":["account_id"]}"#;
+
+#[test]
+fn preflight_fields_are_read() {
+    let text = format!(
+        "{}gateway:\n  expected_calls: {{unit: minute, requests_per_unit: 120}}\n  preflight_call: {{tool: a.b-c_D, arguments: {{account_id: ACC-1}}}}\n  protocol_versions: [\"2026-07-28\", \"2025-11-25\"]\n",
+        MINIMAL.replace("s.json", "p.json")
+    );
+    let server = load_with(&text, &Rules::default(), &[("p.json", PREFLIGHT_SCHEMA)]).unwrap();
+    assert_eq!(
+        server.expected_calls,
+        Some(Rate {
+            unit: Unit::Minute,
+            requests_per_unit: 120
+        })
+    );
+    let call = server.preflight_call.unwrap();
+    assert_eq!(call.tool, "a.b-c_D");
+    assert_eq!(call.arguments["account_id"], "ACC-1");
+    assert_eq!(server.protocol_versions, ["2025-11-25", "2026-07-28"]);
+    let bare = load(MINIMAL).unwrap();
+    assert_eq!(
+        (
+            bare.expected_calls,
+            bare.preflight_call,
+            bare.protocol_versions.len()
+        ),
+        (None, None, 0)
+    );
+}
+
+#[test]
+fn each_preflight_problem_is_named() {
+    let manifest = MINIMAL.replace("s.json", "p.json");
+    let files = [("p.json", PREFLIGHT_SCHEMA)];
+    let cases = [
+        (
+            "  expected_calls: {unit: fortnight, requests_per_unit: 0}\n",
+            vec![
+                "gateway.expected_calls.unit: \"fortnight\" is not one of second, minute, hour, day",
+                "gateway.expected_calls.requests_per_unit: 0 must be between 1 and 4294967295",
+            ],
+        ),
+        (
+            "  preflight_call: {tool: nope}\n",
+            vec!["gateway.preflight_call.tool: \"nope\" is not a tool of this server"],
+        ),
+        (
+            "  preflight_call: {tool: a.b-c_D, arguments: [1]}\n",
+            vec!["gateway.preflight_call.arguments: must be a map of the tool's arguments"],
+        ),
+        (
+            "  preflight_call: {tool: a.b-c_D, arguments: {account_id: X-1}}\n",
+            vec!["gateway.preflight_call.arguments: do not validate against p.json at /account_id: \"X-1\" does not match \"^ACC-\""],
+        ),
+        (
+            "  preflight_call: {tool: a.b-c_D}\n",
+            vec!["gateway.preflight_call.arguments: do not validate against p.json at /: \"account_id\" is a required property"],
+        ),
+        (
+            "  protocol_versions: [\"2026-07-28\", \"2025-13-01\", \"2026-07-28\"]\n",
+            vec![
+                "gateway.protocol_versions[1]: \"2025-13-01\" is not a published MCP protocol version (2024-11-05, 2025-03-26, 2025-06-18, 2025-11-25, 2026-07-28)",
+                "gateway.protocol_versions[2]: \"2026-07-28\" is listed twice",
+            ],
+        ),
+        (
+            "  protocol_versions: []\n",
+            vec!["gateway.protocol_versions: must list at least one version when given"],
+        ),
+    ];
+    for (gateway, expected) in cases {
+        let text = format!("{manifest}gateway:\n{gateway}");
+        assert_eq!(
+            load_with(&text, &Rules::default(), &files).unwrap_err(),
+            expected,
+            "{gateway}"
+        );
+    }
+}

@@ -371,6 +371,10 @@ mod tests {
             istio_sidecar: sidecar,
             validation: Default::default(),
             unregistered_tools: Default::default(),
+            canary: None,
+            expected_calls: None,
+            preflight_call: None,
+            protocol_versions: Vec::new(),
         }
     }
 
