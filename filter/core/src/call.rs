@@ -15,11 +15,11 @@ use crate::message::Target;
 use crate::metric_ids::{MetricIds, ServerKey};
 use crate::outcome::{classify, Decision, Ending, Outcome, OutputStatus};
 use crate::reply_scan::{Reply, ReplyScanner};
-use crate::route::Server;
+use crate::route::{cluster_release, Release, Server, Track};
 use crate::session_ref::{self, ResponseSession};
 use crate::session_table::{slot_key, SessionEntry};
 use crate::sse::SseReader;
-use crate::stats::{self, Stat, ToolLabel};
+use crate::stats::{self, ServerLabel, Stat, ToolLabel};
 use crate::{sentinel, trace, FilterConfig, RequestFacts, RequestHead};
 use serde_json::value::RawValue;
 
@@ -41,8 +41,8 @@ pub enum Reader {
 /// What is known so far about one request on an MCP path.
 #[derive(Debug, Default)]
 pub struct Call {
-    /// The registered server (and its metric key); `None` on an unregistered path.
-    server: Option<(Server, ServerKey)>,
+    /// The registered server, as its route says; `None` on an unregistered path.
+    server: Option<Server>,
     start_nanos: u64,
     http_method: String,
     /// The client's `Mcp-Session-Id`: a session reference (see `session_ref`).
@@ -70,11 +70,7 @@ pub struct Call {
 }
 
 impl Call {
-    pub fn start(
-        host: &mut impl Host,
-        head: &RequestHead,
-        server: Option<(Server, ServerKey)>,
-    ) -> Call {
+    pub fn start(host: &mut impl Host, head: &RequestHead, server: Option<Server>) -> Call {
         let start_nanos = host.now_nanos().unwrap_or_else(|status| {
             host.log(Level::Error, &format!("cannot read the time: {status}"));
             0
@@ -437,13 +433,29 @@ impl Call {
             (Decision::Allowed, _) if schema_violation.is_some() => Some("reported"),
             _ => None,
         };
-        let server = self.server.as_ref().map(|(server, _)| server);
+        let initialize = self.facts.method.as_deref() == Some("initialize");
+        // The release that served the request, from its cluster (the route's version,
+        // the stable one, when the cluster names none): the audit record and the
+        // metrics of a canary carry the canary's version.
+        let release = match &self.server {
+            Some(server) if config.servers_from_routes => {
+                let with_track = initialize && self.response_session.is_some();
+                served_release(host, &server.id, with_track)
+            }
+            _ => Release::default(),
+        };
+        let server = self.server.as_ref();
+        let version = release
+            .version
+            .as_ref()
+            .map(|v| v.as_str())
+            .or_else(|| server.and_then(|s| s.version.as_deref()));
         let record = AuditRecord {
             timestamp: iso8601(self.start_nanos),
             agent_id: agent.as_deref(),
             user_id: user.as_deref(),
             server_id: server.map(|s| &*s.id),
-            server_version: server.and_then(|s| s.version.as_deref()),
+            server_version: version,
             http_method: &self.http_method,
             method: self.facts.method.as_deref(),
             tool_name: tool,
@@ -472,9 +484,10 @@ impl Call {
 
         // Metrics are per server: a path no server is registered at has the audit
         // record (and Envoy's own 404 stats), no server series.
-        let Some((server, key)) = &self.server else {
+        let Some(server) = &self.server else {
             return;
         };
+        let key = &metrics.server_key(&server.id, version);
         let method = self.facts.method.as_deref();
         let method_label = stats::method_label(method, self.facts.is_response, &self.http_method);
         let requests = Stat::Requests {
@@ -509,7 +522,8 @@ impl Call {
         // The drift check looks at whole answers the server completed.
         if let Reader::List(reader) = &self.reader {
             if self.complete && matches!(self.reply, Some(Reply::Result { .. })) {
-                reader.record_drift(host, config, metrics, (&server.id, *key));
+                let drift_server = ServerLabel::new(&server.id, version);
+                reader.record_drift(host, config, metrics, (drift_server, *key));
             }
         }
         if let Some(kind) = stats::negotiation_failure(method, &outcome, self.reply) {
@@ -520,7 +534,7 @@ impl Call {
             config,
             metrics,
             (&server.id, *key),
-            &outcome,
+            (&outcome, release.track),
             end_nanos,
         );
     }
@@ -533,7 +547,7 @@ impl Call {
         config: &FilterConfig,
         metrics: &MetricIds,
         (server, metric_key): (&str, ServerKey),
-        outcome: &Outcome,
+        (outcome, track): (&Outcome, Option<Track>),
         now: u64,
     ) {
         if outcome.decision != Decision::Allowed {
@@ -545,10 +559,13 @@ impl Call {
         {
             // Slots are keyed by the audit form: the table holds no bearer secrets.
             let id = session_ref::audit_ref(reference);
+            // The release it started on: later requests are pinned to it (see
+            // `flow`), since the other release does not know the session.
             let entry = SessionEntry {
                 id: id.clone(),
                 start_nanos: now,
                 tool_calls: 0,
+                track,
             };
             // Unconditional write: a slot still held by a session that never ended
             // goes to the newer one.
@@ -623,6 +640,16 @@ fn update_session(
             _ => return,
         }
     }
+}
+
+/// The release of the cluster that served the request; a cluster whose metadata is
+/// outside the rules counts as none (logged: a render or hand edit to fix), so the
+/// route's version stands in and the request is never failed for it.
+fn served_release(host: &mut impl Host, server: &str, with_track: bool) -> Release {
+    cluster_release(host, server, with_track).unwrap_or_else(|error| {
+        host.log(Level::Warning, &error.to_string());
+        Release::default()
+    })
 }
 
 /// The verified identity headers as they left Envoy (ext_authz's overwrite), decoded

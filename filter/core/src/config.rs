@@ -330,26 +330,39 @@ impl TryFrom<String> for ServerId {
     }
 }
 
-/// A server's registered version as the audit record carries it: 1-64 printable
-/// ASCII characters (route metadata is configuration, but still bounded: it becomes
-/// a field of every audit line).
+/// A server's registered version as the audit record and the `mcp_server_version`
+/// metric label carry it: 1-64 of `A-Z a-z 0-9 . _ + : -` (SemVer with pre-release
+/// and build metadata fits). Route and cluster metadata are configuration, but the
+/// value becomes part of every audit line and of Envoy stat names, where a `;` or `=`
+/// would inject a stat tag (see `crate::stats`), so the rule is this narrow.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
 pub struct ServerVersion(String);
 
 impl ServerVersion {
+    /// Longest version accepted.
+    pub const MAX_LEN: usize = 64;
+
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The one rule, also for callers that check a version without keeping it.
+    pub fn is_valid(value: &str) -> bool {
+        !value.is_empty()
+            && value.len() <= Self::MAX_LEN
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'+' | b':' | b'-'))
     }
 }
 
 impl TryFrom<String> for ServerVersion {
     type Error = String;
     fn try_from(value: String) -> Result<Self, Self::Error> {
-        let printable = value.bytes().all(|b| (0x21..0x7f).contains(&b));
-        if value.is_empty() || value.len() > 64 || !printable {
+        if !ServerVersion::is_valid(&value) {
             return Err(format!(
-                "server_version {value:?} must be 1-64 printable ASCII characters without spaces"
+                "server_version {value:?} must be 1-64 of A-Z a-z 0-9 . _ + : -"
             ));
         }
         Ok(ServerVersion(value))
@@ -457,6 +470,33 @@ mod tests {
         );
     }
 
+    #[test]
+    fn versions_cannot_carry_stat_tag_syntax() {
+        for ok in [
+            "1.3.2",
+            "2.0.0-rc.1+build.7",
+            "1.4.0+build:7",
+            "v2_beta",
+            "0",
+        ] {
+            assert!(ServerVersion::try_from(ok.to_owned()).is_ok(), "{ok}");
+        }
+        let longest = "9".repeat(64);
+        assert!(ServerVersion::try_from(longest.clone()).is_ok());
+        // `;` and `=` would add a tag to the stat name (`;version=1;tool=x`), the rest
+        // is outside the rule: spaces, `/`, quotes, `*`, non-ASCII, control bytes.
+        for bad in [
+            "", "1;tool=x", "1=2", "1 2", "1/2", "\"1\"", "1*", "1,2", "é", "1\n",
+        ] {
+            let error = ServerVersion::try_from(bad.to_owned()).unwrap_err();
+            assert_eq!(
+                error,
+                format!("server_version {bad:?} must be 1-64 of A-Z a-z 0-9 . _ + : -")
+            );
+        }
+        assert!(ServerVersion::try_from(format!("{longest}9")).is_err());
+    }
+
     /// One case per error, with the exact message the Envoy log shows.
     #[test]
     fn config_errors_name_field_and_reason() {
@@ -487,7 +527,7 @@ mod tests {
             ),
             (
                 r#"{"server_id":"a","server_version":"1 2"}"#,
-                "invalid MCP filter plugin configuration: server_version \"1 2\" must be 1-64 printable ASCII characters without spaces at line 1 column 40",
+                "invalid MCP filter plugin configuration: server_version \"1 2\" must be 1-64 of A-Z a-z 0-9 . _ + : - at line 1 column 40",
             ),
             (
                 r#"{"server_id":"a b"}"#,

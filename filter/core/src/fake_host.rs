@@ -48,6 +48,9 @@ pub struct FakeHost {
     pub set_by_filter: HashMap<String, String>,
     pub replies: Vec<Reply>,
     pub route_cleared: bool,
+    /// The request header map when the route cache was last cleared: what Envoy's new
+    /// route (and weighted cluster) pick sees.
+    pub headers_at_reroute: Vec<(String, Vec<u8>)>,
     pub logs: Vec<(Level, String)>,
     pub response_headers: Vec<(String, String)>,
     /// The response body chunk at hand.
@@ -164,6 +167,7 @@ impl Host for FakeHost {
     fn clear_route_cache(&mut self) -> Result<(), HostStatus> {
         self.call("clear_route_cache")?;
         self.route_cleared = true;
+        self.headers_at_reroute = self.headers.clone();
         for (path, value) in std::mem::take(&mut self.properties_after_reroute) {
             match value {
                 Some(value) => self.properties.insert(path, value),

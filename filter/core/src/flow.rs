@@ -7,13 +7,15 @@
 
 use crate::call::{Call, Reader};
 use crate::error::RATE_LIMITED;
-use crate::headers::{is_gateway_header, X_AGENT_ID};
+use crate::headers::{is_gateway_header, X_AGENT_ID, X_MCP_VERSION_PICK};
 use crate::host::{Host, Level};
 use crate::list_filter::ListKind;
 use crate::lists::ListCall;
 use crate::message::Target;
 use crate::metric_ids::MetricIds;
-use crate::route::{lists_tool, route_server, routed_server, RouteServer};
+use crate::route::{lists_tool, route_server, routed_server, RouteServer, Track};
+use crate::session_ref::audit_ref;
+use crate::session_table::pinned_track;
 use crate::wire;
 use crate::{
     check_body_size, error_body, head_action, label_request_with_facts, sentinel, AgentIdentity,
@@ -49,6 +51,9 @@ pub struct RequestFlow {
     call: Option<Box<Call>>,
     /// The registered server the request was labelled for.
     server: Option<Rc<str>>,
+    /// The release a handshake-era session is pinned to (the one its `initialize`
+    /// reached), applied when the route is picked again.
+    pin: Option<Track>,
 }
 
 impl RequestFlow {
@@ -60,6 +65,7 @@ impl RequestFlow {
             new_body: None,
             call: None,
             server: None,
+            pin: None,
         }
     }
 
@@ -91,9 +97,13 @@ impl RequestFlow {
                 return self.reject(host, rejection);
             }
         };
-        let key = self.metrics.server_key(&server.id);
+        // Only rendered fleets split a server between releases (cluster metadata
+        // `track`), so only they pay the shared-data read.
+        if let (true, Some(session)) = (self.config.servers_from_routes, &head.session_id) {
+            self.pin = pinned_track(host, &server.id, &audit_ref(session));
+        }
         self.server = Some(server.id.clone());
-        self.call = Some(Box::new(Call::start(host, &head, Some((server, key)))));
+        self.call = Some(Box::new(Call::start(host, &head, Some(server))));
         match head_action(&self.config, self.server_id(), &head) {
             HeadAction::PassThrough => Verdict::Continue,
             HeadAction::Forward(labels) => {
@@ -334,6 +344,18 @@ impl RequestFlow {
     /// must still be going to the server it was labelled (and will be authorised,
     /// limited and audited) for.
     fn reroute(&mut self, host: &mut impl Host) -> Verdict {
+        // A pinned session: Envoy's weighted pick follows the header once the cache is
+        // cleared (a client's copy was stripped with the other gateway headers). Not
+        // a label: without it the request still goes on, to a random release, and a
+        // release that does not know the session answers 404 (the client starts over).
+        if let Some(track) = self.pin {
+            if let Err(status) = host.set_request_header(X_MCP_VERSION_PICK, track.pick_value()) {
+                host.log(
+                    Level::Error,
+                    &format!("cannot set {X_MCP_VERSION_PICK}: {status}"),
+                );
+            }
+        }
         // Envoy 1.40 re-selects the route after a filter changes request headers, but
         // that has changed between releases (envoyproxy/envoy#36671); clearing the cache
         // explicitly keeps routes on x-mcp-* headers working on every version.
@@ -475,6 +497,8 @@ fn internal(host: &mut impl Host, message: String) -> Rejection {
     Rejection::new(RequestError::Internal(message))
 }
 
+#[cfg(test)]
+mod canary_tests;
 #[cfg(test)]
 mod list_tests;
 #[cfg(test)]

@@ -20,6 +20,15 @@ pub const X_MCP_SERVER_ID: &str = "x-mcp-server-id";
 /// The JSON-RPC `id`, JSON-encoded (ASCII only), so that other components can build
 /// JSON-RPC error bodies that the client can match to its request.
 pub const X_MCP_REQUEST_ID: &str = "x-mcp-request-id";
+/// The server version a request is sent to: set by the router from the rendered route
+/// (`ClusterWeight.request_headers_to_add`, so it names the cluster finally used); a
+/// client's copy is stripped here like every `x-mcp-*` header.
+pub const X_MCP_SERVER_VERSION: &str = "x-mcp-server-version";
+/// The number Envoy's weighted cluster pick uses (`weighted_clusters.header_name` of a
+/// canary route): set by the filter only, to keep a handshake-era session on the
+/// release that started it (see `crate::route::Track::pick_value`). A client's copy
+/// would let it choose its release, so it is stripped like every `x-mcp-*` header.
+pub const X_MCP_VERSION_PICK: &str = "x-mcp-version-pick";
 /// The calling agent; set only from a source Envoy verified.
 pub const X_AGENT_ID: &str = "x-agent-id";
 /// The human the agent acts for (set by the authz-service from a verified token).
@@ -68,6 +77,10 @@ mod tests {
             "X-MCP-Tool-Name",
             "x-mcp-anything-new",
             "x-mcp-",
+            X_MCP_VERSION_PICK,
+            "X-MCP-Version-Pick",
+            X_MCP_SERVER_VERSION,
+            "X-Mcp-Server-Version",
             "x-agent-id",
             "X-Agent-ID",
             "x-user-id",

@@ -23,7 +23,7 @@ use crate::list_stream::{Answer, Framing, ListStream};
 use crate::metric_ids::{MetricIds, ServerKey};
 use crate::reply_scan::Reply;
 use crate::route::{route_tools, RouteError, RouteTools};
-use crate::stats::Stat;
+use crate::stats::{ServerLabel, Stat};
 use serde_json::value::RawValue;
 
 /// The authz-service's leaf for `tools/list`.
@@ -278,7 +278,7 @@ impl ListReader {
         host: &mut impl Host,
         config: &FilterConfig,
         metrics: &MetricIds,
-        (server, key): (&str, ServerKey),
+        (server, key): (ServerLabel<'_>, ServerKey),
     ) {
         let Some((tools, last_page)) = &self.answer.result.tools else {
             return;
@@ -306,7 +306,7 @@ pub fn record_drift(
     host: &mut impl Host,
     config: &FilterConfig,
     metrics: &MetricIds,
-    (server, key): (&str, ServerKey),
+    (server, key): (ServerLabel<'_>, ServerKey),
     found: &Drift,
     whole_list: bool,
 ) {
@@ -315,7 +315,13 @@ pub fn record_drift(
         if kind == DriftKind::Missing && !whole_list {
             continue;
         }
-        let slot = format!("mcp_drift;{server};{}", kind.as_str());
+        // Per release: a canary that advertises other tools than its stable version
+        // drifts on its own, and answers of the two do not undo each other's state.
+        // Server ids hold no `@`; a server without a version keeps the older key.
+        let slot = match server.version {
+            Some(version) => format!("mcp_drift;{}@{version};{}", server.id, kind.as_str()),
+            None => format!("mcp_drift;{};{}", server.id, kind.as_str()),
+        };
         let (stored, cas) = match host.shared_data(&slot) {
             Ok((stored, cas)) => (stored.unwrap_or_default(), cas),
             Err(_) => continue,
@@ -362,7 +368,14 @@ pub fn record_drift(
         };
         host.log(
             Level::Warning,
-            &format!("schema drift: MCP server {server:?} {what}: {shown:?}{tail}"),
+            &format!(
+                "schema drift: MCP server {:?}{} {what}: {shown:?}{tail}",
+                server.id,
+                server
+                    .version
+                    .map(|v| format!(" version {v}"))
+                    .unwrap_or_default()
+            ),
         );
     }
 }

@@ -20,6 +20,13 @@
 //! (`route_metadata_context_namespaces`), and the service refuses a route whose server
 //! is not the label's (tests/e2e/test_misrouting.py). The rendered routes match on the
 //! path only, so this does not happen unless someone adds routes on gateway headers.
+//!
+//! Canary releases (issue 17): a server's route may split its traffic between two
+//! clusters (`weighted_clusters`, stable first, canary last), and every server cluster
+//! carries `mcp_gateway: {server_id, server_version, track}` in its own metadata. Which
+//! cluster served a request is only certain in the response callbacks and `on_log`
+//! (a pick can move after the filter's reads, see above), so [`cluster_release`] is
+//! read there; the route's `server_version` (the stable one) is the fallback.
 
 use crate::config::{FilterConfig, ServerId, ServerVersion};
 use crate::host::{Host, HostStatus};
@@ -71,6 +78,28 @@ const UNREGISTERED: [&str; 5] = [
     "unregistered",
 ];
 
+const CLUSTER_SERVER_ID: [&str; 5] = [
+    "xds",
+    "cluster_metadata",
+    "filter_metadata",
+    NAMESPACE,
+    "server_id",
+];
+const CLUSTER_SERVER_VERSION: [&str; 5] = [
+    "xds",
+    "cluster_metadata",
+    "filter_metadata",
+    NAMESPACE,
+    "server_version",
+];
+const CLUSTER_TRACK: [&str; 5] = [
+    "xds",
+    "cluster_metadata",
+    "filter_metadata",
+    NAMESPACE,
+    "track",
+];
+
 /// The registered server a request is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Server {
@@ -96,6 +125,8 @@ pub enum RouteError {
     Host(HostStatus),
     #[error("the route's mcp_gateway metadata is invalid: {0}")]
     Invalid(String),
+    #[error("the upstream cluster's mcp_gateway metadata is invalid: {0}")]
+    Cluster(String),
 }
 
 /// The server of a request, as its route (or the fixed configuration) says.
@@ -185,6 +216,99 @@ pub fn route_tools(host: &mut impl Host, with_digests: bool) -> Result<RouteTool
     })
 }
 
+/// Which release of a server a cluster runs: cluster metadata `track`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Track {
+    Stable,
+    Canary,
+}
+
+impl Track {
+    pub fn parse(value: &str) -> Option<Track> {
+        match value {
+            "stable" => Some(Track::Stable),
+            "canary" => Some(Track::Canary),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Track::Stable => "stable",
+            Track::Canary => "canary",
+        }
+    }
+
+    /// The `x-mcp-version-pick` value that makes Envoy pick this track's cluster.
+    /// The rendered route's `weighted_clusters.header_name` takes the header's number
+    /// as its random value: value % total weight (the render's weights sum to 100),
+    /// walked in cluster order, stable first (checked on Envoy 1.40). 0 lands on the
+    /// stable cluster, 99 on the canary; with the canary at 0 % (rolled back) 99 lands
+    /// on the stable one too (a pinned session is then lost and the client starts
+    /// over, as it would be with the canary gone).
+    pub fn pick_value(self) -> &'static str {
+        match self {
+            Track::Stable => "0",
+            Track::Canary => "99",
+        }
+    }
+}
+
+/// What the metadata of the cluster that served a request says about its release.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Release {
+    pub version: Option<ServerVersion>,
+    pub track: Option<Track>,
+}
+
+/// The release of the cluster that served a request for `server_id`, from the
+/// cluster's `mcp_gateway` metadata; empty when the cluster has none (a direct
+/// response, a cluster nobody rendered). Read it in the response callbacks or
+/// `on_log` only: before that, the cluster can still change. `track` is read only when
+/// asked for (one host call less on every other request). A cluster whose metadata
+/// names another server, or holds a version or track outside the rules, is an error:
+/// the caller falls back to the route's version.
+pub fn cluster_release(
+    host: &mut impl Host,
+    server_id: &str,
+    with_track: bool,
+) -> Result<Release, RouteError> {
+    let version = read_cluster(host, &CLUSTER_SERVER_VERSION)?;
+    let track = match with_track {
+        true => read_cluster(host, &CLUSTER_TRACK)?,
+        false => None,
+    };
+    if version.is_none() && track.is_none() {
+        return Ok(Release::default());
+    }
+    // A request labelled for one server that reached another's cluster (an operator's
+    // route; the authz-service refuses it) must not be counted under that version.
+    if read_cluster(host, &CLUSTER_SERVER_ID)?.is_some_and(|id| id != server_id) {
+        return Err(RouteError::Cluster(format!(
+            "server_id is not {server_id:?}"
+        )));
+    }
+    let version = version
+        .map(ServerVersion::try_from)
+        .transpose()
+        .map_err(RouteError::Cluster)?;
+    let track = track
+        .map(|t| {
+            Track::parse(&t)
+                .ok_or_else(|| RouteError::Cluster("track must be stable or canary".into()))
+        })
+        .transpose()?;
+    Ok(Release { version, track })
+}
+
+/// [`read`], with a non-UTF-8 value blamed on the cluster.
+fn read_cluster(host: &mut impl Host, path: &[&str]) -> Result<Option<String>, RouteError> {
+    read(host, path).map_err(|error| match error {
+        RouteError::Invalid(message) => RouteError::Cluster(message),
+        other => other,
+    })
+}
+
 fn read(host: &mut impl Host, path: &[&str]) -> Result<Option<String>, RouteError> {
     match host.property(path).map_err(RouteError::Host)? {
         None => Ok(None),
@@ -262,6 +386,103 @@ mod tests {
             route_server(&mut host, &fleet(), "/x").unwrap(),
             RouteServer::NotMcp
         );
+    }
+
+    fn with_cluster(pairs: &[(&str, &str)]) -> FakeHost {
+        let mut host = FakeHost::default();
+        for (key, value) in pairs {
+            let path = ["xds", "cluster_metadata", "filter_metadata", NAMESPACE, key];
+            host.properties.insert(
+                path.iter().map(|s| s.to_string()).collect(),
+                value.as_bytes().to_vec(),
+            );
+        }
+        host
+    }
+
+    #[test]
+    fn the_cluster_names_the_release_that_served() {
+        let mut host = with_cluster(&[
+            ("server_id", "fin"),
+            ("server_version", "1.4.0+build:7"),
+            ("track", "canary"),
+        ]);
+        let release = cluster_release(&mut host, "fin", true).unwrap();
+        assert_eq!(release.version.unwrap().as_str(), "1.4.0+build:7");
+        assert_eq!(release.track, Some(Track::Canary));
+        let calls = host.calls;
+        let release = cluster_release(&mut host, "fin", false).unwrap();
+        assert_eq!(release.track, None, "the track only when asked for");
+        assert_eq!(host.calls - calls, 2, "version and server_id, not track");
+
+        // Without a server_id the version is taken (a hand-written cluster).
+        let mut host = with_cluster(&[("server_version", "2.0.1"), ("track", "stable")]);
+        let release = cluster_release(&mut host, "fin", true).unwrap();
+        assert_eq!(release.version.unwrap().as_str(), "2.0.1");
+        assert_eq!(release.track, Some(Track::Stable));
+
+        // No metadata (a direct response, an unrendered cluster): one read, nothing.
+        let mut host = FakeHost::default();
+        assert_eq!(
+            cluster_release(&mut host, "fin", false).unwrap(),
+            Release::default()
+        );
+        assert_eq!(host.calls, 1);
+    }
+
+    #[test]
+    fn a_cluster_release_outside_the_rules_is_an_error() {
+        let cases: [&[(&str, &str)]; 4] = [
+            &[("server_id", "kb"), ("server_version", "1.0.0")],
+            &[("server_id", "fin"), ("server_version", "1;tool=x")],
+            &[("server_id", "fin"), ("server_version", "")],
+            &[("server_id", "fin"), ("track", "beta")],
+        ];
+        for pairs in cases {
+            let mut host = with_cluster(pairs);
+            assert!(
+                matches!(
+                    cluster_release(&mut host, "fin", true),
+                    Err(RouteError::Cluster(_))
+                ),
+                "{pairs:?}"
+            );
+        }
+        let mut host = with_cluster(&[("server_version", "1.0.0")]);
+        host.properties.insert(
+            CLUSTER_SERVER_VERSION.map(String::from).to_vec(),
+            b"\xff".to_vec(),
+        );
+        assert!(matches!(
+            cluster_release(&mut host, "fin", false),
+            Err(RouteError::Cluster(_))
+        ));
+        host.refuse.push("property");
+        assert!(matches!(
+            cluster_release(&mut host, "fin", false),
+            Err(RouteError::Host(_))
+        ));
+    }
+
+    #[test]
+    fn tracks_pick_their_cluster_by_number() {
+        assert_eq!(Track::parse("stable"), Some(Track::Stable));
+        assert_eq!(Track::parse("canary"), Some(Track::Canary));
+        assert_eq!(Track::parse("Canary"), None);
+        // Stable first, canary last, weights summing to 100 (the render's contract):
+        // 0 is always inside the first cluster's share, 99 inside the last one's.
+        for canary_weight in 1..100u32 {
+            let stable_weight = 100 - canary_weight;
+            let pick = |value: u32| {
+                if value % 100 < stable_weight {
+                    "stable"
+                } else {
+                    "canary"
+                }
+            };
+            assert_eq!(pick(Track::Stable.pick_value().parse().unwrap()), "stable");
+            assert_eq!(pick(Track::Canary.pick_value().parse().unwrap()), "canary");
+        }
     }
 
     #[test]

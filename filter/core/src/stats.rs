@@ -5,18 +5,50 @@
 //! `stats_config.stats_tags` (shipped in envoy/fleet.yaml, so in every rendered config) has one extraction rule
 //! per label, so `/stats/prometheus` shows `mcp_tool_calls_total{mcp_server=...}`.
 //! Envoy puts wasm stats under the custom namespace `wasmcustom.`, which the
-//! Prometheus output drops. Label values never contain `;` or `=`: server ids and
-//! allow-listed tool names are checked at configuration, everything else is fixed.
+//! Prometheus output drops. Label values never contain `;` or `=`: server ids,
+//! server versions (`ServerVersion`: `A-Z a-z 0-9 . _ + : -`) and allow-listed tool
+//! names are checked at configuration or when read from metadata, everything else is
+//! fixed.
+//!
+//! Every stat of a server carries its version (`;version=<v>`, the `mcp_server_version`
+//! label) whenever the server has one, not only while a canary runs: a server's series
+//! keep their names when a canary starts, and `sum by (mcp_server)` still adds up all
+//! versions.
 
 use crate::config::FilterConfig;
 use crate::drift::DriftKind;
 use crate::host::MetricKind;
 use crate::outcome::{Decision, Outcome};
 use crate::reply_scan::Reply;
+use std::fmt;
 use std::rc::Rc;
 
 /// The label value for tools outside the allow-list.
 pub const OTHER: &str = "other";
+
+/// The labels naming a server in every one of its stats: `server=<id>` and, when the
+/// server has a version, `;version=<version>` (the `mcp_server_version` tag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLabel<'a> {
+    pub id: &'a str,
+    pub version: Option<&'a str>,
+}
+
+impl<'a> ServerLabel<'a> {
+    pub fn new(id: &'a str, version: Option<&'a str>) -> Self {
+        ServerLabel { id, version }
+    }
+}
+
+impl fmt::Display for ServerLabel<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "server={}", self.id)?;
+        match self.version {
+            Some(version) => write!(f, ";version={version}"),
+            None => Ok(()),
+        }
+    }
+}
 
 /// JSON-RPC methods of MCP (2025-03-26 .. 2026-07-28) that get their own label;
 /// anything else is `other`, so a client cannot create stats by inventing methods.
@@ -125,7 +157,12 @@ impl Stat {
 
     /// The Envoy stat name, labels included; `registered` holds the interned
     /// registered tool names ([`ToolLabel::Registered`]).
-    pub fn name(self, config: &FilterConfig, server: &str, registered: &[Rc<str>]) -> String {
+    pub fn name(
+        self,
+        config: &FilterConfig,
+        server: ServerLabel<'_>,
+        registered: &[Rc<str>],
+    ) -> String {
         match self {
             Stat::Requests { method, decision } => requests(server, method, decision),
             Stat::ToolCalls { tool, outcome } => {
@@ -179,42 +216,39 @@ pub fn outcome_label(outcome: &Outcome) -> &'static str {
 }
 
 /// Counter: every MCP request, by server, method and decision.
-pub fn requests(server: &str, method: &str, decision: Decision) -> String {
+pub fn requests(server: ServerLabel<'_>, method: &str, decision: Decision) -> String {
     format!(
-        "mcp_requests_total;server={server};method={method};decision={}",
+        "mcp_requests_total;{server};method={method};decision={}",
         decision.as_str()
     )
 }
 
 /// Counter: `tools/call` requests by server, tool and outcome.
-pub fn tool_calls(server: &str, tool: &str, outcome: &str) -> String {
-    format!("mcp_tool_calls_total;server={server};tool={tool};outcome={outcome}")
+pub fn tool_calls(server: ServerLabel<'_>, tool: &str, outcome: &str) -> String {
+    format!("mcp_tool_calls_total;{server};tool={tool};outcome={outcome}")
 }
 
 /// Histogram (milliseconds): allowed `tools/call` latency by server and tool.
-pub fn tool_call_duration(server: &str, tool: &str) -> String {
-    format!("mcp_tool_call_duration_ms;server={server};tool={tool}")
+pub fn tool_call_duration(server: ServerLabel<'_>, tool: &str) -> String {
+    format!("mcp_tool_call_duration_ms;{server};tool={tool}")
 }
 
 /// Counter: `tools/call` requests whose arguments do not validate against the tool's
 /// registered schema, by server, tool and what happened (`refused`, `reported`).
-pub fn argument_violations(server: &str, tool: &str, outcome: &str) -> String {
-    format!("mcp_argument_violations_total;server={server};tool={tool};outcome={outcome}")
+pub fn argument_violations(server: ServerLabel<'_>, tool: &str, outcome: &str) -> String {
+    format!("mcp_argument_violations_total;{server};tool={tool};outcome={outcome}")
 }
 
 /// Counter: changes of a server's advertised tools against its registration, by server
 /// and kind (`extra`, `missing`, `changed`); counted once per change, not per answer.
-pub fn schema_drift(server: &str, kind: DriftKind) -> String {
-    format!(
-        "mcp_schema_drift_total;server={server};kind={}",
-        kind.as_str()
-    )
+pub fn schema_drift(server: ServerLabel<'_>, kind: DriftKind) -> String {
+    format!("mcp_schema_drift_total;{server};kind={}", kind.as_str())
 }
 
 /// Counter: failed capability/version negotiation by server and kind.
-pub fn negotiation_failures(server: &str, kind: NegotiationFailure) -> String {
+pub fn negotiation_failures(server: ServerLabel<'_>, kind: NegotiationFailure) -> String {
     format!(
-        "mcp_negotiation_failures_total;server={server};kind={}",
+        "mcp_negotiation_failures_total;{server};kind={}",
         kind.as_str()
     )
 }
@@ -222,18 +256,18 @@ pub fn negotiation_failures(server: &str, kind: NegotiationFailure) -> String {
 /// Counter: handshake-era sessions by server and event (`started`, `ended`,
 /// `untracked` when the host refused to write the session's slot; the table is a ring
 /// of fixed slots, so it is never full: a new session takes over an old one's slot).
-pub fn sessions(server: &str, event: &str) -> String {
-    format!("mcp_sessions_total;server={server};event={event}")
+pub fn sessions(server: ServerLabel<'_>, event: &str) -> String {
+    format!("mcp_sessions_total;{server};event={event}")
 }
 
 /// Histogram (milliseconds): duration of handshake-era sessions that ended (DELETE).
-pub fn session_duration(server: &str) -> String {
-    format!("mcp_session_duration_ms;server={server}")
+pub fn session_duration(server: ServerLabel<'_>) -> String {
+    format!("mcp_session_duration_ms;{server}")
 }
 
 /// Histogram: tool calls made in each handshake-era session that ended.
-pub fn session_tool_calls(server: &str) -> String {
-    format!("mcp_session_tool_calls;server={server}")
+pub fn session_tool_calls(server: ServerLabel<'_>) -> String {
+    format!("mcp_session_tool_calls;{server}")
 }
 
 /// The kinds of negotiation failure on-call engineers watch for: a spike means a
@@ -292,6 +326,11 @@ mod tests {
     use super::*;
     use crate::outcome::OutputStatus;
 
+    const FIN: ServerLabel<'static> = ServerLabel {
+        id: "fin",
+        version: None,
+    };
+
     fn config() -> FilterConfig {
         FilterConfig::from_json(br#"{"server_id":"fin","metrics":{"tool_names":["get.balance"]}}"#)
             .unwrap()
@@ -329,13 +368,64 @@ mod tests {
     #[test]
     fn names_carry_their_labels() {
         assert_eq!(
-            tool_calls("fin", "get.balance", "success"),
+            tool_calls(FIN, "get.balance", "success"),
             "mcp_tool_calls_total;server=fin;tool=get.balance;outcome=success"
         );
         assert_eq!(
-            requests("fin", "tools/call", Decision::RateLimited),
+            requests(FIN, "tools/call", Decision::RateLimited),
             "mcp_requests_total;server=fin;method=tools/call;decision=rate_limited"
         );
+    }
+
+    #[test]
+    fn a_servers_version_follows_its_id_in_every_name() {
+        let config = config();
+        let v = ServerLabel::new("fin", Some("1.4.0+build:7"));
+        assert_eq!(v.to_string(), "server=fin;version=1.4.0+build:7");
+        let tool = tool_label(&config, "get.balance");
+        let names = [
+            Stat::Requests {
+                method: "tools/call",
+                decision: Decision::Allowed,
+            }
+            .name(&config, v, &[]),
+            Stat::ToolCalls {
+                tool,
+                outcome: "error",
+            }
+            .name(&config, v, &[]),
+            Stat::ToolCallDuration { tool }.name(&config, v, &[]),
+            Stat::NegotiationFailures(NegotiationFailure::Initialize).name(&config, v, &[]),
+            Stat::Sessions { event: "started" }.name(&config, v, &[]),
+            Stat::SessionDuration.name(&config, v, &[]),
+            Stat::SessionToolCalls.name(&config, v, &[]),
+            Stat::ArgumentViolations {
+                tool,
+                outcome: "reported",
+            }
+            .name(&config, v, &[]),
+            Stat::SchemaDrift(DriftKind::Changed).name(&config, v, &[]),
+        ];
+        assert_eq!(
+            names,
+            [
+                "mcp_requests_total;server=fin;version=1.4.0+build:7;method=tools/call;decision=allowed",
+                "mcp_tool_calls_total;server=fin;version=1.4.0+build:7;tool=get.balance;outcome=error",
+                "mcp_tool_call_duration_ms;server=fin;version=1.4.0+build:7;tool=get.balance",
+                "mcp_negotiation_failures_total;server=fin;version=1.4.0+build:7;kind=initialize",
+                "mcp_sessions_total;server=fin;version=1.4.0+build:7;event=started",
+                "mcp_session_duration_ms;server=fin;version=1.4.0+build:7",
+                "mcp_session_tool_calls;server=fin;version=1.4.0+build:7",
+                "mcp_argument_violations_total;server=fin;version=1.4.0+build:7;tool=get.balance;outcome=reported",
+                "mcp_schema_drift_total;server=fin;version=1.4.0+build:7;kind=changed",
+            ]
+        );
+        // Every `;` starts one tag the bootstrap's rules extract: nothing else in the
+        // name can look like one.
+        for name in &names {
+            let tags: Vec<&str> = name.split(';').skip(1).collect();
+            assert!(tags.iter().all(|t| t.matches('=').count() == 1), "{name}");
+        }
     }
 
     #[test]
@@ -347,7 +437,7 @@ mod tests {
             outcome: "success",
         };
         assert_eq!(
-            calls.name(&config, "fin", &[]),
+            calls.name(&config, FIN, &[]),
             "mcp_tool_calls_total;server=fin;tool=get.balance;outcome=success"
         );
         assert_eq!(calls.kind(), MetricKind::Counter);
@@ -355,12 +445,12 @@ mod tests {
             tool: ToolLabel::Other,
         };
         assert_eq!(
-            duration.name(&config, "fin", &[]),
+            duration.name(&config, FIN, &[]),
             "mcp_tool_call_duration_ms;server=fin;tool=other"
         );
         assert_eq!(duration.kind(), MetricKind::Histogram);
         assert_eq!(
-            Stat::Sessions { event: "ended" }.name(&config, "fin", &[]),
+            Stat::Sessions { event: "ended" }.name(&config, FIN, &[]),
             "mcp_sessions_total;server=fin;event=ended"
         );
     }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 const BODY: &str = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"get_account_balance","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
 
 /// The flow tests' requests: an MCP `tools/call` POST with this body.
-trait McpPost {
+pub(super) trait McpPost {
     fn mcp_post(extra: &[(&str, &str)]) -> FakeHost;
     /// The single local reply, as (status, JSON-RPC error code).
     fn reply(&self) -> (u16, i64);
@@ -853,7 +853,9 @@ fn a_fleet_labels_audits_and_meters_under_the_routes_server() {
     assert_eq!(record["server_version"], "2.0.1");
     // The route lists no tools: the call is counted, as `other`.
     assert_eq!(
-        host.counters["mcp_tool_calls_total;server=hr-directory;tool=other;outcome=success"], 1,
+        host.counters
+            ["mcp_tool_calls_total;server=hr-directory;version=2.0.1;tool=other;outcome=success"],
+        1,
         "{:?}",
         host.counters
     );
