@@ -46,6 +46,7 @@
 //! rollback). The file is written atomically ([`crate::write`]), so a render running
 //! next to the watcher never reads half of it.
 
+use crate::fleet::Fleet;
 use crate::write::{write_if_changed, Written};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -232,6 +233,62 @@ impl RolloutState {
         at: SystemTime,
     ) -> &mut Entry {
         self.record(server_id, canary_version, Decision::Promoted, reason, at)
+    }
+
+    /// The fleet with every canary at its effective weight: what render draws the
+    /// split from ([`crate::render::render_with_rollout`]).
+    pub fn apply(&self, fleet: &Fleet) -> Fleet {
+        let mut fleet = fleet.clone();
+        for server in &mut fleet.servers {
+            let id = server.id.as_str();
+            if let Some(canary) = &mut server.canary {
+                canary.weight = self.effective_weight(id, &canary.version, canary.weight);
+            }
+        }
+        fleet
+    }
+
+    /// What a person running render should know about the decisions: a promoted canary
+    /// waits for the team to make it the stable version, a rolled-back one stays at 0 %
+    /// until its manifest names another canary version, and an entry about a version
+    /// the manifest no longer names is ignored.
+    pub fn notes(&self, fleet: &Fleet) -> Vec<String> {
+        let mut notes = Vec::new();
+        for (id, entry) in &self.entries {
+            let canary = fleet
+                .servers
+                .iter()
+                .find(|s| s.id() == id)
+                .and_then(|s| s.canary.as_ref().map(|c| (s, c)));
+            let decided = format!(
+                "{id}: canary {} {} at {} ({})",
+                entry.canary_version,
+                entry.state.as_str().replace('_', " "),
+                entry.at,
+                entry.reason
+            );
+            let note =
+                match canary {
+                    Some((_, canary)) if canary.version == entry.canary_version => {
+                        match entry.state {
+                        Decision::Promoted => format!(
+                            "{decided}: it gets all requests; move version and endpoint to {} and {} and drop gateway.canary from the manifest",
+                            canary.version, canary.endpoint.url
+                        ),
+                        Decision::RolledBack => format!(
+                            "{decided}: it gets no requests until the manifest names another canary version"
+                        ),
+                    }
+                    }
+                    Some((_, canary)) => format!(
+                        "{decided}: ignored, the manifest's canary is now {} (weight {})",
+                        canary.version, canary.weight
+                    ),
+                    None => format!("{decided}: ignored, the manifest has no canary"),
+                };
+            notes.push(note);
+        }
+        notes
     }
 
     /// Forgets a server's entry (an operator undoing a decision); returns it.

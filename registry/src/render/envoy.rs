@@ -25,7 +25,7 @@
 
 use super::Output;
 use crate::fleet::Fleet;
-use crate::model::Server;
+use crate::model::{Endpoint, Server};
 use mcp_filter_core::config::DEFAULT_MAX_BODY_BYTES;
 use mcp_filter_core::route::NAMESPACE;
 use serde_json::{json, Value};
@@ -67,7 +67,7 @@ impl Xds {
     pub fn of(fleet: &Fleet) -> Xds {
         Xds {
             routes: route_configuration(fleet),
-            clusters: fleet.servers.iter().map(cluster).collect(),
+            clusters: fleet.servers.iter().flat_map(clusters).collect(),
         }
     }
 
@@ -92,14 +92,99 @@ impl Xds {
     }
 }
 
-/// The cluster of a server.
+/// The cluster of a server (its stable release when it has a canary).
 pub fn cluster_name(server: &Server) -> String {
     format!("mcp-server/{}", server.id())
 }
 
-fn cluster(server: &Server) -> Value {
-    let endpoint = &server.endpoint;
-    let name = cluster_name(server);
+/// The cluster of a server's canary. Named by role, not version: a new release
+/// replaces the cluster's endpoint instead of adding a cluster (and a set of cluster
+/// stats) per release; the version is in the cluster's metadata.
+pub fn canary_cluster_name(server: &Server) -> String {
+    format!("mcp-server/{}/canary", server.id())
+}
+
+/// The request header whose number Envoy takes as the weighted pick's random value
+/// (`weighted_clusters.header_name`): the MCP filter sets it to pin a handshake-era
+/// session to the release that issued it (`0` lands on the stable cluster, `99` on the
+/// canary: the weights sum to 100, stable first) and strips clients' copies.
+pub const VERSION_PICK_HEADER: &str = "x-mcp-version-pick";
+
+/// The header the upstream gets with the version of the release it runs, set by
+/// Envoy's router for the cluster it finally used (a client's copy is overwritten).
+pub const SERVER_VERSION_HEADER: &str = "x-mcp-server-version";
+
+/// One release of a server behind its route: the stable one, and the canary if the
+/// manifest has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Release<'a> {
+    /// `stable` or `canary` (cluster metadata `track`, the filter's `Track`).
+    pub track: &'static str,
+    pub version: &'a str,
+    pub endpoint: &'a Endpoint,
+    /// Percent of the route's requests; the releases of a server sum to 100.
+    pub weight: u8,
+}
+
+impl Release<'_> {
+    /// The release's cluster name.
+    pub fn cluster(&self, server: &Server) -> String {
+        match self.track {
+            CANARY => canary_cluster_name(server),
+            _ => cluster_name(server),
+        }
+    }
+}
+
+pub const STABLE: &str = "stable";
+pub const CANARY: &str = "canary";
+
+/// The releases of a server, stable first. The canary's weight is the server's
+/// `canary.weight` as given: render applies the rollout state to the fleet first
+/// ([`crate::rollout::RolloutState::apply`]).
+pub fn releases(server: &Server) -> Vec<Release<'_>> {
+    let canary_weight = server.canary.as_ref().map_or(0, |c| c.weight.min(100));
+    let mut releases = vec![Release {
+        track: STABLE,
+        version: &server.version,
+        endpoint: &server.endpoint,
+        weight: 100 - canary_weight,
+    }];
+    if let Some(canary) = &server.canary {
+        releases.push(Release {
+            track: CANARY,
+            version: &canary.version,
+            endpoint: &canary.endpoint,
+            weight: canary_weight,
+        });
+    }
+    releases
+}
+
+/// The cluster metadata the filter reads in `on_log` (`mcp_gateway: {server_id,
+/// server_version, track}`): under a weighted split only the cluster knows which
+/// release served a request. Every server cluster carries it, canary or not, so a
+/// server's labels keep their shape when a canary starts.
+pub fn cluster_metadata(server: &Server, release: &Release<'_>) -> Value {
+    json!({ "filter_metadata": { NAMESPACE: {
+        "server_id": server.id(),
+        "server_version": release.version,
+        "track": release.track,
+    }}})
+}
+
+/// A server's clusters: the stable release's, then the canary's. Both have the same
+/// connect timeout and TLS rules (each verifying its own host name).
+fn clusters(server: &Server) -> Vec<Value> {
+    releases(server)
+        .iter()
+        .map(|release| cluster(server, release))
+        .collect()
+}
+
+fn cluster(server: &Server, release: &Release<'_>) -> Value {
+    let endpoint = release.endpoint;
+    let name = release.cluster(server);
     // An address is used as it is; a host name is resolved (and re-resolved) by Envoy.
     let is_ip = endpoint.host.parse::<std::net::IpAddr>().is_ok();
     let mut cluster = json!({
@@ -114,6 +199,7 @@ fn cluster(server: &Server) -> Value {
                 "port_value": endpoint.port,
             }}}}]}],
         },
+        "metadata": cluster_metadata(server, release),
     });
     if endpoint.is_tls() {
         // Verify the server: the system trust store, and the name in the manifest.
@@ -294,15 +380,7 @@ pub fn ext_authz_per_route(server: &Server) -> Option<Value> {
 pub fn server_route(server: &Server) -> Value {
     let endpoint = &server.endpoint;
     let metadata = route_metadata(server);
-    let default_port = if endpoint.is_tls() { 443 } else { 80 };
-    let authority = if endpoint.port == default_port {
-        host_for_authority(&endpoint.host)
-    } else {
-        format!("{}:{}", host_for_authority(&endpoint.host), endpoint.port)
-    };
     let mut route = json!({
-        "cluster": cluster_name(server),
-        "host_rewrite_literal": authority,
         "timeout": duration(server.timeouts.request.unwrap_or(DEFAULT_TIMEOUT)),
         "idle_timeout": duration(server.timeouts.idle.unwrap_or(DEFAULT_IDLE_TIMEOUT)),
         // One tools/call is one hit, counted per server, tool and verified agent
@@ -314,6 +392,13 @@ pub fn server_route(server: &Server) -> Value {
             { "request_headers": { "header_name": "x-agent-id", "descriptor_key": "agent_id" } },
         ]}],
     });
+    match &server.canary {
+        None => {
+            route["cluster"] = json!(cluster_name(server));
+            route["host_rewrite_literal"] = json!(authority(endpoint));
+        }
+        Some(_) => route["weighted_clusters"] = weighted_clusters(server),
+    }
     if endpoint.path != server.path {
         // With an exact `path` match, prefix_rewrite replaces the whole path (the
         // query string stays).
@@ -329,6 +414,41 @@ pub fn server_route(server: &Server) -> Value {
         entry["typed_per_filter_config"] = json!({ EXT_AUTHZ: per_route });
     }
     entry
+}
+
+/// A canary server's split: stable first with `100 - w`, the canary last with `w`
+/// (always summing to 100, so `x-mcp-version-pick: 0` and `99` land on the stable and
+/// the canary cluster, and a weight of 0 or 100 is still a valid split). Per release,
+/// the Host rewrite to its own endpoint (route-level rewrites apply to every cluster)
+/// and `x-mcp-server-version`, applied by the router for the cluster it used. Both
+/// releases share the route's path rewrite (check.rs: same endpoint path), timeouts,
+/// rate limits and upstream credential (set by ext_authz before the pick matters).
+pub fn weighted_clusters(server: &Server) -> Value {
+    let clusters: Vec<Value> = releases(server)
+        .iter()
+        .map(|release| {
+            json!({
+                "name": release.cluster(server),
+                "weight": release.weight,
+                "host_rewrite_literal": authority(release.endpoint),
+                "request_headers_to_add": [{
+                    "header": { "key": SERVER_VERSION_HEADER, "value": release.version },
+                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                }],
+            })
+        })
+        .collect();
+    json!({ "clusters": clusters, "header_name": VERSION_PICK_HEADER })
+}
+
+/// The Host an endpoint is reached with: its host, and its port unless the scheme's.
+pub fn authority(endpoint: &Endpoint) -> String {
+    let default_port = if endpoint.is_tls() { 443 } else { 80 };
+    if endpoint.port == default_port {
+        host_for_authority(&endpoint.host)
+    } else {
+        format!("{}:{}", host_for_authority(&endpoint.host), endpoint.port)
+    }
 }
 
 /// The catch-all: the filter answers it with 404 -31014 and an audit record.

@@ -17,6 +17,20 @@
 //!   service, the manifest's request timeout) and the catch-all `mcp-unregistered`;
 //!   a DestinationRule per `https` endpoint (TLS origination).
 //!
+//! A server with `gateway.canary` gets a weighted split on the gateway: its http route
+//! has two destinations (stable first with `100 - w`, the canary last with `w`), each
+//! with its own Host (`headers.request.set.host`, which istiod turns into the weighted
+//! cluster's `host_rewrite_literal`; a route-level `rewrite.authority` would apply to
+//! both) and `x-mcp-server-version`; the EnvoyFilter adds the route's
+//! `weighted_clusters.header_name` (the filter's session pin, which a VirtualService
+//! cannot say) and MERGEs the `mcp_gateway` release metadata into istiod's two
+//! `outbound|<port>||<host>` clusters, where the filter reads which release served a
+//! call. Servers without a canary keep a single destination and no cluster patch (the
+//! filter falls back to the route's `server_version`, which is then the only one); so
+//! does a release whose host and port another release of the fleet also uses (one
+//! Istio cluster, which cannot name two releases). istiod leaves a 0 % destination
+//! out of the weighted clusters, so a rolled-back canary gets nothing.
+//!
 //! The EnvoyFilter comes first (also in `kubectl apply -f istio/` order): a route istiod generates for a new server then already gets its
 //! metadata; a patch whose route does not exist yet is a no-op in Istio.
 //!
@@ -209,6 +223,13 @@ fn envoy_filter(fleet: &Fleet) -> String {
                 "idle_timeout": route["route"]["idle_timeout"],
             },
         });
+        if server.canary.is_some() {
+            // istiod generates weighted_clusters for a route with two destinations
+            // (even when it leaves a 0 % one out), so this merges into it and never
+            // replaces a single `cluster`.
+            value["route"]["weighted_clusters"] =
+                json!({ "header_name": envoy::VERSION_PICK_HEADER });
+        }
         // The request body for the authz-service, per route as on plain Envoy: the
         // MERGE adds the route's ExtAuthzPerRoute (as the metadata route's `disabled`
         // above), so only servers that validate or mirror headers buffer a body.
@@ -222,6 +243,7 @@ fn envoy_filter(fleet: &Fleet) -> String {
             value,
         ));
     }
+    patches.extend(release_cluster_patches(fleet));
     let unregistered = envoy::unregistered_route();
     patches.push(patch(
         "HTTP_ROUTE",
@@ -261,6 +283,37 @@ fn envoy_filter(fleet: &Fleet) -> String {
         vhost = virtual_host(),
     );
     document(&comment, &[filter])
+}
+
+/// The `mcp_gateway` release metadata of canary servers' clusters, MERGEd into the
+/// clusters istiod generates for their destinations (`outbound|<port>||<host>`). Left
+/// out for a host and port that more than one release of the fleet uses: that Istio
+/// cluster would carry one release's labels for the other's calls.
+fn release_cluster_patches(fleet: &Fleet) -> Vec<Value> {
+    let mut uses: std::collections::BTreeMap<(&str, u16), usize> = Default::default();
+    for server in &fleet.servers {
+        for release in envoy::releases(server) {
+            *uses
+                .entry((release.endpoint.host.as_str(), release.endpoint.port))
+                .or_default() += 1;
+        }
+    }
+    let mut patches = Vec::new();
+    for server in fleet.servers.iter().filter(|s| s.canary.is_some()) {
+        for release in envoy::releases(server) {
+            let endpoint = release.endpoint;
+            if uses[&(endpoint.host.as_str(), endpoint.port)] > 1 {
+                continue;
+            }
+            patches.push(patch(
+                "CLUSTER",
+                json!({ "cluster": { "service": endpoint.host, "portNumber": endpoint.port } }),
+                "MERGE",
+                json!({ "metadata": envoy::cluster_metadata(server, &release) }),
+            ));
+        }
+    }
+    patches
 }
 
 fn patch(apply_to: &str, matching: Value, operation: &str, value: Value) -> Value {
@@ -325,13 +378,13 @@ fn gateway_routes(fleet: &Fleet) -> String {
         "spec": { "hosts": [GATEWAY_HOST], "gateways": [NAME], "http": http },
     });
     let mut documents = vec![gateway];
-    documents.extend(
-        fleet
-            .servers
-            .iter()
-            .filter(|s| s.endpoint.is_tls())
-            .map(destination_rule),
-    );
+    documents.extend(fleet.servers.iter().flat_map(|server| {
+        envoy::releases(server)
+            .into_iter()
+            .filter(|release| release.endpoint.is_tls())
+            .map(|release| destination_rule(server, &release))
+            .collect::<Vec<_>>()
+    }));
     documents.push(virtual_service);
     let comment = "# The fleet's routes on the Istio ingress gateway: one http route per registered server\n\
          # (exact, case-sensitive match on its path: a looser one would let \"/X/MCP\" or \"/x/mcp/\"\n\
@@ -358,6 +411,27 @@ fn server_route(server: &Server, envoy_route: &Value) -> Value {
             "port": { "number": endpoint.port },
         } }],
     });
+    if server.canary.is_some() {
+        // Per destination: its weight, its Host and its version for the upstream
+        // (istiod: ClusterWeight host_rewrite_literal and request_headers_to_add).
+        let destinations: Vec<Value> = envoy::releases(server)
+            .iter()
+            .map(|release| {
+                json!({
+                    "destination": {
+                        "host": release.endpoint.host,
+                        "port": { "number": release.endpoint.port },
+                    },
+                    "weight": release.weight,
+                    "headers": { "request": { "set": {
+                        "host": envoy::authority(release.endpoint),
+                        envoy::SERVER_VERSION_HEADER: release.version,
+                    }}},
+                })
+            })
+            .collect();
+        route["route"] = json!(destinations);
+    }
     if !rewrite.is_empty() {
         route["rewrite"] = Value::Object(rewrite);
     }
@@ -374,14 +448,18 @@ fn server_route(server: &Server, envoy_route: &Value) -> Value {
     route
 }
 
-/// TLS to an `https` endpoint, verifying the manifest's host name.
-fn destination_rule(server: &Server) -> Value {
-    let endpoint = &server.endpoint;
+/// TLS to an `https` endpoint of a release, verifying the manifest's host name.
+fn destination_rule(server: &Server, release: &envoy::Release<'_>) -> Value {
+    let endpoint = release.endpoint;
+    let name = match release.track {
+        envoy::CANARY => format!("mcp-server-{}-canary", kube_name(server.id())),
+        _ => format!("mcp-server-{}", kube_name(server.id())),
+    };
     json!({
         "apiVersion": "networking.istio.io/v1",
         "kind": "DestinationRule",
         "metadata": {
-            "name": format!("mcp-server-{}", kube_name(server.id())),
+            "name": name,
             "namespace": NAMESPACE,
         },
         "spec": {

@@ -61,7 +61,19 @@ impl Options {
     }
 }
 
-/// Every output of every target.
+/// Every output, with the canary weights the rollout state decided (a rollback or
+/// promotion recorded for exactly the manifest's canary version overrides the
+/// manifest's `weight`): what `mcp-registry render` and the canary watcher write.
+pub fn render_with_rollout(
+    fleet: &Fleet,
+    options: &Options,
+    rollout: &crate::rollout::RolloutState,
+) -> Vec<Output> {
+    render(&rollout.apply(fleet), options)
+}
+
+/// Every output of every target, canaries at the manifests' weights (see
+/// [`render_with_rollout`]).
 pub fn render(fleet: &Fleet, options: &Options) -> Vec<Output> {
     let local = credentials::Placement::Local {
         out_dir: &options.out_dir,

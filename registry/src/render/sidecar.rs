@@ -143,6 +143,16 @@ fn envoy_filters(fleet: &Fleet) -> String {
     let pieces = Pieces::new();
     for (index, (server, sidecar)) in servers.into_iter().enumerate() {
         out.push_str(if index > 0 { "---\n" } else { "\n" });
+        if let Some(canary) = &server.canary {
+            // check.rs refuses the combination; should a fleet get here anyway, say so
+            // in the file rather than render a filter that names one version only.
+            let about = format!(
+                "{}: gateway.canary {} is not rendered: the server's own sidecar sees the pods it runs in, one version; split the traffic with the mesh's routing",
+                server.id(),
+                canary.version
+            );
+            out.push_str(&format!("# {}\n", comment(&about)));
+        }
         out.push_str(&annotated_yaml(server, sidecar, &pieces));
     }
     out
