@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use mcp_registry::render::{self, Options};
+use mcp_registry::rollout::{self, RolloutState};
 use mcp_registry::write::{write_if_changed, Written};
 use mcp_registry::{Fleet, Rules};
 use std::path::PathBuf;
@@ -46,6 +47,12 @@ enum Command {
         /// <out>/envoy, absolute.
         #[arg(long)]
         envoy_dir: Option<PathBuf>,
+        /// The canary watcher's decisions, which override the manifests' canary
+        /// weights (a rollback stays at 0 % on every later render). Default:
+        /// <out>/rollout/state.json; a missing file is no decisions, a malformed one
+        /// stops the render.
+        #[arg(long)]
+        rollout_state: Option<PathBuf>,
         #[command(flatten)]
         rules: RuleFlags,
     },
@@ -96,14 +103,23 @@ fn main() -> ExitCode {
             out,
             credentials_dir,
             envoy_dir,
+            rollout_state,
             ..
         } => {
+            let state_file = rollout_state.unwrap_or_else(|| rollout::default_path(&out));
+            let rollout = match RolloutState::load(&state_file) {
+                Ok(rollout) => rollout,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let options = Options {
                 out_dir: out.clone(),
                 credentials_dir,
                 envoy_dir,
             };
-            for output in render::render(&fleet, &options) {
+            for output in render::render_with_rollout(&fleet, &options, &rollout) {
                 let path = out.join(&output.path);
                 match write_if_changed(&path, &output.text) {
                     Ok(Written::Wrote) => println!("wrote {}", path.display()),
@@ -113,6 +129,9 @@ fn main() -> ExitCode {
                         return ExitCode::FAILURE;
                     }
                 }
+            }
+            for note in rollout.notes(&fleet) {
+                eprintln!("note: {note}");
             }
             ExitCode::SUCCESS
         }
