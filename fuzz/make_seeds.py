@@ -127,6 +127,13 @@ ROUTED = {
     "routed-long-server-id": (REQUESTS["modern-call"], b"server_id: " + b"a" * 129),
     "routed-non-utf8-server-id": (REQUESTS["modern-call"], b"server_id: hr-\xff"),
     "routed-empty-version": (REQUESTS["modern-call"], b"server_id: hr-directory\nserver_version: "),
+    # Canary releases: the metadata of the cluster that served the request
+    # ("cluster KEY: VALUE") names the version the record and the stats carry.
+    "routed-canary-call": (REQUESTS["modern-call"], HR + b"\ncluster server_id: hr-directory\ncluster server_version: 2.1.0-rc.1+b:7\ncluster track: canary"),
+    "routed-canary-tag-injection": (REQUESTS["modern-call"], HR + b"\ncluster server_version: 1;tool=x"),
+    "routed-canary-other-server": (REQUESTS["modern-call"], HR + b"\ncluster server_id: payments\ncluster server_version: 9.9.9"),
+    "routed-canary-picked-again": (REQUESTS["modern-call"], HR + b"\ncluster server_version: 2.0.1\nafter cluster server_version: 2.1.0"),
+    "routed-canary-get-stream": (GET_STREAM, HR + b"\ncluster server_version: 2.1.0\ncluster track: stable"),
 }
 
 RESPONSES = {

@@ -36,7 +36,9 @@
 //!   500 -31000, and one audit record (when no host call failed); a route with no
 //!   metadata forwards the request with no gateway header at all;
 //! - an audit record names the route's server (`null` for an unregistered path or
-//!   unusable metadata).
+//!   unusable metadata), and the version of the cluster that served it when that
+//!   cluster's metadata is usable (else the route's version): a version outside the
+//!   rules never reaches the record or a stat name.
 
 use crate::input::{find, FuzzRequest};
 use crate::request::config;
@@ -47,7 +49,9 @@ use mcp_filter_core::flow::{RequestFlow, Verdict};
 use mcp_filter_core::headers::{is_gateway_header, X_MCP_SERVER_ID};
 use mcp_filter_core::host::Host;
 use mcp_filter_core::metric_ids::MetricIds;
-use mcp_filter_core::route::{route_server, routed_server, RouteError, RouteServer};
+use mcp_filter_core::route::{
+    cluster_release, route_server, routed_server, RouteError, RouteServer,
+};
 use mcp_filter_core::wire::parse_pairs;
 use mcp_filter_core::{
     head_action, label_request_with_facts, FilterConfig, HeadAction, Labels, RequestFacts,
@@ -357,6 +361,38 @@ fn check_routed(input: &Input<'_>, spec: &RouteSpec, run: &Run) {
                 "the audit record names another server than the route"
             );
         }
+        if let (Ok(RouteServer::Server(server)), false) = (&route.before, failed) {
+            // The cluster's properties as the host holds them at the end (an `after`
+            // line can change them with the re-pick). The track is read (and must be
+            // usable) only for an `initialize` that started a session: either
+            // reading can be the filter's.
+            let expected = [false, true].map(|with_track| {
+                let mut host = metadata_host(run.host.properties.clone());
+                cluster_release(&mut host, &server.id, with_track)
+                    .ok()
+                    .and_then(|release| release.version)
+                    .map(|v| v.as_str().to_owned())
+                    .or_else(|| server.version.as_deref().map(str::to_owned))
+            });
+            assert!(
+                expected.contains(&record.server_version),
+                "the audit record's version {:?} is neither the cluster's nor the route's: {expected:?}",
+                record.server_version
+            );
+            // The stats carry the record's version, as their one version tag.
+            for name in &run.host.metric_names {
+                let tags: Vec<&str> = name
+                    .split(';')
+                    .filter(|t| t.starts_with("version="))
+                    .collect();
+                let expected: Vec<String> = record
+                    .server_version
+                    .iter()
+                    .map(|v| format!("version={v}"))
+                    .collect();
+                assert_eq!(tags, expected, "the version tags of {name}");
+            }
+        }
     }
     if failed {
         return;
@@ -555,6 +591,7 @@ fn audit_records(host: &FakeHost) -> Vec<Record> {
 struct Record {
     decision: String,
     server_id: Option<String>,
+    server_version: Option<String>,
     error_code: Option<i64>,
 }
 

@@ -9,11 +9,14 @@
 //! unregistered: true               <- a line without ": " is an empty value
 //! after server_id: payments        <- the value once the route cache is cleared
 //! after tools                      <- gone once the route cache is cleared
+//! cluster server_version: 1.4.0    <- the metadata of the cluster that served it
+//! cluster track: canary
 //! ```
 //!
 //! Any key is taken (the filter reads `server_id`, `server_version`, `tools` and
-//! `unregistered`; others must change nothing); values stay raw bytes, so a route
-//! can carry what the filter must refuse (not UTF-8, an invalid id).
+//! `unregistered` of the route, `server_id`, `server_version` and `track` of the
+//! cluster; others must change nothing); values stay raw bytes, so a route can carry
+//! what the filter must refuse (not UTF-8, an invalid id or version).
 
 use crate::input::find;
 use mcp_filter_core::route::NAMESPACE;
@@ -31,6 +34,7 @@ pub struct RouteSpec {
 }
 
 const AFTER: &[u8] = b"after ";
+const CLUSTER: &[u8] = b"cluster ";
 
 impl RouteSpec {
     pub fn parse(text: &[u8]) -> RouteSpec {
@@ -40,11 +44,19 @@ impl RouteSpec {
                 Some(rest) => (true, rest),
                 None => (false, line),
             };
+            let (cluster, line) = match line.strip_prefix(CLUSTER) {
+                Some(rest) => (true, rest),
+                None => (false, line),
+            };
             let (key, value) = match find(line, b": ") {
                 Some(at) => (&line[..at], Some(&line[at + 2..])),
                 None => (line, None),
             };
-            let path = metadata_path(&String::from_utf8_lossy(key));
+            let key = String::from_utf8_lossy(key);
+            let path = match cluster {
+                true => cluster_path(&key),
+                false => metadata_path(&key),
+            };
             if rerouted {
                 spec.after.push((path, value.map(<[u8]>::to_vec)));
             } else {
@@ -58,6 +70,14 @@ impl RouteSpec {
 /// Where a proxy-wasm filter reads the matched route's metadata entry `key`.
 pub fn metadata_path(key: &str) -> PropertyPath {
     ["xds", "route_metadata", "filter_metadata", NAMESPACE, key]
+        .map(String::from)
+        .to_vec()
+}
+
+/// Where a proxy-wasm filter reads the metadata entry `key` of the cluster a request
+/// went to.
+pub fn cluster_path(key: &str) -> PropertyPath {
+    ["xds", "cluster_metadata", "filter_metadata", NAMESPACE, key]
         .map(String::from)
         .to_vec()
 }
@@ -82,6 +102,16 @@ mod tests {
                 (metadata_path("tools"), None)
             ]
         );
+    }
+
+    #[test]
+    fn cluster_entries() {
+        let spec =
+            RouteSpec::parse(b"server_id: fin\ncluster server_version: 1.4.0\ncluster track");
+        assert_eq!(spec.before.len(), 3);
+        assert_eq!(spec.before[&cluster_path("server_version")], b"1.4.0");
+        assert_eq!(spec.before[&cluster_path("track")], b"");
+        assert!(!spec.before.contains_key(&metadata_path("server_version")));
     }
 
     #[test]

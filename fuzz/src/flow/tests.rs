@@ -2,7 +2,7 @@
 //! catch the mistakes they are there for.
 
 use super::*;
-use crate::route::metadata_path;
+use crate::route::{cluster_path, metadata_path};
 
 fn seed(name: &str) -> Vec<u8> {
     let path = format!("{}/seeds/flow/seed-{name}", env!("CARGO_MANIFEST_DIR"));
@@ -245,5 +245,43 @@ fn a_missing_audit_record_is_caught() {
         run.host
             .set_properties
             .retain(|(name, _)| name != "mcp_audit");
+    });
+}
+
+// Canary releases: the version comes from the cluster that served the request.
+
+const CANARY: &[u8] =
+    b"server_id: hr-directory\nserver_version: 1.3.2\ncluster server_id: hr-directory\ncluster server_version: 1.4.0";
+
+#[test]
+fn the_served_clusters_version_is_recorded_and_counted() {
+    let data = seed("routed-call");
+    let input = Input::parse(&data).expect("an input");
+    let run = simulate(fleet_config(), &input, &RouteSpec::parse(CANARY));
+    check_routed(&input, &RouteSpec::parse(CANARY), &run);
+    assert_eq!(
+        audit_records(&run.host)[0].server_version.as_deref(),
+        Some("1.4.0")
+    );
+    assert!(!run.host.metric_names.is_empty());
+    // A version that would add a stat tag is not taken: the route's stands.
+    let bad = b"server_id: hr-directory\nserver_version: 1.3.2\ncluster server_version: 1;tool=x";
+    let run = simulate(fleet_config(), &input, &RouteSpec::parse(bad));
+    check_routed(&input, &RouteSpec::parse(bad), &run);
+    assert_eq!(
+        audit_records(&run.host)[0].server_version.as_deref(),
+        Some("1.3.2")
+    );
+}
+
+#[test]
+#[should_panic(expected = "is neither the cluster's nor the route's")]
+fn a_record_with_the_routes_version_on_a_canary_is_caught() {
+    let stable_only = b"server_id: hr-directory\nserver_version: 1.3.2";
+    check_tampered(stable_only, CANARY, |run| {
+        // The check reads the cluster from the host the request ended on.
+        run.host
+            .properties
+            .insert(cluster_path("server_version"), b"1.4.0".to_vec());
     });
 }
