@@ -1,0 +1,342 @@
+//! One evaluation of every canary of the fleet, as a pure step: the fleet, the rollout
+//! state, each window's counts and the time in; what to record and say out. The loop
+//! around it (`run.rs`) reads the metrics and acts.
+
+use super::act::Record;
+use super::counts::{Counts, Table};
+use super::decision::{decide, Verdict};
+use crate::model::{Canary, Server};
+use crate::rollout::{Decision, RolloutState};
+use crate::Fleet;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// A server with a canary, and the weight render gives it with the state applied.
+pub struct Watched<'a> {
+    pub server: &'a Server,
+    pub canary: &'a Canary,
+    pub weight: u8,
+}
+
+/// Every canary of the fleet with its effective weight.
+pub fn canaries<'a>(fleet: &'a Fleet, state: &RolloutState) -> Vec<Watched<'a>> {
+    fleet
+        .servers
+        .iter()
+        .filter_map(|server| {
+            let canary = server.canary.as_ref()?;
+            Some(Watched {
+                server,
+                canary,
+                weight: state.effective_weight(server.id(), &canary.version, canary.weight),
+            })
+        })
+        .collect()
+}
+
+/// What one evaluation of one canary produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The JSON log line (one per canary and evaluation).
+    pub line: Value,
+    /// A decision to record and render, for a rollback or a promotion.
+    pub record: Option<Record>,
+}
+
+/// What the watcher remembers between evaluations: since when it has seen each canary
+/// version live (weight above 0, no decision recorded). A restart of the watcher starts
+/// that clock again: a promotion needs a whole window this process saw.
+#[derive(Debug, Default)]
+pub struct Watcher {
+    live_since: BTreeMap<(String, String), Instant>,
+}
+
+impl Watcher {
+    /// Evaluates every live canary; `tables` holds the counts over each canary's window
+    /// (keyed by window).
+    pub fn evaluate(
+        &mut self,
+        fleet: &Fleet,
+        state: &RolloutState,
+        tables: &BTreeMap<Duration, Table>,
+        now: Instant,
+    ) -> Vec<Outcome> {
+        let mut outcomes = Vec::new();
+        let mut live = BTreeMap::new();
+        for watched in canaries(fleet, state) {
+            let (server, canary) = (watched.server, watched.canary);
+            let key = (server.id().to_owned(), canary.version.clone());
+            if state.decision(server.id(), &canary.version).is_some() || watched.weight == 0 {
+                continue;
+            }
+            let since = *self.live_since.get(&key).unwrap_or(&now);
+            live.insert(key, since);
+            let window = canary.watch.window;
+            let empty = Table::new();
+            let table = tables.get(&window).unwrap_or(&empty);
+            let counts = |version: &str| {
+                table
+                    .get(&(server.id().to_owned(), version.to_owned()))
+                    .copied()
+                    .unwrap_or_default()
+            };
+            let (canary_counts, stable_counts) = (counts(&canary.version), counts(&server.version));
+            let verdict = decide(
+                &canary.watch,
+                canary_counts,
+                stable_counts,
+                now.saturating_duration_since(since),
+            );
+            outcomes.push(outcome(
+                server,
+                canary,
+                canary_counts,
+                stable_counts,
+                &verdict,
+            ));
+        }
+        // Forget canaries that are gone, decided or at 0: one coming back starts over.
+        self.live_since = live;
+        outcomes
+    }
+}
+
+fn outcome(
+    server: &Server,
+    canary: &Canary,
+    canary_counts: Counts,
+    stable_counts: Counts,
+    verdict: &Verdict,
+) -> Outcome {
+    let window = canary.watch.window;
+    let mut line = Map::new();
+    let mut put = |key: &str, value: Value| {
+        line.insert(key.to_owned(), value);
+    };
+    let (event, reason, decision) = match verdict {
+        Verdict::RollBack(comparison) => {
+            put("signal", json!(comparison.signal.as_str()));
+            put("canary_value", json!(comparison.canary_value));
+            put("stable_value", json!(comparison.stable_value));
+            put("margin", json!(comparison.margin));
+            put("canary_count", json!(comparison.canary_count));
+            put("stable_count", json!(comparison.stable_count));
+            ("rollback", comparison.describe(window), Some(Decision::RolledBack))
+        }
+        Verdict::Promote { calls } => (
+            "promotion",
+            format!(
+                "clean for a whole {}s window: {} canary calls, no signal past its margin (error {}, negotiation {})",
+                window.as_secs(),
+                calls,
+                canary.watch.error_margin,
+                canary.watch.negotiation_margin
+            ),
+            Some(Decision::Promoted),
+        ),
+        Verdict::Wait(reason) => ("wait", reason.clone(), None),
+    };
+    put("canary_calls", json!(canary_counts.calls));
+    put("canary_errors", json!(canary_counts.errors));
+    put("canary_negotiations", json!(canary_counts.negotiations));
+    put(
+        "canary_negotiation_failures",
+        json!(canary_counts.negotiation_failures),
+    );
+    put("stable_calls", json!(stable_counts.calls));
+    put("stable_errors", json!(stable_counts.errors));
+    put("window_s", json!(window.as_secs()));
+    // What the state file keeps beside the reason: the measurements, not the event.
+    let details = line.clone();
+    let mut head = Map::new();
+    head.insert("event".into(), json!(event));
+    head.insert("server".into(), json!(server.id()));
+    head.insert("canary".into(), json!(canary.version));
+    head.insert("stable".into(), json!(server.version));
+    head.insert("reason".into(), json!(reason));
+    head.extend(line);
+    let record = decision.map(|decision| {
+        let mut details = details;
+        details.insert("stable_version".into(), json!(server.version));
+        details.insert("decided_by".into(), json!("watcher"));
+        Record {
+            server: server.id().to_owned(),
+            canary_version: canary.version.clone(),
+            decision,
+            reason: reason.clone(),
+            details,
+        }
+    });
+    Outcome {
+        line: Value::Object(head),
+        record,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::canary::decision::Signal;
+    use std::path::Path;
+
+    const WINDOW: Duration = Duration::from_secs(10);
+
+    /// A fleet of one server, `fin` 1.0.0, with canary 2.0.0 at `weight`.
+    fn fleet(dir: &Path, canary_version: &str, weight: u8, promote: &str) -> Fleet {
+        std::fs::create_dir_all(dir.join("schemas")).unwrap();
+        std::fs::write(dir.join("schemas/t.json"), r#"{"type": "object"}"#).unwrap();
+        std::fs::write(
+            dir.join("fin.yaml"),
+            format!(
+                r#"server_id: fin
+version: "1.0.0"
+transport: streamable_http
+endpoint: http://fin-v1.svc.cluster.local:8000/mcp
+tools:
+  - name: t
+    schema_ref: schemas/t.json
+owner: team@example.com
+on_call_runbook: https://wiki.example/fin
+gateway:
+  canary:
+    version: "{canary_version}"
+    endpoint: http://fin-v2.svc.cluster.local:8000/mcp
+    weight: {weight}
+    watch: {{window: 10s, min_calls: 10, error_margin: 0.05, negotiation_margin: 0.05, promote: {promote}}}
+"#
+            ),
+        )
+        .unwrap();
+        Fleet::load(dir).unwrap()
+    }
+
+    fn tables(entries: &[(&str, Counts)]) -> BTreeMap<Duration, Table> {
+        let table = entries
+            .iter()
+            .map(|(version, counts)| (("fin".to_owned(), (*version).to_owned()), *counts))
+            .collect();
+        BTreeMap::from([(WINDOW, table)])
+    }
+
+    fn calls(calls: f64, errors: f64) -> Counts {
+        Counts {
+            calls,
+            errors,
+            ..Counts::default()
+        }
+    }
+
+    #[test]
+    fn a_failing_canary_is_rolled_back_with_its_measurements() {
+        let dir = tempfile::tempdir().unwrap();
+        let fleet = fleet(dir.path(), "2.0.0", 50, "auto");
+        let mut watcher = Watcher::default();
+        let now = Instant::now();
+        let outcomes = watcher.evaluate(
+            &fleet,
+            &RolloutState::default(),
+            &tables(&[("2.0.0", calls(12.0, 12.0)), ("1.0.0", calls(12.0, 0.0))]),
+            now,
+        );
+        let [outcome] = &outcomes[..] else {
+            panic!("{outcomes:?}");
+        };
+        let line = &outcome.line;
+        assert_eq!(line["event"], "rollback");
+        assert_eq!(line["server"], "fin");
+        assert_eq!(line["canary"], "2.0.0");
+        assert_eq!(line["stable"], "1.0.0");
+        assert_eq!(line["signal"], Signal::ToolCallErrorRatio.as_str());
+        assert_eq!(line["canary_value"], 1.0);
+        assert_eq!(line["stable_value"], 0.0);
+        assert_eq!(line["margin"], 0.05);
+        assert_eq!(line["canary_count"], 12.0);
+        assert_eq!(line["window_s"], 10);
+        let record = outcome.record.as_ref().unwrap();
+        assert_eq!(record.decision, Decision::RolledBack);
+        assert_eq!(record.canary_version, "2.0.0");
+        assert_eq!(
+            record.reason,
+            "tool_call_error_ratio 1.000 > stable 0.000 + margin 0.050 (12 canary calls in 10s)"
+        );
+        assert_eq!(record.details["signal"], "tool_call_error_ratio");
+        assert_eq!(record.details["stable_version"], "1.0.0");
+    }
+
+    #[test]
+    fn a_healthy_canary_is_promoted_after_a_whole_window_of_this_watcher() {
+        let dir = tempfile::tempdir().unwrap();
+        let fleet = fleet(dir.path(), "2.0.0", 50, "auto");
+        let state = RolloutState::default();
+        let healthy = tables(&[("2.0.0", calls(30.0, 0.0)), ("1.0.0", calls(30.0, 0.0))]);
+        let mut watcher = Watcher::default();
+        let t0 = Instant::now();
+        // Enough calls at once, but the watcher has not seen a whole window yet.
+        for after in [0, 5, 9] {
+            let outcomes =
+                watcher.evaluate(&fleet, &state, &healthy, t0 + Duration::from_secs(after));
+            assert_eq!(outcomes[0].line["event"], "wait", "{after}");
+            assert_eq!(outcomes[0].record, None);
+        }
+        let outcomes = watcher.evaluate(&fleet, &state, &healthy, t0 + WINDOW);
+        assert_eq!(outcomes[0].line["event"], "promotion");
+        assert_eq!(
+            outcomes[0].record.as_ref().unwrap().decision,
+            Decision::Promoted
+        );
+    }
+
+    #[test]
+    fn silence_keeps_waiting_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let fleet = fleet(dir.path(), "2.0.0", 50, "auto");
+        let mut watcher = Watcher::default();
+        let t0 = Instant::now();
+        let quiet = tables(&[("1.0.0", calls(500.0, 0.0))]);
+        for after in [0, 10, 100, 1000] {
+            let outcomes = watcher.evaluate(
+                &fleet,
+                &RolloutState::default(),
+                &quiet,
+                t0 + Duration::from_secs(after),
+            );
+            assert_eq!(outcomes[0].line["event"], "wait");
+            assert_eq!(
+                outcomes[0].line["reason"],
+                "insufficient canary traffic: 0 of 10 tool calls in the last 10s"
+            );
+        }
+    }
+
+    #[test]
+    fn decided_canaries_and_weight_0_are_not_watched_and_a_new_version_starts_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let healthy = tables(&[
+            ("2.0.0", calls(30.0, 0.0)),
+            ("3.0.0", calls(30.0, 0.0)),
+            ("1.0.0", calls(30.0, 0.0)),
+        ]);
+        let t0 = Instant::now();
+        let mut watcher = Watcher::default();
+        let mut state = RolloutState::default();
+        let v2 = fleet(dir.path(), "2.0.0", 50, "auto");
+        assert_eq!(watcher.evaluate(&v2, &state, &healthy, t0).len(), 1);
+        state.record_rollback("fin", "2.0.0", "by hand", std::time::SystemTime::now());
+        assert!(watcher
+            .evaluate(&v2, &state, &healthy, t0 + WINDOW)
+            .is_empty());
+        // The next release: watched from now on, not from t0.
+        let v3 = fleet(dir.path(), "3.0.0", 50, "auto");
+        let first = watcher.evaluate(&v3, &state, &healthy, t0 + WINDOW * 2);
+        assert_eq!(first[0].line["event"], "wait");
+        assert_eq!(first[0].line["canary"], "3.0.0");
+        let later = watcher.evaluate(&v3, &state, &healthy, t0 + WINDOW * 3);
+        assert_eq!(later[0].line["event"], "promotion");
+        // Weight 0 in the manifest: nothing to watch.
+        let off = fleet(dir.path(), "3.0.0", 0, "auto");
+        assert!(watcher
+            .evaluate(&off, &RolloutState::default(), &healthy, t0)
+            .is_empty());
+    }
+}
