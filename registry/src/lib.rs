@@ -10,6 +10,8 @@ pub mod fleet;
 mod fleet_file;
 mod manifest;
 pub mod model;
+#[cfg(feature = "preflight")]
+pub mod preflight;
 pub mod problems;
 pub mod render;
 pub mod rollout;

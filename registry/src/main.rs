@@ -56,6 +56,11 @@ enum Command {
         #[command(flatten)]
         rules: RuleFlags,
     },
+    /// Run the pre-production checklist against a live server through the gateway:
+    /// one line per step, JSON and Markdown reports; exit 0 all passed, 1 a step
+    /// failed, 2 could not run.
+    #[cfg(feature = "preflight")]
+    Preflight(Box<mcp_registry::preflight::cli::Args>),
 }
 
 #[derive(clap::Args)]
@@ -81,6 +86,9 @@ fn main() -> ExitCode {
         Command::Validate { dir, rules } | Command::Render { dir, rules, .. } => {
             (dir, rules.rules())
         }
+        // Preflight loads the fleet itself (its manifest problems are steps' results).
+        #[cfg(feature = "preflight")]
+        Command::Preflight(args) => return mcp_registry::preflight::cli::main(*args.clone()),
     };
     let fleet = match Fleet::load_with(dir, &rules) {
         Ok(fleet) => fleet,
@@ -90,6 +98,8 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
+        #[cfg(feature = "preflight")]
+        Command::Preflight(_) => unreachable!("dispatched above"),
         Command::Validate { dir, .. } => {
             let n = fleet.servers.len();
             println!(

@@ -1,0 +1,335 @@
+//! The test identities' tokens: from a command, a file, or minted with the platform's
+//! pre-production key (`preflight.yaml`). Token values are never printed or reported;
+//! reports name the identity and where its token came from.
+
+use super::config::{Config, Mint, NextToken, Publish, Role, TokenSource};
+use base64::Engine;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A private key and the one algorithm it signs with: pinned by the key type, never
+/// chosen per token.
+#[derive(Clone)]
+pub struct SigningKey {
+    key: EncodingKey,
+    pub algorithm: Algorithm,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SigningKey({:?})", self.algorithm)
+    }
+}
+
+impl SigningKey {
+    /// An RSA (RS256), P-256 (ES256) or Ed25519 (EdDSA) private key in PEM.
+    pub fn from_pem(pem: &[u8]) -> Result<SigningKey, String> {
+        let candidates = [
+            (EncodingKey::from_rsa_pem(pem), Algorithm::RS256),
+            (EncodingKey::from_ec_pem(pem), Algorithm::ES256),
+            (EncodingKey::from_ed_pem(pem), Algorithm::EdDSA),
+        ];
+        for (key, algorithm) in candidates {
+            let Ok(key) = key else { continue };
+            // A key of another type can parse as PEM; signing tells for sure.
+            if jsonwebtoken::encode(&Header::new(algorithm), &json!({}), &key).is_ok() {
+                return Ok(SigningKey { key, algorithm });
+            }
+        }
+        Err("not an RSA, P-256 or Ed25519 private key in PEM".into())
+    }
+
+    /// The public JWK (with `kid`, `alg`, `use: sig`) a JWKS publishes for this key.
+    pub fn public_jwk(&self, kid: &str) -> Result<Value, String> {
+        let jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&self.key, self.algorithm)
+            .map_err(|e| format!("cannot derive the public key: {e}"))?;
+        let mut value = serde_json::to_value(jwk).map_err(|e| e.to_string())?;
+        value["kid"] = json!(kid);
+        value["use"] = json!("sig");
+        Ok(value)
+    }
+
+    /// A token for `agent` with `scopes`, valid from `now + from` to `now + until`
+    /// (seconds, negative for the past).
+    pub fn sign(&self, kid: &str, claims: &Value) -> Result<String, String> {
+        let mut header = Header::new(self.algorithm);
+        header.kid = Some(kid.to_owned());
+        jsonwebtoken::encode(&header, claims, &self.key).map_err(|e| format!("cannot sign: {e}"))
+    }
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The claims of a minted token: the agent is `sub` and `azp` (the authz-service reads
+/// `azp`, then `client_id`, then `sub`).
+pub fn claims(mint: &Mint, agent: &str, scopes: &[String], issued: i64, expires: i64) -> Value {
+    json!({
+        "iss": mint.issuer,
+        "aud": mint.audience,
+        "sub": agent,
+        "azp": agent,
+        "iat": issued,
+        "exp": expires,
+        "scope": scopes.join(" "),
+    })
+}
+
+/// A token and where it came from (for reports).
+pub struct Token {
+    pub value: String,
+    pub source: String,
+    /// The agent id it names, when known (minted tokens; others are decoded).
+    pub agent: Option<String>,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Token(from {})", self.source)
+    }
+}
+
+/// The token of `role`, with `scopes` when it is minted (the role's explicit source
+/// wins over minting). `None`: no source configured.
+pub async fn token(
+    config: &Config,
+    role: Role,
+    scopes: &[String],
+) -> Option<Result<Token, String>> {
+    if let Some(source) = config.identities.get(&role) {
+        return Some(from_source(source).await.map(|value| {
+            let agent = agent_of(&value);
+            Token {
+                value,
+                source: describe(source),
+                agent,
+            }
+        }));
+    }
+    let mint = config.mint.as_ref()?;
+    let agent = mint.agents.get(&role).cloned().unwrap_or_default();
+    let issued = now();
+    let (iat, exp) = if role == Role::Expired {
+        // Past the service's leeway by a minute: expired for it too.
+        let past = issued - mint.leeway.as_secs() as i64 - 60;
+        (past - mint.ttl.as_secs() as i64, past)
+    } else {
+        (issued, issued + mint.ttl.as_secs() as i64)
+    };
+    let claims = claims(mint, &agent, scopes, iat, exp);
+    Some(mint.key.sign(&mint.kid, &claims).map(|value| Token {
+        value,
+        source: format!("minted ({}, kid {})", mint.key_algorithm(), mint.kid),
+        agent: Some(agent),
+    }))
+}
+
+impl Mint {
+    fn key_algorithm(&self) -> String {
+        format!("{:?}", self.key.algorithm)
+    }
+}
+
+/// The rotation check's token, signed by the next key.
+pub async fn next_token(
+    config: &Config,
+    next: &NextToken,
+    scopes: &[String],
+) -> Result<Token, String> {
+    match next {
+        NextToken::Command(argv) => {
+            let value = run_token_command(argv).await?;
+            let agent = agent_of(&value);
+            Ok(Token {
+                value,
+                source: format!("token_command {}", argv[0]),
+                agent,
+            })
+        }
+        NextToken::Mint { key, kid } => {
+            let mint = config
+                .mint
+                .as_ref()
+                .ok_or("rotation.next_key_file needs mint")?;
+            let agent = mint.agents.get(&Role::Schema).cloned().unwrap_or_default();
+            let issued = now();
+            let claims = claims(
+                mint,
+                &agent,
+                scopes,
+                issued,
+                issued + mint.ttl.as_secs() as i64,
+            );
+            Ok(Token {
+                value: key.sign(kid, &claims)?,
+                source: format!("minted with the next key (kid {kid})"),
+                agent: Some(agent),
+            })
+        }
+    }
+}
+
+fn describe(source: &TokenSource) -> String {
+    match source {
+        TokenSource::Command(argv) => format!("token_command {}", argv[0]),
+        TokenSource::File(path) => format!("token_file {}", path.display()),
+    }
+}
+
+async fn from_source(source: &TokenSource) -> Result<String, String> {
+    match source {
+        TokenSource::Command(argv) => run_token_command(argv).await,
+        TokenSource::File(path) => {
+            let text = tokio::fs::read_to_string(path)
+                .await
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            non_empty(text.trim(), &path.display().to_string())
+        }
+    }
+}
+
+fn non_empty(token: &str, from: &str) -> Result<String, String> {
+    if token.is_empty() || token.contains(char::is_whitespace) {
+        return Err(format!("{from} gave no token (one line expected)"));
+    }
+    Ok(token.to_owned())
+}
+
+/// Runs argv (no shell), 10 s at most; stdout is the token. Its stderr is not shown:
+/// a token program may print secrets there.
+pub async fn run_token_command(argv: &[String]) -> Result<String, String> {
+    let output = run(argv, Duration::from_secs(10)).await?;
+    non_empty(output.trim(), &argv[0])
+}
+
+/// Runs argv (no shell) within `limit`; its stdout.
+pub async fn run(argv: &[String], limit: Duration) -> Result<String, String> {
+    let mut command = tokio::process::Command::new(&argv[0]);
+    command
+        .args(&argv[1..])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(limit, command.output())
+        .await
+        .map_err(|_| format!("{} did not finish within {}s", argv[0], limit.as_secs()))?
+        .map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
+    if !output.status.success() {
+        return Err(format!("{} exited with {}", argv[0], output.status));
+    }
+    String::from_utf8(output.stdout).map_err(|_| format!("{} printed no UTF-8", argv[0]))
+}
+
+/// The payload of a JWT, not verified (only to name its agent and scopes in reports).
+pub fn payload(token: &str) -> Option<Value> {
+    let part = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part.trim_end_matches('='))
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// The agent a token names, as the authz-service picks it (`azp`, `client_id`, `sub`).
+pub fn agent_of(token: &str) -> Option<String> {
+    let claims = payload(token)?;
+    ["azp", "client_id", "sub"]
+        .iter()
+        .filter_map(|k| claims.get(*k).and_then(Value::as_str))
+        .find(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
+/// The scopes a token carries (`scope` string or `scp` list/string).
+pub fn scopes_of(token: &str) -> Option<Vec<String>> {
+    let claims = payload(token)?;
+    let value = claims.get("scope").or_else(|| claims.get("scp"))?;
+    Some(match value {
+        Value::String(s) => s.split_whitespace().map(str::to_owned).collect(),
+        Value::Array(items) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    })
+}
+
+/// What must be undone after the rotation check.
+pub enum Published {
+    /// The JWKS file's text before the next key was added.
+    File {
+        path: std::path::PathBuf,
+        before: String,
+    },
+    Command(Vec<String>),
+}
+
+/// Makes the next key known to the authz-service's JWKS.
+pub async fn publish(publish: &Publish, jwk: &Value) -> Result<Published, String> {
+    match publish {
+        Publish::JwksFile(path) => {
+            let before = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let mut jwks: Value = serde_json::from_str(&before)
+                .map_err(|e| format!("{} is not a JWKS: {e}", path.display()))?;
+            let keys = jwks
+                .get_mut("keys")
+                .and_then(Value::as_array_mut)
+                .ok_or_else(|| format!("{} has no \"keys\" list", path.display()))?;
+            keys.push(jwk.clone());
+            write_atomically(path, &jwks.to_string())?;
+            Ok(Published::File {
+                path: path.clone(),
+                before,
+            })
+        }
+        Publish::Commands { publish, restore } => {
+            run(publish, Duration::from_secs(60)).await?;
+            Ok(Published::Command(restore.clone()))
+        }
+    }
+}
+
+/// Puts the JWKS back as it was.
+pub async fn restore(published: Published) -> Result<(), String> {
+    match published {
+        Published::File { path, before } => write_atomically(&path, &before),
+        Published::Command(argv) => run(&argv, Duration::from_secs(60)).await.map(|_| ()),
+    }
+}
+
+/// A watcher of the file never reads half of it.
+fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
+    let temp = path.with_extension(format!("preflight-{}", std::process::id()));
+    std::fs::write(&temp, text).map_err(|e| format!("cannot write {}: {e}", temp.display()))?;
+    std::fs::rename(&temp, path).map_err(|e| format!("cannot replace {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_claims_are_read_without_verification() {
+        let body = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"sub":"s","azp":"agent-7","scope":"a b"}"#);
+        let token = format!("x.{body}.y");
+        assert_eq!(agent_of(&token).as_deref(), Some("agent-7"));
+        assert_eq!(scopes_of(&token), Some(vec!["a".into(), "b".into()]));
+        assert_eq!(agent_of("not-a-jwt"), None);
+    }
+
+    #[test]
+    fn a_non_key_is_refused() {
+        assert_eq!(
+            SigningKey::from_pem(b"-----BEGIN NOTHING-----\n-----END NOTHING-----\n").unwrap_err(),
+            "not an RSA, P-256 or Ed25519 private key in PEM"
+        );
+    }
+}

@@ -1,0 +1,239 @@
+//! `mcp-registry preflight` (issue 17): the seed's pre-production checklist run
+//! against a live server through the gateway. Each step is a set of checks; a step
+//! fails if one of its checks fails, is skipped if all are skipped, and passes
+//! otherwise (naming what it skipped). With `--strict` a skip counts as a failure.
+//!
+//! Credentials for the test identities come from the platform's `preflight.yaml`
+//! ([`config`]), never from the manifest.
+
+pub mod audit;
+pub mod auth;
+pub mod catalog;
+pub mod claims;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod identity;
+pub mod limits;
+pub mod load;
+pub mod manifest;
+pub mod report;
+pub mod run;
+pub mod schema;
+pub mod sdk;
+
+use serde::Serialize;
+
+/// The outcome of a check or a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    Fail,
+    Skip,
+}
+
+impl Status {
+    pub fn word(self) -> &'static str {
+        match self {
+            Status::Pass => "PASS",
+            Status::Fail => "FAIL",
+            Status::Skip => "SKIP",
+        }
+    }
+}
+
+/// One sub-check of a step: its status and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub status: Status,
+    pub detail: String,
+}
+
+impl Check {
+    pub fn pass(name: &str, detail: impl Into<String>) -> Check {
+        Check::new(name, Status::Pass, detail)
+    }
+    pub fn fail(name: &str, detail: impl Into<String>) -> Check {
+        Check::new(name, Status::Fail, detail)
+    }
+    pub fn skip(name: &str, detail: impl Into<String>) -> Check {
+        Check::new(name, Status::Skip, detail)
+    }
+    fn new(name: &str, status: Status, detail: impl Into<String>) -> Check {
+        Check {
+            name: name.to_owned(),
+            status,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The checklist's steps, numbered as the seed numbers them (0: the manifest itself).
+pub const STEPS: [(u8, &str); 9] = [
+    (0, "manifest"),
+    (1, "schema"),
+    (2, "auth"),
+    (3, "rate_limit"),
+    (4, "audit"),
+    (5, "negotiation"),
+    (6, "load"),
+    (7, "runbook"),
+    (8, "owner"),
+];
+
+/// The names `--skip` takes (step 0 cannot be skipped: everything stands on it).
+pub fn step_number(name: &str) -> Option<u8> {
+    STEPS
+        .iter()
+        .find(|(n, step)| *n > 0 && *step == name)
+        .map(|(n, _)| *n)
+}
+
+pub fn step_name(number: u8) -> &'static str {
+    STEPS
+        .iter()
+        .find(|(n, _)| *n == number)
+        .map(|(_, name)| *name)
+        .unwrap_or("unknown")
+}
+
+/// One step's result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Step {
+    pub number: u8,
+    pub name: &'static str,
+    pub status: Status,
+    pub reason: String,
+    pub duration_ms: u64,
+    pub checks: Vec<Check>,
+    /// Step-specific numbers and findings (load figures, claimed versions, the matched
+    /// audit record); never a token.
+    pub data: serde_json::Value,
+}
+
+impl Step {
+    /// The step from its checks: failed checks give the reason, else skipped ones are
+    /// named beside the passes.
+    pub fn from_checks(number: u8, checks: Vec<Check>) -> Step {
+        let failed: Vec<&Check> = checks.iter().filter(|c| c.status == Status::Fail).collect();
+        let passed: Vec<&Check> = checks.iter().filter(|c| c.status == Status::Pass).collect();
+        let skipped: Vec<&Check> = checks.iter().filter(|c| c.status == Status::Skip).collect();
+        let joined = |list: &[&Check]| {
+            list.iter()
+                .map(|c| format!("{}: {}", c.name, c.detail))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        let (status, reason) = if !failed.is_empty() {
+            (Status::Fail, joined(&failed))
+        } else if passed.is_empty() {
+            let reason = if skipped.is_empty() {
+                "nothing to check".to_owned()
+            } else {
+                joined(&skipped)
+            };
+            (Status::Skip, reason)
+        } else if skipped.is_empty() {
+            (Status::Pass, joined(&passed))
+        } else {
+            let names: Vec<&str> = skipped.iter().map(|c| c.name.as_str()).collect();
+            (
+                Status::Pass,
+                format!("{} (skipped: {})", joined(&passed), names.join(", ")),
+            )
+        };
+        Step {
+            number,
+            name: step_name(number),
+            status,
+            reason,
+            duration_ms: 0,
+            checks,
+            data: serde_json::Value::Null,
+        }
+    }
+
+    /// A step not run at all, for `reason`.
+    pub fn skipped(number: u8, reason: impl Into<String>) -> Step {
+        let reason = reason.into();
+        let mut step = Step::from_checks(number, vec![Check::skip(step_name(number), &reason)]);
+        step.reason = reason;
+        step
+    }
+
+    pub fn with_data(mut self, data: serde_json::Value) -> Step {
+        self.data = data;
+        self
+    }
+}
+
+/// The whole run's result: `pass` only if no step failed (and, with `strict`, none
+/// was skipped).
+pub fn passed(steps: &[Step], strict: bool) -> bool {
+    steps.iter().all(|s| match s.status {
+        Status::Pass => true,
+        Status::Skip => !strict,
+        Status::Fail => false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_fails_on_any_failed_check_and_names_it() {
+        let step = Step::from_checks(
+            3,
+            vec![
+                Check::pass("static", "limits/limits.yaml has server_id \"a\""),
+                Check::fail("live", "no 429 within 11 calls"),
+                Check::skip("other", "not configured"),
+            ],
+        );
+        assert_eq!(step.status, Status::Fail);
+        assert_eq!(step.reason, "live: no 429 within 11 calls");
+        assert_eq!(step.name, "rate_limit");
+    }
+
+    #[test]
+    fn a_step_with_only_skips_is_skipped_and_passes_name_their_skips() {
+        let skipped = Step::from_checks(2, vec![Check::skip("rotation", "not configured")]);
+        assert_eq!(skipped.status, Status::Skip);
+        assert_eq!(skipped.reason, "rotation: not configured");
+        let partly = Step::from_checks(
+            2,
+            vec![
+                Check::pass("no_token", "401 with the challenge"),
+                Check::skip("rotation", "not configured"),
+            ],
+        );
+        assert_eq!(partly.status, Status::Pass);
+        assert_eq!(
+            partly.reason,
+            "no_token: 401 with the challenge (skipped: rotation)"
+        );
+    }
+
+    #[test]
+    fn strict_turns_skips_into_failure() {
+        let steps = vec![
+            Step::from_checks(1, vec![Check::pass("a", "ok")]),
+            Step::skipped(6, "the manifest declares no gateway.expected_calls"),
+        ];
+        assert!(passed(&steps, false));
+        assert!(!passed(&steps, true));
+        let failed = vec![Step::from_checks(8, vec![Check::fail("owner", "missing")])];
+        assert!(!passed(&failed, false));
+    }
+
+    #[test]
+    fn skip_names_are_the_step_names_but_not_the_manifest() {
+        assert_eq!(step_number("load"), Some(6));
+        assert_eq!(step_number("negotiation"), Some(5));
+        assert_eq!(step_number("manifest"), None);
+        assert_eq!(step_number("loud"), None);
+    }
+}
