@@ -257,3 +257,57 @@ def test_the_rendered_split_loads_in_envoy(tmp_path):
             assert done.returncode == 0, done.stderr[-2000:]
             canary_weight = weights(fleet)[1][1]
             assert canary_weight == (50 if state is None else state[1])
+
+
+def test_handshake_era_sessions_stay_on_the_release_that_issued_them(tmp_path, monkeypatch):
+    """Two releases of the demo server (official Python SDK, stateful sessions) behind
+    the rendered 50/50 split: every request of a handshake-era session reaches the
+    release that answered its `initialize` (the filter pins the session with the route's
+    `x-mcp-version-pick`); without the pin about half of the later requests would reach
+    the release that does not know the session (404)."""
+    import anyio
+    import mcp.client.session
+
+    from e2e.helpers import connect
+    from harness.fleet import Fleet
+    from harness.procs import start_mcp_server
+
+    monkeypatch.setattr(mcp.client.session, "LATEST_HANDSHAKE_VERSION", "2025-06-18")
+    logs = {name: tmp_path / f"seen-{name}.jsonl" for name in ("stable", "canary")}
+    started = []
+    try:
+        for name in ("stable", "canary"):
+            started.append(start_mcp_server(tmp_path, logs[name]))
+        (_, stable_port), (_, canary_port) = started
+        fleet = Fleet(tmp_path, {"financial-data": stable_port})
+        try:
+            path = fleet.manifests / "financial-data.yaml"
+            manifest = yaml.safe_load(path.read_text())
+            manifest["gateway"]["canary"] = {"version": "1.4.0", "endpoint": f"http://127.0.0.1:{canary_port}/mcp", "weight": 50}
+            path.write_text(yaml.safe_dump(manifest, sort_keys=False))
+            fleet.render()
+            url = fleet.url("financial-data")
+
+            async def one_session():
+                async with connect(url, mode="legacy") as client:
+                    await client.list_tools()
+                    results = [await client.call_tool("get_account_balance", {"account_id": "acc-001"}) for _ in range(3)]
+                    return [r.is_error for r in results]
+
+            def sessions_on(name):
+                posts = [dict(r["headers"]) for r in json_lines(logs[name]) if r["method"] == "POST"]
+                return {p["mcp-session-id"] for p in posts if p.get("mcp-session-id")}
+
+            # The canary is live once a session lands on it.
+            wait_until(lambda: anyio.run(one_session) and sessions_on("canary"), timeout=15)
+            for _ in range(12):
+                assert anyio.run(one_session) == [False, False, False]
+            stable, canary = sessions_on("stable"), sessions_on("canary")
+            assert stable and canary, (stable, canary)
+            # No session's requests reached both releases.
+            assert not stable & canary, stable & canary
+        finally:
+            fleet.stop()
+    finally:
+        for process, _ in started:
+            process.stop()
