@@ -142,3 +142,19 @@ def test_request_id_is_the_gateways_own(gateway):
         assert UUID4.fullmatch(request_id) and request_id != forged
     # No trace context was sent: no trace id (it used to be the client's x-request-id).
     assert all(r["trace_id"] is None for r in records if r["jsonrpc_id"] in ("r1", "r2"))
+
+
+def test_release_headers_from_the_client_never_reach_the_router_or_server(gateway):
+    # A canary route picks its cluster by `x-mcp-version-pick` (set by the filter only,
+    # for a pinned session) and tells the server its release in `x-mcp-server-version`
+    # (set by the router): a client must neither choose its release nor claim one.
+    envoy, listener, seen = gateway
+    forged = [("x-mcp-version-pick", "99"), ("X-MCP-Version-Pick", "0"), ("x-mcp-server-version", "6.6.6")]
+    response = post(listener, "tools/list", {}, "pick", True, extra=forged)
+    assert response.status == 200, response.body[:300]
+    records = seen.records()
+    assert records, "the control request reached the server"
+    headers = [(k.lower(), v) for k, v in records[-1]["headers"]]
+    assert [v for k, v in headers if k == "x-mcp-version-pick"] == []
+    assert "6.6.6" not in [v for k, v in headers if k == "x-mcp-server-version"]
+    assert [v for k, v in headers if k == "x-mcp-server-id"] == ["financial-data"]
