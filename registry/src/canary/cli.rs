@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 use url::Url;
 
-#[derive(Subcommand)]
+#[derive(Clone, Subcommand)]
 pub enum Command {
     /// Compare every canary with its stable version on the gateway's metrics, every
     /// interval, over the window its manifest sets: roll it back to 0 when it is worse
@@ -73,7 +73,7 @@ pub enum Command {
 }
 
 /// The fleet and how `render` renders it: a decision re-renders with exactly these.
-#[derive(Args)]
+#[derive(Clone, Args)]
 pub struct FleetArgs {
     /// The directory of manifests.
     pub dir: PathBuf,
