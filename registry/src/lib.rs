@@ -4,6 +4,8 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "canary")]
+pub mod canary;
 mod check;
 pub mod duration;
 pub mod fleet;
