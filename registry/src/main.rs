@@ -61,6 +61,12 @@ enum Command {
     /// failed, 2 could not run.
     #[cfg(feature = "preflight")]
     Preflight(Box<mcp_registry::preflight::cli::Args>),
+    /// Canary releases: `watch` compares each canary with its stable version on the
+    /// gateway's metrics and rolls it back (or promotes it) by re-rendering; `status`,
+    /// and `rollback` / `promote` by hand through the same code.
+    #[cfg(feature = "canary")]
+    #[command(subcommand)]
+    Canary(mcp_registry::canary::cli::Command),
 }
 
 #[derive(clap::Args)]
@@ -89,6 +95,9 @@ fn main() -> ExitCode {
         // Preflight loads the fleet itself (its manifest problems are steps' results).
         #[cfg(feature = "preflight")]
         Command::Preflight(args) => return mcp_registry::preflight::cli::main(*args.clone()),
+        // The watcher reloads the fleet on every evaluation.
+        #[cfg(feature = "canary")]
+        Command::Canary(command) => return mcp_registry::canary::cli::run(command.clone()),
     };
     let fleet = match Fleet::load_with(dir, &rules) {
         Ok(fleet) => fleet,
@@ -100,6 +109,8 @@ fn main() -> ExitCode {
     match cli.command {
         #[cfg(feature = "preflight")]
         Command::Preflight(_) => unreachable!("dispatched above"),
+        #[cfg(feature = "canary")]
+        Command::Canary(_) => unreachable!("dispatched above"),
         Command::Validate { dir, .. } => {
             let n = fleet.servers.len();
             println!(
