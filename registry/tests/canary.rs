@@ -296,7 +296,7 @@ fn istio_splits_by_destination_and_patches_the_pick_header_and_cluster_metadata(
         .filter(|d| d["kind"] == "DestinationRule")
         .map(|d| d["metadata"]["name"].as_str().unwrap())
         .collect();
-    assert_eq!(rules, ["mcp-server-financial-data-canary"]);
+    assert_eq!(rules, ["mcp-canary-financial-data"]);
 
     let filter = &documents(output(&outputs, "istio/gateway-envoyfilter.yaml"))[0];
     let patches = filter["spec"]["configPatches"].as_array().unwrap();

@@ -451,8 +451,10 @@ fn server_route(server: &Server, envoy_route: &Value) -> Value {
 /// TLS to an `https` endpoint of a release, verifying the manifest's host name.
 fn destination_rule(server: &Server, release: &envoy::Release<'_>) -> Value {
     let endpoint = release.endpoint;
+    // `mcp-canary-<id>`, not `mcp-server-<id>-canary`: that is the name of a server
+    // whose id ends in `-canary`.
     let name = match release.track {
-        envoy::CANARY => format!("mcp-server-{}-canary", kube_name(server.id())),
+        envoy::CANARY => format!("mcp-canary-{}", kube_name(server.id())),
         _ => format!("mcp-server-{}", kube_name(server.id())),
     };
     json!({
