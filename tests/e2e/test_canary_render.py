@@ -17,11 +17,10 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 import yaml
 
 from harness import audit_records, prometheus_when, wait_until
-from harness.catalog_servers import FIXTURES, manifest_catalog, route_path, start_fleet, start_servers
+from harness.catalog_servers import manifest_catalog, route_path, start_fleet, start_servers
 from harness.envoy import validate
 from harness.fleet import route_list
 from harness.observe import json_lines
@@ -58,7 +57,7 @@ def canary_fleet(log_dir: Path):
 
 def set_canary(fleet, port: int | None, version: str = CANARY, weight: int = 50) -> str:
     """Writes the manifest's `gateway.canary` (None: removes it) and renders; returns
-    render's stderr-free stdout (harness.registry.render raises on failure)."""
+    render's stdout (harness.registry.render raises on failure)."""
     path = fleet.manifests / f"{SERVER}.yaml"
     manifest = yaml.safe_load(path.read_text())
     if port is None:
@@ -177,8 +176,8 @@ def test_two_releases_behind_the_rendered_split_and_the_rollout_state(tmp_path):
                 and dict(labels).get("mcp_server_version") == version
             )
 
-        canary_total = len([d for d in servers["canary"].dispatches()])
-        stable_total = len([d for d in servers["stable"].dispatches()])
+        canary_total = len(servers["canary"].dispatches())
+        stable_total = len(servers["stable"].dispatches())
         samples = prometheus_when(
             fleet.envoy.admin_port,
             lambda s: calls(s, CANARY) == canary_total and calls(s, STABLE) == stable_total,
