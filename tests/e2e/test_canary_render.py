@@ -297,8 +297,9 @@ def test_handshake_era_sessions_stay_on_the_release_that_issued_them(tmp_path, m
                 posts = [dict(r["headers"]) for r in json_lines(logs[name]) if r["method"] == "POST"]
                 return {p["mcp-session-id"] for p in posts if p.get("mcp-session-id")}
 
-            # The canary is live once a session lands on it.
-            wait_until(lambda: anyio.run(one_session) and sessions_on("canary"), timeout=15)
+            # The canary is live once a session lands on it (and both releases hold
+            # sessions before the count below, whatever the random picks).
+            wait_until(lambda: anyio.run(one_session) and sessions_on("canary") and sessions_on("stable"), timeout=15)
             for _ in range(12):
                 assert anyio.run(one_session) == [False, False, False]
             stable, canary = sessions_on("stable"), sessions_on("canary")
