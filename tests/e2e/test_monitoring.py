@@ -82,3 +82,50 @@ def queried_metrics() -> set[str]:
 def test_queried_labels_are_extracted_by_envoy():
     labels = {name for name in queried_names() if not name.endswith(("_total", "_bucket", "_count", "_sum"))}
     assert labels and labels <= stats_tags(), labels - stats_tags()
+
+
+# Canary releases (issue 17): mcp-canary-alerts.yaml compares the releases of a server in
+# PromQL (as `mcp-registry canary watch` does) and watches the watcher.
+CANARY_RULES = MONITORING / "mcp-canary-alerts.yaml"
+CANARY_RULE_TESTS = MONITORING / "mcp-canary-alerts.test.yaml"
+# Served by the watcher (--metrics-addr), not by Envoy: test_canary.py scrapes a live
+# watcher for every one of them.
+WATCHER_METRICS = {
+    "mcp_canary_rollbacks_total",
+    "mcp_canary_promotions_total",
+    "mcp_canary_weight",
+    "mcp_canary_last_evaluation_timestamp_seconds",
+}
+# Recorded by the rendered monitoring/mcp-servers.rules.yaml (one per release, with mcp_track).
+RENDERED_INFO = {"mcp_server_info", "mcp_track"}
+
+
+def test_canary_rules_pass_promtool_check():
+    result = promtool("check", "rules", CANARY_RULES.name)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 8 rules found" in result.stdout
+
+
+def test_canary_alerts_fire_on_their_signals():
+    result = promtool("test", "rules", CANARY_RULE_TESTS.name)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rules = [rule for group in yaml.safe_load(CANARY_RULES.read_text())["groups"] for rule in group["rules"]]
+    alerts = {rule["alert"] for rule in rules if "alert" in rule}
+    tested = {case["alertname"] for test in yaml.safe_load(CANARY_RULE_TESTS.read_text())["tests"] for case in test["alert_rule_test"]}
+    assert alerts == tested == {"MCPCanaryWorseThanStable", "MCPCanaryRolledBack", "MCPCanaryWatcherStale"}
+    # One MCPCanaryWorseThanStable per signal the watcher compares.
+    signals = {rule["labels"]["mcp_signal"] for rule in rules if rule.get("alert") == "MCPCanaryWorseThanStable"}
+    assert signals == {"tool_call_error_ratio", "negotiation_failure_ratio"}
+
+
+def test_canary_rules_query_what_envoy_the_watcher_and_render_provide():
+    # Names in the expressions (recorded names are mcp:..., not matched; comments skipped).
+    exprs = " ".join(rule["expr"] for group in yaml.safe_load(CANARY_RULES.read_text())["groups"] for rule in group["rules"])
+    names = set(re.findall(r"\bmcp_[a-z_]*[a-z]", exprs))
+    # mcp_signal: the watcher's label on its rollbacks.
+    gateway = names - WATCHER_METRICS - RENDERED_INFO - {"mcp_signal"}
+    # The gateway's series the rules read are the ones the watcher reads, by release,
+    # and every label they use is one Envoy extracts.
+    assert gateway - stats_tags() == {"mcp_tool_calls_total", "mcp_requests_total", "mcp_negotiation_failures_total"}
+    assert "mcp_server_version" in gateway & stats_tags()
+    assert names & WATCHER_METRICS == WATCHER_METRICS - {"mcp_canary_promotions_total"}
