@@ -505,6 +505,17 @@ fn each_canary_problem_is_named() {
     );
 }
 
+/// A version names metrics (`;version=` in Envoy stat names): one with `;` or `=`
+/// would write a tag of its own.
+#[test]
+fn a_canary_version_that_could_forge_a_metric_tag_is_refused() {
+    let text = format!("{MINIMAL}{CANARY}").replace("\"1.1\"", "\"1;tool=x\"");
+    assert_eq!(
+        load(&text).unwrap_err(),
+        ["gateway.canary.version: \"1;tool=x\" must be 1-64 of A-Z a-z 0-9 . _ + : - (it names metrics and audit records)"]
+    );
+}
+
 #[test]
 fn a_canary_is_refused_beside_an_istio_sidecar() {
     let text = format!(
