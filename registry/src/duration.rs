@@ -34,7 +34,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
 /// decimals (`"15s"`, `"0.500s"`).
 pub fn envoy(duration: Duration) -> String {
     let millis = duration.as_millis();
-    if millis % 1000 == 0 {
+    if millis.is_multiple_of(1000) {
         format!("{}s", millis / 1000)
     } else {
         format!("{}.{:03}s", millis / 1000, millis % 1000)

@@ -142,6 +142,32 @@ fn duplicates(servers: &[Server]) -> Vec<Problem> {
                 schemes.insert(upstream, server);
             }
         }
+        if let Some(canary) = &server.canary {
+            let upstream = (canary.endpoint.host.as_str(), canary.endpoint.port);
+            let shared = servers.iter().find(|other| {
+                other.id() != server.id()
+                    && ((other.endpoint.host.as_str(), other.endpoint.port) == upstream
+                        || other.canary.as_ref().is_some_and(|c| {
+                            (c.endpoint.host.as_str(), c.endpoint.port) == upstream
+                        }))
+            });
+            // A release is told by the cluster that served it (its metadata labels the
+            // audit record and metrics); on Istio one host:port is one cluster, so a
+            // canary sharing another server's upstream would be labelled as that one.
+            if let Some(other) = shared {
+                problems.push(Problem {
+                    file: server.manifest_file.clone(),
+                    field: "gateway.canary.endpoint".into(),
+                    reason: format!(
+                        "{}:{} is also an upstream of {:?} ({}); a canary runs on an upstream of its own",
+                        upstream.0,
+                        upstream.1,
+                        other.id(),
+                        other.manifest_file.display()
+                    ),
+                });
+            }
+        }
         if let Some(first) = paths.get(server.path.as_str()) {
             problems.push(Problem {
                 file: server.manifest_file.clone(),

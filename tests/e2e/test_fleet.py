@@ -232,7 +232,8 @@ def test_manifest_labels_join_the_gateways_series_in_prometheus(tmp_path):
                         ],
                         "promql_expr_test": [
                             {
-                                "expr": "sum by (team) (rate(mcp_tool_calls_total[5m]) * on (mcp_server) group_left (team) mcp_server_info)",
+                                # mcp_track="stable": a server with a canary has one info series per release.
+                                "expr": 'sum by (team) (rate(mcp_tool_calls_total[5m]) * on (mcp_server) group_left (team) mcp_server_info{mcp_track="stable"})',
                                 "eval_time": "10m",
                                 # weather has no team label: its calls sum under team="".
                                 "exp_samples": [
@@ -246,7 +247,7 @@ def test_manifest_labels_join_the_gateways_series_in_prometheus(tmp_path):
                                 "eval_time": "1m",
                                 "exp_samples": [
                                     {
-                                        "labels": 'mcp_server_info{mcp_server="weather",mcp_server_version="2.0.1",mcp_owner="weather-team@company.com"}',
+                                        "labels": 'mcp_server_info{mcp_server="weather",mcp_server_version="2.0.1",mcp_track="stable",mcp_owner="weather-team@company.com"}',
                                         "value": 1,
                                     }
                                 ],
