@@ -87,3 +87,112 @@ pub fn render_fleet(
 pub fn state_path(out: &Path, given: Option<&Path>) -> PathBuf {
     given.map_or_else(|| crate::rollout::default_path(out), Path::to_path_buf)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::default_path;
+
+    /// The registry's canary fixture: financial-data 1.3.2 with canary 1.4.0 at 5 %.
+    fn fixture() -> Fleet {
+        Fleet::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/canary")).unwrap()
+    }
+
+    /// The canary cluster's weight on every rendered route (the path map and the
+    /// fallback list).
+    fn canary_weights(out: &Path) -> Vec<String> {
+        let routes = std::fs::read_to_string(out.join("envoy/routes.yaml")).unwrap();
+        let lines: Vec<&str> = routes.lines().collect();
+        lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.trim() == "name: mcp-server/financial-data/canary")
+            .map(|(i, _)| {
+                lines[i..]
+                    .iter()
+                    .find_map(|l| l.trim().strip_prefix("weight: "))
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    fn record(decision: Decision) -> Record {
+        let mut details = serde_json::Map::new();
+        details.insert("signal".into(), "tool_call_error_ratio".into());
+        Record {
+            server: "financial-data".into(),
+            canary_version: "1.4.0".into(),
+            decision,
+            reason: "test".into(),
+            details,
+        }
+    }
+
+    #[test]
+    fn a_decision_is_recorded_then_rendered() {
+        let out = tempfile::tempdir().unwrap();
+        let fleet = fixture();
+        let target = Target {
+            options: Options::new(out.path()),
+            state_path: default_path(out.path()),
+        };
+        render_fleet(&fleet, &target.options, &RolloutState::default()).unwrap();
+        assert_eq!(canary_weights(out.path()), ["5", "5"]);
+
+        let wrote = apply(
+            &target,
+            &fleet,
+            &record(Decision::RolledBack),
+            SystemTime::now(),
+        )
+        .unwrap();
+        assert_eq!(canary_weights(out.path()), ["0", "0"]);
+        // Only what the weight changes: Envoy's routes (and the standalone config).
+        assert!(
+            wrote.contains(&out.path().join("envoy/routes.yaml")),
+            "{wrote:?}"
+        );
+        assert!(
+            !wrote.contains(&out.path().join("policy.yaml")),
+            "{wrote:?}"
+        );
+        let state = RolloutState::load(&target.state_path).unwrap();
+        let entry = state.decision("financial-data", "1.4.0").unwrap();
+        assert_eq!((entry.weight, entry.reason.as_str()), (0, "test"));
+        assert_eq!(entry.details["signal"], "tool_call_error_ratio");
+
+        apply(
+            &target,
+            &fleet,
+            &record(Decision::Promoted),
+            SystemTime::now(),
+        )
+        .unwrap();
+        assert_eq!(canary_weights(out.path()), ["100", "100"]);
+        // A render that starts from the state (the watcher at start) changes nothing.
+        let state = RolloutState::load(&target.state_path).unwrap();
+        assert!(render_fleet(&fleet, &target.options, &state)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn a_malformed_state_file_stops_the_decision_before_render() {
+        let out = tempfile::tempdir().unwrap();
+        let target = Target {
+            options: Options::new(out.path()),
+            state_path: out.path().join("state.json"),
+        };
+        std::fs::write(&target.state_path, "{not json").unwrap();
+        let error = apply(
+            &target,
+            &fixture(),
+            &record(Decision::RolledBack),
+            SystemTime::now(),
+        )
+        .unwrap_err();
+        assert!(matches!(error, ActError::Rollout(_)), "{error}");
+        assert!(!out.path().join("envoy/routes.yaml").exists());
+    }
+}

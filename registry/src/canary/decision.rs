@@ -88,9 +88,19 @@ impl Comparison {
             self.canary_value,
             self.stable_value,
             self.margin,
-            self.canary_count,
+            shown(self.canary_count),
             window.as_secs()
         )
+    }
+}
+
+/// A count for people: whole (Envoy's counters) or with one decimal (Prometheus'
+/// `increase()` extrapolates).
+pub fn shown(count: f64) -> String {
+    if count.fract() == 0.0 {
+        format!("{count}")
+    } else {
+        format!("{count:.1}")
     }
 }
 
@@ -143,7 +153,7 @@ pub fn decide(
     if canary.calls < min {
         return Verdict::Wait(format!(
             "insufficient canary traffic: {} of {} tool calls in the last {}s",
-            canary.calls,
+            shown(canary.calls),
             watch.min_calls,
             watch.window.as_secs()
         ));
@@ -162,7 +172,7 @@ pub fn decide(
         crate::model::Promote::Manual => Verdict::Wait(format!(
             "clean for a whole {}s window ({} canary calls): ready for `mcp-registry canary promote` (promote: manual)",
             watch.window.as_secs(),
-            canary.calls
+            shown(canary.calls)
         )),
     }
 }
@@ -219,6 +229,14 @@ mod tests {
             comparison.describe(WINDOW),
             "tool_call_error_ratio 0.400 > stable 0.010 + margin 0.020 (25 canary calls in 60s)"
         );
+        // Prometheus' extrapolated counts.
+        let fractional = Comparison {
+            canary_count: 32.318999999999996,
+            ..comparison
+        };
+        assert!(fractional
+            .describe(WINDOW)
+            .ends_with("(32.3 canary calls in 60s)"));
         // Within the margin: 2.9% against 1% + 2%.
         assert!(matches!(
             decide(

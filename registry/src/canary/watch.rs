@@ -102,6 +102,16 @@ impl Watcher {
     }
 }
 
+/// A count as JSON: a whole number as an integer (Envoy's counters), a fraction as it
+/// is (Prometheus' `increase()` extrapolates).
+fn count(value: f64) -> Value {
+    if value.fract() == 0.0 && (0.0..9.0e15).contains(&value) {
+        json!(value as u64)
+    } else {
+        json!((value * 1000.0).round() / 1000.0)
+    }
+}
+
 fn outcome(
     server: &Server,
     canary: &Canary,
@@ -120,8 +130,8 @@ fn outcome(
             put("canary_value", json!(comparison.canary_value));
             put("stable_value", json!(comparison.stable_value));
             put("margin", json!(comparison.margin));
-            put("canary_count", json!(comparison.canary_count));
-            put("stable_count", json!(comparison.stable_count));
+            put("canary_count", count(comparison.canary_count));
+            put("stable_count", count(comparison.stable_count));
             ("rollback", comparison.describe(window), Some(Decision::RolledBack))
         }
         Verdict::Promote { calls } => (
@@ -129,7 +139,7 @@ fn outcome(
             format!(
                 "clean for a whole {}s window: {} canary calls, no signal past its margin (error {}, negotiation {})",
                 window.as_secs(),
-                calls,
+                super::decision::shown(*calls),
                 canary.watch.error_margin,
                 canary.watch.negotiation_margin
             ),
@@ -137,15 +147,15 @@ fn outcome(
         ),
         Verdict::Wait(reason) => ("wait", reason.clone(), None),
     };
-    put("canary_calls", json!(canary_counts.calls));
-    put("canary_errors", json!(canary_counts.errors));
-    put("canary_negotiations", json!(canary_counts.negotiations));
+    put("canary_calls", count(canary_counts.calls));
+    put("canary_errors", count(canary_counts.errors));
+    put("canary_negotiations", count(canary_counts.negotiations));
     put(
         "canary_negotiation_failures",
-        json!(canary_counts.negotiation_failures),
+        count(canary_counts.negotiation_failures),
     );
-    put("stable_calls", json!(stable_counts.calls));
-    put("stable_errors", json!(stable_counts.errors));
+    put("stable_calls", count(stable_counts.calls));
+    put("stable_errors", count(stable_counts.errors));
     put("window_s", json!(window.as_secs()));
     // What the state file keeps beside the reason: the measurements, not the event.
     let details = line.clone();
@@ -251,7 +261,8 @@ gateway:
         assert_eq!(line["canary_value"], 1.0);
         assert_eq!(line["stable_value"], 0.0);
         assert_eq!(line["margin"], 0.05);
-        assert_eq!(line["canary_count"], 12.0);
+        assert_eq!(line["canary_count"], 12);
+        assert!(line["canary_count"].is_u64());
         assert_eq!(line["window_s"], 10);
         let record = outcome.record.as_ref().unwrap();
         assert_eq!(record.decision, Decision::RolledBack);
