@@ -14,7 +14,9 @@ from what the gateway or the watcher says."""
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
+import urllib.request
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -98,8 +100,8 @@ def fleet_flags(fleet) -> list[str]:
 class Watcher:
     """`mcp-registry canary watch` on the fleet, scraping its Envoy every second."""
 
-    def __init__(self, fleet, log_dir: Path, source: list[str] | None = None):
-        self.metrics_port = free_port()
+    def __init__(self, fleet, log_dir: Path, source: list[str] | None = None, metrics_port: int | None = None):
+        self.metrics_port = metrics_port or free_port()
         source = source or ["--envoy-admin", f"http://127.0.0.1:{fleet.envoy.admin_port}"]
         argv = [
             str(REGISTRY), "canary", "watch", *fleet_flags(fleet), *source,
@@ -215,6 +217,11 @@ def assert_rolled_back(fleet, watcher: Watcher, signal: str) -> dict:
     assert entry["signal"] == signal and entry["decided_by"] == "watcher", entry
     assert weights(fleet) == (100, 0)
     samples = watcher.metrics()
+    # Every metric the shipped alert rules read from the watcher (test_monitoring.py).
+    assert {name for name, _ in samples} >= {
+        "mcp_canary_rollbacks_total", "mcp_canary_promotions_total", "mcp_canary_weight",
+        "mcp_canary_last_evaluation_timestamp_seconds",
+    }
     labels = {"mcp_server": SERVER, "mcp_server_version": CANARY}
     assert metric(samples, "mcp_canary_rollbacks_total", **labels, mcp_signal=signal) == 1
     assert metric(samples, "mcp_canary_promotions_total", **labels) == 0
@@ -224,8 +231,6 @@ def assert_rolled_back(fleet, watcher: Watcher, signal: str) -> dict:
 
 
 def status(fleet) -> str:
-    import subprocess
-
     done = subprocess.run([str(REGISTRY), "canary", "status", *fleet_flags(fleet)], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     return done.stdout
@@ -332,3 +337,87 @@ def test_a_healthy_canary_is_promoted_after_a_clean_window(tmp_path):
         assert all(ok(r) for _, _, r in caller.results)
         assert all(ok(r) for _, r in after)
         assert {caller.served_by(query) for query, _ in after} == {"canary"}
+
+
+PROMETHEUS = Path("/usr/bin/prometheus")
+CANARY_RULES = Path(__file__).resolve().parents[2] / "envoy" / "monitoring" / "mcp-canary-alerts.yaml"
+
+
+class Prometheus:
+    """A real Prometheus scraping the test Envoy and the watcher every second, with the
+    shipped canary rules and the rendered mcp_server_info rules."""
+
+    def __init__(self, log_dir: Path, envoy_admin: int, watcher_port: int, rule_files: list[Path]):
+        self.port = free_port()
+        data = log_dir / "prometheus-data"
+        config = log_dir / "prometheus.yml"
+        config.write_text(yaml.safe_dump({
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(f) for f in rule_files],
+            "scrape_configs": [
+                {"job_name": "envoy", "metrics_path": "/stats/prometheus",
+                 "static_configs": [{"targets": [f"127.0.0.1:{envoy_admin}"]}]},
+                {"job_name": "canary-watcher", "static_configs": [{"targets": [f"127.0.0.1:{watcher_port}"]}]},
+            ],
+        }))
+        self.process = Process("prometheus", [
+            str(PROMETHEUS), f"--config.file={config}", f"--storage.tsdb.path={data}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+        ], log_dir)
+        try:
+            wait_for_http(self.port, "/-/ready", process=self.process, expect=lambda body: "Ready" in body)
+        except Exception:
+            self.process.stop()
+            raise
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def alerts(self, state: str = "firing") -> list[dict]:
+        with urllib.request.urlopen(f"{self.url}/api/v1/alerts", timeout=5) as response:
+            alerts = json.load(response)["data"]["alerts"]
+        return [a for a in alerts if a["state"] == state]
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def test_the_watcher_reads_prometheus_and_the_shipped_alert_fires(tmp_path):
+    """The production path: the watcher's instant queries on a real Prometheus that
+    scrapes the gateway, and MCPCanaryRolledBack firing on the watcher's metric."""
+    if not PROMETHEUS.exists():
+        raise FileNotFoundError(f"{PROMETHEUS} missing (Debian package prometheus)")
+    with canary_fleet(tmp_path, canary_flags=("--fail-tools",)) as (fleet, servers):
+        metrics_port = free_port()
+        prometheus = Prometheus(
+            tmp_path, fleet.envoy.admin_port, metrics_port,
+            [CANARY_RULES, fleet.out / "monitoring" / "mcp-servers.rules.yaml"],
+        )
+        try:
+            caller = Caller(fleet, servers)
+            with watching(fleet, tmp_path, source=["--prometheus", prometheus.url], metrics_port=metrics_port) as watcher:
+                caller.start()
+                started = time.monotonic()
+                try:
+                    wait_until(lambda: watcher.events("rollback"), timeout=WINDOW + 15)
+                    elapsed = time.monotonic() - started
+                    time.sleep(1.0)
+                    after = [caller.call("after-rollback") for _ in range(20)]
+                finally:
+                    caller.stop()
+                # Prometheus adds its scrape interval to the detection time.
+                assert elapsed < WINDOW + 2, elapsed
+                assert_rolled_back(fleet, watcher, "tool_call_error_ratio")
+                assert all(ok(r) for _, r in after) and {caller.served_by(q) for q, _ in after} == {"stable"}
+                # The shipped alert, on the watcher's counter as Prometheus scraped it.
+                firing = wait_until(
+                    lambda: [a for a in prometheus.alerts() if a["labels"]["alertname"] == "MCPCanaryRolledBack"], timeout=15
+                )
+                (alert,) = firing
+                assert alert["labels"]["mcp_server"] == SERVER and alert["labels"]["mcp_server_version"] == CANARY
+                assert alert["labels"]["mcp_signal"] == "tool_call_error_ratio"
+                # The watcher is evaluating: not stale.
+                assert not [a for a in prometheus.alerts() if a["labels"]["alertname"] == "MCPCanaryWatcherStale"]
+        finally:
+            prometheus.stop()
