@@ -421,3 +421,57 @@ def test_the_watcher_reads_prometheus_and_the_shipped_alert_fires(tmp_path):
                 assert not [a for a in prometheus.alerts() if a["labels"]["alertname"] == "MCPCanaryWatcherStale"]
         finally:
             prometheus.stop()
+
+
+def registry(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([str(REGISTRY), "canary", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_manual_decisions_and_a_one_shot_watch(tmp_path):
+    """`canary rollback` / `canary promote` decide through the watcher's code (state
+    file, then render, one JSON line); `canary watch --once` evaluates once and exits,
+    rolling back what fired."""
+    with canary_fleet(tmp_path, canary_flags=("--fail-tools",)) as (fleet, servers):
+        caller = Caller(fleet, servers)
+        assert "watched (window 10s, min_calls 10" in status(fleet)
+
+        # A one-shot run with --envoy-admin: two scrapes an interval apart.
+        caller.start()
+        try:
+            done = registry(
+                "watch", *fleet_flags(fleet), "--envoy-admin", f"http://127.0.0.1:{fleet.envoy.admin_port}",
+                "--interval", "3s", "--once",
+            )
+        finally:
+            caller.stop()
+        assert done.returncode == 0, done.stdout + done.stderr
+        lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+        assert [line["event"] for line in lines] == ["rollback"], lines
+        assert lines[0]["signal"] == "tool_call_error_ratio" and lines[0]["weight"] == 0
+        assert weights(fleet) == (100, 0)
+
+        # By hand: promote, then roll back again; each rendered at once.
+        done = registry("promote", *fleet_flags(fleet), SERVER, "--reason", "release owner's call")
+        assert done.returncode == 0, done.stderr
+        (line,) = [json.loads(line) for line in done.stdout.splitlines()]
+        assert line == {
+            "event": "promotion", "server": SERVER, "canary": CANARY, "stable": STABLE, "signal": "manual",
+            "reason": "release owner's call", "weight": 100,
+        }
+        assert weights(fleet) == (0, 100)
+        entry = state(fleet)[SERVER]
+        assert entry["state"] == "promoted" and entry["decided_by"] == "manual" and entry["reason"] == "release owner's call"
+        time.sleep(0.5)
+        assert {caller.served_by(caller.call("promoted")[0]) for _ in range(10)} == {"canary"}
+        assert "promoted at" in status(fleet)
+
+        done = registry("rollback", *fleet_flags(fleet), SERVER)
+        assert done.returncode == 0, done.stderr
+        assert weights(fleet) == (100, 0) and state(fleet)[SERVER]["state"] == "rolled_back"
+        time.sleep(0.5)
+        assert {caller.served_by(caller.call("rolled-back")[0]) for _ in range(10)} == {"stable"}
+
+        # A server without a canary is refused, and nothing changes.
+        done = registry("rollback", *fleet_flags(fleet), "no-such-server")
+        assert done.returncode == 1 and 'no server "no-such-server" with a canary' in done.stderr
+        assert weights(fleet) == (100, 0)
