@@ -59,7 +59,7 @@ pub async fn step(ctx: &Ctx<'_>) -> Step {
         );
     };
     let Some(token) = ctx.token.as_ref() else {
-        return no_token_step(4);
+        return no_token_step(ctx, 4);
     };
     let version = ctx.call_version();
     let session = match ctx.open(&version, Some(&token.value)).await {

@@ -120,8 +120,11 @@ impl Client {
             .http
             .post(&self.url)
             .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .header(MCP_PROTOCOL_VERSION, version);
+            .header("accept", "application/json, text/event-stream");
+        // `initialize` negotiates the version: the header comes with later requests.
+        if method != "initialize" {
+            request = request.header(MCP_PROTOCOL_VERSION, version);
+        }
         if is_modern(version) {
             let meta = params
                 .entry("_meta")

@@ -51,8 +51,7 @@ impl SigningKey {
         Ok(value)
     }
 
-    /// A token for `agent` with `scopes`, valid from `now + from` to `now + until`
-    /// (seconds, negative for the past).
+    /// A JWT of `claims` with `kid` in its header, signed with this key's algorithm.
     pub fn sign(&self, kid: &str, claims: &Value) -> Result<String, String> {
         let mut header = Header::new(self.algorithm);
         header.kid = Some(kid.to_owned());

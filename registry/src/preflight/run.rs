@@ -40,6 +40,8 @@ pub struct Ctx<'a> {
     pub client: Client,
     /// The schema identity's token (every scope the server needs).
     pub token: Option<Token>,
+    /// Why its configured source gave no token.
+    pub token_error: Option<String>,
     /// Claimed versions, oldest first, with where each claim comes from.
     pub claims: BTreeMap<String, Vec<&'static str>>,
     /// How discovery went, for reasons.
@@ -181,14 +183,12 @@ async fn live(
                 .collect()
         }
     };
-    let token = match identity::token(config, Role::Schema, &super::auth::all(server)).await {
-        Some(Ok(token)) => Some(token),
-        Some(Err(reason)) => {
-            eprintln!("preflight: the schema identity has no token: {reason}");
-            None
-        }
-        None => None,
-    };
+    let (token, token_error) =
+        match identity::token(config, Role::Schema, &super::auth::all(server)).await {
+            Some(Ok(token)) => (Some(token), None),
+            Some(Err(reason)) => (None, Some(reason)),
+            None => (None, None),
+        };
     let mut ctx = Ctx {
         options,
         config,
@@ -196,6 +196,7 @@ async fn live(
         server,
         client,
         token,
+        token_error,
         claims: BTreeMap::new(),
         discovery: String::new(),
     };
@@ -264,10 +265,20 @@ async fn discover(ctx: &mut Ctx<'_>) {
     };
 }
 
-/// Step result when the schema identity is missing.
-pub fn no_token_step(n: u8) -> Step {
-    Step::skipped(
-        n,
-        "no token for the schema identity (preflight.yaml: identities.schema or mint)",
-    )
+/// Step result without the schema identity's token: skipped when none is configured,
+/// failed when its source did not give one.
+pub fn no_token_step(ctx: &Ctx<'_>, n: u8) -> Step {
+    match &ctx.token_error {
+        Some(reason) => Step::from_checks(
+            n,
+            vec![Check::fail(
+                "identity",
+                format!("the schema identity has no token: {reason}"),
+            )],
+        ),
+        None => Step::skipped(
+            n,
+            "no token for the schema identity (preflight.yaml: identities.schema or mint)",
+        ),
+    }
 }

@@ -63,7 +63,7 @@ pub async fn step(ctx: &Ctx<'_>, own: &[&crate::Problem]) -> Step {
         .map(|p| Check::fail(&p.field, p.reason.clone()))
         .collect();
     let Some(token) = ctx.token() else {
-        return no_token_step(1);
+        return no_token_step(ctx, 1);
     };
     if ctx.claims.is_empty() {
         checks.push(Check::fail(

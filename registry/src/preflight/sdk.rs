@@ -14,7 +14,7 @@ use std::time::Duration;
 /// Step 5: the SDK connects in every claimed version.
 pub async fn step(ctx: &Ctx<'_>) -> Step {
     let Some(token) = ctx.token() else {
-        return no_token_step(5);
+        return no_token_step(ctx, 5);
     };
     if ctx.claims.is_empty() {
         return Step::from_checks(

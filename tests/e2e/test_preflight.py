@@ -1,0 +1,314 @@
+"""Issue 17, preflight: `mcp-registry preflight` runs the seed's pre-production
+checklist against live servers through the whole chain (real Envoy with the wasm
+filter, authz-service, ratelimit-service, all on what `mcp-registry render` wrote from
+tests/fixtures/issue17/preflight/fleet). The servers are the official Python SDK
+catalog server (harness/catalog_server.py), healthy or deliberately broken:
+
+- pf-py: healthy, claims both eras (manifest `protocol_versions`): every step passes
+  (the load step shortened to 3 s), exit 0, the JSON and Markdown reports written;
+- pf-ts: healthy, legacy only (official TypeScript SDK v1 server): it claims 2025-11-25
+  by its `initialize` answer, and every step passes in that era;
+- pf-drift: advertises `lookup` with another schema than registered: step 1 fails;
+- pf-nolimits: its manifest has no `gateway.rate_limits`: step 3 fails;
+- pf-refuse: its `server/discover` claims 2025-11-25 but it refuses `initialize`: step
+  5 fails (step 1 skips that era rather than failing for the same cause);
+- pf-py again from a copy of the fleet directory whose manifest names no owner: step 8
+  fails, the live steps still pass.
+
+Credentials come from a preflight.yaml written here: tokens minted with the harness's
+signing key (the one the authz-service trusts), the rotation check publishing a new
+key into the authz-service's own JWKS file (and restoring it), the audit sink the
+gateway's audit file."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from harness.authz import ISSUER, KID, RESOURCE, signing_key
+from harness.catalog_servers import manifest_catalog, start_servers
+from harness.fleet import Fleet
+from harness.procs import ROOT
+from harness.registry import REGISTRY
+
+FIXTURES = ROOT / "tests" / "fixtures" / "issue17" / "preflight" / "fleet"
+STEPS = ["manifest", "schema", "auth", "rate_limit", "audit", "negotiation", "load", "runbook", "owner"]
+LONG_RUNS = ["--skip", "load,auth"]
+
+
+def drifted(catalog: dict) -> dict:
+    """The catalog with lookup's `limit` maximum raised from 50 to 500."""
+    changed = copy.deepcopy(catalog)
+    (lookup,) = [tool for tool in changed["tools"] if tool["name"] == "lookup"]
+    lookup["inputSchema"]["properties"]["limit"]["maximum"] = 500
+    return changed
+
+
+SERVERS = {
+    "pf-py": {"kind": "py", "catalog": manifest_catalog("pf-py", source=FIXTURES)},
+    "pf-drift": {"kind": "py", "catalog": drifted(manifest_catalog("pf-drift", source=FIXTURES))},
+    "pf-nolimits": {"kind": "py", "catalog": manifest_catalog("pf-nolimits", source=FIXTURES)},
+    "pf-ts": {"kind": "ts", "catalog": manifest_catalog("pf-ts", source=FIXTURES)},
+    "pf-refuse": {
+        "kind": "py",
+        "catalog": manifest_catalog("pf-refuse", source=FIXTURES),
+        "flags": ("--claim-versions", "2026-07-28,2025-11-25", "--refuse-initialize"),
+    },
+}
+
+
+def pem(key) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory):
+    logs = tmp_path_factory.mktemp("preflight")
+    servers = start_servers(logs, SERVERS)
+    try:
+        fleet = Fleet(logs, {name: server.port for name, server in servers.items()}, source=FIXTURES)
+        try:
+            yield fleet, servers, logs
+        finally:
+            fleet.stop()
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+def write_config(fleet: Fleet, logs: Path, audit: bool = True, rotation: bool = True) -> Path:
+    """preflight.yaml: tokens minted with the harness's signing key; rotation into the
+    authz-service's JWKS file; the gateway's audit file."""
+    (logs / "signing.pem").write_bytes(pem(signing_key()))
+    # One next key per gateway: the authz-service keeps a key it fetched by its kid.
+    if not (logs / "next.pem").exists():
+        (logs / "next.pem").write_bytes(pem(rsa.generate_private_key(public_exponent=65537, key_size=2048)))
+    config = {
+        "mint": {"key_file": "signing.pem", "kid": KID, "issuer": ISSUER, "audience": RESOURCE, "ttl": "300s"},
+        "load": {"max_in_flight": 32, "request_timeout": "5s"},
+    }
+    if rotation:
+        jwks = logs / f"authz-{fleet.authz.grpc_port}-jwks.json"
+        config["rotation"] = {"next_key_file": "next.pem", "next_kid": "preflight-next", "publish": {"jwks_file": str(jwks)}}
+    if audit:
+        config["audit"] = {"file": str(fleet.audit_path), "wait": "10s"}
+    path = logs / f"preflight-{'a' if audit else 'n'}{'r' if rotation else 'n'}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def preflight(fleet: Fleet, logs: Path, server: str, *extra: str, manifests: Path | None = None, config: Path | None = None):
+    """Runs the real binary; (exit status, stdout, stderr, JSON report, Markdown report)."""
+    report_json, report_md = logs / f"{server}-report.json", logs / f"{server}-report.md"
+    for report in (report_json, report_md):
+        report.unlink(missing_ok=True)
+    argv = [
+        str(REGISTRY), "preflight", str(manifests or fleet.manifests), "--server", server,
+        "--gateway", f"http://127.0.0.1:{fleet.port}", "--config", str(config or write_config(fleet, logs)),
+        "--rendered", str(fleet.out), "--report-json", str(report_json), "--report-md", str(report_md),
+        "--load-duration", "3s", "--allow-loopback-endpoints", *extra,
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=180)
+    parsed = json.loads(report_json.read_text()) if report_json.exists() else None
+    markdown = report_md.read_text() if report_md.exists() else None
+    return done.returncode, done.stdout, done.stderr, parsed, markdown
+
+
+def statuses(report: dict) -> dict[str, str]:
+    return {step["name"]: step["status"] for step in report["steps"]}
+
+
+def step(report: dict, name: str) -> dict:
+    (found,) = [s for s in report["steps"] if s["name"] == name]
+    return found
+
+
+def test_a_healthy_server_passes_every_step(gateway):
+    fleet, servers, logs = gateway
+    code, out, err, report, markdown = preflight(fleet, logs, "pf-py")
+    assert code == 0, (out, err)
+    assert statuses(report) == {name: "pass" for name in STEPS}, out
+    lines = out.splitlines()
+    assert [line.split()[:3] for line in lines[:9]] == [["PASS", str(n), name] for n, name in enumerate(STEPS)], out
+    assert lines[9].startswith("preflight pf-py 1.4.0: pass"), out
+    assert report["preflight"] == 1 and report["result"] == "pass" and report["server_version"] == "1.4.0"
+    # Both claimed eras listed and connected with the SDK.
+    schema = step(report, "schema")
+    assert {c["name"] for c in schema["checks"] if c["status"] == "pass"} == {"2025-11-25", "2026-07-28"}, schema
+    assert {c["name"] for c in step(report, "negotiation")["checks"]} == {"2025-11-25", "2026-07-28"}
+    # Auth: every sub-check ran, rotation included.
+    auth = {c["name"]: c for c in step(report, "auth")["checks"]}
+    assert {n: c["status"] for n, c in auth.items()} == {
+        "no_token": "pass", "expired": "pass", "missing_scope": "pass", "rotation": "pass"}, auth
+    assert "mcp.server.pf-py:tools.read mcp.server.pf-py:tools.write" in auth["missing_scope"]["detail"]
+    # The JWKS is back as it was.
+    jwks = json.loads((logs / f"authz-{fleet.authz.grpc_port}-jwks.json").read_text())
+    assert [key["kid"] for key in jwks["keys"]] == [KID]
+    # The 429 came for the rate-limit agent, over its 3/second.
+    assert re.search(r"429 after [4-7] calls, Retry-After \d+, -31020", step(report, "rate_limit")["reason"]), report
+    # The audit record of that exact call, by id.
+    record = step(report, "audit")["data"]["record"]
+    assert record["jsonrpc_id"].startswith("preflight-") and record["agent_id"] == "preflight-schema"
+    assert record["server_id"] == "pf-py" and record["tool_name"] == "lookup" and record["decision"] == "allowed"
+    # Load: 10 calls/s (60/minute x 10) for 3 s, all sent and answered.
+    load = step(report, "load")["data"]["load"]
+    assert load["scheduled"] == 30 and load["sent"] == 30 and load["errors"] == 0, load
+    assert 0 < load["latency_ms"]["p50"] <= load["latency_ms"]["p99"]
+    assert load["gateway_added_ms"]["p50"] is not None and "upstream-service-time" in load["gateway_added_ms"]["method"]
+    dispatched = [d for d in servers["pf-py"].dispatches() if d["name"] == "lookup"]
+    assert len(dispatched) >= 30 + 1, len(dispatched)
+    # The Markdown page: one row per step.
+    rows = [line for line in markdown.splitlines() if re.match(r"^\| \d \| \w+ \| (PASS|FAIL|SKIP) \|", line)]
+    assert [row.split(" | ")[1] for row in rows] == STEPS, markdown
+    assert all(" | PASS | " in row for row in rows)
+    assert "| p99 (ms) |" in markdown
+    # No token in any output.
+    assert "eyJ" not in out + err + json.dumps(report) + markdown
+
+
+def test_a_legacy_only_server_passes_in_the_era_it_claims(gateway):
+    fleet, servers, logs = gateway
+    code, out, err, report, _ = preflight(fleet, logs, "pf-ts")
+    assert code == 0, (out, err)
+    assert statuses(report) == {name: "pass" for name in STEPS}, out
+    schema = step(report, "schema")
+    assert schema["data"]["claimed"] == "2025-11-25 (initialize)", schema
+    assert [c["name"] for c in step(report, "negotiation")["checks"]] == ["2025-11-25"]
+    assert step(report, "audit")["data"]["record"]["protocol_version"] == "2025-11-25"
+    # The next key is trusted since the first run: the rotation cannot be observed again.
+    (rotation,) = [c for c in step(report, "auth")["checks"] if c["name"] == "rotation"]
+    assert rotation["status"] in ("pass", "skip"), rotation
+    assert len([d for d in servers["pf-ts"].dispatches() if d["name"] == "lookup"]) >= 30
+
+
+def test_tokens_from_a_command(gateway, tmp_path):
+    """identities from token_command (argv, no shell) instead of minting: a script that
+    signs a token for the agent and scopes it is given with the key the authz-service
+    trusts."""
+    fleet, _, logs = gateway
+    write_config(fleet, logs)  # writes signing.pem
+    script = tmp_path / "issue_token.py"  # not token.py: the stdlib has a `token` module
+    script.write_text(
+        "import sys, time, jwt\n"
+        f"key = open({str(logs / 'signing.pem')!r}).read()\n"
+        "now = int(time.time())\n"
+        f"claims = {{'iss': {ISSUER!r}, 'aud': {RESOURCE!r}, 'iat': now, 'exp': now + 600,\n"
+        "          'sub': sys.argv[1], 'azp': sys.argv[1], 'scope': sys.argv[2]}\n"
+        f"print(jwt.encode(claims, key, algorithm='RS256', headers={{'kid': {KID!r}}}))\n"
+    )
+    scopes = "mcp.server.pf-py:tools.read mcp.server.pf-py:tools.write"
+    config = tmp_path / "preflight.yaml"
+    config.write_text(yaml.safe_dump({
+        "identities": {"schema": {"token_command": [sys.executable, str(script), "cmd-agent", scopes]}},
+        "audit": {"file": str(fleet.audit_path), "wait": "10s"},
+    }))
+    code, out, err, report, _ = preflight(
+        fleet, logs, "pf-py", "--skip", "load,rate_limit,auth", config=config)
+    assert code == 0, (out, err)
+    assert statuses(report)["schema"] == "pass" and statuses(report)["negotiation"] == "pass", out
+    assert step(report, "audit")["data"]["record"]["agent_id"] == "cmd-agent"
+    # A token command that fails is a failure, not a skip.
+    config.write_text(yaml.safe_dump({"identities": {"schema": {"token_command": ["false"]}}}))
+    code, out, err, report, _ = preflight(fleet, logs, "pf-py", "--skip", "load,rate_limit,auth", config=config)
+    assert code == 1, (out, err)
+    assert step(report, "schema")["reason"] == "identity: the schema identity has no token: false exited with exit status: 1"
+
+
+def test_a_schema_that_differs_from_the_registry_fails_step_1(gateway):
+    fleet, _, logs = gateway
+    code, out, err, report, _ = preflight(fleet, logs, "pf-drift", *LONG_RUNS)
+    assert code == 1, (out, err)
+    assert statuses(report)["schema"] == "fail", out
+    assert ("lookup: inputSchema differs from schemas/lookup_v1.json at /properties/limit/maximum "
+            "(500, registered 50)") in step(report, "schema")["reason"]
+    assert [n for n, s in statuses(report).items() if s == "fail"] == ["schema"], out
+    assert re.search(r"^FAIL 1 schema .*inputSchema differs", out, re.M), out
+
+
+def test_a_server_missing_from_the_limits_fails_step_3(gateway):
+    fleet, _, logs = gateway
+    code, out, err, report, _ = preflight(fleet, logs, "pf-nolimits", *LONG_RUNS)
+    assert code == 1, (out, err)
+    assert [n for n, s in statuses(report).items() if s == "fail"] == ["rate_limit"], out
+    checks = {c["name"]: c for c in step(report, "rate_limit")["checks"]}
+    assert checks["rendered"]["detail"] == (
+        'limits/limits.yaml has no descriptor for server_id "pf-nolimits" (the manifest has no gateway.rate_limits)')
+    assert checks["live"]["detail"] == (
+        'no rate limit applies to agent "preflight-ratelimit" calling lookup (gateway.rate_limits)')
+
+
+def test_a_manifest_without_owner_fails_step_8_and_the_live_steps_still_run(gateway, tmp_path):
+    fleet, _, logs = gateway
+    manifests = tmp_path / "manifests"
+    shutil.copytree(fleet.manifests, manifests)
+    text = (manifests / "pf-py.yaml").read_text()
+    (manifests / "pf-py.yaml").write_text(re.sub(r"^owner: .*\n", "", text, flags=re.M))
+    code, out, err, report, _ = preflight(fleet, logs, "pf-py", *LONG_RUNS, manifests=manifests)
+    assert code == 1, (out, err)
+    found = statuses(report)
+    assert found["owner"] == "fail" and step(report, "owner")["reason"] == "owner: missing", out
+    assert {n for n, s in found.items() if s == "pass"} == {
+        "manifest", "schema", "rate_limit", "audit", "negotiation", "runbook"}, out
+    assert "placeholders" in step(report, "manifest")["reason"]
+
+
+def test_a_server_that_refuses_initialize_in_a_claimed_era_fails_step_5(gateway):
+    fleet, _, logs = gateway
+    code, out, err, report, _ = preflight(fleet, logs, "pf-refuse", *LONG_RUNS)
+    assert code == 1, (out, err)
+    assert [n for n, s in statuses(report).items() if s == "fail"] == ["negotiation"], out
+    negotiation = {c["name"]: c for c in step(report, "negotiation")["checks"]}
+    assert negotiation["2026-07-28"]["status"] == "pass"
+    assert negotiation["2025-11-25"]["status"] == "fail"
+    assert negotiation["2025-11-25"]["detail"].startswith(
+        "claims 2025-11-25 (server/discover supportedVersions) but rmcp 3.11.0 could not connect"), negotiation
+    # One cause fails one step: step 1 skips the era it cannot connect in.
+    schema = {c["name"]: c for c in step(report, "schema")["checks"]}
+    assert schema["2025-11-25"]["status"] == "skip" and "see step 5" in schema["2025-11-25"]["detail"]
+    # The server's own refusal, passed through the gateway.
+    assert "-32022" in schema["2025-11-25"]["detail"], schema
+
+
+def test_strict_fails_on_a_skipped_step(gateway):
+    fleet, _, logs = gateway
+    config = write_config(fleet, logs, audit=False, rotation=False)
+    code, out, err, report, _ = preflight(fleet, logs, "pf-py", "--skip", "load,rate_limit,negotiation,auth", config=config)
+    assert code == 0, (out, err)
+    assert statuses(report)["audit"] == "pass" and "skipped: record" in step(report, "audit")["reason"]
+    code, out, err, report, _ = preflight(
+        fleet, logs, "pf-py", "--skip", "load,rate_limit,negotiation,auth", "--strict", config=config)
+    assert code == 1, (out, err)
+    assert report["result"] == "fail" and report["strict"] is True
+    assert "--strict: skips fail" in out
+
+
+def test_an_invalid_config_or_bad_flags_cannot_run(tmp_path):
+    config = tmp_path / "preflight.yaml"
+    config.write_text("mint: {key_file: nowhere.pem, kid: k}\naudit: {}\nidentities: {robot: {token_file: x}}\n")
+    done = subprocess.run(
+        [str(REGISTRY), "preflight", str(FIXTURES), "--server", "pf-py", "--gateway", "ftp://x",
+         "--config", str(config), "--skip", "lunch", "--allow-loopback-endpoints"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 2, done
+    lines = done.stderr.splitlines()
+    assert lines == [
+        "preflight: --skip lunch: not a step (schema, auth, rate_limit, audit, negotiation, load, runbook, owner)",
+        "preflight: --gateway ftp://x: not an http(s) URL",
+        f"{config}: identities.robot: unknown identity (schema, no_scope, expired, ratelimit, load)",
+        f"{config}: mint.key_file: cannot read nowhere.pem: No such file or directory (os error 2)",
+        f"{config}: mint.issuer: missing",
+        f"{config}: mint.audience: missing",
+        f"{config}: audit: give file or command (exactly one)",
+    ], done.stderr
+    assert done.stdout == ""
