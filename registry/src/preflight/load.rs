@@ -200,8 +200,11 @@ impl Tally {
             + self.abandoned
     }
 
-    /// Records one finished call.
-    pub fn record(&mut self, outcome: &Result<Answer, ClientError>, micros: u64) {
+    /// Records one finished call: `scheduled` microseconds from its scheduled time
+    /// (the latency reported), `service` from when it was actually sent (what the
+    /// gateway's added latency is taken from, so the generator's own delays are not
+    /// blamed on the gateway).
+    pub fn record(&mut self, outcome: &Result<Answer, ClientError>, scheduled: u64, service: u64) {
         match outcome {
             Err(ClientError::Timeout(_)) => self.timeouts += 1,
             Err(ClientError::Transport { .. }) => self.transport_errors += 1,
@@ -215,12 +218,12 @@ impl Tally {
             }
             Ok(answer) => {
                 self.ok += 1;
-                let _ = self.latency.record(micros.max(1));
+                let _ = self.latency.record(scheduled.max(1));
                 let upstream = answer
                     .header("x-envoy-upstream-service-time")
                     .and_then(|v| v.trim().parse::<u64>().ok());
                 if let Some(ms) = upstream {
-                    let _ = self.added.record(micros.saturating_sub(ms * 1000).max(1));
+                    let _ = self.added.record(service.saturating_sub(ms * 1000).max(1));
                 }
             }
         }
@@ -366,6 +369,7 @@ pub async fn run(client: &Client, call: Call, plan: Plan, settings: &LoadSetting
         let (client, call, tally) = (client.clone(), call.clone(), tally.clone());
         tasks.spawn(async move {
             let id = json!(format!("preflight-load-{n}"));
+            let sent = tokio::time::Instant::now();
             let outcome = client
                 .call(
                     &call.session,
@@ -376,8 +380,12 @@ pub async fn run(client: &Client, call: Call, plan: Plan, settings: &LoadSetting
                     &call.headers,
                 )
                 .await;
-            let micros = due.elapsed().as_micros() as u64;
-            tally.lock().expect("tally lock").record(&outcome, micros);
+            let (scheduled, service) = (due.elapsed(), sent.elapsed());
+            tally.lock().expect("tally lock").record(
+                &outcome,
+                scheduled.as_micros() as u64,
+                service.as_micros() as u64,
+            );
             drop(permit);
         });
         if last_progress.elapsed() >= Duration::from_secs(10) {
@@ -434,6 +442,80 @@ mod tests {
         assert_eq!(sent, 8);
         assert_eq!(per_tick.iter().sum::<u64>(), 8);
         assert!(per_tick.iter().all(|&n| n <= 1), "{per_tick:?}");
+    }
+
+    fn answer(status: u16, upstream_ms: Option<&str>, message: Value) -> Answer {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(ms) = upstream_ms {
+            headers.insert("x-envoy-upstream-service-time", ms.parse().unwrap());
+        }
+        Answer {
+            status,
+            headers,
+            body: String::new(),
+            message: Some(message),
+        }
+    }
+
+    #[test]
+    fn outcomes_are_counted_by_kind_and_only_successes_timed() {
+        let mut tally = Tally::default();
+        let ok = json!({"id": 1, "result": {"content": []}});
+        tally.record(&Ok(answer(200, Some("3"), ok.clone())), 9_000, 5_000);
+        tally.record(&Ok(answer(200, None, ok)), 4_000, 4_000);
+        tally.record(
+            &Ok(answer(
+                429,
+                None,
+                json!({"id": 1, "error": {"code": -31020}}),
+            )),
+            1,
+            1,
+        );
+        tally.record(
+            &Ok(answer(
+                503,
+                None,
+                json!({"id": 1, "error": {"code": -31030}}),
+            )),
+            1,
+            1,
+        );
+        tally.record(
+            &Ok(answer(
+                200,
+                None,
+                json!({"id": 1, "error": {"code": -32602}}),
+            )),
+            1,
+            1,
+        );
+        tally.record(
+            &Ok(answer(
+                200,
+                None,
+                json!({"id": 1, "result": {"isError": true}}),
+            )),
+            1,
+            1,
+        );
+        tally.record(&Err(ClientError::Timeout(Duration::from_secs(1))), 1, 1);
+        let kinds = (
+            tally.ok,
+            tally.rate_limited,
+            tally.http_errors,
+            tally.jsonrpc_errors,
+            tally.tool_errors,
+            tally.timeouts,
+        );
+        assert_eq!(kinds, (2, 1, 1, 1, 1, 1));
+        assert_eq!(tally.errors(), 5);
+        assert_eq!(tally.latency.len(), 2);
+        assert_eq!(tally.latency.max(), tally.latency.highest_equivalent(9_000));
+        // Added latency: sent-to-answer 5 ms minus the upstream's 3 ms; the answer
+        // without the header has none.
+        assert_eq!(tally.added.len(), 1);
+        assert_eq!(tally.added.max(), tally.added.highest_equivalent(2_000));
     }
 
     #[test]
