@@ -148,6 +148,9 @@ impl Source {
     }
 }
 
+/// `<admin>/stats/prometheus?usedonly`: only stats that were ever updated (every
+/// counter the signals read was, by its first count), which leaves out most of a large
+/// fleet's idle cluster stats. A URL already naming `/stats/prometheus` is kept as given.
 fn stats_url(admin: &Url) -> Url {
     if admin.path().ends_with("/stats/prometheus") {
         return admin.clone();
@@ -155,6 +158,7 @@ fn stats_url(admin: &Url) -> Url {
     let mut url = admin.clone();
     let path = format!("{}/stats/prometheus", admin.path().trim_end_matches('/'));
     url.set_path(&path);
+    url.set_query(Some("usedonly"));
     url
 }
 
@@ -256,15 +260,15 @@ mod tests {
         for (given, expected) in [
             (
                 "http://127.0.0.1:9901",
-                "http://127.0.0.1:9901/stats/prometheus",
+                "http://127.0.0.1:9901/stats/prometheus?usedonly",
             ),
             (
                 "http://127.0.0.1:9901/",
-                "http://127.0.0.1:9901/stats/prometheus",
+                "http://127.0.0.1:9901/stats/prometheus?usedonly",
             ),
             (
                 "http://gw:9901/admin/",
-                "http://gw:9901/admin/stats/prometheus",
+                "http://gw:9901/admin/stats/prometheus?usedonly",
             ),
             (
                 "http://127.0.0.1:9901/stats/prometheus",
