@@ -38,7 +38,7 @@ def test_the_demo_runs_the_fleet_and_registers_a_fourth_server_live():
         assert f"server saw  x-mcp-server-id: {server}, x-mcp-tool-name: {tool}, x-agent-id: ops-assistant" in out, server
         audit = f"audit       server_id={server} server_version={version} tool={tool} decision=allowed output_status=success"
         assert audit in out, server
-        assert re.search(rf'metric      mcp_tool_calls_total\{{[^}}]*mcp_server="{server}",mcp_tool="{tool}"\}} 1\n', out), server
+        assert re.search(rf'metric      mcp_tool_calls_total\{{[^}}]*mcp_server="{server}",mcp_server_version="{version}",mcp_tool="{tool}"\}} 1\n', out), server
     assert "protocol 2025-11-25" in out  # weather's TypeScript v1 SDK, negotiated down
 
     assert "-> HTTP 401, JSON-RPC -31010" in out

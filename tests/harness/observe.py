@@ -76,8 +76,12 @@ def prometheus_when(admin_port: int, ready, timeout: float = 12.0) -> dict[tuple
 
 
 def metric(samples: dict, name: str, **labels) -> float:
-    """The value of one sample; 0 when it does not exist (a counter never incremented)."""
-    return samples.get((name, frozenset(labels.items())), 0.0)
+    """The sum of the samples called `name` whose labels include `labels` (PromQL's
+    `sum(name{labels})`): a query need not name every label (`mcp_server_version`
+    splits a server's series by release); 0 when none exists (a counter never
+    incremented)."""
+    wanted = set(labels.items())
+    return sum((value for (sample, found), value in samples.items() if sample == name and wanted <= found), 0.0)
 
 
 def series(samples: dict, name: str) -> list[dict]:

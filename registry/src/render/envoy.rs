@@ -409,6 +409,10 @@ pub fn server_route(server: &Server) -> Value {
         "match": { "path": server.path },
         "metadata": { "filter_metadata": { NAMESPACE: metadata } },
         "route": route,
+        // The filter sets the pick header on a handshake-era session's requests (its
+        // release, from the cluster's track). Envoy reads it when it picks the cluster;
+        // the router removes it before the request leaves, so no server sees it.
+        "request_headers_to_remove": [VERSION_PICK_HEADER],
     });
     if let Some(per_route) = ext_authz_per_route(server) {
         entry["typed_per_filter_config"] = json!({ EXT_AUTHZ: per_route });

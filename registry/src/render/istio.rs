@@ -431,6 +431,10 @@ fn server_route(server: &Server, envoy_route: &Value) -> Value {
             })
             .collect();
         route["route"] = json!(destinations);
+        // The filter pins a handshake-era session with this header (istiod's clusters
+        // of a canary server carry the track); removed before the request leaves
+        // (istiod: Route.request_headers_to_remove), as on the plain Envoy routes.
+        route["headers"] = json!({ "request": { "remove": [envoy::VERSION_PICK_HEADER] } });
     }
     if !rewrite.is_empty() {
         route["rewrite"] = Value::Object(rewrite);
