@@ -4,7 +4,7 @@
 
 use super::act::Record;
 use super::counts::{Counts, Table};
-use super::decision::{decide, Verdict};
+use super::decision::{decide, Comparison, Verdict};
 use crate::model::{Canary, Server};
 use crate::rollout::{Decision, RolloutState};
 use crate::Fleet;
@@ -45,11 +45,17 @@ pub struct Outcome {
 }
 
 /// What the watcher remembers between evaluations: since when it has seen each canary
-/// version live (weight above 0, no decision recorded). A restart of the watcher starts
-/// that clock again: a promotion needs a whole window this process saw.
+/// version live (weight above 0, no decision recorded), and which ones breached. A
+/// restart of the watcher starts that clock again: a promotion needs a whole window
+/// this process saw.
 #[derive(Debug, Default)]
 pub struct Watcher {
     live_since: BTreeMap<(String, String), Instant>,
+    /// The first breach of each canary whose rollback is not recorded yet (acting
+    /// failed): it is rolled back on every evaluation until the state file says so,
+    /// even once the failures have left the window. A breach is never forgotten for a
+    /// promotion.
+    breaches: BTreeMap<(String, String), Comparison>,
 }
 
 impl Watcher {
@@ -64,6 +70,7 @@ impl Watcher {
     ) -> Vec<Outcome> {
         let mut outcomes = Vec::new();
         let mut live = BTreeMap::new();
+        let mut breaches = BTreeMap::new();
         for watched in canaries(fleet, state) {
             let (server, canary) = (watched.server, watched.canary);
             let key = (server.id().to_owned(), canary.version.clone());
@@ -71,7 +78,7 @@ impl Watcher {
                 continue;
             }
             let since = *self.live_since.get(&key).unwrap_or(&now);
-            live.insert(key, since);
+            live.insert(key.clone(), since);
             let window = canary.watch.window;
             let empty = Table::new();
             let table = tables.get(&window).unwrap_or(&empty);
@@ -82,12 +89,18 @@ impl Watcher {
                     .unwrap_or_default()
             };
             let (canary_counts, stable_counts) = (counts(&canary.version), counts(&server.version));
-            let verdict = decide(
-                &canary.watch,
-                canary_counts,
-                stable_counts,
-                now.saturating_duration_since(since),
-            );
+            let verdict = match self.breaches.get(&key) {
+                Some(first) => Verdict::RollBack(*first),
+                None => decide(
+                    &canary.watch,
+                    canary_counts,
+                    stable_counts,
+                    now.saturating_duration_since(since),
+                ),
+            };
+            if let Verdict::RollBack(comparison) = verdict {
+                breaches.insert(key, comparison);
+            }
             outcomes.push(outcome(
                 server,
                 canary,
@@ -98,6 +111,7 @@ impl Watcher {
         }
         // Forget canaries that are gone, decided or at 0: one coming back starts over.
         self.live_since = live;
+        self.breaches = breaches;
         outcomes
     }
 }
@@ -296,6 +310,30 @@ gateway:
             outcomes[0].record.as_ref().unwrap().decision,
             Decision::Promoted
         );
+    }
+
+    #[test]
+    fn a_breach_whose_rollback_was_not_recorded_is_rolled_back_again_never_promoted() {
+        let dir = tempfile::tempdir().unwrap();
+        let fleet = fleet(dir.path(), "2.0.0", 50, "auto");
+        let state = RolloutState::default();
+        let mut watcher = Watcher::default();
+        let t0 = Instant::now();
+        let bad = tables(&[("2.0.0", calls(12.0, 12.0)), ("1.0.0", calls(12.0, 0.0))]);
+        let first = watcher.evaluate(&fleet, &state, &bad, t0);
+        assert_eq!(first[0].line["event"], "rollback");
+        // Acting failed (the state file is unchanged); the failures have left the
+        // window and the canary now looks clean for a whole window.
+        let clean = tables(&[("2.0.0", calls(40.0, 0.0)), ("1.0.0", calls(40.0, 0.0))]);
+        let again = watcher.evaluate(&fleet, &state, &clean, t0 + WINDOW * 3);
+        assert_eq!(again[0].line["event"], "rollback");
+        // The first breach's comparison, again (the counts beside it are today's).
+        let (again, first) = (
+            again[0].record.as_ref().unwrap(),
+            first[0].record.as_ref().unwrap(),
+        );
+        assert_eq!(again.reason, first.reason);
+        assert_eq!(again.details["canary_count"], 12);
     }
 
     #[test]
