@@ -9,6 +9,8 @@ catalog server (harness/catalog_server.py), healthy or deliberately broken:
 - pf-ts: healthy, legacy only (official TypeScript SDK v1 server): it claims 2025-11-25
   by its `initialize` answer, and every step passes in that era;
 - pf-drift: advertises `lookup` with another schema than registered: step 1 fails;
+- pf-extra: advertises a tool its manifest does not register: the gateway hides it
+  from every agent, so step 1 sees it only in the gateway's drift counter (`--admin`);
 - pf-nolimits: its manifest has no `gateway.rate_limits`: step 3 fails;
 - pf-refuse: its `server/discover` claims 2025-11-25 but it refuses `initialize`: step
   5 fails (step 1 skips that era rather than failing for the same cause);
@@ -58,6 +60,11 @@ SERVERS = {
     "pf-py": {"kind": "py", "catalog": manifest_catalog("pf-py", source=FIXTURES)},
     "pf-drift": {"kind": "py", "catalog": drifted(manifest_catalog("pf-drift", source=FIXTURES))},
     "pf-nolimits": {"kind": "py", "catalog": manifest_catalog("pf-nolimits", source=FIXTURES)},
+    "pf-extra": {
+        "kind": "py",
+        "catalog": manifest_catalog("pf-extra", source=FIXTURES, extra_tools=[
+            {"name": "export_all", "description": "not registered", "inputSchema": {"type": "object"}}]),
+    },
     "pf-ts": {"kind": "ts", "catalog": manifest_catalog("pf-ts", source=FIXTURES)},
     "pf-refuse": {
         "kind": "py",
@@ -115,7 +122,7 @@ def preflight(fleet: Fleet, logs: Path, server: str, *extra: str, manifests: Pat
     argv = [
         str(REGISTRY), "preflight", str(manifests or fleet.manifests), "--server", server,
         "--gateway", f"http://127.0.0.1:{fleet.port}", "--config", str(config or write_config(fleet, logs)),
-        "--rendered", str(fleet.out), "--report-json", str(report_json), "--report-md", str(report_md),
+        "--rendered", str(fleet.out), "--admin", f"http://127.0.0.1:{fleet.envoy.admin_port}", "--report-json", str(report_json), "--report-md", str(report_md),
         "--load-duration", "3s", "--allow-loopback-endpoints", *extra,
     ]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=180)
@@ -144,8 +151,11 @@ def test_a_healthy_server_passes_every_step(gateway):
     assert report["preflight"] == 1 and report["result"] == "pass" and report["server_version"] == "1.4.0"
     # Both claimed eras listed and connected with the SDK.
     schema = step(report, "schema")
-    assert {c["name"] for c in schema["checks"] if c["status"] == "pass"} == {"2025-11-25", "2026-07-28"}, schema
-    assert {c["name"] for c in step(report, "negotiation")["checks"]} == {"2025-11-25", "2026-07-28"}
+    assert {c["name"] for c in schema["checks"] if c["status"] == "pass"} == {"2025-11-25", "2026-07-28", "drift"}, schema
+    assert {c["name"] for c in step(report, "negotiation")["checks"]} == {"2025-11-25", "2026-07-28", "gateway"}
+    # The gateway's own counters agree (--admin).
+    assert {c["name"]: c["status"] for c in schema["checks"]}["drift"] == "pass"
+    assert {c["name"]: c["status"] for c in step(report, "negotiation")["checks"]}["gateway"] == "pass"
     # Auth: every sub-check ran, rotation included.
     auth = {c["name"]: c for c in step(report, "auth")["checks"]}
     assert {n: c["status"] for n, c in auth.items()} == {
@@ -183,7 +193,7 @@ def test_a_legacy_only_server_passes_in_the_era_it_claims(gateway):
     assert statuses(report) == {name: "pass" for name in STEPS}, out
     schema = step(report, "schema")
     assert schema["data"]["claimed"] == "2025-11-25 (initialize)", schema
-    assert [c["name"] for c in step(report, "negotiation")["checks"]] == ["2025-11-25"]
+    assert [c["name"] for c in step(report, "negotiation")["checks"]] == ["2025-11-25", "gateway"]
     assert step(report, "audit")["data"]["record"]["protocol_version"] == "2025-11-25"
     # The next key is trusted since the first run: the rotation cannot be observed again.
     (rotation,) = [c for c in step(report, "auth")["checks"] if c["name"] == "rotation"]
@@ -233,6 +243,18 @@ def test_a_schema_that_differs_from_the_registry_fails_step_1(gateway):
             "(500, registered 50)") in step(report, "schema")["reason"]
     assert [n for n, s in statuses(report).items() if s == "fail"] == ["schema"], out
     assert re.search(r"^FAIL 1 schema .*inputSchema differs", out, re.M), out
+
+
+def test_an_unregistered_tool_fails_step_1_by_the_gateway_s_drift_counter(gateway):
+    fleet, _, logs = gateway
+    code, out, err, report, _ = preflight(fleet, logs, "pf-extra", *LONG_RUNS)
+    assert code == 1, (out, err)
+    assert [n for n, s in statuses(report).items() if s == "fail"] == ["schema"], out
+    checks = {c["name"]: c for c in step(report, "schema")["checks"]}
+    # What the schema identity was shown matches the registry; the counter tells.
+    assert checks["2026-07-28"]["status"] == "pass" and checks["2025-11-25"]["status"] == "pass"
+    assert checks["drift"]["status"] == "fail", checks
+    assert "(mcp_schema_drift_total: extra +" in checks["drift"]["detail"], checks["drift"]
 
 
 def test_a_server_missing_from_the_limits_fails_step_3(gateway):

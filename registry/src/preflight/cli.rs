@@ -28,6 +28,10 @@ pub struct Args {
     /// The directory the gateway runs on (`render --out`), for the rendered limits.
     #[arg(long)]
     pub rendered: Option<PathBuf>,
+    /// Envoy's admin URL (`/stats/prometheus`): the gateway's drift and negotiation
+    /// counters cross-check steps 1 and 5.
+    #[arg(long)]
+    pub admin: Option<String>,
     /// Write the JSON report here.
     #[arg(long)]
     pub report_json: Option<PathBuf>,
@@ -104,6 +108,11 @@ pub fn options(args: &Args) -> Result<Options, Vec<String>> {
     if url::Url::parse(&args.gateway).map_or(true, |u| !matches!(u.scheme(), "http" | "https")) {
         problems.push(format!("--gateway {}: not an http(s) URL", args.gateway));
     }
+    if let Some(admin) = &args.admin {
+        if url::Url::parse(admin).map_or(true, |u| !matches!(u.scheme(), "http" | "https")) {
+            problems.push(format!("--admin {admin}: not an http(s) URL"));
+        }
+    }
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -112,6 +121,7 @@ pub fn options(args: &Args) -> Result<Options, Vec<String>> {
         server: args.server.clone(),
         gateway: args.gateway.clone(),
         rendered: args.rendered.clone(),
+        admin: args.admin.clone(),
         load_duration,
         load_multiplier: args.load_multiplier,
         load_rate: args.load_rate,

@@ -21,6 +21,7 @@ pub mod report;
 pub mod run;
 pub mod schema;
 pub mod sdk;
+pub mod stats;
 
 use serde::Serialize;
 

@@ -23,6 +23,8 @@ pub struct Options {
     /// The gateway's base URL (`http://gw:8080`); the server is at its exposure path.
     pub gateway: String,
     pub rendered: Option<PathBuf>,
+    /// Envoy's admin URL, for the counters' cross-checks (stats.rs).
+    pub admin: Option<String>,
     pub load_duration: Duration,
     pub load_multiplier: f64,
     pub load_rate: Option<f64>,
@@ -209,7 +211,14 @@ async fn live(
             Step::skipped(n, "skipped by --skip")
         } else {
             let own = loaded.problems_of(n);
-            match n {
+            let watched = matches!(n, 1 | 5)
+                .then_some(())
+                .and(options.admin.as_deref());
+            let before = match watched {
+                Some(admin) => Some(super::stats::scrape(admin).await),
+                None => None,
+            };
+            let step = match n {
                 1 => super::schema::step(&ctx, &own).await,
                 2 => super::auth::step(&ctx).await,
                 3 => super::limits::step(&ctx).await,
@@ -220,6 +229,12 @@ async fn live(
                 7 => super::catalog::runbook_step(server).await,
                 8 if !own.is_empty() => problems_step(8, &own),
                 _ => super::catalog::owner_step(server, config).await,
+            };
+            match (before, watched) {
+                (Some(before), Some(admin)) if step.status != super::Status::Skip => {
+                    cross_check(step, n, before, admin, server.id()).await
+                }
+                _ => step,
             }
         };
         step.duration_ms = began.elapsed().as_millis() as u64;
@@ -227,6 +242,29 @@ async fn live(
         steps.push(step);
     }
     steps
+}
+
+/// Adds the counters' cross-check to step 1 or 5 (a delta over the step).
+async fn cross_check(
+    step: Step,
+    n: u8,
+    before: Result<super::stats::Samples, String>,
+    admin: &str,
+    id: &str,
+) -> Step {
+    use super::stats;
+    // The filter counts on the answer's way out; give Envoy's stats a moment.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let name = if n == 1 { "drift" } else { "gateway" };
+    let check = match (before, stats::scrape(admin).await) {
+        (Ok(before), Ok(after)) if n == 1 => stats::drift_check(&before, &after, id),
+        (Ok(before), Ok(after)) => stats::negotiation_check(&before, &after, id),
+        (Err(reason), _) | (_, Err(reason)) => Check::skip(name, reason),
+    };
+    let data = step.data.clone();
+    let mut checks = step.checks;
+    checks.push(check);
+    Step::from_checks(n, checks).with_data(data)
 }
 
 /// Which versions the server claims: `server/discover` through the gateway; a
