@@ -19,7 +19,15 @@ The generated shapes follow istio/istio (pilot/pkg/networking/core):
   `prefix`, `case_sensitive: true` unless `ignoreUriCase`) to the outbound cluster
   `outbound|<port>||<host>`, Istio's default retry policy; unmatched paths get Envoy's
   own 404. Built here from the Gateway and VirtualService `mcp-registry render` writes
-  (istio/gateway-virtualservice.yaml).
+  (istio/gateway-virtualservice.yaml). An http route with several destinations becomes
+  `weighted_clusters` (0 % destinations left out), each destination's `headers` on its
+  own cluster weight, its Host as that weight's `host_rewrite_literal`
+  (`applyHTTPRouteDestination`, `processWeightedDestination`).
+- gateway clusters (`buildOutboundClusters`, `ClusterBuilder.buildCluster`): one
+  `outbound|<port>||<host>` per port of every service the gateway sees, whether a route
+  sends it traffic or not; here, the services are the VirtualService's destinations
+  (all of them, a 0 % one too: its Service still exists), with the `istio` telemetry
+  metadata istiod puts on them (`addTelemetryMetadata`).
 
 Both variants are rendered from the server manifests: the gateway's into istio/, a
 sidecar's (for each server whose manifest has gateway.istio_sidecar) into
@@ -30,7 +38,11 @@ Envoy and are left out: they neither route nor rewrite paths. The inbound listen
 an ordinary listener on a test port, not `virtualInbound` with `original_dst`.
 
 Patch semantics follow pilot/pkg/networking/core/envoyfilter: MERGE is protobuf
-MergeFrom (messages merge, lists append, scalars and oneof members replace); HTTP_ROUTE
+MergeFrom as pkg/proto/merge does it (messages merge, lists append, scalars and oneof
+members replace, a map entry is replaced as a whole); CLUSTER MERGE applies to the
+clusters istiod builds (not to ones an ADD patch inserts), matched as clusterMatch
+does (cluster_patch.go: by name, else by the subset, service host and port parsed out
+of `outbound|<port>|<subset>|<host>`); HTTP_ROUTE
 REMOVE/MERGE apply to the routes istiod generated, then ADD appends and INSERT_BEFORE /
 INSERT_FIRST without a route match put the route first, in patch order. A patch that
 matches nothing is a silent no-op in Istio; here it is an error, so a patch aimed at
@@ -119,15 +131,26 @@ def load_all(path: Path) -> list[dict]:
     return [doc for doc in yaml.safe_load_all(Path(path).read_text()) if doc]
 
 
+# Map fields of the messages the patches merge into (Metadata, Route, VirtualHost,
+# Cluster): istio's pkg/proto/merge mergeMap "replaces, rather than merges into existing
+# entries", so `filter_metadata.mcp_gateway` replaces a whole entry of that name and
+# keeps the other keys (istiod's `istio`).
+MAP_FIELDS = {"filter_metadata", "typed_filter_metadata", "typed_per_filter_config", "typed_extension_protocol_options"}
+
+
 def proto_merge(dst: dict, src: dict) -> dict:
-    """Protobuf MergeFrom on the JSON form: messages merge, lists append, scalars win,
-    and a oneof member set in `src` replaces whichever member `dst` had."""
+    """Protobuf MergeFrom on the JSON form (istio pkg/proto/merge): messages merge,
+    lists append, scalars win, a map entry is replaced as a whole, and a oneof member
+    set in `src` replaces whichever member `dst` had."""
     for key, value in src.items():
         for group in ONEOFS:
             if key in group:
                 for other in group - {key}:
                     dst.pop(other, None)
-        if isinstance(value, dict) and isinstance(dst.get(key), dict):
+        if key in MAP_FIELDS and isinstance(value, dict) and isinstance(dst.get(key), dict):
+            for entry, entry_value in value.items():
+                dst[key][entry] = copy.deepcopy(entry_value)
+        elif isinstance(value, dict) and isinstance(dst.get(key), dict):
             proto_merge(dst[key], value)
         elif isinstance(value, list) and isinstance(dst.get(key), list):
             dst[key].extend(copy.deepcopy(value))
@@ -255,13 +278,60 @@ DEFAULT_RETRY = {
 }
 
 
-def outbound_cluster(destination: dict) -> str:
-    return f"outbound|{destination['port']['number']}||{destination['host']}"
+def resolve_host(name: str, namespace: str | None) -> str:
+    """model.ResolveShortnameToFQDN, which ResolveVirtualServiceShortnames applies to
+    every destination host before routes and clusters are built: a name without a dot
+    (and not `*` or an IP address) is a Service in the VirtualService's own namespace,
+    `<name>.<namespace>.svc.cluster.local`; any dotted name is taken as it is."""
+    if namespace is None or name == "*" or "." in name or ":" in name:
+        return name
+    return f"{name}.{namespace}.svc.cluster.local"
 
 
-def _gateway_bootstrap(host: str, port: int, routes: list[dict]) -> dict:
+def outbound_cluster(destination: dict, namespace: str | None = None, listener_port: int | None = None) -> str:
+    """istiod's cluster for a VirtualService destination (route.GetDestinationCluster:
+    model.BuildSubsetKey of its subset, host and port, the listener's port when the
+    destination names none); `namespace`: the VirtualService's, for the short-name
+    resolution (resolve_host)."""
+    port = (destination.get("port") or {}).get("number") or listener_port
+    return f"outbound|{port}|{destination.get('subset', '')}|{resolve_host(destination['host'], namespace)}"
+
+
+def parse_subset_key(name: str) -> tuple[str, str, str, int]:
+    """model.ParseSubsetKey: (direction, subset, host, port) of `<direction>|<port>|<subset>|<host>`."""
+    parts = name.split("|")
+    if len(parts) < 4:
+        return "", "", "", 0
+    try:
+        port = int(parts[1])
+    except ValueError:
+        port = 0
+    return parts[0], parts[2], parts[3], port
+
+
+def gateway_cluster(name: str) -> dict:
+    """The outbound cluster istiod builds on a gateway for one port of a Kubernetes
+    service (ClusterBuilder.buildCluster, addTelemetryMetadata): EDS in Istio, STATIC on
+    a loopback port here (render_config sets it); `alt_stat_name` with istio's `;`
+    delimiter (util.DelimitedStatsPrefix); metadata `istio.services` naming the service
+    (buildServiceMetadata: its FQDN, short name and namespace). No DestinationRule is
+    emulated (TLS origination and the DestinationRule's `istio.config` metadata are not
+    added)."""
+    _, _, host, _ = parse_subset_key(name)
+    labels = host.split(".")
+    service = {"host": host, "name": labels[0], "namespace": labels[1] if len(labels) > 2 else ""}
+    cluster = _static_cluster(name)
+    cluster["alt_stat_name"] = f"{name};"
+    cluster["common_lb_config"] = {}
+    cluster["metadata"] = {"filter_metadata": {"istio": {"services": [service]}}}
+    return cluster
+
+
+def _gateway_bootstrap(host: str, port: int, routes: list[dict], clusters: list[str] | None = None) -> dict:
     """What istiod generates on an ingress gateway for a Gateway HTTP server on `port`
-    with one host, whose VirtualService gave `routes` (in Envoy's form)."""
+    with one host, whose VirtualService gave `routes` (in Envoy's form); `clusters`:
+    the outbound clusters of the services the gateway sees (default: the ones the
+    routes name)."""
     hcm = {
         **_hcm_defaults(),
         "stat_prefix": f"outbound_0.0.0.0_{GATEWAY_LISTENER_PORT}",
@@ -283,14 +353,23 @@ def _gateway_bootstrap(host: str, port: int, routes: list[dict]) -> dict:
             _router(),
         ],
     }
-    clusters = sorted({r["route"]["cluster"] for r in routes if "route" in r})
+    if clusters is None:
+        clusters = sorted({name for r in routes if "route" in r for name in route_clusters(r)})
     return {
         "admin": _admin(),
         "static_resources": {
             "listeners": [_listener(f"0.0.0.0_{GATEWAY_LISTENER_PORT}", hcm)],
-            "clusters": [_static_cluster(name) for name in clusters],
+            "clusters": [gateway_cluster(name) for name in clusters],
         },
     }
+
+
+def route_clusters(route: dict) -> list[str]:
+    """The clusters an Envoy route sends to: its `cluster`, or its weighted clusters in order."""
+    action = route.get("route") or {}
+    if "cluster" in action:
+        return [action["cluster"]]
+    return [c["name"] for c in (action.get("weighted_clusters") or {}).get("clusters", [])]
 
 
 def variant(envoy_filter: dict) -> str:
@@ -424,6 +503,38 @@ class UnmatchedPatch(ValueError):
     pass
 
 
+def _cluster_context(cluster: dict) -> str:
+    """The patch context istiod builds a cluster in: a sidecar's inbound clusters in
+    SIDECAR_INBOUND, everything the emulated gateway has in GATEWAY."""
+    return "SIDECAR_INBOUND" if cluster["name"].startswith("inbound|") else "GATEWAY"
+
+
+def _cluster_matches(cluster: dict, match: dict) -> bool:
+    """commonConditionMatch (the context, ANY for every one) and clusterMatch
+    (cluster_patch.go): a `name` decides alone; otherwise subset, service and port are
+    compared with what model.ParseSubsetKey reads out of the cluster's name, each only
+    when the match sets it (no subset in the match: every subset's cluster matches).
+    Inbound clusters' service hosts are not known here (istiod passes the services of
+    the port), so a service match on them matches nothing."""
+    if match["context"] not in ("ANY", _cluster_context(cluster)):
+        return False
+    if match.get("proxy"):
+        raise ValueError("proxy matches are not emulated")
+    wanted = match.get("cluster")
+    if not wanted:
+        return True
+    if wanted.get("name"):
+        return wanted["name"] == cluster["name"]
+    _, subset, host, port = parse_subset_key(cluster["name"])
+    if wanted.get("subset") and wanted["subset"] != subset:
+        return False
+    if wanted.get("service") and wanted["service"] != host:
+        return False
+    if wanted.get("portNumber") and int(wanted["portNumber"]) != port:
+        return False
+    return True
+
+
 def apply(envoy_filter: dict, bootstrap: dict | None = None) -> dict:
     """Applies every patch of an EnvoyFilter to a bootstrap (by default the shape istiod
     generates for a sidecar, on the port the patches name; a gateway's comes from its
@@ -497,11 +608,26 @@ def apply(envoy_filter: dict, bootstrap: dict | None = None) -> dict:
         if i not in applied:
             fail(patch, "matches no virtual host or route istiod generates")
 
+    # Cluster MERGE patches apply while istiod builds its clusters, so only to those
+    # (ApplyClusterMerge in buildOutboundClusters / conditionallyAppend), never to the
+    # ones an ADD patch inserts after them (InsertedClusters).
+    generated = list(resources["clusters"])
+    for patch in patches:
+        if patch["applyTo"] != "CLUSTER" or patch["patch"]["operation"] == "ADD":
+            continue
+        if patch["patch"]["operation"] != "MERGE":
+            fail(patch, "operation not emulated")
+        matched = [c for c in generated if _cluster_matches(c, patch["match"])]
+        if not matched:
+            fail(patch, f"matches no cluster istiod generates ({', '.join(c['name'] for c in generated)})")
+        for cluster in matched:
+            proto_merge(cluster, copy.deepcopy(patch["patch"]["value"]))
+
     for patch in patches:
         apply_to, operation = patch["applyTo"], patch["patch"]["operation"]
         value = copy.deepcopy(patch["patch"].get("value", {}))
         context = patch["match"]["context"]
-        if apply_to in ("VIRTUAL_HOST", "HTTP_ROUTE"):
+        if apply_to in ("VIRTUAL_HOST", "HTTP_ROUTE") or (apply_to == "CLUSTER" and operation == "MERGE"):
             continue
         if apply_to == "CLUSTER" and operation == "ADD":
             value["type"] = "STATIC"
@@ -548,21 +674,52 @@ def _route_operation(route: dict, vs_name: str, port: int) -> str:
     return f"{vs_name}:{port}{path}"
 
 
+def _is_internal_header(key: str) -> bool:
+    """route.isInternalHeader: pseudo-headers and Host cannot be set as headers."""
+    return key.startswith(":") or key.lower() == "host"
+
+
 def _header_options(headers: dict[str, str], append: bool) -> list[dict]:
     """translateAppendHeaders: sorted by name, Host/pseudo-headers left out."""
     action = "APPEND_IF_EXISTS_OR_ADD" if append else "OVERWRITE_IF_EXISTS_OR_ADD"
     return [
         {"header": {"key": key, "value": value}, "append_action": action}
         for key, value in sorted(headers.items())
-        if not key.startswith(":") and key.lower() != "host"
+        if not _is_internal_header(key)
     ]
 
 
+def _authority(headers: dict[str, str]) -> str:
+    """translateAppendHeaders' authority: the value of `host` or `:authority`."""
+    return next((v for k, v in headers.items() if k.lower() in (":authority", "host")), "")
+
+
+def header_operations(headers: dict | None) -> dict:
+    """route.TranslateHeadersOperations of a `headers` block, in the form of Envoy's
+    fields (only the non-empty ones), plus `authority`: `set` before `add` in
+    request_headers_to_add, the authority from `set` over the one from `add`, removals
+    without Host and pseudo-headers (dropInternal)."""
+    request = (headers or {}).get("request") or {}
+    response = (headers or {}).get("response") or {}
+    out = {
+        "request_headers_to_add": _header_options(request.get("set") or {}, False) + _header_options(request.get("add") or {}, True),
+        "response_headers_to_add": _header_options(response.get("set") or {}, False) + _header_options(response.get("add") or {}, True),
+        "request_headers_to_remove": [k for k in request.get("remove") or [] if not _is_internal_header(k)],
+        "response_headers_to_remove": [k for k in response.get("remove") or [] if not _is_internal_header(k)],
+    }
+    out = {k: v for k, v in out.items() if v}
+    authority = _authority(request.get("set") or {}) or _authority(request.get("add") or {})
+    if authority:
+        out["authority"] = authority
+    return out
+
+
 def translate_route(virtual_service: dict, http: dict, match: dict | None, port: int) -> dict:
-    """route.translateRoute for one http route and one of its matches (None: no match),
-    as far as `mcp-registry render` uses it: uri exact/prefix matches, one
-    destination, rewrite of uri and authority, timeout, route-level response and
-    request headers `set`, directResponse."""
+    """route.TranslateRoute for one http route and one of its matches (None: no match),
+    as far as `mcp-registry render` uses it: uri exact/prefix matches, one or several
+    (weighted) destinations with their own `headers`, rewrite of uri and authority,
+    timeout, route-level `headers`, directResponse. Checked against istio/istio
+    86c9f01 (pilot/pkg/networking/core/route/route.go)."""
     meta = virtual_service["metadata"]
     config = f"/apis/networking.istio.io/v1/namespaces/{meta['namespace']}/virtual-service/{meta['name']}"
     name = http.get("name", "")
@@ -577,24 +734,17 @@ def translate_route(virtual_service: dict, http: dict, match: dict | None, port:
             route_match = {"exact": {"path": value}, "prefix": {"prefix": value}}[kind]
         route_match["case_sensitive"] = not match.get("ignoreUriCase", False)
     out: dict = {"name": name, "match": route_match, "metadata": {"filter_metadata": {"istio": {"config": config}}}}
-    headers = http.get("headers") or {}
-    request_set = (headers.get("request") or {}).get("set") or {}
-    response_set = (headers.get("response") or {}).get("set") or {}
-    if request_set:
-        out["request_headers_to_add"] = _header_options(request_set, False)
-    if response_set:
-        out["response_headers_to_add"] = _header_options(response_set, False)
-    authority = next((v for k, v in request_set.items() if k.lower() in (":authority", "host")), "")
+    operations = header_operations(http.get("headers"))
+    authority = operations.pop("authority", "")
+    out.update(copy.deepcopy(operations))
     if "directResponse" in http:
         direct = http["directResponse"]
         out["direct_response"] = {"status": direct["status"]}
         if "string" in (direct.get("body") or {}):
             out["direct_response"]["body"] = {"inline_string": direct["body"]["string"]}
     else:
-        (destination,) = [d["destination"] for d in http["route"]]
         timeout = http.get("timeout", "0s")
         action: dict = {
-            "cluster": outbound_cluster(destination),
             "timeout": timeout,
             # setTimeout: the deprecated max_grpc_timeout, "0s" for no timeout.
             "max_grpc_timeout": timeout,
@@ -602,15 +752,62 @@ def translate_route(virtual_service: dict, http: dict, match: dict | None, port:
         rewrite = http.get("rewrite") or {}
         if rewrite.get("uri"):
             action["prefix_rewrite"] = rewrite["uri"]
+        # applyHTTPRouteDestination: rewrite.authority over the route's `headers` Host.
         authority = rewrite.get("authority") or authority
         if authority:
             action["host_rewrite_literal"] = authority
+        destinations = http["route"]
+        if len(destinations) == 1:
+            # processDestination: the one destination's headers join the route's
+            # (after them), its Host only where the route set none.
+            (destination,) = destinations
+            action["cluster"] = outbound_cluster(destination["destination"], meta["namespace"], port)
+            own = header_operations(destination.get("headers"))
+            own_authority = own.pop("authority", "")
+            for key, value in own.items():
+                out[key] = out.get(key, []) + copy.deepcopy(value)
+            if own_authority and "host_rewrite_literal" not in action:
+                action["host_rewrite_literal"] = own_authority
+        else:
+            # applyHTTPRouteDestination: with more than one destination, weighted
+            # clusters in the VirtualService's order, "Ignore 0 weighted clusters"
+            # (`if dst.Weight == 0 { continue }`: a 0 % destination is not in the
+            # route at all, even as the last one left); processWeightedDestination
+            # puts each destination's headers on its own cluster weight and its Host
+            # (`headers.request.set.host`/`:authority`) in the weight's
+            # host_rewrite_literal, whatever the route sets.
+            weighted = []
+            for destination in destinations:
+                weight = destination.get("weight", 0)
+                if weight == 0:
+                    continue
+                cluster_weight: dict = {"name": outbound_cluster(destination["destination"], meta["namespace"], port), "weight": weight}
+                own = header_operations(destination.get("headers"))
+                own_authority = own.pop("authority", "")
+                cluster_weight.update(copy.deepcopy(own))
+                if own_authority:
+                    cluster_weight["host_rewrite_literal"] = own_authority
+                weighted.append(cluster_weight)
+            action["weighted_clusters"] = {"clusters": weighted}
         # route/retry ConvertPolicy: no `retries`, the default policy; `attempts: 0`, none.
         if (http.get("retries") or {}).get("attempts", None) != 0:
             action["retry_policy"] = copy.deepcopy(DEFAULT_RETRY)
         out["route"] = action
     out["decorator"] = {"operation": _route_operation(out, meta["name"], port)}
     return out
+
+
+def virtual_service_clusters(virtual_service: dict) -> list[str]:
+    """The outbound clusters of every destination of a VirtualService, 0 % ones too:
+    istiod builds a cluster per port of every Service the gateway sees, not per route
+    (buildOutboundClusters), and each destination names a Service that exists. With
+    PILOT_FILTER_GATEWAY_CLUSTER_CONFIG the gateway gets only the Services its
+    VirtualServices name, 0 % destinations included (model.virtualServiceDestinations
+    adds every `route` destination, whatever its weight)."""
+    namespace = virtual_service["metadata"]["namespace"]
+    return sorted(
+        {outbound_cluster(d["destination"], namespace) for http in virtual_service["spec"]["http"] for d in http.get("route") or []}
+    )
 
 
 def _is_catch_all(route: dict) -> bool:
@@ -622,7 +819,8 @@ def fleet_gateway_skeleton(routes_file: Path) -> dict:
     """What istiod generates on the ingress gateway for a Gateway and VirtualService
     file as `mcp-registry render` writes it (istio/gateway-virtualservice.yaml; other
     kinds in it, such as DestinationRules, are skipped): every http route translated
-    by translate_route, catch-alls sorted last (SortVHostRoutes)."""
+    by translate_route, catch-alls sorted last (SortVHostRoutes), and the outbound
+    cluster of every destination (virtual_service_clusters)."""
     docs = load_all(routes_file)
     (gateway,) = [d for d in docs if d["kind"] == "Gateway"]
     (virtual_service,) = [d for d in docs if d["kind"] == "VirtualService"]
@@ -634,7 +832,7 @@ def fleet_gateway_skeleton(routes_file: Path) -> dict:
         for match in http.get("match") or [None]:
             routes.append(translate_route(virtual_service, http, match, port))
     routes = [r for r in routes if not _is_catch_all(r)] + [r for r in routes if _is_catch_all(r)]
-    return _gateway_bootstrap(host, port, routes)
+    return _gateway_bootstrap(host, port, routes, virtual_service_clusters(virtual_service))
 
 
 def fleet_upstreams(bootstrap: dict, services: dict[str, int], authz_http_port: int) -> dict[str, int]:
@@ -648,3 +846,65 @@ def fleet_upstreams(bootstrap: dict, services: dict[str, int], authz_http_port: 
             _, port, _, host = name.split("|")
             ports[name] = authz_http_port if host.startswith("mcp-authz-service.") else int(port)
     return ports
+
+
+def rendered_gateway(out: Path) -> dict:
+    """What the ingress gateway pods run for a render's output directory: istiod's
+    routes and clusters for istio/gateway-virtualservice.yaml with
+    istio/gateway-envoyfilter.yaml applied."""
+    out = Path(out)
+    return apply(load(out / "istio" / "gateway-envoyfilter.yaml"), fleet_gateway_skeleton(out / "istio" / "gateway-virtualservice.yaml"))
+
+
+ROUTE_CONFIGURATION = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+
+
+def with_pushed_routes(bootstrap: dict, directory: Path) -> tuple[dict, Path]:
+    """The gateway's routes over RDS, as istiod sends them, from a file in `directory`
+    that Envoy watches (push_routes replaces it): the bootstrap with the connection
+    manager's inline route configuration swapped for that source, and the file.
+    Clusters and listeners stay in the bootstrap: a push that would change them is not
+    emulated (push_routes refuses it)."""
+    bootstrap = copy.deepcopy(bootstrap)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    hcm = connection_manager(bootstrap)
+    route_config = hcm.pop("route_config")
+    path = directory / "rds.yaml"
+    hcm["rds"] = {
+        "route_config_name": route_config["name"],
+        "config_source": {
+            "resource_api_version": "V3",
+            "path_config_source": {"path": str(path), "watched_directory": {"path": str(directory)}},
+        },
+    }
+    # Envoy needs a node for a dynamic source; what an ingress gateway pod announces
+    # (pilot-agent: <type>~<ip>~<pod>.<namespace>~<namespace>.svc.cluster.local).
+    bootstrap.setdefault("node", {
+        "id": "router~127.0.0.1~istio-ingressgateway-0.istio-system~istio-system.svc.cluster.local",
+        "cluster": "istio-ingressgateway.istio-system",
+    })
+    _write_routes(path, route_config)
+    return bootstrap, path
+
+
+def _write_routes(path: Path, route_config: dict) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(yaml.safe_dump({"resources": [{"@type": ROUTE_CONFIGURATION, **route_config}]}, sort_keys=False))
+    temporary.rename(path)  # Envoy reloads on the move into the watched directory
+
+
+def push_routes(running: dict, bootstrap: dict, path: Path) -> None:
+    """istiod's push after a re-render: the route configuration of `bootstrap` (a new
+    rendered_gateway) to the RDS file of a gateway started on `running` (what
+    with_pushed_routes returned, before render_config). Refuses a change of clusters or
+    listeners, which would need CDS/LDS here."""
+    new = copy.deepcopy(bootstrap)
+    route_config = connection_manager(new).pop("route_config")
+    kept = copy.deepcopy(running)
+    connection_manager(kept).pop("rds")
+    kept.pop("node", None)
+    new.pop("node", None)
+    if kept["static_resources"] != new["static_resources"]:
+        raise ValueError("the re-render changes clusters or listeners, not only routes: restart the gateway")
+    _write_routes(path, route_config)
