@@ -224,6 +224,16 @@ def test_istiod_turns_the_rendered_split_into_the_plain_envoy_split(tmp_path):
         assert split["header_name"] == "x-mcp-version-pick"
         assert clusters(bootstrap)[names[CANARY]]["metadata"]["filter_metadata"]["mcp_gateway"]["track"] == "canary"
 
+        # Promoted: the stable destination at 0 % is the one left out.
+        write_state(
+            rendered,
+            {SERVER: {"canary_version": CANARY, "state": "promoted", "weight": 100, "reason": "test", "at": "2026-12-02T10:00:00Z"}},
+        )
+        rendered.render()
+        split = routes(rendered_gateway(rendered.out))[ROUTE]["route"]["weighted_clusters"]
+        assert [(c["name"], c["weight"]) for c in split["clusters"]] == [(names[CANARY], 100)]
+        assert split["clusters"][0]["host_rewrite_literal"] == f"127.0.0.1:{canary}"
+
         # A cluster patch for a service the gateway does not have is refused (istiod
         # would skip it silently and the canary's calls would carry the route's version).
         envoy_filter = load(rendered.out / "istio" / "gateway-envoyfilter.yaml")

@@ -316,6 +316,11 @@ def test_the_envoyfilter_has_only_documented_fields(fleet):
     # The connection manager settings every deployment carries (test_istio.py).
     (merge,) = [p["patch"]["value"]["typed_config"] for p in doc["spec"]["configPatches"] if p["applyTo"] == "NETWORK_FILTER"]
     assert set(HCM_SETTINGS) <= set(merge)
+    # No server of this fleet has a canary: no release metadata is merged into istiod's
+    # clusters (the route's server_version is the only version), and no route gets the
+    # canary's pick header (test_canary_istio.py has the canary shape).
+    assert [p["patch"]["operation"] for p in doc["spec"]["configPatches"] if p["applyTo"] == "CLUSTER"] == ["ADD", "ADD"]
+    assert all("weighted_clusters" not in (p["patch"]["value"].get("route") or {}) for p in doc["spec"]["configPatches"] if p["applyTo"] == "HTTP_ROUTE")
     inserted = [p["patch"]["value"] for p in doc["spec"]["configPatches"] if p["applyTo"] == "HTTP_FILTER"]
     settings = json.loads(inserted[0]["typed_config"]["config"]["configuration"]["value"])
     assert settings["servers_from_routes"] is True and "server_id" not in settings
