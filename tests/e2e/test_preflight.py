@@ -102,7 +102,7 @@ def write_config(fleet: Fleet, logs: Path, audit: bool = True, rotation: bool = 
         (logs / "next.pem").write_bytes(pem(rsa.generate_private_key(public_exponent=65537, key_size=2048)))
     config = {
         "mint": {"key_file": "signing.pem", "kid": KID, "issuer": ISSUER, "audience": RESOURCE, "ttl": "300s"},
-        "load": {"max_in_flight": 32, "request_timeout": "5s"},
+        "load": {"max_in_flight": 32, "request_timeout": "5s", "direct_samples": True},
     }
     if rotation:
         jwks = logs / f"authz-{fleet.authz.grpc_port}-jwks.json"
@@ -174,7 +174,10 @@ def test_a_healthy_server_passes_every_step(gateway):
     load = step(report, "load")["data"]["load"]
     assert load["scheduled"] == 30 and load["sent"] == 30 and load["errors"] == 0, load
     assert 0 < load["latency_ms"]["p50"] <= load["latency_ms"]["p99"]
-    assert load["gateway_added_ms"]["p50"] is not None and "upstream-service-time" in load["gateway_added_ms"]["method"]
+    # The gateway's added latency by paired direct samples (1 in 10 straight to the server).
+    added = load["gateway_added_ms"]
+    assert added["method"].startswith("paired direct samples") and added["direct_samples"] == 3, added
+    assert added["p50"] is not None and "upstream-service-time" in added["upper_bound"]["method"]
     dispatched = [d for d in servers["pf-py"].dispatches() if d["name"] == "lookup"]
     assert len(dispatched) >= 30 + 1, len(dispatched)
     # The Markdown page: one row per step.

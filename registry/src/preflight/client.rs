@@ -77,6 +77,9 @@ pub struct Client {
     http: reqwest::Client,
     pub url: String,
     pub timeout: Duration,
+    /// A whole `Authorization` value sent when a request has no token (a server's
+    /// upstream credential, for the load test's direct samples).
+    authorization: Option<String>,
 }
 
 /// Installs the process's TLS provider once (reqwest is built without its own).
@@ -96,7 +99,26 @@ impl Client {
             http,
             url: url.to_owned(),
             timeout,
+            authorization: None,
         })
+    }
+
+    /// The same client sending `value` as `Authorization` when no token is given.
+    pub fn with_authorization(mut self, value: Option<String>) -> Client {
+        self.authorization = value;
+        self
+    }
+
+    fn authorize(
+        &self,
+        request: reqwest::RequestBuilder,
+        token: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        match (token, &self.authorization) {
+            (Some(token), _) => request.bearer_auth(token),
+            (None, Some(value)) => request.header("authorization", value),
+            (None, None) => request,
+        }
     }
 
     /// POSTs one request of `version`, with the headers a compliant client sends.
@@ -154,9 +176,7 @@ impl Client {
         if let Some(session) = session {
             request = request.header(MCP_SESSION_ID, session);
         }
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
+        request = self.authorize(request, token);
         for (name, value) in extra {
             request = request.header(name.as_str(), value.as_str());
         }
@@ -195,9 +215,7 @@ impl Client {
         if let Some(session) = session {
             request = request.header(MCP_SESSION_ID, session);
         }
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
+        request = self.authorize(request, token);
         let body = json!({"jsonrpc": "2.0", "method": method});
         let response = request
             .json(&body)
@@ -214,9 +232,7 @@ impl Client {
             .delete(&self.url)
             .header(MCP_PROTOCOL_VERSION, version)
             .header(MCP_SESSION_ID, session);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
+        request = self.authorize(request, token);
         let _ = request.send().await;
     }
 

@@ -127,6 +127,10 @@ pub struct LoadSettings {
     pub max_error_rate: f64,
     /// Optional latency bound (the issue asks only that latency is reported).
     pub max_p99_ms: Option<f64>,
+    /// One call in ten is also sent straight to the manifest's endpoint, for the
+    /// gateway's added latency by paired samples (needs the endpoint reachable from
+    /// here, and a `{file:}` upstream credential if any).
+    pub direct_samples: bool,
 }
 
 impl Default for LoadSettings {
@@ -136,6 +140,7 @@ impl Default for LoadSettings {
             request_timeout: Duration::from_secs(10),
             max_error_rate: 0.01,
             max_p99_ms: None,
+            direct_samples: false,
         }
     }
 }
@@ -219,6 +224,7 @@ struct RawLoad {
     request_timeout: Option<String>,
     max_error_rate: Option<f64>,
     max_p99_ms: Option<f64>,
+    direct_samples: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -655,6 +661,7 @@ fn load_settings(raw: &RawLoad, found: &mut Found<'_>) -> LoadSettings {
             found.add("load.max_error_rate", format!("{rate} is outside 0..1"));
         }
     }
+    settings.direct_samples = raw.direct_samples.unwrap_or(false);
     if let Some(p99) = raw.max_p99_ms {
         if p99 > 0.0 && p99.is_finite() {
             settings.max_p99_ms = Some(p99);

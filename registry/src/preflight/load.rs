@@ -15,6 +15,7 @@ use super::config::Role;
 use super::limits;
 use super::run::Ctx;
 use super::{Check, Step};
+use crate::model::Credential;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
@@ -93,15 +94,44 @@ pub async fn step(ctx: &Ctx<'_>) -> Step {
         plan.rate,
         plan.duration.as_secs_f64()
     );
+    let (direct, direct_problem) = if ctx.config.load.direct_samples {
+        match direct(ctx, &version).await {
+            Ok(direct) => (Some(direct), None),
+            Err(reason) => (None, Some(reason)),
+        }
+    } else {
+        (None, None)
+    };
     let call_spec = Call {
         session: session.clone(),
         params,
         token: token.value.clone(),
         headers,
+        direct: direct.clone(),
     };
     let tally = run(&ctx.client, call_spec, plan, &ctx.config.load).await;
     ctx.client.close(session, Some(&token.value)).await;
+    if let Some(direct) = direct {
+        direct.client.close(direct.session, None).await;
+    }
     let mut checks = tally.judge(&plan, &ctx.config.load);
+    if ctx.config.load.direct_samples {
+        let reason = direct_problem.or_else(|| match (&tally.direct_error, tally.paired()) {
+            (_, Some(_)) => None,
+            (Some(error), None) => Some(format!("every direct call failed ({error})")),
+            (None, None) => Some("no direct sample was taken".to_owned()),
+        });
+        checks.push(match reason {
+            None => Check::pass(
+                "direct_samples",
+                format!("{} direct calls to {} paired with the load", tally.direct.len(), ctx.server.endpoint.url),
+            ),
+            Some(reason) => Check::skip(
+                "direct_samples",
+                format!("{reason}; the added latency is the upper bound from x-envoy-upstream-service-time"),
+            ),
+        });
+    }
     if let Some(expected) = expected {
         checks.push(Check::pass(
             "volume",
@@ -115,6 +145,30 @@ pub async fn step(ctx: &Ctx<'_>) -> Step {
     }
     Step::from_checks(6, checks)
         .with_data(json!({"load": tally.data(&plan), "identity": agent, "tool": call.tool}))
+}
+
+/// The server's endpoint, with its `{file:}` upstream credential, for direct samples.
+async fn direct(ctx: &Ctx<'_>, version: &str) -> Result<Direct, String> {
+    let server = ctx.server;
+    let authorization = match &server.upstream_credential {
+        None => None,
+        Some(Credential::File { resolved, .. }) => Some(
+            std::fs::read_to_string(resolved)
+                .map_err(|e| format!("cannot read the upstream credential {}: {e}", resolved.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        Some(Credential::Secret { name, .. }) => {
+            return Err(format!("the upstream credential is the Kubernetes Secret {name}, which preflight does not read"))
+        }
+    };
+    let client = Client::new(&server.endpoint.url, ctx.config.load.request_timeout)?
+        .with_authorization(authorization);
+    let session = client
+        .open(version, None)
+        .await
+        .map_err(|e| format!("cannot connect to {} directly: {e}", server.endpoint.url))?;
+    Ok(Direct { client, session })
 }
 
 /// The schedule: `count` calls, call `n` at `n / rate` seconds.
@@ -167,6 +221,13 @@ pub struct Tally {
     pub latency: Histogram<u64>,
     /// Microseconds: latency minus the upstream service time.
     pub added: Histogram<u64>,
+    /// Microseconds from the actual send to the answer, gateway calls.
+    pub service: Histogram<u64>,
+    /// The same for the paired direct calls to the server's endpoint.
+    pub direct: Histogram<u64>,
+    pub direct_failed: u64,
+    /// The first direct call's failure, for the report.
+    pub direct_error: Option<String>,
 }
 
 impl Default for Tally {
@@ -185,6 +246,10 @@ impl Default for Tally {
             abandoned: 0,
             latency: histogram(),
             added: histogram(),
+            service: histogram(),
+            direct: histogram(),
+            direct_failed: 0,
+            direct_error: None,
         }
     }
 }
@@ -219,6 +284,7 @@ impl Tally {
             Ok(answer) => {
                 self.ok += 1;
                 let _ = self.latency.record(scheduled.max(1));
+                let _ = self.service.record(service.max(1));
                 let upstream = answer
                     .header("x-envoy-upstream-service-time")
                     .and_then(|v| v.trim().parse::<u64>().ok());
@@ -227,6 +293,43 @@ impl Tally {
                 }
             }
         }
+    }
+
+    /// Records one direct call (not part of the load's counts).
+    pub fn record_direct(&mut self, outcome: &Result<Answer, ClientError>, service: u64) {
+        let failure = match outcome {
+            Err(e) => Some(e.to_string()),
+            Ok(a) if a.status != 200 || a.result().is_none() => Some(a.summary()),
+            Ok(a) if a.result().and_then(|r| r.get("isError")) == Some(&json!(true)) => {
+                Some("a result with isError: true".to_owned())
+            }
+            Ok(_) => None,
+        };
+        match failure {
+            None => {
+                let _ = self.direct.record(service.max(1));
+            }
+            Some(reason) => {
+                self.direct_failed += 1;
+                self.direct_error.get_or_insert(reason);
+            }
+        }
+    }
+
+    /// The gateway's added latency by paired direct samples: p50 and p99 of the
+    /// gateway calls minus those of the direct calls (a difference of quantiles, not a
+    /// quantile of differences), milliseconds.
+    pub fn paired(&self) -> Option<(f64, f64)> {
+        if self.direct.is_empty() || self.service.is_empty() {
+            return None;
+        }
+        // Microseconds in, milliseconds out: rounding keeps binary float noise out of reports.
+        let added = |q: f64| {
+            let micros =
+                self.service.value_at_quantile(q) as i64 - self.direct.value_at_quantile(q) as i64;
+            micros as f64 / 1000.0
+        };
+        Some((added(0.5), added(0.99)))
     }
 
     /// The step's checks: the error rate, whether the generator kept up, the latency
@@ -297,7 +400,12 @@ impl Tally {
             ms(&self.latency, 0.99),
             self.latency.max() as f64 / 1000.0
         );
-        if !self.added.is_empty() {
+        if let Some((p50, p99)) = self.paired() {
+            line.push_str(&format!(
+                "; gateway added p50 {p50:.1} ms, p99 {p99:.1} ms ({PAIRED}, {} direct samples)",
+                self.direct.len()
+            ));
+        } else if !self.added.is_empty() {
             line.push_str(&format!(
                 "; gateway added p50 {:.1} ms, p99 {:.1} ms (client latency minus x-envoy-upstream-service-time: \
                  an upper bound, ms resolution)",
@@ -334,13 +442,25 @@ impl Tally {
             "not_sent_saturated": self.saturated,
             "latency_ms": {"p50": ms(&self.latency, 0.5), "p90": ms(&self.latency, 0.9),
                            "p99": ms(&self.latency, 0.99), "max": ms(&self.latency, 1.0)},
-            "gateway_added_ms": {
-                "method": "client latency minus x-envoy-upstream-service-time (upper bound, ms resolution)",
-                "p50": ms(&self.added, 0.5), "p99": ms(&self.added, 0.99),
+            "gateway_added_ms": match self.paired() {
+                Some((p50, p99)) => json!({
+                    "method": PAIRED, "p50": p50, "p99": p99, "direct_samples": self.direct.len(),
+                    "upper_bound": {"method": UPPER_BOUND, "p50": ms(&self.added, 0.5), "p99": ms(&self.added, 0.99)},
+                }),
+                None => json!({
+                    "method": UPPER_BOUND, "p50": ms(&self.added, 0.5), "p99": ms(&self.added, 0.99),
+                    "direct_samples": self.direct.len(), "direct_failed": self.direct_failed,
+                    "direct_error": self.direct_error,
+                }),
             },
         })
     }
 }
+
+const UPPER_BOUND: &str =
+    "client latency minus x-envoy-upstream-service-time (upper bound, ms resolution)";
+const PAIRED: &str = "paired direct samples: p50/p99 of gateway calls minus p50/p99 of direct \
+                      calls to the endpoint, 1 in 10, interleaved (a difference of quantiles)";
 
 /// What one call sends.
 #[derive(Clone)]
@@ -349,6 +469,16 @@ pub struct Call {
     pub params: Value,
     pub token: String,
     pub headers: Vec<(String, String)>,
+    /// Every tenth call is also sent here, straight to the server.
+    pub direct: Option<Direct>,
+}
+
+/// The server's own endpoint, for paired direct samples (its upstream credential, if
+/// any, is the client's `Authorization`).
+#[derive(Clone)]
+pub struct Direct {
+    pub client: Client,
+    pub session: Session,
 }
 
 /// Runs the plan against the gateway. Progress goes to stderr every 10 s.
@@ -357,6 +487,8 @@ pub async fn run(client: &Client, call: Call, plan: Plan, settings: &LoadSetting
     let slots = Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight));
     let start = tokio::time::Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
+    // Apart, so they never count as abandoned load calls.
+    let mut direct_tasks = tokio::task::JoinSet::new();
     let mut last_progress = start;
     for n in 0..plan.count {
         let due = start + plan.scheduled_at(n);
@@ -366,6 +498,32 @@ pub async fn run(client: &Client, call: Call, plan: Plan, settings: &LoadSetting
             continue;
         };
         tally.lock().expect("tally lock").sent += 1;
+        if let Some(direct) = call.direct.clone().filter(|_| n % 10 == 0) {
+            if let Ok(permit) = slots.clone().try_acquire_owned() {
+                let (call, tally) = (call.clone(), tally.clone());
+                direct_tasks.spawn(async move {
+                    let id = json!(format!("preflight-direct-{n}"));
+                    let sent = tokio::time::Instant::now();
+                    let outcome = direct
+                        .client
+                        .call(
+                            &direct.session,
+                            "tools/call",
+                            call.params,
+                            id,
+                            None,
+                            &call.headers,
+                        )
+                        .await;
+                    let service = sent.elapsed().as_micros() as u64;
+                    tally
+                        .lock()
+                        .expect("tally lock")
+                        .record_direct(&outcome, service);
+                    drop(permit);
+                });
+            }
+        }
         let (client, call, tally) = (client.clone(), call.clone(), tally.clone());
         tasks.spawn(async move {
             let id = json!(format!("preflight-load-{n}"));
@@ -406,6 +564,8 @@ pub async fn run(client: &Client, call: Call, plan: Plan, settings: &LoadSetting
             }
         }
     }
+    direct_tasks.abort_all();
+    while direct_tasks.join_next().await.is_some() {}
     let mut tally = tally.lock().expect("tally lock");
     std::mem::take(&mut *tally)
 }
@@ -516,6 +676,47 @@ mod tests {
         // without the header has none.
         assert_eq!(tally.added.len(), 1);
         assert_eq!(tally.added.max(), tally.added.highest_equivalent(2_000));
+    }
+
+    #[test]
+    fn paired_direct_samples_give_the_added_latency_as_a_difference_of_quantiles() {
+        let mut tally = Tally::default();
+        assert_eq!(tally.paired(), None);
+        let ok = json!({"id": 1, "result": {"content": []}});
+        for ms in [4_000, 5_000, 6_000] {
+            tally.record(&Ok(answer(200, Some("1"), ok.clone())), ms, ms);
+        }
+        tally.record_direct(&Ok(answer(200, None, ok.clone())), 1_000);
+        tally.record_direct(
+            &Ok(answer(
+                401,
+                None,
+                json!({"id": 1, "error": {"code": -1, "message": "no"}}),
+            )),
+            1,
+        );
+        let (p50, p99) = tally.paired().unwrap();
+        assert!(
+            (p50 - 4.0).abs() < 0.01 && (p99 - 5.0).abs() < 0.01,
+            "{p50} {p99}"
+        );
+        assert_eq!(tally.direct_failed, 1);
+        assert_eq!(
+            tally.direct_error.as_deref(),
+            Some("HTTP 401, JSON-RPC error -1 no")
+        );
+        let data = tally.data(&Plan::new(1.0, Duration::from_secs(3)));
+        assert!(data["gateway_added_ms"]["method"]
+            .as_str()
+            .unwrap()
+            .starts_with("paired direct samples"));
+        assert_eq!(data["gateway_added_ms"]["direct_samples"], 1);
+        assert!(data["gateway_added_ms"]["upper_bound"]["method"]
+            .as_str()
+            .unwrap()
+            .contains("upstream-service-time"));
+        // The load's own counts are untouched by direct calls.
+        assert_eq!((tally.ok, tally.errors()), (3, 0));
     }
 
     #[test]

@@ -54,7 +54,7 @@ fn a_full_config_loads() {
         "{MINT}identities:\n  expired: {{token_file: token.txt}}\n  load: {{token_command: [echo, t]}}\n\
          rotation: {{next_key_file: ed25519.pem, next_kid: k2, publish: {{jwks_file: jwks.json}}, timeout: 20s}}\n\
          audit: {{file: /var/log/audit.jsonl, wait: 2s}}\n\
-         load: {{max_in_flight: 8, request_timeout: 2s, max_error_rate: 0.05, max_p99_ms: 250}}\n\
+         load: {{max_in_flight: 8, request_timeout: 2s, max_error_rate: 0.05, max_p99_ms: 250, direct_samples: true}}\n\
          rate_limit: {{max_probe_calls: 50}}\n\
          on_call: {{command: [oncall, \"{{owner}}\"]}}\n"
     );
@@ -72,6 +72,7 @@ fn a_full_config_loads() {
     assert_eq!(config.audit.unwrap().wait, Duration::from_secs(2));
     assert_eq!(config.load.max_in_flight, 8);
     assert_eq!(config.load.max_p99_ms, Some(250.0));
+    assert!(config.load.direct_samples);
     assert_eq!(config.max_probe_calls, 50);
     assert_eq!(config.on_call.unwrap(), ["oncall", "{owner}"]);
 }
