@@ -287,6 +287,46 @@ def test_a_manifest_without_owner_fails_step_8_and_the_live_steps_still_run(gate
     assert "placeholders" in step(report, "manifest")["reason"]
 
 
+ALL_BUT_RUNBOOK = ["--skip", "schema,auth,rate_limit,audit,negotiation,load,owner"]
+
+
+def test_a_runbook_that_answers_404_fails_step_7(gateway, tmp_path):
+    """The runbook at a path the gateway itself answers 404 (no server registered
+    there); then at a path that answers 200 (Envoy's admin /ready)."""
+    fleet, _, logs = gateway
+    manifests = tmp_path / "manifests"
+    shutil.copytree(fleet.manifests, manifests)
+    text = (manifests / "pf-py.yaml").read_text()
+    missing = f"http://127.0.0.1:{fleet.port}/runbooks/pf-py"
+    (manifests / "pf-py.yaml").write_text(re.sub(r"^on_call_runbook: .*$", f"on_call_runbook: {missing}", text, flags=re.M))
+    code, out, err, report, _ = preflight(fleet, logs, "pf-py", *ALL_BUT_RUNBOOK, manifests=manifests)
+    assert code == 1, (out, err)
+    assert step(report, "runbook")["status"] == "fail"
+    assert step(report, "runbook")["reason"] == "reachable: runbook URL answered 404", out
+    ready = f"http://127.0.0.1:{fleet.envoy.admin_port}/ready"
+    (manifests / "pf-py.yaml").write_text(re.sub(r"^on_call_runbook: .*$", f"on_call_runbook: {ready}", text, flags=re.M))
+    code, out, err, report, _ = preflight(fleet, logs, "pf-py", *ALL_BUT_RUNBOOK, manifests=manifests)
+    assert code == 0, (out, err)
+    assert step(report, "runbook")["reason"] == f"present: on_call_runbook: {ready}; reachable: answers 200", out
+
+
+def test_a_manifest_that_does_not_validate_fails_step_0_and_runs_nothing_live(gateway, tmp_path):
+    fleet, servers, logs = gateway
+    manifests = tmp_path / "manifests"
+    shutil.copytree(fleet.manifests, manifests)
+    text = (manifests / "pf-py.yaml").read_text()
+    (manifests / "pf-py.yaml").write_text(text.replace("schemas/search_v1.json", "schemas/search_v9.json"))
+    before = len(servers["pf-py"].raw_posts())
+    code, out, err, report, _ = preflight(fleet, logs, "pf-py", manifests=manifests)
+    assert code == 1, (out, err)
+    found = statuses(report)
+    assert found["manifest"] == "fail" and "render` would not route this server" in step(report, "manifest")["reason"]
+    # The schema_ref problem is step 1's too; the live steps did not run.
+    assert found["schema"] == "fail" and "search_v9.json does not exist" in step(report, "schema")["reason"], out
+    assert {n for n, s in found.items() if s == "skip"} == {"auth", "rate_limit", "audit", "negotiation", "load", "runbook", "owner"}
+    assert len(servers["pf-py"].raw_posts()) == before, "a live step reached the server"
+
+
 def test_a_server_that_refuses_initialize_in_a_claimed_era_fails_step_5(gateway):
     fleet, _, logs = gateway
     code, out, err, report, _ = preflight(fleet, logs, "pf-refuse", *LONG_RUNS)
