@@ -22,6 +22,7 @@ pub mod run;
 pub mod schema;
 pub mod sdk;
 pub mod stats;
+pub mod tally;
 
 use serde::Serialize;
 
