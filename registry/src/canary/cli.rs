@@ -254,18 +254,15 @@ fn manual(args: &FleetArgs, server_id: &str, decision: Decision, reason: &str) -
                 Decision::RolledBack => "rollback",
                 Decision::Promoted => "promotion",
             };
-            println!(
-                "{}",
-                json!({
-                    "event": event,
-                    "server": server_id,
-                    "canary": canary.version,
-                    "stable": server.version,
-                    "signal": "manual",
-                    "reason": reason,
-                    "weight": decision.weight(),
-                })
-            );
+            run::say(&json!({
+                "event": event,
+                "server": server_id,
+                "canary": canary.version,
+                "stable": server.version,
+                "signal": "manual",
+                "reason": reason,
+                "weight": decision.weight(),
+            }));
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -25,8 +25,29 @@ pub struct Config {
 }
 
 /// One JSON line on stdout (line-buffered: each line is out when printed).
-fn say(line: &Value) {
-    println!("{line}");
+pub(crate) fn say(line: &Value) {
+    println!("{}", ordered(line));
+}
+
+/// The keys people scan for first (`event`, `server`, `canary`, `stable`, `reason`),
+/// then the rest in name order: serde_json's map is sorted, and its insertion-order
+/// feature would change every crate of the workspace.
+pub(crate) fn ordered(line: &Value) -> String {
+    const FIRST: [&str; 5] = ["event", "server", "canary", "stable", "reason"];
+    let Value::Object(map) = line else {
+        return line.to_string();
+    };
+    let fields = FIRST
+        .iter()
+        .filter_map(|key| map.get(*key).map(|value| (*key, value)))
+        .chain(
+            map.iter()
+                .filter(|(key, _)| !FIRST.contains(&key.as_str()))
+                .map(|(key, value)| (key.as_str(), value)),
+        )
+        .map(|(key, value)| format!("{}:{value}", Value::from(key)))
+        .collect::<Vec<_>>();
+    format!("{{{}}}", fields.join(","))
 }
 
 fn error(reason: String) {
@@ -253,4 +274,21 @@ fn render_recorded(config: &Config) -> Result<(), String> {
     act::render_fleet(&fleet, &config.target.options, &state)
         .map(drop)
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_start_with_what_people_scan_for() {
+        let line =
+            json!({"weight": 0, "reason": "r", "event": "rollback", "server": "fin", "a\"b": 1});
+        let text = ordered(&line);
+        assert_eq!(
+            text,
+            r#"{"event":"rollback","server":"fin","reason":"r","a\"b":1,"weight":0}"#
+        );
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), line);
+    }
 }
