@@ -135,8 +135,9 @@ async fn watch_async(config: Config, mut source: Source) -> ExitCode {
 }
 
 /// One evaluation; false when it could not be made (the fleet, the state or the
-/// metrics could not be read): then the last-evaluation time does not move, which is
-/// what `MCPCanaryWatcherStale` watches.
+/// metrics could not be read: then the last-evaluation time does not move, which is
+/// what `MCPCanaryWatcherStale` watches) or a decision could not be acted on (`--once`
+/// then exits 1, so a CI step fails).
 async fn tick(
     config: &Config,
     source: &mut Source,
@@ -206,6 +207,7 @@ async fn tick(
         }
     }
     let outcomes = watcher.evaluate(&fleet, &state, &tables, now);
+    let mut all_acted = true;
     for outcome in outcomes {
         let mut line = outcome.line;
         if let Some(record) = outcome.record {
@@ -251,6 +253,7 @@ async fn tick(
                     // Either the state is unchanged (the next evaluation decides
                     // again) or it was saved and not rendered (rendered next time).
                     *pending_render = true;
+                    all_acted = false;
                     error(format!(
                         "{} of {} canary {} failed: {e}",
                         line["event"].as_str().unwrap_or_default(),
@@ -264,7 +267,7 @@ async fn tick(
         say(&line);
     }
     metrics.evaluated(SystemTime::now());
-    true
+    all_acted
 }
 
 /// Renders the fleet with the recorded decisions.
