@@ -11,6 +11,7 @@ catalog server (harness/catalog_server.py), healthy or deliberately broken:
 - pf-drift: advertises `lookup` with another schema than registered: step 1 fails;
 - pf-extra: advertises a tool its manifest does not register: the gateway hides it
   from every agent, so step 1 sees it only in the gateway's drift counter (`--admin`);
+- pf-fail: every tool call answers `isError: true`: steps 4 and 6 fail;
 - pf-nolimits: its manifest has no `gateway.rate_limits`: step 3 fails;
 - pf-refuse: its `server/discover` claims 2025-11-25 but it refuses `initialize`: step
   5 fails (step 1 skips that era rather than failing for the same cause);
@@ -64,6 +65,11 @@ SERVERS = {
         "kind": "py",
         "catalog": manifest_catalog("pf-extra", source=FIXTURES, extra_tools=[
             {"name": "export_all", "description": "not registered", "inputSchema": {"type": "object"}}]),
+    },
+    "pf-fail": {
+        "kind": "py",
+        "catalog": manifest_catalog("pf-fail", source=FIXTURES),
+        "flags": ("--fail-tools",),
     },
     "pf-ts": {"kind": "ts", "catalog": manifest_catalog("pf-ts", source=FIXTURES)},
     "pf-refuse": {
@@ -258,6 +264,22 @@ def test_an_unregistered_tool_fails_step_1_by_the_gateway_s_drift_counter(gatewa
     assert checks["2026-07-28"]["status"] == "pass" and checks["2025-11-25"]["status"] == "pass"
     assert checks["drift"]["status"] == "fail", checks
     assert "(mcp_schema_drift_total: extra +" in checks["drift"]["detail"], checks["drift"]
+
+
+def test_a_server_whose_tool_calls_fail_fails_the_audit_and_load_steps(gateway):
+    fleet, _, logs = gateway
+    code, out, err, report, _ = preflight(fleet, logs, "pf-fail", "--skip", "auth")
+    assert code == 1, (out, err)
+    assert [n for n, s in statuses(report).items() if s == "fail"] == ["audit", "load"], out
+    audit = {c["name"]: c for c in step(report, "audit")["checks"]}
+    assert audit["call"]["detail"] == "lookup answered a result with isError: true"
+    # The record is still found, and says so.
+    assert audit["record"]["detail"].startswith("audit record found but output_status is \"error\""), audit
+    load = step(report, "load")["data"]["load"]
+    assert load["errors_by_kind"]["is_error"] == 30 and load["succeeded"] == 0, load
+    assert step(report, "load")["reason"].startswith("error_rate: 30 of 30 calls failed (100.00%; at most 1.00%)")
+    latency = {c["name"]: c for c in step(report, "load")["checks"]}["latency"]
+    assert latency["status"] == "skip" and latency["detail"] == "no call succeeded, so none was timed"
 
 
 def test_a_server_missing_from_the_limits_fails_step_3(gateway):

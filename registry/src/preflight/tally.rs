@@ -180,7 +180,11 @@ impl Tally {
         });
         let p99 = self.latency.value_at_quantile(0.99) as f64 / 1000.0;
         match settings.max_p99_ms {
-            Some(bound) if self.ok > 0 && p99 > bound => checks.push(Check::fail(
+            _ if self.ok == 0 => checks.push(Check::skip(
+                "latency",
+                "no call succeeded, so none was timed",
+            )),
+            Some(bound) if p99 > bound => checks.push(Check::fail(
                 "latency",
                 format!("p99 {p99:.1} ms is above {bound} ms"),
             )),
@@ -419,6 +423,15 @@ mod tests {
         };
         let checks = failing.judge(&plan, &settings);
         assert_eq!(checks[0].status, super::super::Status::Fail);
+        let none = Tally {
+            sent: 10,
+            tool_errors: 10,
+            ..Tally::default()
+        };
+        assert_eq!(
+            none.judge(&plan, &settings)[2].detail,
+            "no call succeeded, so none was timed"
+        );
         assert!(
             checks[0]
                 .detail
