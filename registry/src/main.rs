@@ -151,7 +151,11 @@ fn main() -> ExitCode {
                     }
                 }
             }
-            for note in rollout.notes(&fleet) {
+            for note in rollout
+                .notes(&fleet)
+                .into_iter()
+                .chain(render::istio::notes(&fleet))
+            {
                 eprintln!("note: {note}");
             }
             ExitCode::SUCCESS

@@ -161,3 +161,34 @@ fn render_writes_nothing_when_a_manifest_is_invalid() {
     );
     assert!(!out.exists());
 }
+
+/// A short endpoint host works for compose and plain Envoy, but istiod would resolve
+/// it in istio-system: render says so, and still renders.
+#[test]
+fn render_notes_a_short_endpoint_host_for_istio() {
+    let work = tempfile::tempdir().unwrap();
+    let fleet = work.path().join("fleet");
+    let out = work.path().join("out");
+    copy_examples(&fleet);
+    let manifest = fleet.join("weather.yaml");
+    let text_of = std::fs::read_to_string(&manifest).unwrap();
+    let endpoint = text_of
+        .lines()
+        .find(|l| l.starts_with("endpoint:"))
+        .unwrap()
+        .to_owned();
+    std::fs::write(
+        &manifest,
+        text_of.replace(&endpoint, "endpoint: http://weather-mcp:8000/mcp"),
+    )
+    .unwrap();
+    let done = render(&fleet, &out);
+    assert_eq!(done.status.code(), Some(0), "{}", text(&done.stderr));
+    assert_eq!(
+        text(&done.stderr),
+        "note: weather: istio/: the stable endpoint's host \"weather-mcp\" is a short name, which istiod resolves in the VirtualService's namespace (istio-system); for Istio write <service>.<namespace>.svc.cluster.local\n"
+    );
+    // The examples name full hosts: no note.
+    let examples = render(Path::new("examples"), &work.path().join("out2"));
+    assert_eq!(text(&examples.stderr), "");
+}

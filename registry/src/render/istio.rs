@@ -101,6 +101,40 @@ pub fn virtual_host() -> String {
     format!("{GATEWAY_HOST}:{GATEWAY_PORT}")
 }
 
+/// What the Istio target cannot say in a file: a release whose endpoint host is a
+/// short name (no dot). istiod resolves a VirtualService destination's short name in
+/// the VirtualService's own namespace (pilot/pkg/model `ResolveShortnameToFQDN`), so
+/// `financial-data-mcp` becomes `financial-data-mcp.istio-system.svc.cluster.local`:
+/// the calls go to a Service of that name in istio-system, and the EnvoyFilter's
+/// cluster patches (a canary's release metadata) match nothing, which Istio skips
+/// without a word. Short names are right for docker-compose and plain Envoy, so this
+/// is a note, not a problem.
+pub fn notes(fleet: &Fleet) -> Vec<String> {
+    fleet
+        .servers
+        .iter()
+        .filter(|server| server.istio_sidecar.is_none())
+        .flat_map(|server| {
+            envoy::releases(server)
+                .into_iter()
+                .filter(|release| is_short_name(&release.endpoint.host))
+                .map(move |release| {
+                    format!(
+                        "{}: istio/: the {} endpoint's host {:?} is a short name, which istiod resolves in the VirtualService's namespace ({NAMESPACE}); for Istio write <service>.<namespace>.svc.cluster.local",
+                        server.id(),
+                        release.track,
+                        release.endpoint.host
+                    )
+                })
+        })
+        .collect()
+}
+
+/// A host name without a dot (an IPv6 address has colons, an IPv4 one dots).
+fn is_short_name(host: &str) -> bool {
+    !host.contains('.') && !host.contains(':')
+}
+
 pub fn render(fleet: &Fleet) -> Vec<Output> {
     // What the Istio routes must carry comes from the Envoy target's own route
     // builders, so the two cannot drift.
@@ -526,6 +560,21 @@ mod tests {
             ]
         );
         assert!(bootstrap["stats_config"]["stats_tags"].is_array());
+    }
+
+    #[test]
+    fn short_names_are_told_from_full_names_and_addresses() {
+        for short in ["financial-data-mcp", "localhost", "svc"] {
+            assert!(is_short_name(short), "{short}");
+        }
+        for full in [
+            "financial-data-mcp.mcp-servers.svc.cluster.local",
+            "10.0.0.7",
+            "::1",
+            "mcp.internal",
+        ] {
+            assert!(!is_short_name(full), "{full}");
+        }
     }
 
     #[test]
