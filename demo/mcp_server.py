@@ -5,9 +5,11 @@ Tools follow the seed documents' financial-data server manifest
 is appended to a JSON-lines file (`--header-log`) with the MCP and gateway headers it
 carried, so the demo and the tests can show exactly what reached the server; with
 `--dispatch-log`, every tool the SDK dispatches is appended to another file (the name
-the server acted on, to compare with the gateway's label).
+the server acted on, to compare with the gateway's label). With `--fail-tools`, every
+`tools/call` answers a result with `isError: true` (a broken release, for the demo's
+canary that the watcher rolls back).
 
-    python demo/mcp_server.py --port 8000 --header-log /tmp/seen.jsonl
+    python demo/mcp_server.py --port 8000 --header-log /tmp/seen.jsonl [--fail-tools]
 """
 
 from __future__ import annotations
@@ -17,12 +19,16 @@ import json
 import anyio
 
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from server_logs import serve  # noqa: E402
 
 ACCOUNTS = {
     "acc-001": {"balance": 1520.75, "currency": "EUR"},
     "acc-002": {"balance": 98.10, "currency": "EUR"},
+    # The manifest's `preflight_call` (registry/examples/financial-data.yaml): a test
+    # account `mcp-registry preflight` may read as often as its load step needs.
+    "ACC-TEST-0001": {"balance": 0.0, "currency": "EUR"},
 }
 TRANSACTIONS = {
     "acc-001": [
@@ -142,8 +148,19 @@ def summarise_account(account_id: str) -> str:
     return f"Summarise the recent activity of account {account_id}."
 
 
+def fail_every_call(mcp_server: MCPServer) -> None:
+    """Every tools/call fails: the SDK turns a ToolError into a result with
+    `isError: true` (HTTP 200), the way a release with a broken backend answers."""
+
+    async def call_tool(name, arguments, context=None):
+        raise ToolError(f"{name} failed: backend unavailable (--fail-tools)")
+
+    # The SDK's request handler looks `call_tool` up on the instance at each call.
+    mcp_server.call_tool = call_tool
+
+
 def main() -> None:
-    serve(server, __doc__, 8000)
+    serve(server, __doc__, 8000, {"--fail-tools": ("every tools/call answers isError: true", fail_every_call)})
 
 
 if __name__ == "__main__":

@@ -13,6 +13,14 @@ rendered from the servers' manifests, and a fourth server registered midway, liv
    unregistered path (404), an agent over a server's rate limit (429, Retry-After).
 4. knowledge-base (demo/fleet-addition, not in registry/examples) registered live:
    manifest copied into the fleet, `render` again; Envoy keeps its PID and serves it.
+5. Before traffic: `mcp-registry preflight` runs the pre-production checklist on
+   financial-data through the gateway (tokens minted with the key the demo's
+   authz-service trusts, a key rotation published into its JWKS file, the audit record
+   found in the gateway's audit file, a 2 s load at 10x the manifest's expected calls).
+6. A canary that fails is rolled back: financial-data 1.4.0 (this server with
+   --fail-tools) registered as a 50 % canary, `mcp-registry canary watch` on Envoy's
+   metrics rolls it back to 0 % on its tool-call error ratio, and the next calls all
+   succeed on 1.3.2.
 
 Run it with scripts/demo.sh (which installs and builds everything first). Every
 process it starts is stopped by PID when it ends, also when it fails.
@@ -21,7 +29,9 @@ process it starts is stopped by PID when it ends, also when it fails.
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,13 +40,19 @@ from collections import Counter
 from pathlib import Path
 
 import anyio
+import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from mcp import Client
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from harness import audit_records, prometheus_when, request, start_mcp_server, token, wait_until  # noqa: E402
-from harness.fleet import Fleet, manifest_text  # noqa: E402
+from harness import Process, audit_records, prometheus_when, python, request, start_mcp_server, token, wait_for_http, wait_until  # noqa: E402
+from harness.authz import ISSUER, KID, RESOURCE, signing_key  # noqa: E402
+from harness.fleet import Fleet, manifest_text, route_list  # noqa: E402
+from harness.procs import dispatch_log, free_port  # noqa: E402
+from harness.registry import REGISTRY  # noqa: E402
 from harness.observe import json_lines  # noqa: E402
 from harness.servers import start_hr_directory, start_knowledge_base, start_weather  # noqa: E402
 from mcp.client.streamable_http import streamable_http_client  # noqa: E402
@@ -353,6 +369,201 @@ def who_sees_what(fleet: Fleet) -> None:
     note("with validation: enforce the gateway refuses it instead: HTTP 400, JSON-RPC -32602, never reaching the server")
 
 
+def edit_manifest(fleet: Fleet, server: str, change) -> None:
+    """Changes the fleet copy's manifest of `server` (`change(manifest)`, in place)."""
+    path = fleet.manifests / f"{server}.yaml"
+    manifest = yaml.safe_load(path.read_text())
+    change(manifest)
+    path.write_text(yaml.safe_dump(manifest, sort_keys=False))
+
+
+def pem(key) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+
+def preflight_config(fleet: Fleet, logs: Path) -> Path:
+    """The platform's preflight.yaml for this gateway: tokens minted with the key the
+    demo's authz-service trusts (its issuer and audience), a next key published into
+    that service's own JWKS file for the rotation check (preflight restores the file),
+    the gateway's audit file as the sink."""
+    (logs / "signing.pem").write_bytes(pem(signing_key()))
+    (logs / "next.pem").write_bytes(pem(rsa.generate_private_key(public_exponent=65537, key_size=2048)))
+    # Where the harness's Authz keeps the JWKS file the service reads (--jwks-file).
+    jwks = logs / f"authz-{fleet.authz.grpc_port}-jwks.json"
+    config = {
+        "mint": {"key_file": "signing.pem", "kid": KID, "issuer": ISSUER, "audience": RESOURCE, "ttl": "300s"},
+        "rotation": {"next_key_file": "next.pem", "next_kid": "demo-next", "publish": {"jwks_file": str(jwks)}},
+        "audit": {"file": str(fleet.audit_path), "wait": "10s"},
+        "load": {"max_in_flight": 32, "request_timeout": "5s", "direct_samples": True},
+    }
+    path = logs / "preflight.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+PREFLIGHT_LIMITS = {
+    # Within reach of the live probe (calls until 429): 600 a minute would take 601 calls.
+    "preflight-ratelimit": {"unit": "second", "requests_per_unit": 3},
+    # 10x the manifest's 120 expected calls a minute is 20/s, over the default 600/minute.
+    "preflight-load": {"unit": "second", "requests_per_unit": 50},
+}
+
+
+def preflight(fleet: Fleet, logs: Path) -> None:
+    server = "financial-data"
+    title(f"Before traffic: mcp-registry preflight, the pre-production checklist, on {server}")
+    edit_manifest(fleet, server, lambda m: m["gateway"]["rate_limits"].setdefault("agents", {}).update(PREFLIGHT_LIMITS))
+    fleet.render()
+    print("  fleet copy  gateway.rate_limits.agents += preflight-ratelimit 3/second, preflight-load 50/second; render")
+    note("(the platform's test agents: the probe reaches its 429, the load at 10x fits under its own limit)")
+    config = preflight_config(fleet, logs)
+    print("  preflight.yaml  mint: the demo's signing key, kid, issuer, audience; rotation: a next key into"
+          " the authz-service's JWKS file; audit: Envoy's audit file")
+    report_json, report_md = logs / "preflight-financial-data.json", logs / "preflight-financial-data.md"
+    argv = [
+        str(REGISTRY), "preflight", str(fleet.manifests), "--server", server,
+        "--gateway", f"http://127.0.0.1:{fleet.port}", "--config", str(config), "--rendered", str(fleet.out),
+        "--admin", f"http://127.0.0.1:{fleet.envoy.admin_port}", "--load-duration", "2s",
+        "--report-json", str(report_json), "--report-md", str(report_md), "--allow-loopback-endpoints",
+    ]
+    print(f"  $ mcp-registry preflight <fleet> --server {server} --gateway http://127.0.0.1:{fleet.port}"
+          " --config preflight.yaml --rendered <rendered> --admin <envoy admin> --load-duration 2s"
+          " --report-json ... --report-md ...")
+    jwks = logs / f"authz-{fleet.authz.grpc_port}-jwks.json"
+    trusted = jwks.read_text()
+    started_at = time.monotonic()
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=180)
+    elapsed = time.monotonic() - started_at
+    for line in done.stdout.replace(str(logs), "<logs>").splitlines():
+        # Its own layout (status, step, name in columns), cut to the demo's width.
+        print(f"    {line if len(line) <= 150 else line[:147] + '...'}")
+    if done.returncode != 0:
+        raise RuntimeError(f"preflight exited {done.returncode}:\n{done.stdout}\n{done.stderr[-3000:]}")
+    report = json.loads(report_json.read_text())
+    checks = {(s["name"], c["name"]): c for s in report["steps"] for c in s["checks"]}
+    if jwks.read_text() != trusted:
+        raise RuntimeError(f"preflight left {jwks.name} changed")
+    print(f"  rotation    {checks[('auth', 'rotation')]['detail']} (the JWKS file is back as it was)")
+    print(f"  rate limit  preflight-ratelimit over 3/second: {checks[('rate_limit', 'live')]['detail'].split(': ', 1)[-1]}")
+    load = next(s for s in report["steps"] if s["name"] == "load")["data"]["load"]
+    latency, added = load["latency_ms"], load["gateway_added_ms"]
+    print(f"  load        {load['sent']} calls at {load['rate_per_second']:g}/s (10x expected) in 2 s: {load['errors']} errors,"
+          f" p50 {latency['p50']:.1f} ms, p99 {latency['p99']:.1f} ms")
+    if added["method"].startswith("paired") and added["p50"] is not None:
+        bound = added["upper_bound"]["p50"]
+        within = f" (at most {bound:.1f} ms by Envoy's upstream time)" if bound is not None else ""
+        note(f"            gateway added p50 {added['p50']:.1f} ms by {added['direct_samples']} paired calls straight to the"
+             f" server{within}")
+    for (step, name), check in checks.items():
+        if check["status"] == "skip":
+            print(f"  skipped     {step}/{name}: {check['detail']}")
+    rows = sum(1 for line in report_md.read_text().splitlines() if re.match(r"^\| \d \| \w+ \| PASS \|", line))
+    print(f"  exit 0 in {elapsed:.0f} s; reports <logs>/{report_json.name} (result: {report['result']}),"
+          f" <logs>/{report_md.name} ({rows} PASS rows)")
+
+
+CANARY = "1.4.0"
+WINDOW, MIN_CALLS = 10, 5
+
+
+def canary_weights(fleet: Fleet, server: str) -> tuple[int, int]:
+    """(stable, canary) weights of the server's rendered route."""
+    (route,) = [r for r in route_list(fleet.out / "envoy" / "routes.yaml") if r.get("name") == f"mcp-server/{server}"]
+    clusters = {c["name"]: c["weight"] for c in route["route"]["weighted_clusters"]["clusters"]}
+    return clusters[f"mcp-server/{server}"], clusters[f"mcp-server/{server}/canary"]
+
+
+def canary(fleet: Fleet, logs: Path, started: list) -> None:
+    server, stable = "financial-data", VERSIONS["financial-data"]
+    title(f"A canary that fails is rolled back: {server} {CANARY} next to {stable}")
+    port = free_port()
+    header_log = logs / f"seen-{server}-{CANARY}.jsonl"
+    argv = [python(), str(ROOT / "demo" / "mcp_server.py"), "--port", str(port), "--fail-tools",
+            "--header-log", str(header_log), "--dispatch-log", str(dispatch_log(header_log))]
+    broken = Process(f"{server}-{CANARY}-{port}", argv, logs)
+    started.append(broken)
+    wait_for_http(port, "/mcp", process=broken)
+    print(f"  {server} {CANARY} is up on 127.0.0.1:{port} (PID {broken.pid}; demo/mcp_server.py --fail-tools:"
+          " every tools/call answers isError)")
+    watch = {"window": f"{WINDOW}s", "min_calls": MIN_CALLS}
+    edit_manifest(fleet, server, lambda m: m["gateway"].update(
+        canary={"version": CANARY, "endpoint": f"http://127.0.0.1:{port}/mcp", "weight": 50, "watch": watch}))
+    fleet.render()
+    print(f"  fleet copy  gateway.canary: {{version: {CANARY}, weight: 50, watch: {{window: {WINDOW}s, min_calls: {MIN_CALLS}}}}}; render")
+    print(f"  rendered    weighted_clusters {server} {stable} / {CANARY}: {'/'.join(map(str, canary_weights(fleet, server)))}")
+
+    argv = [str(REGISTRY), "canary", "watch", str(fleet.manifests), "--out", str(fleet.out),
+            "--credentials-dir", str(fleet.rendered.credentials), "--allow-loopback-endpoints",
+            "--envoy-admin", f"http://127.0.0.1:{fleet.envoy.admin_port}", "--interval", "1s"]
+    watcher = Process("canary-watch", argv, logs)
+    started.append(watcher)
+
+    def events(kind: str) -> list[dict]:
+        lines = [json.loads(line) for line in watcher.log().splitlines() if line.startswith("{")]
+        return [line for line in lines if line.get("event") == kind]
+
+    # The watcher's window starts at its first scrape: calls from then on count.
+    wait_until(lambda: watcher.check_alive() or events("wait"), timeout=15)
+    print(f"  $ mcp-registry canary watch <fleet> --out <rendered> --envoy-admin <envoy admin> --interval 1s  (PID {watcher.pid})")
+    print(f"  watcher     wait: {events('wait')[0]['reason']}")
+
+    def call(request_id: int) -> bool:
+        """One get_account_balance through the gateway; True if it answered without isError."""
+        body, headers = modern_call("get_account_balance", {"account_id": "acc-001"}, request_id)
+        headers.append(("authorization", f"Bearer {TOKEN}"))
+        response = request(fleet.port, "POST", f"/{server}/mcp", body, headers)
+        answer = response.json() if response.status == 200 and response.body.startswith(b"{") else {}
+        return "result" in answer and not answer["result"].get("isError")
+
+    first_id = request_id = 1000
+    outcomes: list[bool] = []
+    calls_started = time.monotonic()
+    deadline = calls_started + WINDOW + 10
+    while not events("rollback"):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no rollback within {WINDOW + 10} s:\n{watcher.log()[-2000:]}")
+        outcomes.append(call(request_id))
+        request_id += 1
+        time.sleep(0.05)
+    took = time.monotonic() - calls_started
+    print(f"  {len(outcomes)} calls at 50/50: {outcomes.count(True)} answered, {outcomes.count(False)} isError;"
+          f" rolled back {took:.1f} s after the first (window {WINDOW} s)")
+    line = events("rollback")[0]
+    shown = {k: line[k] for k in ("event", "server", "canary", "stable", "signal", "canary_value", "stable_value", "weight")}
+    print(f"  watcher     {json.dumps(shown)}")
+    print(f"              reason: {line['reason']}")
+    weights = canary_weights(fleet, server)
+    state = json.loads((fleet.out / "rollout" / "state.json").read_text())[server]
+    print(f"  rendered    weighted_clusters {server} {stable} / {CANARY}: {'/'.join(map(str, weights))};"
+          f" rollout/state.json: {state['state']}, weight {state['weight']}")
+    if weights != (100, 0):
+        raise RuntimeError(f"the rollback did not render weight 0: {weights}")
+
+    # Envoy applies the re-rendered routes within milliseconds; give it a moment.
+    time.sleep(0.5)
+    canary_before = len(json_lines(header_log))
+    after_ids = range(request_id, request_id + 20)
+    after = [call(i) for i in after_ids]
+    canary_got = len(json_lines(header_log)) - canary_before
+    print(f"  next {len(after)} calls: {after.count(True)} answered, {after.count(False)} isError;"
+          f" {CANARY}'s own log got {canary_got} of them")
+    if not all(after) or canary_got:
+        raise RuntimeError(f"calls after the rollback: {after}, {canary_got} reached the canary")
+
+    wanted = set(range(first_id, after_ids.stop))
+
+    def mine(records):
+        return [r for r in records if r["server_id"] == server and r["jsonrpc_id"] in wanted]
+
+    records = mine(audit_records(fleet.audit_path, until=lambda rs: len(mine(rs)) >= len(wanted)))
+    counts = Counter((r["server_version"], r["output_status"]) for r in records)
+    print("  audit       " + ", ".join(f"server_version={v} output_status={o}: {n}" for (v, o), n in sorted(counts.items())))
+    late = [r for r in records if r["jsonrpc_id"] in after_ids]
+    if len(late) != len(after_ids) or any((r["server_version"], r["output_status"]) != (stable, "success") for r in late):
+        raise RuntimeError(f"audit records of the calls after the rollback: {late}")
+    watcher.stop()
+
+
 def summary(fleet: Fleet) -> None:
     title("Audit trail by server and decision (one JSON record per MCP request)")
     # Envoy flushes its access log every 200 ms: read until nothing new arrives.
@@ -406,6 +617,8 @@ def main() -> int:
             refusals(fleet, seen)
             who_sees_what(fleet)
             register_live(fleet, logs, seen[NEW], started, envoy_started)
+            preflight(fleet, logs)
+            canary(fleet, logs, started)
             summary(fleet)
             print(f"\n{BOLD}Done.{RESET} Every process is stopped by PID; logs were in {logs}.")
             return 0

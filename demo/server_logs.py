@@ -53,15 +53,22 @@ def log_dispatches(server, path: str) -> None:
     server.call_tool = call_tool
 
 
-def serve(server, description: str, default_port: int) -> None:
+def serve(server, description: str, default_port: int, switches: dict | None = None) -> None:
     """The demo servers' command line: Streamable HTTP on --host/--port, with the
-    optional --header-log and --dispatch-log."""
+    optional --header-log and --dispatch-log. `switches`: a server's own on/off flags,
+    `{"--flag": (help, apply)}`; `apply(server)` runs when the flag is given, before
+    the dispatch log is attached (so a dispatched call is logged whatever it answers)."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=default_port)
     parser.add_argument("--header-log", help="append received headers to this JSONL file")
     parser.add_argument("--dispatch-log", help="append dispatched tool names to this JSONL file")
+    for flag, (text, _) in (switches or {}).items():
+        parser.add_argument(flag, action="store_true", help=text)
     args = parser.parse_args()
+    for flag, (_, apply) in (switches or {}).items():
+        if getattr(args, flag.lstrip("-").replace("-", "_")):
+            apply(server)
     if args.dispatch_log:
         log_dispatches(server, args.dispatch_log)
     app = server.streamable_http_app(host=args.host)
