@@ -55,6 +55,9 @@ pub struct Call {
     pub rejected: Option<(i64, u16)>,
     /// The body was read and labelled, and the request went on.
     labelled: bool,
+    /// The filter let the request go on after picking its route again (see
+    /// [`Call::forwarded`]).
+    forwarded: bool,
     /// The route lists the called tool among its server's registered tools.
     pub tool_registered: bool,
     http_status: Option<u16>,
@@ -96,6 +99,12 @@ impl Call {
 
     pub fn body_labelled(&mut self) {
         self.labelled = true;
+    }
+
+    /// The filter let the request go on to the router, with Envoy's route (and so its
+    /// weighted cluster) picked again after the client's gateway headers were stripped.
+    pub fn forwarded(&mut self) {
+        self.forwarded = true;
     }
 
     /// A JSON-RPC response is expected: a labelled request with an id.
@@ -434,11 +443,24 @@ impl Call {
             _ => None,
         };
         let initialize = self.facts.method.as_deref() == Some("initialize");
+        // Only a request that reached a server is labelled with the release that
+        // served it. Envoy picks a route's weighted cluster before any filter runs, by
+        // the client's own `x-mcp-version-pick`; the filter strips that header and
+        // clears the route cache, but Envoy picks again only when someone asks for the
+        // route (the router, ext_authz). A request refused on the way (by this filter,
+        // ext_authz, the rate limit) or left unfinished can reach `on_log` with the
+        // client's pick, so its cluster says what the client chose, not what served
+        // it: anyone could put refusals under the canary's version (and get a healthy
+        // canary rolled back) or the stable one's (and mask a broken canary). Those
+        // carry the route's version in the record (the stable one, as before canaries)
+        // and no version in their stats. A forwarded request was picked again by the
+        // router without the client's header (or with the filter's session pin).
+        let reached = self.forwarded && outcome.decision == Decision::Allowed;
         // The release that served the request, from its cluster (the route's version,
         // the stable one, when the cluster names none): the audit record and the
         // metrics of a canary carry the canary's version.
         let release = match &self.server {
-            Some(server) if config.servers_from_routes => {
+            Some(server) if config.servers_from_routes && reached => {
                 let with_track = initialize && self.response_session.is_some();
                 served_release(host, &server.id, with_track)
             }
@@ -450,6 +472,8 @@ impl Call {
             .as_ref()
             .map(|v| v.as_str())
             .or_else(|| server.and_then(|s| s.version.as_deref()));
+        // The version tag of the stats: none for a request no release served.
+        let stat_version = version.filter(|_| reached);
         let record = AuditRecord {
             timestamp: iso8601(self.start_nanos),
             agent_id: agent.as_deref(),
@@ -487,7 +511,7 @@ impl Call {
         let Some(server) = &self.server else {
             return;
         };
-        let key = &metrics.server_key(&server.id, version);
+        let key = &metrics.server_key(&server.id, stat_version);
         let method = self.facts.method.as_deref();
         let method_label = stats::method_label(method, self.facts.is_response, &self.http_method);
         let requests = Stat::Requests {
@@ -522,7 +546,7 @@ impl Call {
         // The drift check looks at whole answers the server completed.
         if let Reader::List(reader) = &self.reader {
             if self.complete && matches!(self.reply, Some(Reply::Result { .. })) {
-                let drift_server = ServerLabel::new(&server.id, version);
+                let drift_server = ServerLabel::new(&server.id, stat_version);
                 reader.record_drift(host, config, metrics, (drift_server, *key));
             }
         }

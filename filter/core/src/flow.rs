@@ -381,6 +381,9 @@ impl RequestFlow {
             let rejection = internal(host, message);
             return self.reject(host, rejection);
         }
+        if let Some(call) = self.call.as_deref_mut() {
+            call.forwarded();
+        }
         Verdict::Continue
     }
 

@@ -13,7 +13,9 @@
 //! Every stat of a server carries its version (`;version=<v>`, the `mcp_server_version`
 //! label) whenever the server has one, not only while a canary runs: a server's series
 //! keep their names when a canary starts, and `sum by (mcp_server)` still adds up all
-//! versions.
+//! versions. The exception: a request that reached no server (refused by the gateway,
+//! or never finished) has no version, since no release served it and the cluster
+//! Envoy holds for it may be the client's own pick (see `Call::finish`).
 
 use crate::config::FilterConfig;
 use crate::drift::DriftKind;

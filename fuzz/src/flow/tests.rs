@@ -285,3 +285,56 @@ fn a_record_with_the_routes_version_on_a_canary_is_caught() {
             .insert(cluster_path("server_version"), b"1.4.0".to_vec());
     });
 }
+
+/// A request refused here on a route whose cluster (the client's pick, for all the
+/// filter knows) is the canary: the route's version, no version tag.
+fn refused_on_the_canary() -> (Vec<u8>, Run) {
+    let data = seed("batch");
+    let input = Input::parse(&data).expect("an input");
+    let run = simulate(fleet_config(), &input, &RouteSpec::parse(CANARY));
+    assert!(run.forwarded.is_none(), "a batch went upstream");
+    (data, run)
+}
+
+#[test]
+fn a_refused_request_carries_the_routes_version_and_no_tag() {
+    let (data, run) = refused_on_the_canary();
+    let input = Input::parse(&data).expect("an input");
+    check_routed(&input, &RouteSpec::parse(CANARY), &run);
+    let record = &audit_records(&run.host)[0];
+    assert_eq!(record.decision, "invalid");
+    assert_eq!(record.server_version.as_deref(), Some("1.3.2"));
+    assert!(!run.host.metric_names.is_empty());
+    assert!(run
+        .host
+        .metric_names
+        .iter()
+        .all(|name| !name.contains(";version=")));
+}
+
+/// A filter that labels a refusal with the cluster Envoy holds (the client's pick).
+#[test]
+#[should_panic(expected = "is neither the cluster's nor the route's")]
+fn a_refusal_under_the_canarys_version_is_caught() {
+    let (data, mut run) = refused_on_the_canary();
+    for (name, value) in run.host.set_properties.iter_mut() {
+        if name == "mcp_audit" {
+            let text = String::from_utf8(value.clone()).unwrap();
+            *value = text.replace("\"1.3.2\"", "\"1.4.0\"").into_bytes();
+        }
+    }
+    let input = Input::parse(&data).expect("an input");
+    check_routed(&input, &RouteSpec::parse(CANARY), &run);
+}
+
+/// The same, in the stats only.
+#[test]
+#[should_panic(expected = "the version tags of")]
+fn a_refusal_counted_under_a_version_is_caught() {
+    let (data, mut run) = refused_on_the_canary();
+    run.host.metric_names.push(
+        "mcp_requests_total;server=hr-directory;version=1.4.0;method=other;decision=invalid".into(),
+    );
+    let input = Input::parse(&data).expect("an input");
+    check_routed(&input, &RouteSpec::parse(CANARY), &run);
+}

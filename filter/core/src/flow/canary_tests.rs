@@ -370,3 +370,138 @@ fn sessions_without_a_track_are_not_pinned() {
     assert!(pick_at_reroute(&host).is_empty());
     assert!(host.header(X_MCP_VERSION_PICK).is_empty());
 }
+
+/// A POST of `body` on `fin`'s route (version 1.3.2) with the client's own pick for the
+/// canary: Envoy picked the route's cluster by that header before the filter ran, so
+/// the cluster it holds is the canary's until something asks for the route again.
+fn picking_the_canary(body: &str) -> FakeHost {
+    let mut host = FakeHost::with_headers(&[
+        (":method", "POST"),
+        (":path", "/fin/mcp"),
+        (X_MCP_VERSION_PICK, "99"),
+    ]);
+    host.body = body.as_bytes().to_vec();
+    on_route(
+        &mut host,
+        &[("server_id", "fin"), ("server_version", "1.3.2")],
+    );
+    on_cluster(&mut host, CANARY);
+    host
+}
+
+/// No stat of `host` names a version.
+fn assert_no_version(host: &FakeHost) {
+    assert!(!host.metric_names.is_empty());
+    assert!(
+        host.metric_names
+            .iter()
+            .all(|name| !name.contains(";version=")),
+        "{:?}",
+        host.metric_names
+    );
+}
+
+#[test]
+fn a_request_the_filter_refuses_carries_no_release() {
+    // An `initialize` whose Mcp-Method header says otherwise: refused here (400), so
+    // the canary cluster Envoy holds is only the client's pick.
+    let metrics = Rc::new(MetricIds::default());
+    let mut flow = fleet(&metrics);
+    let mut host = picking_the_canary(INIT);
+    host.headers
+        .push(("mcp-method".into(), b"tools/list".to_vec()));
+    assert_eq!(flow.on_headers(&mut host, false), Verdict::Pause);
+    let size = host.body.len();
+    assert_eq!(flow.on_body(&mut host, size, true), Verdict::Pause);
+    assert_eq!(host.replies.len(), 1);
+    flow.on_log(&mut host);
+    assert_eq!(host.record()["decision"], "invalid");
+    assert_eq!(host.record()["method"], "initialize");
+    assert_eq!(host.record()["server_version"], "1.3.2");
+    assert_no_version(&host);
+    assert_eq!(
+        host.counters["mcp_negotiation_failures_total;server=fin;kind=initialize"], 1,
+        "{:?}",
+        host.counters
+    );
+    assert_eq!(
+        host.counters["mcp_requests_total;server=fin;method=initialize;decision=invalid"],
+        1
+    );
+}
+
+#[test]
+fn a_request_a_later_filter_refuses_carries_no_release() {
+    // Forwarded by the filter, then refused by ext_authz (no token): no release served
+    // it, whatever cluster Envoy holds at the end.
+    let metrics = Rc::new(MetricIds::default());
+    let mut flow = fleet(&metrics);
+    let mut host = picking_the_canary(INIT);
+    assert_eq!(flow.on_headers(&mut host, false), Verdict::Pause);
+    let size = host.body.len();
+    assert_eq!(flow.on_body(&mut host, size, true), Verdict::Continue);
+    host.properties.insert(
+        vec!["response".into(), "code_details".into()],
+        b"ext_authz_denied".to_vec(),
+    );
+    host.response_headers = vec![(":status".into(), "401".into())];
+    flow.on_response_headers(&mut host, true);
+    flow.on_log(&mut host);
+    assert_eq!(host.record()["decision"], "denied");
+    assert_eq!(host.record()["server_version"], "1.3.2");
+    assert_no_version(&host);
+    assert_eq!(
+        host.counters["mcp_requests_total;server=fin;method=initialize;decision=denied"], 1,
+        "{:?}",
+        host.counters
+    );
+    // Nor is a session pinned to the canary.
+    assert!(host.shared.is_empty(), "{:?}", host.shared);
+}
+
+#[test]
+fn a_request_that_never_went_on_carries_no_release() {
+    // The client left while sending the body: never forwarded, yet `allowed` (nothing
+    // refused it), with the client's pick still in Envoy's hands.
+    let metrics = Rc::new(MetricIds::default());
+    let mut flow = fleet(&metrics);
+    let mut host = picking_the_canary(INIT);
+    assert_eq!(flow.on_headers(&mut host, false), Verdict::Pause);
+    assert_eq!(flow.on_body(&mut host, 10, false), Verdict::Pause);
+    flow.on_log(&mut host);
+    assert_eq!(host.record()["decision"], "allowed");
+    assert_eq!(host.record()["server_version"], "1.3.2");
+    assert_no_version(&host);
+}
+
+#[test]
+fn an_initialize_the_canary_served_carries_its_release() {
+    // The same request let through: the router's pick (here the canary) served it.
+    let metrics = Rc::new(MetricIds::default());
+    let mut flow = fleet(&metrics);
+    let mut host = picking_the_canary(INIT);
+    assert_eq!(flow.on_headers(&mut host, false), Verdict::Pause);
+    let size = host.body.len();
+    assert_eq!(flow.on_body(&mut host, size, true), Verdict::Continue);
+    host.response_headers = vec![
+        (":status".into(), "200".into()),
+        ("content-type".into(), "application/json".into()),
+    ];
+    flow.on_response_headers(&mut host, false);
+    host.response_body =
+        br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"no"}}"#.to_vec();
+    let size = host.response_body.len();
+    flow.on_response_body(&mut host, size, true);
+    flow.on_log(&mut host);
+    assert_eq!(host.record()["decision"], "allowed");
+    assert_eq!(host.record()["server_version"], "1.4.0");
+    assert_eq!(
+        host.counters["mcp_negotiation_failures_total;server=fin;version=1.4.0;kind=initialize"], 1,
+        "{:?}",
+        host.counters
+    );
+    assert!(host
+        .metric_names
+        .iter()
+        .all(|name| name.contains(";server=fin;version=1.4.0;")));
+}
