@@ -219,9 +219,17 @@ def test_istiod_turns_the_rendered_split_into_the_plain_envoy_split(tmp_path):
 
         rolled_back(rendered)
         bootstrap = rendered_gateway(rendered.out)
-        split = routes(bootstrap)[ROUTE]["route"]["weighted_clusters"]
+        route = routes(bootstrap)[ROUTE]
+        split = route["route"]["weighted_clusters"]
         assert [(c["name"], c["weight"]) for c in split["clusters"]] == [(names[STABLE], 100)]
         assert split["header_name"] == "x-mcp-version-pick"
+        # istiod >= 1.19 keeps the one weighted cluster left (no rewrite to `cluster`,
+        # see harness.istio.translate_route), with the stable's own Host and version on
+        # its cluster weight, so the EnvoyFilter's header_name merges into a split that
+        # still has its cluster.
+        assert "cluster" not in route["route"] and "host_rewrite_literal" not in route["route"]
+        assert split["clusters"][0]["host_rewrite_literal"] == f"127.0.0.1:{stable}"
+        assert split["clusters"][0]["request_headers_to_add"] == plain[0]["request_headers_to_add"]
         assert clusters(bootstrap)[names[CANARY]]["metadata"]["filter_metadata"]["mcp_gateway"]["track"] == "canary"
 
         # Promoted: the stable destination at 0 % is the one left out.
@@ -230,9 +238,14 @@ def test_istiod_turns_the_rendered_split_into_the_plain_envoy_split(tmp_path):
             {SERVER: {"canary_version": CANARY, "state": "promoted", "weight": 100, "reason": "test", "at": "2026-12-02T10:00:00Z"}},
         )
         rendered.render()
-        split = routes(rendered_gateway(rendered.out))[ROUTE]["route"]["weighted_clusters"]
+        promoted_bootstrap = rendered_gateway(rendered.out)
+        split = routes(promoted_bootstrap)[ROUTE]["route"]["weighted_clusters"]
         assert [(c["name"], c["weight"]) for c in split["clusters"]] == [(names[CANARY], 100)]
+        assert split["header_name"] == "x-mcp-version-pick"
         assert split["clusters"][0]["host_rewrite_literal"] == f"127.0.0.1:{canary}"
+        assert split["clusters"][0]["request_headers_to_add"] == plain[1]["request_headers_to_add"]
+        # Both clusters are still built (the stable's Service is still a destination).
+        assert clusters(promoted_bootstrap)[names[STABLE]]["metadata"]["filter_metadata"]["mcp_gateway"]["track"] == "stable"
 
         # A cluster patch for a service the gateway does not have is refused (istiod
         # would skip it silently and the canary's calls would carry the route's version).
@@ -243,13 +256,34 @@ def test_istiod_turns_the_rendered_split_into_the_plain_envoy_split(tmp_path):
         with pytest.raises(UnmatchedPatch, match="matches no cluster"):
             apply(wrong, fleet_gateway_skeleton(rendered.out / "istio" / "gateway-virtualservice.yaml"))
 
-        # The assembled gateway loads in Envoy, split and rolled back.
-        for state, assembled in (("split", split_bootstrap), ("rolled-back", bootstrap)):
+        # The assembled gateway loads in Envoy: split, rolled back and promoted.
+        for state, assembled in (("split", split_bootstrap), ("rolled-back", bootstrap), ("promoted", promoted_bootstrap)):
             gateway_config = tmp_path / f"validate-{state}.yaml"
             gateway_config.write_text(yaml.safe_dump(assembled, sort_keys=False))
             upstreams = fleet_upstreams(assembled, {**authz.upstreams(), **ratelimit.upstreams()}, authz.http_port)
             done = validate(render_config(gateway_config, tmp_path, free_port(), free_port(), upstreams))
             assert done.returncode == 0, (state, done.stderr[-2000:])
+
+        # Why the Istio target needs istiod >= 1.19: istiod <= 1.18 rewrote the one
+        # weighted cluster left to a single `cluster`, the weight's headers moved to the
+        # route (1.18.0 pilot/pkg/networking/core/v1alpha3/route/route.go:565-588). The
+        # header_name MERGE then sets the other member of the cluster_specifier oneof:
+        # weighted_clusters without clusters, which Envoy refuses (on a live gateway, the
+        # whole route update). The promoted render through that older translation:
+        legacy = fleet_gateway_skeleton(rendered.out / "istio" / "gateway-virtualservice.yaml")
+        action = routes(legacy)[ROUTE]["route"]
+        (only,) = action.pop("weighted_clusters")["clusters"]
+        action["cluster"] = only["name"]
+        action["host_rewrite_literal"] = only["host_rewrite_literal"]
+        routes(legacy)[ROUTE]["request_headers_to_add"] = only["request_headers_to_add"]
+        assembled = apply(envoy_filter, legacy)
+        assert routes(assembled)[ROUTE]["route"]["weighted_clusters"] == {"header_name": "x-mcp-version-pick"}
+        assert "cluster" not in routes(assembled)[ROUTE]["route"]
+        gateway_config = tmp_path / "validate-legacy.yaml"
+        gateway_config.write_text(yaml.safe_dump(assembled, sort_keys=False))
+        upstreams = fleet_upstreams(assembled, {**authz.upstreams(), **ratelimit.upstreams()}, authz.http_port)
+        done = validate(render_config(gateway_config, tmp_path, free_port(), free_port(), upstreams))
+        assert done.returncode != 0 and "Clusters" in done.stderr, done.stderr[-2000:]
 
 
 def test_each_release_gets_its_own_host_and_version(tmp_path):

@@ -776,6 +776,17 @@ def translate_route(virtual_service: dict, http: dict, match: dict | None, port:
             # puts each destination's headers on its own cluster weight and its Host
             # (`headers.request.set.host`/`:authority`) in the weight's
             # host_rewrite_literal, whatever the route sets.
+            #
+            # The one weighted cluster left stays `weighted_clusters` (its headers
+            # and Host on its cluster weight): route.go has no single-cluster rewrite
+            # since istio/istio 5d25ffc8a6b (#45658, first in 1.19.0), see 86c9f01
+            # pilot/pkg/networking/core/route/route.go:686-706 and 747-777, 1.27.0
+            # :675-695. Istio <= 1.18 did rewrite it ("rewrite to a single cluster if
+            # there is only weighted cluster", 1.18.0
+            # pilot/pkg/networking/core/v1alpha3/route/route.go:565-588: `cluster`,
+            # the weight's headers moved to the route), and so did ambient waypoints
+            # (listener_waypoint.go) until #55280 (0dd4d9e4e4b, 1.26.0) put them on
+            # this code; neither is a gateway the render supports (Istio >= 1.27).
             weighted = []
             for destination in destinations:
                 weight = destination.get("weight", 0)
@@ -803,7 +814,12 @@ def virtual_service_clusters(virtual_service: dict) -> list[str]:
     (buildOutboundClusters), and each destination names a Service that exists. With
     PILOT_FILTER_GATEWAY_CLUSTER_CONFIG the gateway gets only the Services its
     VirtualServices name, 0 % destinations included (model.virtualServiceDestinations
-    adds every `route` destination, whatever its weight)."""
+    adds every `route` destination, whatever its weight). istio/istio 86c9f01:
+    core/cluster.go:64-74 (BuildClusters: the sidecar scope's services, or
+    GatewayServices when filtering), features/experimental.go:29 (filtering off by
+    default), model/push_context.go:806-849 (virtualServiceDestinations, no weight
+    check) and 882-911 (GatewayServices). So the filtered set is emulated: a Service
+    no destination names gets no cluster here, and a patch for it fails."""
     namespace = virtual_service["metadata"]["namespace"]
     return sorted(
         {outbound_cluster(d["destination"], namespace) for http in virtual_service["spec"]["http"] for d in http.get("route") or []}

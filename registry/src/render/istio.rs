@@ -29,7 +29,10 @@
 //! filter falls back to the route's `server_version`, which is then the only one); so
 //! does a release whose host and port another release of the fleet also uses (one
 //! Istio cluster, which cannot name two releases). istiod leaves a 0 % destination
-//! out of the weighted clusters, so a rolled-back canary gets nothing.
+//! out of the weighted clusters, so a rolled-back canary gets nothing; the one cluster
+//! left stays a weighted cluster with its own Host and version, and the 0 % release's
+//! cluster is still built (its Service is still a destination), so every patch keeps
+//! matching through a rollback or a promotion.
 //!
 //! The EnvoyFilter comes first (also in `kubectl apply -f istio/` order): a route istiod generates for a new server then already gets its
 //! metadata; a patch whose route does not exist yet is a no-op in Istio.
@@ -258,9 +261,13 @@ fn envoy_filter(fleet: &Fleet) -> String {
             },
         });
         if server.canary.is_some() {
-            // istiod generates weighted_clusters for a route with two destinations
-            // (even when it leaves a 0 % one out), so this merges into it and never
-            // replaces a single `cluster`.
+            // istiod generates weighted_clusters for a route with two destinations,
+            // even when it leaves a 0 % one out and one cluster is left (Istio >= 1.19:
+            // istio/istio route.go applyHTTPRouteDestination, 1.27.0 lines 675-695),
+            // so this merges into it and never replaces a single `cluster`. Istio
+            // <= 1.18 rewrote a lone weighted cluster to `cluster`; this MERGE would
+            // then leave weighted_clusters without clusters, which Envoy refuses
+            // (tests/e2e/test_canary_istio.py shows it), hence Istio >= 1.19 at least.
             value["route"]["weighted_clusters"] =
                 json!({ "header_name": envoy::VERSION_PICK_HEADER });
         }
