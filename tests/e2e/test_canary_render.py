@@ -311,3 +311,94 @@ def test_handshake_era_sessions_stay_on_the_release_that_issued_them(tmp_path, m
     finally:
         for process, _ in started:
             process.stop()
+
+
+def test_refused_requests_carry_no_release_whatever_the_client_picks(tmp_path):
+    """Security review, finding 2: Envoy picks a route's weighted cluster before any
+    filter runs, by the client's own `x-mcp-version-pick`. A request the gateway
+    refuses (the filter's own 400, ext_authz's 401) may keep that pick to the end, so
+    labelling it with the cluster Envoy holds would let an unauthenticated client put
+    negotiation failures under the canary's version (and get a healthy canary rolled
+    back). Twenty refused `initialize` requests, each picking the canary (99), add
+    nothing to the canary's series; they are counted without `mcp_server_version`, and
+    their audit records carry the route's (stable) version."""
+    from harness.client import request
+    from harness.rpc import MODERN
+
+    with canary_fleet(tmp_path) as (fleet, servers):
+        caller = Caller(fleet, servers)
+        set_canary(fleet, servers["canary"].port)
+        wait_until(lambda: caller.served_by(caller.call("warmup")[1]) == "canary", timeout=10)
+        time.sleep(0.5)
+
+        def series(samples, name, version, **labels):
+            """The sum of `name` for SERVER with this `mcp_server_version` (None: the
+            label absent) and `labels`."""
+            total = 0.0
+            for (sample, tags), value in samples.items():
+                tags = dict(tags)
+                if sample != name or tags.get("mcp_server") != SERVER or tags.get("mcp_server_version") != version:
+                    continue
+                if all(tags.get(k) == v for k, v in labels.items()):
+                    total += value
+            return total
+
+        watched = ("mcp_requests_total", "mcp_negotiation_failures_total")
+        before = prometheus_when(fleet.envoy.admin_port, lambda s: True)
+        canary_before = {name: series(before, name, CANARY) for name in watched}
+
+        init_params = {"protocolVersion": MODERN, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+        pick = [("x-mcp-version-pick", "99")]
+        ids = []
+        for n in range(10):
+            # No token: ext_authz's 401.
+            ids.append(f"no-token-{n}")
+            response = rpc(fleet.port, route_path(SERVER), "initialize", init_params, ids[-1], headers=pick)
+            assert response.status == 401, (response.status, response.body[:300])
+            # An `initialize` whose Mcp-Method header says otherwise: the filter's 400.
+            ids.append(f"malformed-{n}")
+            body = json.dumps({"jsonrpc": "2.0", "id": ids[-1], "method": "initialize", "params": init_params})
+            headers = [
+                ("content-type", "application/json"),
+                ("accept", "application/json, text/event-stream"),
+                ("mcp-protocol-version", MODERN),
+                ("mcp-method", "tools/list"),
+                *pick,
+            ]
+            response = request(fleet.port, "POST", route_path(SERVER), body, headers)
+            assert response.status == 400, (response.status, response.body[:300])
+
+        def counted(samples):
+            return (
+                series(samples, "mcp_requests_total", None, mcp_method="initialize", mcp_decision="denied") >= 10
+                and series(samples, "mcp_requests_total", None, mcp_method="initialize", mcp_decision="invalid") >= 10
+            )
+
+        after = prometheus_when(fleet.envoy.admin_port, counted)
+        # Never under the canary's version (nor the stable one's)...
+        for name in watched:
+            assert series(after, name, CANARY) == canary_before[name], (name, canary_before[name], series(after, name, CANARY))
+        assert series(after, "mcp_requests_total", STABLE, mcp_method="initialize") == series(
+            before, "mcp_requests_total", STABLE, mcp_method="initialize"
+        )
+        assert series(after, "mcp_negotiation_failures_total", STABLE) == series(before, "mcp_negotiation_failures_total", STABLE)
+
+        # ...but counted (so the checks above are not vacuous), without a version.
+        assert series(after, "mcp_requests_total", None, mcp_method="initialize", mcp_decision="denied") - series(
+            before, "mcp_requests_total", None, mcp_method="initialize", mcp_decision="denied"
+        ) == 10
+        assert series(after, "mcp_requests_total", None, mcp_method="initialize", mcp_decision="invalid") - series(
+            before, "mcp_requests_total", None, mcp_method="initialize", mcp_decision="invalid"
+        ) == 10
+        assert series(after, "mcp_negotiation_failures_total", None, mcp_kind="initialize") - series(
+            before, "mcp_negotiation_failures_total", None, mcp_kind="initialize"
+        ) == 10
+
+        # The audit records name the route's version, the stable one.
+        records = audit_records(fleet.audit_path, until=lambda rs: {r.get("jsonrpc_id") for r in rs} >= set(ids))
+        by_id = {r["jsonrpc_id"]: r for r in records if r.get("jsonrpc_id") in ids}
+        assert set(by_id) == set(ids), sorted(set(ids) - set(by_id))
+        for record in by_id.values():
+            assert record["decision"] in ("denied", "invalid"), record
+            assert record["server_id"] == SERVER, record
+            assert record["server_version"] == STABLE, record
