@@ -95,6 +95,7 @@ WATCHER_METRICS = {
     "mcp_canary_promotions_total",
     "mcp_canary_weight",
     "mcp_canary_last_evaluation_timestamp_seconds",
+    "mcp_canary_no_data",
 }
 # Recorded by the rendered monitoring/mcp-servers.rules.yaml (one per release, with mcp_track).
 RENDERED_INFO = {"mcp_server_info", "mcp_track"}
@@ -103,7 +104,7 @@ RENDERED_INFO = {"mcp_server_info", "mcp_track"}
 def test_canary_rules_pass_promtool_check():
     result = promtool("check", "rules", CANARY_RULES.name)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 8 rules found" in result.stdout
+    assert "SUCCESS: 9 rules found" in result.stdout
 
 
 def test_canary_alerts_fire_on_their_signals():
@@ -112,7 +113,7 @@ def test_canary_alerts_fire_on_their_signals():
     rules = [rule for group in yaml.safe_load(CANARY_RULES.read_text())["groups"] for rule in group["rules"]]
     alerts = {rule["alert"] for rule in rules if "alert" in rule}
     tested = {case["alertname"] for test in yaml.safe_load(CANARY_RULE_TESTS.read_text())["tests"] for case in test["alert_rule_test"]}
-    assert alerts == tested == {"MCPCanaryWorseThanStable", "MCPCanaryRolledBack", "MCPCanaryWatcherStale"}
+    assert alerts == tested == {"MCPCanaryWorseThanStable", "MCPCanaryRolledBack", "MCPCanaryWatcherStale", "MCPCanaryNoData"}
     # One MCPCanaryWorseThanStable per signal the watcher compares.
     signals = {rule["labels"]["mcp_signal"] for rule in rules if rule.get("alert") == "MCPCanaryWorseThanStable"}
     assert signals == {"tool_call_error_ratio", "negotiation_failure_ratio"}
