@@ -15,6 +15,7 @@
 //! {
 //!   "financial-data": {
 //!     "canary_version": "1.4.0",
+//!     "canary_endpoint": "http://financial-data-v140.mcp.svc.cluster.local:8000/mcp",
 //!     "state": "rolled_back",
 //!     "weight": 0,
 //!     "reason": "tool_call_error_ratio 0.40 > stable 0.00 + margin 0.02 (25 canary calls in 60s)",
@@ -29,6 +30,12 @@
 //!   manifest naming another canary version starts fresh from its own `weight` (a new
 //!   release is a new canary), and the stale entry is ignored until the watcher
 //!   replaces it.
+//! - `canary_endpoint` (written by the watcher and by `canary rollback`/`promote`): the
+//!   canary endpoint URL, as the manifest wrote it, when the decision was made. The
+//!   decision applies only while the manifest's `gateway.canary.endpoint` is exactly
+//!   this URL too: a version string reused for a new deployment elsewhere is a new
+//!   canary, not the one rolled back (or promoted). An entry without it (written before
+//!   it existed, or by hand) matches on the version alone.
 //! - `state` (required): `rolled_back` (the canary gets no traffic) or `promoted` (the
 //!   canary gets all of it, until the team moves `version`/`endpoint` to the new
 //!   release and drops `gateway.canary`).
@@ -40,10 +47,14 @@
 //! - any other key (`signal`, `stable_version`, measured values, ...) is kept as the
 //!   watcher wrote it and ignored by `render`.
 //!
-//! A missing file means no decisions (every canary at its manifest weight). A file that
-//! cannot be read or parsed is an error naming the file and the reason: render stops
-//! rather than silently falling back to the manifest weight (which could undo a
-//! rollback). The file is written atomically ([`crate::write`]), so a render running
+//! A missing file given as `render --rollout-state <file>` means no decisions (every
+//! canary at its manifest weight). The default file is created (`{}`) by `canary
+//! watch` when it starts; when a fleet with a canary is rendered without
+//! `--rollout-state` and the default file does not exist, render refuses
+//! ([`require_default`]): a render into a fresh directory (a CI job's checkout) would
+//! otherwise restore every rolled-back canary. A file that cannot be read or parsed is
+//! an error naming the file and the reason: render stops rather than silently falling
+//! back to the manifest weight (which could undo a rollback). The file is written atomically ([`crate::write`]), so a render running
 //! next to the watcher never reads half of it.
 
 use crate::fleet::Fleet;
@@ -59,6 +70,60 @@ pub const DEFAULT_RELATIVE_PATH: &str = "rollout/state.json";
 /// `<out>/rollout/state.json`.
 pub fn default_path(out_dir: &Path) -> PathBuf {
     out_dir.join(DEFAULT_RELATIVE_PATH)
+}
+
+/// The state file render reads: `given` (`--rollout-state`; a missing file there is
+/// no decisions), else `<out>/rollout/state.json`, which must exist when `fleet` has a
+/// canary. The error is the message for people.
+pub fn require_default(
+    fleet: &Fleet,
+    out_dir: &Path,
+    given: Option<&Path>,
+) -> Result<PathBuf, String> {
+    if let Some(path) = given {
+        return Ok(path.to_path_buf());
+    }
+    let path = default_path(out_dir);
+    let canaries: Vec<&str> = fleet
+        .servers
+        .iter()
+        .filter(|s| s.canary.is_some())
+        .map(|s| s.id())
+        .collect();
+    // Anything but a clear "not there" (a permission problem) is load's to report.
+    if canaries.is_empty() || !matches!(path.try_exists(), Ok(false)) {
+        return Ok(path);
+    }
+    Err(format!(
+        "{}: no rollout state file, and {} {} a canary: rendering without the canary \
+         watcher's decisions could restore a rolled-back canary. Pass --rollout-state <file> \
+         with the watcher's state file (`canary watch` creates {} when it starts; a file \
+         given explicitly that does not exist means no decisions), or create {} containing \
+         {{}} for a first release",
+        path.display(),
+        canaries.join(", "),
+        if canaries.len() == 1 { "has" } else { "have" },
+        path.display(),
+        path.display()
+    ))
+}
+
+/// Creates an empty state file (`{}`) at `path` unless one exists: what `canary watch`
+/// does when it starts, so that a later render of the same directory finds it (see
+/// [`require_default`]). Returns whether it created the file.
+pub fn create_if_missing(path: &Path) -> Result<bool, RolloutError> {
+    match path.try_exists() {
+        Ok(true) => return Ok(false),
+        Ok(false) => {}
+        Err(source) => {
+            return Err(RolloutError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    }
+    RolloutState::default().save(path)?;
+    Ok(true)
 }
 
 /// What the watcher (or an operator) decided about one canary version.
@@ -94,6 +159,10 @@ impl Decision {
 pub struct Entry {
     /// The canary version this decision is about.
     pub canary_version: String,
+    /// The canary endpoint URL the decision is about; `None` in entries written before
+    /// it was recorded (they match on the version alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_endpoint: Option<String>,
     /// Rolled back or promoted.
     pub state: Decision,
     /// The canary's rendered weight: always `state.weight()` (checked on load).
@@ -106,6 +175,17 @@ pub struct Entry {
     /// kept on save, never read by render.
     #[serde(flatten)]
     pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Entry {
+    /// Whether this decision is about the canary `version` at `endpoint`.
+    pub fn is_about(&self, version: &str, endpoint: &str) -> bool {
+        self.canary_version == version
+            && self
+                .canary_endpoint
+                .as_deref()
+                .is_none_or(|recorded| recorded == endpoint)
+    }
 }
 
 /// Why the state file could not be used.
@@ -181,23 +261,30 @@ impl RolloutState {
     }
 
     /// The canary weight to render for `server_id` whose manifest names canary
-    /// `canary_version` at `manifest_weight`: the recorded decision when it is about
-    /// exactly this version, else the manifest's weight.
+    /// `canary_version` at `canary_endpoint` with `manifest_weight`: the recorded
+    /// decision when it is about exactly this canary, else the manifest's weight.
     pub fn effective_weight(
         &self,
         server_id: &str,
         canary_version: &str,
+        canary_endpoint: &str,
         manifest_weight: u8,
     ) -> u8 {
-        self.decision(server_id, canary_version)
+        self.decision(server_id, canary_version, canary_endpoint)
             .map_or(manifest_weight, |entry| entry.weight)
     }
 
-    /// The recorded decision about exactly this canary version, if any.
-    pub fn decision(&self, server_id: &str, canary_version: &str) -> Option<&Entry> {
+    /// The recorded decision about exactly this canary (its version, and its endpoint
+    /// when the entry names one), if any.
+    pub fn decision(
+        &self,
+        server_id: &str,
+        canary_version: &str,
+        canary_endpoint: &str,
+    ) -> Option<&Entry> {
         self.entries
             .get(server_id)
-            .filter(|entry| entry.canary_version == canary_version)
+            .filter(|entry| entry.is_about(canary_version, canary_endpoint))
     }
 
     /// The entry of a server, whatever canary version it is about.
@@ -242,7 +329,8 @@ impl RolloutState {
         for server in &mut fleet.servers {
             let id = server.id.as_str();
             if let Some(canary) = &mut server.canary {
-                canary.weight = self.effective_weight(id, &canary.version, canary.weight);
+                canary.weight =
+                    self.effective_weight(id, &canary.version, &canary.endpoint.url, canary.weight);
             }
         }
         fleet
@@ -269,7 +357,7 @@ impl RolloutState {
             );
             let note =
                 match canary {
-                    Some((_, canary)) if canary.version == entry.canary_version => {
+                    Some((_, canary)) if entry.is_about(&canary.version, &canary.endpoint.url) => {
                         match entry.state {
                         Decision::Promoted => format!(
                             "{decided}: it gets all requests; move version and endpoint to {} and {} and drop gateway.canary from the manifest",
@@ -280,6 +368,13 @@ impl RolloutState {
                         ),
                     }
                     }
+                    Some((_, canary)) if canary.version == entry.canary_version => format!(
+                        "{decided}: ignored, it was about endpoint {} and the manifest's canary {} is now at {} (weight {})",
+                        entry.canary_endpoint.as_deref().unwrap_or_default(),
+                        canary.version,
+                        canary.endpoint.url,
+                        canary.weight
+                    ),
                     Some((_, canary)) => format!(
                         "{decided}: ignored, the manifest's canary is now {} (weight {})",
                         canary.version, canary.weight
@@ -306,6 +401,7 @@ impl RolloutState {
     ) -> &mut Entry {
         let entry = Entry {
             canary_version: canary_version.to_owned(),
+            canary_endpoint: None,
             state,
             weight: state.weight(),
             reason: reason.to_owned(),
@@ -425,6 +521,9 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    const E1: &str = "http://fin-v140-a.svc:8000/mcp";
+    const E2: &str = "http://fin-v140-b.svc:8000/mcp";
+
     fn at(secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs)
     }
@@ -434,23 +533,98 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = RolloutState::load(&default_path(dir.path())).unwrap();
         assert_eq!(state, RolloutState::default());
-        assert_eq!(state.effective_weight("fin", "1.4.0", 5), 5);
+        assert_eq!(state.effective_weight("fin", "1.4.0", E1, 5), 5);
+    }
+
+    #[test]
+    fn a_decision_with_an_endpoint_applies_only_to_that_endpoint() {
+        let mut state = RolloutState::default();
+        state
+            .record_rollback("fin", "1.4.0", "errors", at(0))
+            .canary_endpoint = Some(E1.into());
+        assert_eq!(state.effective_weight("fin", "1.4.0", E1, 5), 0);
+        // The same version string deployed elsewhere: a new canary, its own weight.
+        assert_eq!(state.effective_weight("fin", "1.4.0", E2, 5), 5);
+        assert!(state.decision("fin", "1.4.0", E2).is_none());
+        // Saved and loaded, the endpoint is kept.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        state.save(&path).unwrap();
+        let loaded = RolloutState::load(&path).unwrap();
+        assert_eq!(
+            loaded
+                .decision("fin", "1.4.0", E1)
+                .unwrap()
+                .canary_endpoint
+                .as_deref(),
+            Some(E1)
+        );
+        assert!(loaded.decision("fin", "1.4.0", E2).is_none());
+        // An entry written before endpoints were recorded: the version alone.
+        std::fs::write(
+            &path,
+            r#"{"fin": {"canary_version": "1.4.0", "state": "rolled_back", "weight": 0, "reason": "old", "at": "2026-12-02T10:00:00Z"}}"#,
+        )
+        .unwrap();
+        let old = RolloutState::load(&path).unwrap();
+        assert_eq!(old.effective_weight("fin", "1.4.0", E2, 5), 0);
+        assert_eq!(old.effective_weight("fin", "1.5.0", E2, 5), 5);
+    }
+
+    #[test]
+    fn render_requires_the_default_file_of_a_canary_fleet_unless_given_one() {
+        let fleet =
+            Fleet::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/canary"))
+                .unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let default = default_path(out.path());
+        let message = require_default(&fleet, out.path(), None).unwrap_err();
+        assert!(
+            message.starts_with(&format!("{}: no rollout state file", default.display())),
+            "{message}"
+        );
+        assert!(message.contains("financial-data has a canary"), "{message}");
+        assert!(message.contains("Pass --rollout-state <file>"), "{message}");
+        // Given explicitly, a missing file is no decisions.
+        let given = out.path().join("elsewhere.json");
+        assert_eq!(require_default(&fleet, out.path(), Some(&given)), Ok(given));
+        // A fleet without a canary needs no state.
+        let mut plain = fleet.clone();
+        for server in &mut plain.servers {
+            server.canary = None;
+        }
+        assert_eq!(
+            require_default(&plain, out.path(), None),
+            Ok(default.clone())
+        );
+        // What the watcher does at start: the file exists, `{}`, and render proceeds.
+        assert!(create_if_missing(&default).unwrap());
+        assert_eq!(std::fs::read_to_string(&default).unwrap(), "{}\n");
+        assert!(!create_if_missing(&default).unwrap());
+        assert_eq!(
+            require_default(&fleet, out.path(), None),
+            Ok(default.clone())
+        );
+        // An existing file is never overwritten.
+        std::fs::write(&default, "{not json").unwrap();
+        assert!(!create_if_missing(&default).unwrap());
+        assert_eq!(std::fs::read_to_string(&default).unwrap(), "{not json");
     }
 
     #[test]
     fn a_decision_overrides_the_weight_of_exactly_its_canary_version() {
         let mut state = RolloutState::default();
         state.record_rollback("fin", "1.4.0", "errors", at(0));
-        assert_eq!(state.effective_weight("fin", "1.4.0", 5), 0);
+        assert_eq!(state.effective_weight("fin", "1.4.0", E1, 5), 0);
         // A new release in the manifest is a new canary: it starts from its own weight.
-        assert_eq!(state.effective_weight("fin", "1.5.0", 5), 5);
-        assert!(state.decision("fin", "1.5.0").is_none());
+        assert_eq!(state.effective_weight("fin", "1.5.0", E1, 5), 5);
+        assert!(state.decision("fin", "1.5.0", E1).is_none());
         // Other servers are untouched.
-        assert_eq!(state.effective_weight("other", "1.4.0", 30), 30);
+        assert_eq!(state.effective_weight("other", "1.4.0", E1, 30), 30);
         state.record_promotion("fin", "1.5.0", "clean window", at(0));
-        assert_eq!(state.effective_weight("fin", "1.5.0", 5), 100);
+        assert_eq!(state.effective_weight("fin", "1.5.0", E1, 5), 100);
         // One entry per server: the newer decision replaced the rollback of 1.4.0.
-        assert_eq!(state.effective_weight("fin", "1.4.0", 5), 5);
+        assert_eq!(state.effective_weight("fin", "1.4.0", E1, 5), 5);
         assert_eq!(state.entries().count(), 1);
     }
 

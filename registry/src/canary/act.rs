@@ -34,6 +34,9 @@ pub struct Target {
 pub struct Record {
     pub server: String,
     pub canary_version: String,
+    /// The canary's endpoint URL, recorded so that the decision does not carry over to
+    /// a new deployment that reuses the version string.
+    pub canary_endpoint: String,
     pub decision: Decision,
     /// For people: the state file's `reason`.
     pub reason: String,
@@ -59,6 +62,7 @@ pub fn apply(
         }
     };
     entry.details = record.details.clone();
+    entry.canary_endpoint = Some(record.canary_endpoint.clone());
     state.save(&target.state_path)?;
     render_fleet(fleet, &target.options, &state)
 }
@@ -123,6 +127,15 @@ mod tests {
         Record {
             server: "financial-data".into(),
             canary_version: "1.4.0".into(),
+            canary_endpoint: fixture()
+                .server("financial-data")
+                .unwrap()
+                .canary
+                .as_ref()
+                .unwrap()
+                .endpoint
+                .url
+                .clone(),
             decision,
             reason: "test".into(),
             details,
@@ -158,8 +171,13 @@ mod tests {
             "{wrote:?}"
         );
         let state = RolloutState::load(&target.state_path).unwrap();
-        let entry = state.decision("financial-data", "1.4.0").unwrap();
+        let endpoint = &record(Decision::RolledBack).canary_endpoint;
+        let entry = state.decision("financial-data", "1.4.0", endpoint).unwrap();
         assert_eq!((entry.weight, entry.reason.as_str()), (0, "test"));
+        assert_eq!(entry.canary_endpoint.as_ref(), Some(endpoint));
+        assert!(state
+            .decision("financial-data", "1.4.0", "http://elsewhere:8000/mcp")
+            .is_none());
         assert_eq!(entry.details["signal"], "tool_call_error_ratio");
 
         apply(

@@ -185,7 +185,7 @@ fn status(args: &FleetArgs) -> ExitCode {
     }
     for w in &watched {
         let (id, canary) = (w.server.id(), w.canary);
-        let decided = match state.decision(id, &canary.version) {
+        let decided = match state.decision(id, &canary.version, &canary.endpoint.url) {
             Some(entry) => format!("{} at {}: {}", entry.state.as_str(), entry.at, entry.reason),
             None => format!(
                 "watched (window {}s, min_calls {}, error_margin {}, negotiation_margin {}, promote {})",
@@ -207,16 +207,21 @@ fn status(args: &FleetArgs) -> ExitCode {
     }
     // Entries the manifests no longer apply: kept until the watcher replaces them.
     for (id, entry) in state.entries() {
-        let current = fleet
-            .server(id)
-            .and_then(|s| s.canary.as_ref())
-            .map(|c| c.version.as_str());
-        if current != Some(entry.canary_version.as_str()) {
+        let current = fleet.server(id).and_then(|s| s.canary.as_ref());
+        if !current.is_some_and(|c| entry.is_about(&c.version, &c.endpoint.url)) {
             println!(
-                "{id}: recorded {} of canary {} does not apply (manifest canary: {})",
+                "{id}: recorded {} of canary {}{} does not apply (manifest canary: {})",
                 entry.state.as_str(),
                 entry.canary_version,
-                current.unwrap_or("none")
+                entry
+                    .canary_endpoint
+                    .as_deref()
+                    .map(|e| format!(" at {e}"))
+                    .unwrap_or_default(),
+                current.map_or_else(
+                    || "none".to_owned(),
+                    |c| format!("{} at {}", c.version, c.endpoint.url)
+                )
             );
         }
     }
@@ -244,6 +249,7 @@ fn manual(args: &FleetArgs, server_id: &str, decision: Decision, reason: &str) -
     let record = Record {
         server: server_id.to_owned(),
         canary_version: canary.version.clone(),
+        canary_endpoint: canary.endpoint.url.clone(),
         decision,
         reason: reason.to_owned(),
         details,

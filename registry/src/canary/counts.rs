@@ -11,10 +11,12 @@ use std::collections::BTreeMap;
 pub const CALL_OUTCOMES: [&str; 4] = ["success", "error", "timeout", "partial"];
 /// The calls among them that did not succeed.
 pub const ERROR_OUTCOMES: [&str; 3] = ["error", "timeout", "partial"];
-/// Negotiation attempts: requests of these methods the gateway let through (`invalid`
-/// ones too: the filter counts a failed negotiation for them).
+/// Negotiation attempts: requests of these methods the gateway let through to a release.
+/// Not `invalid` (nor `denied`, `rate_limited`): the gateway refused those itself, which
+/// is policy working and says nothing about either release (as refused tool calls are
+/// not in `CALL_OUTCOMES`); the filter labels them with no version at all.
 pub const NEGOTIATION_METHODS: [&str; 2] = ["initialize", "server/discover"];
-pub const NEGOTIATION_DECISIONS: [&str; 2] = ["allowed", "invalid"];
+pub const NEGOTIATION_DECISIONS: [&str; 1] = ["allowed"];
 
 /// Which count a series feeds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -72,7 +74,8 @@ pub type Table = BTreeMap<Key, Counts>;
 
 /// The buckets a sample feeds (a failed call feeds both `Calls` and `Errors`) and its
 /// server version; nothing for series the signals do not read, or without a version
-/// label (a filter older than the version label: no comparison is possible).
+/// label (a request the gateway refused before any release was picked, or a filter
+/// older than the version label: nothing to compare), or with an empty one.
 pub fn classify(sample: &Sample) -> Option<(Key, &'static [Bucket])> {
     let buckets: &'static [Bucket] = match sample.name.as_str() {
         "mcp_tool_calls_total" => {
@@ -98,25 +101,54 @@ pub fn classify(sample: &Sample) -> Option<(Key, &'static [Bucket])> {
         _ => return None,
     };
     let server = sample.label("mcp_server")?;
-    let version = sample.label("mcp_server_version")?;
+    let version = sample
+        .label("mcp_server_version")
+        .filter(|v| !v.is_empty())?;
     Some(((server.to_owned(), version.to_owned()), buckets))
 }
 
-/// One scrape reduced to the counters the signals read: the cumulative value per server
-/// version and bucket (the series' values summed).
-pub fn totals(samples: &[Sample]) -> BTreeMap<(Key, Bucket), f64> {
+/// One series of a scrape, as the window tells it apart from the others: the server
+/// version and bucket it feeds, and its name and labels (sorted).
+pub type Series = (Key, Bucket, String);
+
+/// One scrape reduced to the counters the signals read: each series' cumulative value,
+/// kept apart so that the window takes increases per series before summing (a restart
+/// of one series while its siblings grow must be seen, `increase()` then `sum`).
+pub fn totals(samples: &[Sample]) -> BTreeMap<Series, f64> {
     let mut totals = BTreeMap::new();
     for sample in samples {
         if !sample.value.is_finite() {
             continue;
         }
         if let Some((key, buckets)) = classify(sample) {
+            let id = series_id(sample);
             for bucket in buckets {
-                *totals.entry((key.clone(), *bucket)).or_insert(0.0) += sample.value;
+                *totals
+                    .entry((key.clone(), *bucket, id.clone()))
+                    .or_insert(0.0) += sample.value;
             }
         }
     }
     totals
+}
+
+/// `name{a="1",b="2"}` with the labels sorted: the same series in every scrape,
+/// whatever order Envoy writes its labels in.
+fn series_id(sample: &Sample) -> String {
+    let mut labels: Vec<&(String, String)> = sample.labels.iter().collect();
+    labels.sort();
+    let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    format!("{}{{{}}}", sample.name, labels.join(","))
+}
+
+/// Sums series values per server version and bucket.
+#[cfg(test)]
+pub fn summed(totals: &BTreeMap<Series, f64>) -> BTreeMap<(Key, Bucket), f64> {
+    let mut sums = BTreeMap::new();
+    for ((key, bucket, _), value) in totals {
+        *sums.entry((key.clone(), *bucket)).or_insert(0.0) += value;
+    }
+    sums
 }
 
 #[cfg(test)]
@@ -134,7 +166,11 @@ mcp_tool_calls_total{mcp_server="fin",mcp_tool="a",mcp_outcome="error",mcp_serve
 mcp_tool_calls_total{mcp_server="fin",mcp_tool="a",mcp_outcome="denied",mcp_server_version="2"} 50
 mcp_tool_calls_total{mcp_server="fin",mcp_tool="a",mcp_outcome="success"} 99
 mcp_requests_total{mcp_server="fin",mcp_method="initialize",mcp_decision="allowed",mcp_server_version="2"} 4
-mcp_requests_total{mcp_server="fin",mcp_method="server/discover",mcp_decision="invalid",mcp_server_version="2"} 1
+mcp_requests_total{mcp_server="fin",mcp_method="server/discover",mcp_decision="allowed",mcp_server_version="2"} 1
+mcp_requests_total{mcp_server="fin",mcp_method="server/discover",mcp_decision="invalid",mcp_server_version="2"} 6
+mcp_requests_total{mcp_server="fin",mcp_method="initialize",mcp_decision="invalid"} 8
+mcp_requests_total{mcp_server="fin",mcp_method="initialize",mcp_decision="allowed",mcp_server_version=""} 9
+mcp_negotiation_failures_total{mcp_server="fin",mcp_kind="initialize"} 8
 mcp_requests_total{mcp_server="fin",mcp_method="initialize",mcp_decision="denied",mcp_server_version="2"} 7
 mcp_requests_total{mcp_server="fin",mcp_method="tools/call",mcp_decision="allowed",mcp_server_version="2"} 18
 mcp_negotiation_failures_total{mcp_server="fin",mcp_kind="initialize",mcp_server_version="2"} 2
@@ -143,7 +179,7 @@ mcp_tool_calls_total{mcp_server="fin",mcp_tool="a",mcp_outcome="success",mcp_ser
 "#,
         )
         .unwrap();
-        let totals = totals(&samples);
+        let totals = summed(&totals(&samples));
         let v2 = |bucket| totals[&(("fin".to_owned(), "2".to_owned()), bucket)];
         assert_eq!(v2(Bucket::Calls), 18.0);
         assert_eq!(v2(Bucket::Errors), 3.0);
@@ -153,7 +189,11 @@ mcp_tool_calls_total{mcp_server="fin",mcp_tool="a",mcp_outcome="success",mcp_ser
             totals[&(("fin".to_owned(), "1".to_owned()), Bucket::Calls)],
             3.0
         );
-        // The unversioned series (an older filter) and the refusals count nowhere.
+        // The unversioned series (refused before a release was picked, or an older
+        // filter), the empty version and the refusals (`denied`, `invalid`) count nowhere.
         assert_eq!(totals.len(), 5);
+        assert!(totals
+            .keys()
+            .all(|((_, version), _)| version == "1" || version == "2"));
     }
 }

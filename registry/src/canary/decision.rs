@@ -10,6 +10,9 @@
 //!   the stable ratio plus the margin (a stable version with no traffic counts as 0);
 //! - promote only when the canary has been watched for a whole window, had at least
 //!   `min_calls` tool calls in it, and never fired; silence is never a clean window.
+//!   Negotiation counts too: a canary that failed negotiations in the window is only
+//!   promoted once it had `min_calls` negotiations to judge them by (and they did not
+//!   fire); a handful of failed `initialize`s below `min_calls` is not "clean".
 
 use super::counts::Counts;
 use crate::model::CanaryWatch;
@@ -154,6 +157,17 @@ pub fn decide(
         return Verdict::Wait(format!(
             "insufficient canary traffic: {} of {} tool calls in the last {}s",
             shown(canary.calls),
+            watch.min_calls,
+            watch.window.as_secs()
+        ));
+    }
+    // Negotiation failures the ratio could not judge (too few negotiations): not a
+    // rollback, and not a clean window either.
+    if canary.negotiation_failures > 0.0 && canary.negotiations < min {
+        return Verdict::Wait(format!(
+            "insufficient canary negotiations to judge its {} negotiation failures: {} of {} in the last {}s",
+            shown(canary.negotiation_failures),
+            shown(canary.negotiations),
             watch.min_calls,
             watch.window.as_secs()
         ));
@@ -319,6 +333,61 @@ mod tests {
             Verdict::Wait(
                 "insufficient canary traffic: 19 of 20 tool calls in the last 60s".into()
             )
+        );
+    }
+
+    #[test]
+    fn negotiation_failures_below_min_calls_block_a_promotion() {
+        // Plenty of clean tool calls, but 3 of 5 negotiations failed: too few to fire,
+        // too many to call the window clean.
+        let canary = Counts {
+            calls: 40.0,
+            negotiations: 5.0,
+            negotiation_failures: 3.0,
+            ..Counts::default()
+        };
+        let stable = calls(40.0, 0.0);
+        assert_eq!(
+            decide(&watch(Promote::Auto), canary, stable, WINDOW * 2),
+            Verdict::Wait(
+                "insufficient canary negotiations to judge its 3 negotiation failures: 5 of 20 in the last 60s"
+                    .into()
+            )
+        );
+        // Failures without any negotiation counted (unsupported_version of another
+        // method): the same.
+        let other = Counts {
+            negotiations: 0.0,
+            negotiation_failures: 1.0,
+            ..canary
+        };
+        assert!(matches!(
+            decide(&watch(Promote::Auto), other, stable, WINDOW * 2),
+            Verdict::Wait(_)
+        ));
+        // No negotiation failures, whatever the number of negotiations: promoted.
+        let clean = Counts {
+            negotiation_failures: 0.0,
+            ..canary
+        };
+        assert_eq!(
+            decide(&watch(Promote::Auto), clean, stable, WINDOW),
+            Verdict::Promote { calls: 40.0 }
+        );
+        // Enough negotiations, failures within the margin of stable's: promoted.
+        let judged = Counts {
+            negotiations: 200.0,
+            negotiation_failures: 2.0,
+            ..canary
+        };
+        let stable = Counts {
+            negotiations: 200.0,
+            negotiation_failures: 2.0,
+            ..stable
+        };
+        assert_eq!(
+            decide(&watch(Promote::Auto), judged, stable, WINDOW),
+            Verdict::Promote { calls: 40.0 }
         );
     }
 

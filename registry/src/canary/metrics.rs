@@ -33,6 +33,9 @@ pub struct Metrics {
     pub promotions: Family<VersionLabels, Counter>,
     /// The canary's rendered weight (percent), the rollout state applied.
     pub weight: Family<VersionLabels, Gauge>,
+    /// 1 while a live canary's releases have had no series at all for a whole window
+    /// (the watcher cannot judge it), else 0.
+    pub no_data: Family<VersionLabels, Gauge>,
     pub last_evaluation: Gauge<f64, AtomicU64>,
     registry: Arc<Registry>,
 }
@@ -48,6 +51,7 @@ impl Metrics {
         let rollbacks = Family::<RollbackLabels, Counter>::default();
         let promotions = Family::<VersionLabels, Counter>::default();
         let weight = Family::<VersionLabels, Gauge>::default();
+        let no_data = Family::<VersionLabels, Gauge>::default();
         let last_evaluation = Gauge::<f64, AtomicU64>::default();
         let mut registry = Registry::default();
         // Counters get `_total` appended by the encoder.
@@ -67,6 +71,11 @@ impl Metrics {
             weight.clone(),
         );
         registry.register(
+            "mcp_canary_no_data",
+            "1 while neither release of a live canary has any series in the gateway's metrics for a whole window (nothing can be judged)",
+            no_data.clone(),
+        );
+        registry.register(
             "mcp_canary_last_evaluation_timestamp_seconds",
             "When the watcher last evaluated the canaries (Unix time)",
             last_evaluation.clone(),
@@ -75,6 +84,7 @@ impl Metrics {
             rollbacks,
             promotions,
             weight,
+            no_data,
             last_evaluation,
             registry: Arc::new(registry),
         }
@@ -111,6 +121,15 @@ impl Metrics {
                 mcp_server_version: version.to_owned(),
             })
             .set(i64::from(weight));
+    }
+
+    pub fn set_no_data(&self, server: &str, version: &str, no_data: bool) {
+        self.no_data
+            .get_or_create(&VersionLabels {
+                mcp_server: server.to_owned(),
+                mcp_server_version: version.to_owned(),
+            })
+            .set(i64::from(no_data));
     }
 
     /// The Prometheus text exposition. Encoding into a `String` fails only on a
@@ -159,12 +178,14 @@ mod tests {
             .inc();
         metrics.set_weight("fin", "1.4.0", 0);
         metrics.watching("fin", "1.5.0");
+        metrics.set_no_data("fin", "1.5.0", true);
         metrics.evaluated(UNIX_EPOCH + Duration::from_millis(1_500));
         let text = metrics.text();
         for line in [
             r#"mcp_canary_rollbacks_total{mcp_server="fin",mcp_server_version="1.4.0",mcp_signal="tool_call_error_ratio"} 1"#,
             r#"mcp_canary_weight{mcp_server="fin",mcp_server_version="1.4.0"} 0"#,
             "mcp_canary_last_evaluation_timestamp_seconds 1.5",
+            r#"mcp_canary_no_data{mcp_server="fin",mcp_server_version="1.5.0"} 1"#,
             // Created at 0 once watched, so the first decision is an increase.
             r#"mcp_canary_promotions_total{mcp_server="fin",mcp_server_version="1.5.0"} 0"#,
             r#"mcp_canary_rollbacks_total{mcp_server="fin",mcp_server_version="1.5.0",mcp_signal="negotiation_failure_ratio"} 0"#,

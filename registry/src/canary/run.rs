@@ -6,7 +6,7 @@ use super::act::{self, Target};
 use super::metrics::{self, Metrics, RollbackLabels, VersionLabels};
 use super::source::{self, Source};
 use super::watch::{canaries, Watcher};
-use crate::rollout::{Decision, RolloutState};
+use crate::rollout::{self, Decision, RolloutState};
 use crate::{Fleet, Rules};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -85,6 +85,13 @@ async fn watch_async(config: Config, mut source: Source) -> ExitCode {
             }
         });
     }
+    // The state file exists from now on (`{}` when new): a later `render` of this
+    // directory without --rollout-state refuses to run without it, rather than
+    // silently restoring a rolled-back canary.
+    if let Err(e) = rollout::create_if_missing(&config.target.state_path) {
+        eprintln!("{e}");
+        return ExitCode::FAILURE;
+    }
     // A decision recorded by a watcher stopped before it rendered reaches Envoy now:
     // render is idempotent, unchanged files are left alone.
     if let Err(reason) = render_recorded(&config) {
@@ -137,7 +144,9 @@ async fn watch_async(config: Config, mut source: Source) -> ExitCode {
 /// One evaluation; false when it could not be made (the fleet, the state or the
 /// metrics could not be read: then the last-evaluation time does not move, which is
 /// what `MCPCanaryWatcherStale` watches) or a decision could not be acted on (`--once`
-/// then exits 1, so a CI step fails).
+/// then exits 1, so a CI step fails). An evaluation on incomplete counts (an Envoy
+/// that could not be scraped, a Prometheus answer with warnings) may roll back on what
+/// it read, never promote: traffic it did not see could be the canary's failures.
 async fn tick(
     config: &Config,
     source: &mut Source,
@@ -176,16 +185,21 @@ async fn tick(
     };
     let watched = canaries(&fleet, &state);
     metrics.weight.clear();
+    metrics.no_data.clear();
     for w in &watched {
         metrics.set_weight(w.server.id(), &w.canary.version, w.weight);
         metrics.watching(w.server.id(), &w.canary.version);
+        metrics.set_no_data(w.server.id(), &w.canary.version, false);
     }
     let windows: Vec<Duration> = watched.iter().map(|w| w.canary.watch.window).collect();
     let keep = windows.iter().copied().max().unwrap_or(Duration::ZERO);
     let now = Instant::now();
     let failures = source.scrape(client, now, keep).await;
     let all_failed = matches!(source, Source::Envoys(envoys) if envoys.len() == failures.len());
+    // Why this evaluation's counts may be short (no promotion on them).
+    let mut incomplete: Vec<String> = Vec::new();
     for failure in failures {
+        incomplete.push(format!("not scraped: {failure}"));
         error(failure.to_string());
     }
     if all_failed {
@@ -197,8 +211,12 @@ async fn tick(
             continue;
         }
         match source.increase(client, now, window).await {
-            Ok(table) => {
-                tables.insert(window, table);
+            Ok(reading) => {
+                for warning in &reading.warnings {
+                    error(format!("partial answer from Prometheus: {warning}"));
+                    incomplete.push(format!("partial answer: {warning}"));
+                }
+                tables.insert(window, reading.table);
             }
             Err(e) => {
                 error(e.to_string());
@@ -210,11 +228,18 @@ async fn tick(
     let mut all_acted = true;
     for outcome in outcomes {
         let mut line = outcome.line;
+        if outcome.no_data {
+            metrics.set_no_data(
+                line["server"].as_str().unwrap_or_default(),
+                line["canary"].as_str().unwrap_or_default(),
+                true,
+            );
+        }
         if let Some(record) = outcome.record {
-            if once && record.decision == Decision::Promoted {
+            if let Some(why) = held(record.decision, once, &incomplete) {
                 line["event"] = json!("wait");
                 line["reason"] = json!(format!(
-                    "{} (not promoted: --once never promotes)",
+                    "{} (not promoted: {why})",
                     line["reason"].as_str().unwrap_or_default()
                 ));
                 say(&line);
@@ -270,6 +295,25 @@ async fn tick(
     all_acted
 }
 
+/// Why a decision must not be acted on in this evaluation, if it must not: only a
+/// promotion is ever held (by `--once`, or counts that may miss traffic); a rollback on
+/// what was read stands.
+fn held(decision: Decision, once: bool, incomplete: &[String]) -> Option<String> {
+    if decision != Decision::Promoted {
+        return None;
+    }
+    if once {
+        return Some("--once never promotes".to_owned());
+    }
+    if !incomplete.is_empty() {
+        return Some(format!(
+            "this evaluation's counts are incomplete: {}",
+            incomplete.join("; ")
+        ));
+    }
+    None
+}
+
 /// Renders the fleet with the recorded decisions.
 fn render_recorded(config: &Config) -> Result<(), String> {
     let fleet = Fleet::load_with(&config.dir, &config.rules).map_err(|p| p.to_string())?;
@@ -282,6 +326,20 @@ fn render_recorded(config: &Config) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn incomplete_counts_hold_a_promotion_never_a_rollback() {
+        let short =
+            vec!["not scraped: http://gw-2:9901/stats/prometheus?usedonly: HTTP 503".to_owned()];
+        assert_eq!(held(Decision::Promoted, false, &[]), None);
+        assert_eq!(
+            held(Decision::Promoted, false, &short).as_deref(),
+            Some("this evaluation's counts are incomplete: not scraped: http://gw-2:9901/stats/prometheus?usedonly: HTTP 503")
+        );
+        assert!(held(Decision::Promoted, true, &[]).is_some());
+        assert_eq!(held(Decision::RolledBack, false, &short), None);
+        assert_eq!(held(Decision::RolledBack, true, &short), None);
+    }
 
     #[test]
     fn lines_start_with_what_people_scan_for() {

@@ -97,7 +97,7 @@ impl Source {
         client: &reqwest::Client,
         now: Instant,
         window: Duration,
-    ) -> Result<Table, SourceError> {
+    ) -> Result<Reading, SourceError> {
         match self {
             Source::Envoys(envoys) => {
                 let mut table = Table::new();
@@ -114,35 +114,58 @@ impl Source {
                         }
                     }
                 }
-                Ok(table)
+                Ok(Reading {
+                    table,
+                    warnings: Vec::new(),
+                })
             }
             Source::Prometheus(base) => {
-                let mut table = Table::new();
+                let mut reading = Reading::default();
                 for (query, buckets) in queries(window) {
                     let answer = get(client, &query_url(base, &query)).await?;
-                    let rows = vector(&answer).map_err(|reason| SourceError::Answer {
+                    let answer = vector(&answer).map_err(|reason| SourceError::Answer {
                         url: base.to_string(),
                         reason,
                     })?;
-                    for (labels, value) in rows {
-                        let outcome = labels.get("mcp_outcome").map(String::as_str);
-                        let (Some(server), Some(version)) =
-                            (labels.get("mcp_server"), labels.get("mcp_server_version"))
-                        else {
-                            continue;
-                        };
-                        let counts = table.entry((server.clone(), version.clone())).or_default();
-                        for bucket in buckets {
-                            // The calls query is split by outcome: errors are its failed rows.
-                            let failed =
-                                outcome.is_some_and(|o| counts::ERROR_OUTCOMES.contains(&o));
-                            if *bucket != Bucket::Errors || failed {
-                                counts.add(*bucket, value);
-                            }
-                        }
-                    }
+                    add_rows(&mut reading.table, &answer.rows, buckets);
+                    reading.warnings.extend(answer.warnings);
                 }
-                Ok(table)
+                Ok(reading)
+            }
+        }
+    }
+}
+
+/// Counts read for one window, and what makes them incomplete.
+#[derive(Debug, Default)]
+pub struct Reading {
+    pub table: Table,
+    /// Prometheus' `warnings` (a partial answer: a store or shard that did not
+    /// answer, as Thanos and Cortex report it): the counts may miss traffic, enough for
+    /// a rollback on what they show, never for a promotion.
+    pub warnings: Vec<String>,
+}
+
+/// Adds one query's rows to `table`. A row without `mcp_server_version` (or with an
+/// empty one: a request the gateway refused before picking a release) says nothing
+/// about a version and is left out, as `counts::classify` leaves the series out.
+fn add_rows(table: &mut Table, rows: &[Row], buckets: &[Bucket]) {
+    for (labels, value) in rows {
+        let outcome = labels.get("mcp_outcome").map(String::as_str);
+        let (Some(server), Some(version)) =
+            (labels.get("mcp_server"), labels.get("mcp_server_version"))
+        else {
+            continue;
+        };
+        if version.is_empty() {
+            continue;
+        }
+        let counts = table.entry((server.clone(), version.clone())).or_default();
+        for bucket in buckets {
+            // The calls query is split by outcome: errors are its failed rows.
+            let failed = outcome.is_some_and(|o| counts::ERROR_OUTCOMES.contains(&o));
+            if *bucket != Bucket::Errors || failed {
+                counts.add(*bucket, *value);
             }
         }
     }
@@ -163,28 +186,30 @@ fn stats_url(admin: &Url) -> Url {
 }
 
 /// The PromQL of each count over `window`, with the buckets its rows feed; the same
-/// selectors as `counts::classify` and the shipped rules.
+/// selectors as `counts::classify` and the shipped rules (only series with a version:
+/// `mcp_server_version!=""` also matches no series that lacks the label).
 pub fn queries(window: Duration) -> Vec<(String, &'static [Bucket])> {
     let w = format!("{}s", window.as_secs().max(1));
     let by = "sum by (mcp_server, mcp_server_version";
+    let v = r#"mcp_server_version!="""#;
     vec![
         (
             format!(
-                "{by}, mcp_outcome) (increase(mcp_tool_calls_total{{mcp_outcome=~\"{}\"}}[{w}]))",
+                "{by}, mcp_outcome) (increase(mcp_tool_calls_total{{{v},mcp_outcome=~\"{}\"}}[{w}]))",
                 counts::CALL_OUTCOMES.join("|")
             ),
             &[Bucket::Calls, Bucket::Errors],
         ),
         (
             format!(
-                "{by}) (increase(mcp_requests_total{{mcp_method=~\"{}\",mcp_decision=~\"{}\"}}[{w}]))",
+                "{by}) (increase(mcp_requests_total{{{v},mcp_method=~\"{}\",mcp_decision=~\"{}\"}}[{w}]))",
                 counts::NEGOTIATION_METHODS.join("|"),
                 counts::NEGOTIATION_DECISIONS.join("|")
             ),
             &[Bucket::Negotiations],
         ),
         (
-            format!("{by}) (increase(mcp_negotiation_failures_total[{w}]))"),
+            format!("{by}) (increase(mcp_negotiation_failures_total{{{v}}}[{w}]))"),
             &[Bucket::NegotiationFailures],
         ),
     ]
@@ -201,8 +226,15 @@ fn query_url(base: &Url, query: &str) -> Url {
 /// One row of an instant vector: its labels and value.
 pub type Row = (std::collections::BTreeMap<String, String>, f64);
 
-/// The rows of a Prometheus instant-vector answer.
-pub fn vector(answer: &str) -> Result<Vec<Row>, String> {
+/// An instant-vector answer: its rows, and its warnings (a partial answer).
+#[derive(Debug, PartialEq)]
+pub struct Vector {
+    pub rows: Vec<Row>,
+    pub warnings: Vec<String>,
+}
+
+/// The rows of a Prometheus instant-vector answer, and its `warnings`.
+pub fn vector(answer: &str) -> Result<Vector, String> {
     let json: serde_json::Value =
         serde_json::from_str(answer).map_err(|e| format!("not JSON: {e}"))?;
     if json["status"] != "success" {
@@ -232,7 +264,21 @@ pub fn vector(answer: &str) -> Result<Vec<Row>, String> {
             out.push((labels, value));
         }
     }
-    Ok(out)
+    // Prometheus answers `success` with `warnings` when part of the data could not be
+    // read (Thanos and Cortex: a store that did not answer); any warning makes the
+    // answer incomplete for the watcher.
+    let warnings = match &json["warnings"] {
+        serde_json::Value::Array(items) => items
+            .iter()
+            .map(|w| w.as_str().map_or_else(|| w.to_string(), str::to_owned))
+            .collect(),
+        serde_json::Value::Null => Vec::new(),
+        other => vec![other.to_string()],
+    };
+    Ok(Vector {
+        rows: out,
+        warnings,
+    })
 }
 
 async fn get(client: &reqwest::Client, url: &Url) -> Result<String, SourceError> {
@@ -284,11 +330,15 @@ mod tests {
         let queries = queries(Duration::from_secs(600));
         assert_eq!(
             queries[0].0,
-            r#"sum by (mcp_server, mcp_server_version, mcp_outcome) (increase(mcp_tool_calls_total{mcp_outcome=~"success|error|timeout|partial"}[600s]))"#
+            r#"sum by (mcp_server, mcp_server_version, mcp_outcome) (increase(mcp_tool_calls_total{mcp_server_version!="",mcp_outcome=~"success|error|timeout|partial"}[600s]))"#
         );
         assert_eq!(
             queries[1].0,
-            r#"sum by (mcp_server, mcp_server_version) (increase(mcp_requests_total{mcp_method=~"initialize|server/discover",mcp_decision=~"allowed|invalid"}[600s]))"#
+            r#"sum by (mcp_server, mcp_server_version) (increase(mcp_requests_total{mcp_server_version!="",mcp_method=~"initialize|server/discover",mcp_decision=~"allowed"}[600s]))"#
+        );
+        assert_eq!(
+            queries[2].0,
+            r#"sum by (mcp_server, mcp_server_version) (increase(mcp_negotiation_failures_total{mcp_server_version!=""}[600s]))"#
         );
         let url = query_url(&Url::parse("http://prom:9090/").unwrap(), &queries[2].0);
         assert!(
@@ -299,6 +349,24 @@ mod tests {
     }
 
     #[test]
+    fn rows_without_a_version_count_nowhere() {
+        let rows = vector(
+            r#"{"status":"success","data":{"resultType":"vector","result":[
+              {"metric":{"mcp_server":"fin","mcp_server_version":"2","mcp_outcome":"error"},"value":[1,"4"]},
+              {"metric":{"mcp_server":"fin","mcp_server_version":"2","mcp_outcome":"success"},"value":[1,"6"]},
+              {"metric":{"mcp_server":"fin","mcp_outcome":"error"},"value":[1,"50"]},
+              {"metric":{"mcp_server":"fin","mcp_server_version":"","mcp_outcome":"error"},"value":[1,"70"]}]}}"#,
+        )
+        .unwrap()
+        .rows;
+        let mut table = Table::new();
+        add_rows(&mut table, &rows, &[Bucket::Calls, Bucket::Errors]);
+        assert_eq!(table.len(), 1, "{table:?}");
+        let counts = table[&("fin".to_owned(), "2".to_owned())];
+        assert_eq!((counts.calls, counts.errors), (10.0, 4.0));
+    }
+
+    #[test]
     fn reads_instant_vectors_and_refuses_errors() {
         let rows = vector(
             r#"{"status":"success","data":{"resultType":"vector","result":[
@@ -306,6 +374,8 @@ mod tests {
               {"metric":{},"value":[1700000000.1,"3"]}]}}"#,
         )
         .unwrap();
+        assert_eq!(rows.warnings, Vec::<String>::new());
+        let rows = rows.rows;
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].0["mcp_outcome"], "error");
         assert_eq!(rows[0].1, 12.5);
@@ -320,8 +390,17 @@ mod tests {
             vector(
                 r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"NaN"]}]}}"#
             ),
-            Ok(vec![])
+            Ok(Vector {
+                rows: vec![],
+                warnings: vec![]
+            })
         );
+        // A partial answer: its rows, and why they may be short.
+        let partial = vector(
+            r#"{"status":"success","warnings":["store 10.0.0.7:10901 did not answer"],"data":{"resultType":"vector","result":[]}}"#,
+        )
+        .unwrap();
+        assert_eq!(partial.warnings, ["store 10.0.0.7:10901 did not answer"]);
         assert!(vector(r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"x"]}]}}"#).is_err());
     }
 }

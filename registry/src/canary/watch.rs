@@ -29,7 +29,12 @@ pub fn canaries<'a>(fleet: &'a Fleet, state: &RolloutState) -> Vec<Watched<'a>> 
             Some(Watched {
                 server,
                 canary,
-                weight: state.effective_weight(server.id(), &canary.version, canary.weight),
+                weight: state.effective_weight(
+                    server.id(),
+                    &canary.version,
+                    &canary.endpoint.url,
+                    canary.weight,
+                ),
             })
         })
         .collect()
@@ -42,6 +47,10 @@ pub struct Outcome {
     pub line: Value,
     /// A decision to record and render, for a rollback or a promotion.
     pub record: Option<Record>,
+    /// Neither release of this live canary had a single series in the gateway's
+    /// metrics for a whole window: the watcher is blind to it (the line's event is
+    /// `error`, and `mcp_canary_no_data` is 1 for it).
+    pub no_data: bool,
 }
 
 /// What the watcher remembers between evaluations: since when it has seen each canary
@@ -56,6 +65,9 @@ pub struct Watcher {
     /// even once the failures have left the window. A breach is never forgotten for a
     /// promotion.
     breaches: BTreeMap<(String, String), Comparison>,
+    /// Since when neither release of each live canary has had any series in the
+    /// counts (no traffic ever counted, no version label, the wrong Envoy scraped).
+    blind_since: BTreeMap<(String, String), Instant>,
 }
 
 impl Watcher {
@@ -71,10 +83,15 @@ impl Watcher {
         let mut outcomes = Vec::new();
         let mut live = BTreeMap::new();
         let mut breaches = BTreeMap::new();
+        let mut blind = BTreeMap::new();
         for watched in canaries(fleet, state) {
             let (server, canary) = (watched.server, watched.canary);
             let key = (server.id().to_owned(), canary.version.clone());
-            if state.decision(server.id(), &canary.version).is_some() || watched.weight == 0 {
+            if state
+                .decision(server.id(), &canary.version, &canary.endpoint.url)
+                .is_some()
+                || watched.weight == 0
+            {
                 continue;
             }
             let since = *self.live_since.get(&key).unwrap_or(&now);
@@ -86,9 +103,12 @@ impl Watcher {
                 table
                     .get(&(server.id().to_owned(), version.to_owned()))
                     .copied()
-                    .unwrap_or_default()
             };
-            let (canary_counts, stable_counts) = (counts(&canary.version), counts(&server.version));
+            let (canary_seen, stable_seen) = (counts(&canary.version), counts(&server.version));
+            let (canary_counts, stable_counts) = (
+                canary_seen.unwrap_or_default(),
+                stable_seen.unwrap_or_default(),
+            );
             let verdict = match self.breaches.get(&key) {
                 Some(first) => Verdict::RollBack(*first),
                 None => decide(
@@ -98,20 +118,38 @@ impl Watcher {
                     now.saturating_duration_since(since),
                 ),
             };
+            let mut no_data = false;
+            if canary_seen.is_none() && stable_seen.is_none() {
+                let since = *self.blind_since.get(&key).unwrap_or(&now);
+                blind.insert(key.clone(), since);
+                no_data = now.saturating_duration_since(since) >= window
+                    && matches!(verdict, Verdict::Wait(_));
+            }
             if let Verdict::RollBack(comparison) = verdict {
                 breaches.insert(key, comparison);
             }
-            outcomes.push(outcome(
-                server,
-                canary,
-                canary_counts,
-                stable_counts,
-                &verdict,
-            ));
+            let mut outcome = outcome(server, canary, canary_counts, stable_counts, &verdict);
+            if no_data {
+                // Not a quiet wait: with no series at all for either release, a bad
+                // canary could not be seen either. An `error` line and a metric the
+                // alerts page on (MCPCanaryNoData).
+                outcome.line["event"] = json!("error");
+                outcome.line["reason"] = json!(format!(
+                    "no series of canary {} or stable {} of {} in the gateway's metrics for a whole {}s window, while the canary gets {}% of the requests: nothing can be judged (is every gateway scraped, and do its mcp_* series carry mcp_server_version?)",
+                    canary.version,
+                    server.version,
+                    server.id(),
+                    window.as_secs(),
+                    watched.weight
+                ));
+                outcome.no_data = true;
+            }
+            outcomes.push(outcome);
         }
         // Forget canaries that are gone, decided or at 0: one coming back starts over.
         self.live_since = live;
         self.breaches = breaches;
+        self.blind_since = blind;
         outcomes
     }
 }
@@ -187,6 +225,7 @@ fn outcome(
         Record {
             server: server.id().to_owned(),
             canary_version: canary.version.clone(),
+            canary_endpoint: canary.endpoint.url.clone(),
             decision,
             reason: reason.clone(),
             details,
@@ -195,6 +234,7 @@ fn outcome(
     Outcome {
         line: Value::Object(head),
         record,
+        no_data: false,
     }
 }
 
@@ -356,6 +396,72 @@ gateway:
                 "insufficient canary traffic: 0 of 10 tool calls in the last 10s"
             );
         }
+    }
+
+    #[test]
+    fn no_series_of_either_release_for_a_whole_window_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let fleet = fleet(dir.path(), "2.0.0", 50, "auto");
+        let state = RolloutState::default();
+        let mut watcher = Watcher::default();
+        let t0 = Instant::now();
+        // Other servers' series only: fin's releases have none.
+        let nothing = BTreeMap::from([(
+            WINDOW,
+            Table::from([(("other".to_owned(), "1".to_owned()), calls(5.0, 0.0))]),
+        )]);
+        let first = watcher.evaluate(&fleet, &state, &nothing, t0);
+        assert_eq!(first[0].line["event"], "wait");
+        assert!(!first[0].no_data);
+        let later = watcher.evaluate(&fleet, &state, &nothing, t0 + WINDOW);
+        assert_eq!(later[0].line["event"], "error");
+        assert!(later[0].no_data);
+        assert_eq!(later[0].record, None);
+        let reason = later[0].line["reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with("no series of canary 2.0.0 or stable 1.0.0 of fin in the gateway's metrics for a whole 10s window"),
+            "{reason}"
+        );
+        // A series of either release, even one that did not grow: not blind, and the
+        // clock starts again.
+        let idle = tables(&[("1.0.0", Counts::default())]);
+        let seen = watcher.evaluate(&fleet, &state, &idle, t0 + WINDOW * 2);
+        assert_eq!(seen[0].line["event"], "wait");
+        assert!(!seen[0].no_data);
+        let again = watcher.evaluate(&fleet, &state, &nothing, t0 + WINDOW * 2);
+        assert!(!again[0].no_data);
+    }
+
+    #[test]
+    fn a_decision_about_the_same_version_at_another_endpoint_does_not_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let fleet = fleet(dir.path(), "2.0.0", 50, "auto");
+        let healthy = tables(&[("2.0.0", calls(30.0, 0.0)), ("1.0.0", calls(30.0, 0.0))]);
+        let mut state = RolloutState::default();
+        state
+            .record_rollback(
+                "fin",
+                "2.0.0",
+                "old deployment",
+                std::time::SystemTime::now(),
+            )
+            .canary_endpoint = Some("http://fin-old.svc.cluster.local:8000/mcp".into());
+        let watched = canaries(&fleet, &state);
+        assert_eq!(watched[0].weight, 50);
+        let outcomes = Watcher::default().evaluate(&fleet, &state, &healthy, Instant::now());
+        assert_eq!(outcomes[0].line["event"], "wait");
+        // The watcher's own records name the endpoint.
+        let bad = tables(&[("2.0.0", calls(12.0, 12.0)), ("1.0.0", calls(12.0, 0.0))]);
+        let rollback = Watcher::default().evaluate(&fleet, &state, &bad, Instant::now());
+        assert_eq!(
+            rollback[0].record.as_ref().unwrap().canary_endpoint,
+            "http://fin-v2.svc.cluster.local:8000/mcp"
+        );
+        // The same endpoint: the decision applies.
+        state
+            .record_rollback("fin", "2.0.0", "this one", std::time::SystemTime::now())
+            .canary_endpoint = Some("http://fin-v2.svc.cluster.local:8000/mcp".into());
+        assert_eq!(canaries(&fleet, &state)[0].weight, 0);
     }
 
     #[test]

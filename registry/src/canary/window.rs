@@ -6,14 +6,17 @@
 //! that went down means a restart, and its increase is its new value; a series missing
 //! from the earlier scrape did not exist yet (the filter creates a stat on its first
 //! count: a canary's first errors arrive as a new `outcome="error"` series), so it
-//! counts from 0.
+//! counts from 0. All of this is judged per series, and only then are the increases
+//! summed per server version: the sum of a version's series can grow while one of them
+//! restarted (a reset hidden in a sum is an undercount, as `increase(sum(...))` would
+//! be in PromQL).
 
-use super::counts::{Bucket, Key, Table};
+use super::counts::{Series, Table};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-/// One scrape reduced to the counters the signals read.
-pub type Totals = BTreeMap<(Key, Bucket), f64>;
+/// One scrape reduced to the counters the signals read, per series.
+pub type Totals = BTreeMap<Series, f64>;
 
 /// The scrapes of one Envoy, oldest first.
 #[derive(Debug, Default)]
@@ -40,7 +43,9 @@ impl History {
 
     /// The increase of every counter over the `window` before `now`: from the last
     /// scrape at or before the window's start (or the first scrape, when the watcher
-    /// has not run that long) to the latest.
+    /// has not run that long) to the latest. Every server version with a series in any
+    /// of those scrapes has an entry, with zero counts if nothing grew: present but
+    /// idle is not the same as absent (no series at all, see `watch.rs`).
     pub fn increase(&self, now: Instant, window: Duration) -> Table {
         let mut table = Table::new();
         let start = now.checked_sub(window);
@@ -50,16 +55,22 @@ impl History {
             .rposition(|(at, _)| start.is_some_and(|start| *at <= start))
             .unwrap_or(0);
         let scrapes: Vec<&Totals> = self.scrapes.iter().skip(baseline).map(|(_, t)| t).collect();
+        for totals in &scrapes {
+            for (key, _, _) in totals.keys() {
+                table.entry(key.clone()).or_default();
+            }
+        }
         for pair in scrapes.windows(2) {
             let (before, after) = (pair[0], pair[1]);
-            for ((key, bucket), value) in after {
-                let previous = before.get(&(key.clone(), *bucket)).copied().unwrap_or(0.0);
+            for (series, value) in after {
+                let previous = before.get(series).copied().unwrap_or(0.0);
                 let increase = if *value < previous {
                     *value
                 } else {
                     value - previous
                 };
                 if increase > 0.0 {
+                    let (key, bucket, _) = series;
                     table.entry(key.clone()).or_default().add(*bucket, increase);
                 }
             }
@@ -71,17 +82,54 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::canary::counts::Counts;
+    use crate::canary::counts::{self, Bucket, Counts, Key};
+    use crate::canary::expo;
 
     fn key(version: &str) -> Key {
         ("fin".to_owned(), version.to_owned())
     }
 
+    /// One series per version and bucket.
     fn totals(entries: &[(&str, Bucket, f64)]) -> Totals {
         entries
             .iter()
-            .map(|(version, bucket, value)| ((key(version), *bucket), *value))
+            .map(|(version, bucket, value)| ((key(version), *bucket, String::new()), *value))
             .collect()
+    }
+
+    #[test]
+    fn a_reset_of_one_series_is_seen_while_its_siblings_grow() {
+        // Two tools' call counters of one version; between the scrapes tool a's series
+        // went from 100 to 5 (restarted: 5 new calls) while b's grew by 200, so the
+        // version's sum grew 300 -> 405 (an increase of the sum would say 105).
+        let scrape = |a: u32, b: u32| {
+            let text = format!(
+                "mcp_tool_calls_total{{mcp_server=\"fin\",mcp_tool=\"a\",mcp_outcome=\"success\",mcp_server_version=\"2\"}} {a}\n\
+                 mcp_tool_calls_total{{mcp_outcome=\"success\",mcp_server_version=\"2\",mcp_server=\"fin\",mcp_tool=\"b\"}} {b}\n"
+            );
+            counts::totals(&expo::parse(&text).unwrap())
+        };
+        let t0 = Instant::now();
+        let mut history = History::default();
+        history.push(t0, scrape(100, 200), KEEP);
+        history.push(t0 + Duration::from_secs(1), scrape(5, 400), KEEP);
+        let table = history.increase(t0 + Duration::from_secs(1), KEEP);
+        assert_eq!(table[&key("2")].calls, 5.0 + 200.0);
+    }
+
+    #[test]
+    fn a_version_with_series_but_no_increase_is_present_with_zero_counts() {
+        let t0 = Instant::now();
+        let mut history = History::default();
+        history.push(t0, totals(&[("2", Bucket::Calls, 7.0)]), KEEP);
+        history.push(
+            t0 + Duration::from_secs(1),
+            totals(&[("2", Bucket::Calls, 7.0)]),
+            KEEP,
+        );
+        let table = history.increase(t0 + Duration::from_secs(1), KEEP);
+        assert_eq!(table.get(&key("2")), Some(&Counts::default()));
+        assert_eq!(table.get(&key("1")), None);
     }
 
     const KEEP: Duration = Duration::from_secs(60);
