@@ -49,8 +49,9 @@ enum Command {
         envoy_dir: Option<PathBuf>,
         /// The canary watcher's decisions, which override the manifests' canary
         /// weights (a rollback stays at 0 % on every later render). Default:
-        /// <out>/rollout/state.json; a missing file is no decisions, a malformed one
-        /// stops the render.
+        /// <out>/rollout/state.json, which must exist when a manifest has a canary
+        /// (`canary watch` creates it); a missing file given here is no decisions, a
+        /// malformed one stops the render.
         #[arg(long)]
         rollout_state: Option<PathBuf>,
         #[command(flatten)]
@@ -127,7 +128,16 @@ fn main() -> ExitCode {
             rollout_state,
             ..
         } => {
-            let state_file = rollout_state.unwrap_or_else(|| rollout::default_path(&out));
+            // The default file must exist for a fleet with a canary (the watcher creates
+            // it): a render into a fresh directory would restore rolled-back canaries.
+            let state_file = match rollout::require_default(&fleet, &out, rollout_state.as_deref())
+            {
+                Ok(path) => path,
+                Err(message) => {
+                    eprintln!("{message}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let rollout = match RolloutState::load(&state_file) {
                 Ok(rollout) => rollout,
                 Err(e) => {
