@@ -403,14 +403,39 @@ fn render_reads_the_rollout_state_and_says_what_it_decided() {
     let render = || registry(&["render", FIXTURE, "--out", out_dir]);
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
 
-    // No state file: the manifest's weight.
+    // No state file at the default place: a fleet with a canary is refused (a render
+    // into a fresh directory would restore rolled-back canaries), nothing written.
+    let state_file = mcp_registry::rollout::default_path(out.path());
     let run = render();
+    assert_eq!(run.status.code(), Some(1), "{}", text(&run.stderr));
+    let stderr = text(&run.stderr);
+    assert!(
+        stderr.starts_with(&format!("{}: no rollout state file", state_file.display()))
+            && stderr.contains("Pass --rollout-state <file>"),
+        "{stderr}"
+    );
+    assert!(!out.path().join("envoy/routes.yaml").exists());
+    // Given explicitly, a missing file is no decisions: the manifest's weight.
+    let missing = out.path().join("missing.json");
+    let run = registry(&[
+        "render",
+        FIXTURE,
+        "--out",
+        out_dir,
+        "--rollout-state",
+        missing.to_str().unwrap(),
+    ]);
     assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
     assert_eq!(canary_weight(out.path()), 5);
     assert_eq!(text(&run.stderr), "");
+    // The empty file `canary watch` creates when it starts: no decisions either.
+    std::fs::create_dir_all(state_file.parent().unwrap()).unwrap();
+    std::fs::write(&state_file, "{}\n").unwrap();
+    let run = render();
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    assert_eq!(canary_weight(out.path()), 5);
 
     // The default place, <out>/rollout/state.json.
-    let state_file = mcp_registry::rollout::default_path(out.path());
     let mut state = RolloutState::default();
     state.record_rollback(
         "financial-data",
