@@ -215,12 +215,15 @@ def assert_rolled_back(fleet, watcher: Watcher, signal: str) -> dict:
     assert entry["canary_version"] == CANARY and entry["state"] == "rolled_back" and entry["weight"] == 0, entry
     assert entry["reason"] == line["reason"] and entry["reason"].startswith(f"{signal} 1.000 > stable 0.000 + margin 0.050"), entry
     assert entry["signal"] == signal and entry["decided_by"] == "watcher", entry
+    # The decision is about this deployment of the version: its endpoint is recorded.
+    manifest = yaml.safe_load((fleet.manifests / f"{SERVER}.yaml").read_text())
+    assert entry["canary_endpoint"] == manifest["gateway"]["canary"]["endpoint"], entry
     assert weights(fleet) == (100, 0)
     samples = watcher.metrics()
     # Every metric the shipped alert rules read from the watcher (test_monitoring.py).
     assert {name for name, _ in samples} >= {
         "mcp_canary_rollbacks_total", "mcp_canary_promotions_total", "mcp_canary_weight",
-        "mcp_canary_last_evaluation_timestamp_seconds",
+        "mcp_canary_last_evaluation_timestamp_seconds", "mcp_canary_no_data",
     }
     labels = {"mcp_server": SERVER, "mcp_server_version": CANARY}
     assert metric(samples, "mcp_canary_rollbacks_total", **labels, mcp_signal=signal) == 1
@@ -475,3 +478,29 @@ def test_manual_decisions_and_a_one_shot_watch(tmp_path):
         done = registry("rollback", *fleet_flags(fleet), "no-such-server")
         assert done.returncode == 1 and 'no server "no-such-server" with a canary' in done.stderr
         assert weights(fleet) == (100, 0)
+
+
+FIXTURE = Path(__file__).resolve().parents[2] / "registry" / "tests" / "fixtures" / "canary"
+
+
+def test_render_needs_the_state_file_the_watcher_creates(tmp_path):
+    """A render of a canary fleet into a directory without the rollout state (a fresh CI
+    checkout) is refused rather than restoring rolled-back canaries; `canary watch`
+    creates the file (`{}`) when it starts, and render then proceeds."""
+    out = tmp_path / "out"
+    render = [str(REGISTRY), "render", str(FIXTURE), "--out", str(out)]
+    done = subprocess.run(render, capture_output=True, text=True, timeout=60)
+    state_file = out / "rollout" / "state.json"
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.startswith(f"{state_file}: no rollout state file"), done.stderr
+    assert "--rollout-state" in done.stderr and not (out / "envoy").exists()
+    # The watcher, even one that cannot read any metrics (nothing listens there).
+    done = registry(
+        "watch", str(FIXTURE), "--out", str(out), "--envoy-admin", f"http://127.0.0.1:{free_port()}",
+        "--interval", "100ms", "--once",
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert json.loads(state_file.read_text()) == {}
+    done = subprocess.run(render, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert (out / "envoy" / "routes.yaml").exists()
