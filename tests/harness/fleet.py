@@ -79,6 +79,15 @@ class Rendered:
         (self.manifests / f"{server_id}.yaml").write_text(text)
 
     def render(self) -> str:
+        # A fleet with a canary renders with the canary watcher's state file, as a
+        # deployment does (`canary watch` creates it, `{}`, when it starts): render
+        # refuses such a fleet when the default file is missing.
+        state = self.out / "rollout" / "state.json"
+        if not state.exists() and any(
+            "canary" in ((yaml.safe_load(m.read_text()) or {}).get("gateway") or {}) for m in self.manifests.glob("*.yaml")
+        ):
+            state.parent.mkdir(parents=True, exist_ok=True)
+            state.write_text("{}\n")
         return render(self.manifests, self.out, self.credentials)
 
 
