@@ -173,9 +173,23 @@ async fn rotation(ctx: &Ctx<'_>) -> Check {
             )
         }
     };
-    let published = match identity::publish(&rotation.publish, &jwk).await {
-        Ok(p) => p,
-        Err(reason) => return Check::fail(name, format!("cannot publish the next key: {reason}")),
+    // Armed before the file or the IdP changes: every way out of this check (a
+    // return, a dropped future on SIGINT/SIGTERM, a panic) removes the key again.
+    let guard = match identity::publish(&rotation.publish, &jwk).await {
+        Ok(guard) => guard,
+        Err(identity::NotPublished { reason, guard }) => {
+            let undone = match guard {
+                Some(guard) => match guard.restore().await {
+                    Ok(()) => " (what it changed was undone)".to_owned(),
+                    Err(why) => format!("; and it was not undone: {why}"),
+                },
+                None => String::new(),
+            };
+            return Check::fail(
+                name,
+                format!("cannot publish the next key: {reason}{undone}"),
+            );
+        }
     };
     let start = Instant::now();
     let mut last = String::from("no answer");
@@ -191,7 +205,7 @@ async fn rotation(ctx: &Ctx<'_>) -> Check {
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     let waited = start.elapsed().as_secs_f64();
-    let restored = identity::restore(published).await;
+    let restored = guard.restore().await;
     let mut check = if accepted {
         Check::pass(
             name,

@@ -6,7 +6,8 @@ use super::config::{Config, Mint, NextToken, Publish, Role, TokenSource};
 use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A private key and the one algorithm it signs with: pinned by the key type, never
@@ -259,55 +260,204 @@ pub fn scopes_of(token: &str) -> Option<Vec<String>> {
     })
 }
 
-/// What must be undone after the rotation check.
-pub enum Published {
-    /// The JWKS file's text before the next key was added.
-    File {
-        path: std::path::PathBuf,
-        before: String,
-    },
+/// What undoes the rotation check's publication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Undo {
+    /// Remove the key preflight added, by its kid, from the JWKS file as it is *then*:
+    /// a real rotation made meanwhile (another key added or removed) is kept, which
+    /// writing back the text read before publishing would wipe.
+    JwksKid { path: PathBuf, kid: String },
+    /// The platform's restore program.
     Command(Vec<String>),
 }
 
-/// Makes the next key known to the authz-service's JWKS.
-pub async fn publish(publish: &Publish, jwk: &Value) -> Result<Published, String> {
-    match publish {
-        Publish::JwksFile(path) => {
-            let before = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            let mut jwks: Value = serde_json::from_str(&before)
-                .map_err(|e| format!("{} is not a JWKS: {e}", path.display()))?;
-            let keys = jwks
-                .get_mut("keys")
-                .and_then(Value::as_array_mut)
-                .ok_or_else(|| format!("{} has no \"keys\" list", path.display()))?;
-            keys.push(jwk.clone());
-            write_atomically(path, &jwks.to_string())?;
-            Ok(Published::File {
-                path: path.clone(),
-                before,
-            })
-        }
-        Publish::Commands { publish, restore } => {
-            run(publish, Duration::from_secs(60)).await?;
-            Ok(Published::Command(restore.clone()))
+/// The publication not yet undone, process-wide: the guard's drop, the panic hook and
+/// the signal handler (cli.rs) all reach it, and whichever takes it first undoes it,
+/// so it is undone once.
+static PENDING: Mutex<Option<Undo>> = Mutex::new(None);
+
+fn pending() -> std::sync::MutexGuard<'static, Option<Undo>> {
+    // A panic while holding the lock must not stop the restore that follows it.
+    PENDING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Undoes the pending publication, if there is one. `None`: nothing was pending.
+/// Blocking (file I/O, the restore program for at most 60 s): for drops, the panic
+/// hook and the signal handler, where nothing can be awaited.
+pub fn restore_pending() -> Option<Result<(), String>> {
+    let undo = pending().take()?;
+    Some(undo_now(&undo))
+}
+
+/// Armed before the next key is published, so the key never stays trusted: dropped
+/// (the check returns early, its future is dropped on a signal, a panic unwinds) it
+/// undoes the publication; [`RestoreGuard::restore`] does it on the normal path and
+/// reports how it went. With `panic = "abort"` (the release profile) nothing unwinds:
+/// the panic hook calls [`restore_pending`] instead (cli.rs).
+#[must_use = "dropping the guard undoes the publication at once"]
+pub struct RestoreGuard(());
+
+impl RestoreGuard {
+    fn arm(undo: Undo) -> RestoreGuard {
+        *pending() = Some(undo);
+        RestoreGuard(())
+    }
+
+    /// Undoes the publication now (off the async workers).
+    pub async fn restore(self) -> Result<(), String> {
+        tokio::task::spawn_blocking(restore_pending)
+            .await
+            .map_err(|e| format!("the restore did not finish: {e}"))?
+            .unwrap_or(Ok(()))
+    }
+}
+
+impl Drop for RestoreGuard {
+    fn drop(&mut self) {
+        if let Some(Err(reason)) = restore_pending() {
+            eprintln!("preflight: the rotation check's key was not removed: {reason}");
         }
     }
 }
 
-/// Puts the JWKS back as it was.
-pub async fn restore(published: Published) -> Result<(), String> {
-    match published {
-        Published::File { path, before } => write_atomically(&path, &before),
-        Published::Command(argv) => run(&argv, Duration::from_secs(60)).await.map(|_| ()),
+/// A publication that failed; `guard` is armed when something may have changed (a
+/// publish program may have done half its work), so it is undone too.
+pub struct NotPublished {
+    pub reason: String,
+    pub guard: Option<RestoreGuard>,
+}
+
+impl NotPublished {
+    fn before_any_change(reason: String) -> NotPublished {
+        NotPublished {
+            reason,
+            guard: None,
+        }
+    }
+}
+
+/// Makes the next key known to the authz-service's JWKS. The guard is armed before
+/// anything changes.
+pub async fn publish(publish: &Publish, jwk: &Value) -> Result<RestoreGuard, NotPublished> {
+    match publish {
+        Publish::JwksFile(path) => {
+            let kid = jwk.get("kid").and_then(Value::as_str).unwrap_or_default();
+            let mut jwks = read_jwks(path).map_err(NotPublished::before_any_change)?;
+            let keys = jwks["keys"].as_array_mut().expect("read_jwks checked");
+            if keys
+                .iter()
+                .any(|k| k.get("kid").and_then(Value::as_str) == Some(kid))
+            {
+                // Not preflight's to remove afterwards.
+                return Err(NotPublished::before_any_change(format!(
+                    "{} already holds kid {kid:?}: preflight only publishes (and removes) a key it adds",
+                    path.display()
+                )));
+            }
+            keys.push(jwk.clone());
+            let guard = RestoreGuard::arm(Undo::JwksKid {
+                path: path.clone(),
+                kid: kid.to_owned(),
+            });
+            // A failed write leaves the file as it was; removing the kid is then a no-op.
+            match write_atomically(path, &jwks.to_string()) {
+                Ok(()) => Ok(guard),
+                Err(reason) => Err(NotPublished {
+                    reason,
+                    guard: Some(guard),
+                }),
+            }
+        }
+        Publish::Commands { publish, restore } => {
+            let guard = RestoreGuard::arm(Undo::Command(restore.clone()));
+            match run(publish, Duration::from_secs(60)).await {
+                Ok(_) => Ok(guard),
+                Err(reason) => Err(NotPublished {
+                    reason,
+                    guard: Some(guard),
+                }),
+            }
+        }
+    }
+}
+
+fn read_jwks(path: &Path) -> Result<Value, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let jwks: Value = serde_json::from_str(&text)
+        .map_err(|e| format!("{} is not a JWKS: {e}", path.display()))?;
+    if !jwks.get("keys").is_some_and(Value::is_array) {
+        return Err(format!("{} has no \"keys\" list", path.display()));
+    }
+    Ok(jwks)
+}
+
+/// Undoes one publication, blocking.
+pub fn undo_now(undo: &Undo) -> Result<(), String> {
+    match undo {
+        Undo::JwksKid { path, kid } => remove_kid(path, kid),
+        Undo::Command(argv) => run_blocking(argv, Duration::from_secs(60)),
+    }
+}
+
+/// Drops every key with `kid` from the JWKS file as it is now, keeping the rest (and
+/// the file untouched when it holds no such key).
+pub fn remove_kid(path: &Path, kid: &str) -> Result<(), String> {
+    let mut jwks = read_jwks(path)?;
+    let keys = jwks["keys"].as_array_mut().expect("read_jwks checked");
+    let before = keys.len();
+    keys.retain(|k| k.get("kid").and_then(Value::as_str) != Some(kid));
+    if keys.len() == before {
+        return Ok(());
+    }
+    write_atomically(path, &jwks.to_string())
+}
+
+/// Runs argv (no shell) within `limit`, blocking: the restore program, where nothing
+/// can be awaited.
+fn run_blocking(argv: &[String], limit: Duration) -> Result<(), String> {
+    let mut child = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
+    let start = std::time::Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => return Err(format!("{} exited with {status}", argv[0])),
+            Ok(None) if start.elapsed() >= limit => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "{} did not finish within {}s",
+                    argv[0],
+                    limit.as_secs()
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(format!("cannot wait for {}: {e}", argv[0])),
+        }
     }
 }
 
 /// A watcher of the file never reads half of it.
 fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
     let temp = path.with_extension(format!("preflight-{}", std::process::id()));
-    std::fs::write(&temp, text).map_err(|e| format!("cannot write {}: {e}", temp.display()))?;
-    std::fs::rename(&temp, path).map_err(|e| format!("cannot replace {}: {e}", path.display()))
+    let written = std::fs::write(&temp, text)
+        .map_err(|e| format!("cannot write {}: {e}", temp.display()))
+        .and_then(|()| {
+            std::fs::rename(&temp, path)
+                .map_err(|e| format!("cannot replace {}: {e}", path.display()))
+        });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written
 }
 
 #[cfg(test)]
@@ -330,5 +480,77 @@ mod tests {
             SigningKey::from_pem(b"-----BEGIN NOTHING-----\n-----END NOTHING-----\n").unwrap_err(),
             "not an RSA, P-256 or Ed25519 private key in PEM"
         );
+    }
+
+    fn jwks(kids: &[&str]) -> String {
+        let keys: Vec<Value> = kids
+            .iter()
+            .map(|k| json!({"kid": k, "kty": "oct"}))
+            .collect();
+        json!({"keys": keys}).to_string()
+    }
+
+    fn kids(path: &Path) -> Vec<String> {
+        let jwks: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    // One test: the pending publication is process-wide.
+    #[tokio::test]
+    async fn the_guard_removes_only_the_added_kid_on_every_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jwks.json");
+        std::fs::write(&path, jwks(&["current"])).unwrap();
+        let file = Publish::JwksFile(path.clone());
+        let next = json!({"kid": "preflight-next", "kty": "oct"});
+
+        // Normal path: restore() removes the key, keeping a rotation made meanwhile
+        // (the old code wrote back the text it read, wiping "rotated-in").
+        let guard = publish(&file, &next).await.ok().unwrap();
+        assert_eq!(kids(&path), ["current", "preflight-next"]);
+        let mut meanwhile: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        meanwhile["keys"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"kid": "rotated-in", "kty": "oct"}));
+        std::fs::write(&path, meanwhile.to_string()).unwrap();
+        guard.restore().await.unwrap();
+        assert_eq!(kids(&path), ["current", "rotated-in"]);
+
+        // Dropped (an early return, a future dropped on a signal, an unwind).
+        let guard = publish(&file, &next).await.ok().unwrap();
+        drop(guard);
+        assert_eq!(kids(&path), ["current", "rotated-in"]);
+        assert!(restore_pending().is_none(), "undone once");
+
+        // Without the guard (the signal handler, the panic hook): restore_pending.
+        let guard = publish(&file, &next).await.ok().unwrap();
+        assert_eq!(restore_pending(), Some(Ok(())));
+        assert_eq!(kids(&path), ["current", "rotated-in"]);
+        drop(guard); // nothing left to undo
+        assert_eq!(kids(&path), ["current", "rotated-in"]);
+
+        // A kid the file already holds is not preflight's to add or remove.
+        let held = json!({"kid": "current", "kty": "oct"});
+        let refused = publish(&file, &held).await.err().unwrap();
+        assert!(refused.guard.is_none());
+        assert!(refused.reason.ends_with("already holds kid \"current\": preflight only publishes (and removes) a key it adds"), "{}", refused.reason);
+
+        // A publish program that fails partway is still undone.
+        let marker = dir.path().join("restored");
+        let commands = Publish::Commands {
+            publish: vec!["false".into()],
+            restore: vec!["touch".into(), marker.display().to_string()],
+        };
+        let failed = publish(&commands, &Value::Null).await.err().unwrap();
+        assert_eq!(failed.reason, "false exited with exit status: 1");
+        failed.guard.unwrap().restore().await.unwrap();
+        assert!(marker.exists(), "the restore program ran");
     }
 }
