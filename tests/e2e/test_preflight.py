@@ -366,17 +366,28 @@ def test_a_server_that_refuses_initialize_in_a_claimed_era_fails_step_5(gateway)
     assert "-32022" in schema["2025-11-25"]["detail"], schema
 
 
-def test_strict_fails_on_a_skipped_step(gateway):
+def test_strict_fails_on_any_skipped_check(gateway):
+    """Without an audit sink step 4's point (the record) did not run: SKIP, not PASS.
+    `--strict` fails on every skipped check, those inside passing steps included, and
+    names them."""
     fleet, _, logs = gateway
     config = write_config(fleet, logs, audit=False, rotation=False)
-    code, out, err, report, _ = preflight(fleet, logs, "pf-py", "--skip", "load,rate_limit,negotiation,auth", config=config)
+    skip = ["--skip", "load,rate_limit,negotiation"]
+    code, out, err, report, _ = preflight(fleet, logs, "pf-py", *skip, config=config)
     assert code == 0, (out, err)
-    assert statuses(report)["audit"] == "pass" and "skipped: record" in step(report, "audit")["reason"]
-    code, out, err, report, _ = preflight(
-        fleet, logs, "pf-py", "--skip", "load,rate_limit,negotiation,auth", "--strict", config=config)
+    audit = step(report, "audit")
+    assert audit["status"] == "skip", audit
+    assert audit["reason"].startswith("record: no audit sink") and audit["reason"].endswith("(passed: call)"), audit
+    assert re.search(r"^SKIP 4 audit ", out, re.M), out
+    # Step 2 passes on its expired and scope checks, naming the rotation it skipped.
+    assert statuses(report)["auth"] == "pass" and step(report, "auth")["reason"].endswith("(skipped: rotation)")
+    code, out, err, report, _ = preflight(fleet, logs, "pf-py", *skip, "--strict", config=config)
     assert code == 1, (out, err)
     assert report["result"] == "fail" and report["strict"] is True
-    assert "--strict: skips fail" in out
+    assert statuses(report)["auth"] == "pass"
+    (summary,) = [line for line in out.splitlines() if line.startswith("preflight pf-py")]
+    assert summary.endswith(
+        "; --strict: skips fail: auth.rotation, rate_limit, audit.record, negotiation, load, owner.rotation)"), summary
 
 
 def test_an_invalid_config_or_bad_flags_cannot_run(tmp_path):

@@ -1,7 +1,8 @@
 //! `mcp-registry preflight` (issue 17): the seed's pre-production checklist run
 //! against a live server through the gateway. Each step is a set of checks; a step
-//! fails if one of its checks fails, is skipped if all are skipped, and passes
-//! otherwise (naming what it skipped). With `--strict` a skip counts as a failure.
+//! fails if one of its checks fails, is skipped if all are skipped or if the check
+//! that defines it could not run ([`defining`]), and passes otherwise (naming what it
+//! skipped). With `--strict` any skipped check, in any step, fails the run.
 //!
 //! Credentials for the test identities come from the platform's `preflight.yaml`
 //! ([`config`]), never from the manifest.
@@ -101,6 +102,19 @@ pub fn step_name(number: u8) -> &'static str {
         .unwrap_or("unknown")
 }
 
+/// The checks that are a step's point: when none of them ran (and nothing failed),
+/// the step is skipped even if a lesser check passed, so a PASS never stands for
+/// "nothing that matters was verified". Step 2's no-token check alone proves no token
+/// handling of the gateway's own (expiry, scope, rotation); step 4's call alone proves
+/// nothing about logging.
+pub fn defining(number: u8) -> &'static [&'static str] {
+    match number {
+        2 => &["expired", "missing_scope", "rotation"],
+        4 => &["record"],
+        _ => &[],
+    }
+}
+
 /// One step's result.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Step {
@@ -117,7 +131,8 @@ pub struct Step {
 
 impl Step {
     /// The step from its checks: failed checks give the reason, else skipped ones are
-    /// named beside the passes.
+    /// named beside the passes (or, when a [`defining`] check did not run, the step is
+    /// skipped naming them and what passed).
     pub fn from_checks(number: u8, checks: Vec<Check>) -> Step {
         let failed: Vec<&Check> = checks.iter().filter(|c| c.status == Status::Fail).collect();
         let passed: Vec<&Check> = checks.iter().filter(|c| c.status == Status::Pass).collect();
@@ -137,6 +152,16 @@ impl Step {
                 joined(&skipped)
             };
             (Status::Skip, reason)
+        } else if !defining(number).is_empty()
+            && !passed
+                .iter()
+                .any(|c| defining(number).contains(&c.name.as_str()))
+        {
+            let names: Vec<&str> = passed.iter().map(|c| c.name.as_str()).collect();
+            (
+                Status::Skip,
+                format!("{} (passed: {})", joined(&skipped), names.join(", ")),
+            )
         } else if skipped.is_empty() {
             (Status::Pass, joined(&passed))
         } else {
@@ -171,14 +196,27 @@ impl Step {
     }
 }
 
-/// The whole run's result: `pass` only if no step failed (and, with `strict`, none
-/// was skipped).
+/// The whole run's result: `pass` only if no step failed (and, with `strict`, no
+/// check was skipped: a passing step's skipped check is as unverified as a skipped
+/// step).
 pub fn passed(steps: &[Step], strict: bool) -> bool {
-    steps.iter().all(|s| match s.status {
-        Status::Pass => true,
-        Status::Skip => !strict,
-        Status::Fail => false,
-    })
+    let failed = steps.iter().any(|s| s.status == Status::Fail);
+    !failed && (!strict || skips(steps).is_empty())
+}
+
+/// Every skipped check, as `step.check` (`step` alone for a step not run at all).
+pub fn skips(steps: &[Step]) -> Vec<String> {
+    let mut found = Vec::new();
+    for step in steps {
+        for check in step.checks.iter().filter(|c| c.status == Status::Skip) {
+            found.push(if check.name == step.name {
+                step.name.to_owned()
+            } else {
+                format!("{}.{}", step.name, check.name)
+            });
+        }
+    }
+    found
 }
 
 #[cfg(test)]
@@ -206,16 +244,16 @@ mod tests {
         assert_eq!(skipped.status, Status::Skip);
         assert_eq!(skipped.reason, "rotation: not configured");
         let partly = Step::from_checks(
-            2,
+            3,
             vec![
-                Check::pass("no_token", "401 with the challenge"),
-                Check::skip("rotation", "not configured"),
+                Check::pass("rendered", "limits/limits.yaml has server_id \"a\""),
+                Check::skip("live", "no ratelimit identity"),
             ],
         );
         assert_eq!(partly.status, Status::Pass);
         assert_eq!(
             partly.reason,
-            "no_token: 401 with the challenge (skipped: rotation)"
+            "rendered: limits/limits.yaml has server_id \"a\" (skipped: live)"
         );
     }
 
@@ -227,8 +265,84 @@ mod tests {
         ];
         assert!(passed(&steps, false));
         assert!(!passed(&steps, true));
+        assert_eq!(skips(&steps), ["load"]);
         let failed = vec![Step::from_checks(8, vec![Check::fail("owner", "missing")])];
         assert!(!passed(&failed, false));
+    }
+
+    #[test]
+    fn strict_fails_on_a_skipped_check_inside_a_passing_step() {
+        // Failed on the old code: --strict looked only at step statuses.
+        let steps = vec![
+            Step::from_checks(1, vec![Check::pass("2026-07-28", "ok")]),
+            Step::from_checks(
+                8,
+                vec![
+                    Check::pass("owner", "named"),
+                    Check::skip("rotation", "no on_call.command"),
+                ],
+            ),
+        ];
+        assert_eq!(steps[1].status, Status::Pass);
+        assert!(passed(&steps, false));
+        assert!(!passed(&steps, true));
+        assert_eq!(skips(&steps), ["owner.rotation"]);
+    }
+
+    #[test]
+    fn a_step_whose_defining_check_did_not_run_is_skipped() {
+        // Failed on the old code: both were PASS.
+        let audit = Step::from_checks(
+            4,
+            vec![
+                Check::pass("call", "lookup answered"),
+                Check::skip("record", "no audit sink"),
+            ],
+        );
+        assert_eq!(audit.status, Status::Skip);
+        assert_eq!(audit.reason, "record: no audit sink (passed: call)");
+        let auth = Step::from_checks(
+            2,
+            vec![
+                Check::pass("no_token", "401"),
+                Check::skip("expired", "no identity"),
+                Check::skip("missing_scope", "no identity"),
+                Check::skip("rotation", "not configured"),
+            ],
+        );
+        assert_eq!(auth.status, Status::Skip);
+        // One of step 2's defining checks is enough for a pass (naming the skips).
+        let auth = Step::from_checks(
+            2,
+            vec![
+                Check::pass("no_token", "401"),
+                Check::pass("expired", "401 invalid_token"),
+                Check::skip("rotation", "not configured"),
+            ],
+        );
+        assert_eq!(auth.status, Status::Pass);
+        assert_eq!(
+            auth.reason,
+            "no_token: 401; expired: 401 invalid_token (skipped: rotation)"
+        );
+        // A failure still fails.
+        let audit = Step::from_checks(
+            4,
+            vec![
+                Check::fail("call", "HTTP 500"),
+                Check::skip("record", "no audit sink"),
+            ],
+        );
+        assert_eq!(audit.status, Status::Fail);
+        // Step 3 with neither half run is skipped (it has no lesser check).
+        let limits = Step::from_checks(
+            3,
+            vec![
+                Check::skip("rendered", "no --rendered"),
+                Check::skip("live", "limit too large"),
+            ],
+        );
+        assert_eq!(limits.status, Status::Skip);
     }
 
     #[test]

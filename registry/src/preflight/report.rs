@@ -43,12 +43,19 @@ pub fn summary(report: &Report) -> String {
         count(Status::Pass),
         count(Status::Fail),
         count(Status::Skip),
-        if report.strict {
-            "; --strict: skips fail"
-        } else {
-            ""
-        }
+        strict_note(report)
     )
+}
+
+/// With `--strict`, what it failed on: every skipped check by name.
+fn strict_note(report: &Report) -> String {
+    if !report.strict {
+        return String::new();
+    }
+    match super::skips(&report.steps) {
+        skips if skips.is_empty() => "; --strict: skips fail, none skipped".to_owned(),
+        skips => format!("; --strict: skips fail: {}", skips.join(", ")),
+    }
 }
 
 pub fn text(report: &Report) -> String {
