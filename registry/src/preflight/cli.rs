@@ -12,6 +12,18 @@ use std::process::ExitCode;
 /// Exit status when preflight could not run.
 pub const CANNOT_RUN: u8 = 2;
 
+/// The release profile aborts on panic (nothing unwinds, no guard drops): the hook
+/// removes a published key before the process goes.
+fn restore_on_panic() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        previous(info);
+        if let Some(Err(reason)) = super::identity::restore_pending() {
+            eprintln!("preflight: the rotation check's key was NOT removed: {reason}");
+        }
+    }));
+}
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
     /// The directory of manifests.
@@ -88,7 +100,7 @@ pub fn options(args: &Args) -> Result<Options, Vec<String>> {
         ));
     }
     if let Some(rate) = args.load_rate {
-        if !(rate > 0.0 && rate <= 10_000.0) {
+        if !(rate > 0.0 && rate <= super::load::MAX_RATE) {
             problems.push(format!(
                 "--load-rate {rate}: must be above 0 and at most 10000 calls/s"
             ));
@@ -160,6 +172,7 @@ pub fn main(args: Args) -> ExitCode {
             return ExitCode::from(CANNOT_RUN);
         }
     };
+    restore_on_panic();
     let report = runtime.block_on(run::run(&options, &config));
     print!("{}", report::text(&report));
     for (path, text) in [

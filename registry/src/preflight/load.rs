@@ -25,15 +25,13 @@ pub async fn step(ctx: &Ctx<'_>) -> Step {
         );
     };
     let expected = ctx.server.expected_calls.as_ref().map(limits::per_second);
-    let rate = match (ctx.options.load_rate, expected) {
-        (Some(rate), _) => rate,
-        (None, Some(expected)) => expected * ctx.options.load_multiplier,
-        (None, None) => {
-            return Step::skipped(
-                6,
-                "the manifest declares no gateway.expected_calls (or give --load-rate)",
-            )
-        }
+    let Some((rate, capped)) =
+        load_rate(ctx.options.load_rate, expected, ctx.options.load_multiplier)
+    else {
+        return Step::skipped(
+            6,
+            "the manifest declares no gateway.expected_calls (or give --load-rate)",
+        );
     };
     let scopes = super::auth::required(ctx.server, "tools/call", Some(&call.tool));
     let token = match super::identity::token(ctx.config, Role::Load, &scopes).await {
@@ -128,10 +126,19 @@ pub async fn step(ctx: &Ctx<'_>) -> Step {
         });
     }
     if let Some(expected) = expected {
+        let cap = if capped {
+            format!(
+                " (capped at {MAX_RATE} calls/s: {}x would be {:.2})",
+                ctx.options.load_multiplier,
+                expected * ctx.options.load_multiplier
+            )
+        } else {
+            String::new()
+        };
         checks.push(Check::pass(
             "volume",
             format!(
-                "{:.2} calls/s = {}x the expected {:.3} calls/s",
+                "{:.2} calls/s = {}x the expected {:.3} calls/s{cap}",
                 rate,
                 rate / expected,
                 expected
@@ -166,6 +173,37 @@ async fn direct(ctx: &Ctx<'_>, version: &str) -> Result<Direct, String> {
     Ok(Direct { client, session })
 }
 
+/// The most calls per second preflight sends, however the rate is derived (the bound
+/// `--load-rate` has): a manifest's `expected_calls` is team-owned, and a large one
+/// times the multiplier must not turn preflight into a flood.
+pub const MAX_RATE: f64 = 10_000.0;
+
+/// The load's rate: `--load-rate`, else expected x multiplier capped at [`MAX_RATE`]
+/// (`true`: it was capped). `None`: nothing to derive it from.
+pub fn load_rate(
+    given: Option<f64>,
+    expected: Option<f64>,
+    multiplier: f64,
+) -> Option<(f64, bool)> {
+    let rate = given.or_else(|| expected.map(|e| e * multiplier))?;
+    Some(if rate > MAX_RATE {
+        (MAX_RATE, true)
+    } else {
+        (rate, false)
+    })
+}
+
+/// What the send loop does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Send call `n` now (it is due, maybe overdue: an open loop catches up).
+    Send(u64),
+    /// Sleep until this offset from the start.
+    Wait(Duration),
+    /// The schedule is done, or the duration is over: `unsent` calls were still due.
+    Stop { unsent: u64 },
+}
+
 /// The schedule: `count` calls, call `n` at `n / rate` seconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Plan {
@@ -188,6 +226,26 @@ impl Plan {
     /// When call `n` is due, from the start.
     pub fn scheduled_at(&self, n: u64) -> Duration {
         Duration::from_secs_f64(n as f64 / self.rate)
+    }
+
+    /// The send loop's decision for call `n` at `elapsed`, from the clock alone (so
+    /// a test can inject one that falls behind): never more than `count` calls, and
+    /// none at or after `duration`, however far behind the generator is.
+    pub fn next(&self, n: u64, elapsed: Duration) -> Next {
+        if n >= self.count {
+            return Next::Stop { unsent: 0 };
+        }
+        if elapsed >= self.duration {
+            return Next::Stop {
+                unsent: self.count - n,
+            };
+        }
+        let at = self.scheduled_at(n);
+        if elapsed < at {
+            Next::Wait(at)
+        } else {
+            Next::Send(n)
+        }
     }
 
     /// How many calls are due by `elapsed` (never more than `count`).
@@ -225,9 +283,21 @@ pub async fn run(client: &Client, call: Call, plan: Plan, settings: &LoadSetting
     // Apart, so they never count as abandoned load calls.
     let mut direct_tasks = tokio::task::JoinSet::new();
     let mut last_progress = start;
-    for n in 0..plan.count {
+    let mut next = 0;
+    loop {
+        let n = match plan.next(next, start.elapsed()) {
+            Next::Send(n) => n,
+            Next::Wait(at) => {
+                tokio::time::sleep_until(start + at).await;
+                continue;
+            }
+            Next::Stop { unsent } => {
+                tally.lock().expect("tally lock").late += unsent;
+                break;
+            }
+        };
+        next = n + 1;
         let due = start + plan.scheduled_at(n);
-        tokio::time::sleep_until(due).await;
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             tally.lock().expect("tally lock").saturated += 1;
             continue;
@@ -304,9 +374,67 @@ pub async fn run(client: &Client, call: Call, plan: Plan, settings: &LoadSetting
     let mut tally = tally.lock().expect("tally lock");
     std::mem::take(&mut *tally)
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Walks the plan as the send loop does, with a clock that advances `cost` per
+    /// send (a generator that cannot keep up) and jumps to each wait's end: the sends.
+    fn walk(plan: &Plan, cost: Duration) -> (Vec<Duration>, u64) {
+        let (mut clock, mut n, mut sent) = (Duration::ZERO, 0, Vec::new());
+        loop {
+            match plan.next(n, clock) {
+                Next::Send(k) => {
+                    sent.push(clock);
+                    n = k + 1;
+                    clock += cost;
+                }
+                Next::Wait(at) => {
+                    assert!(at > clock);
+                    clock = at;
+                }
+                Next::Stop { unsent } => return (sent, unsent),
+            }
+        }
+    }
+
+    #[test]
+    fn a_generator_that_falls_behind_stops_at_the_duration() {
+        // Failed on the old loop: it sent all 100 calls, the last ~2.5 s after start.
+        let plan = Plan::new(100.0, Duration::from_secs(1));
+        let (sent, unsent) = walk(&plan, Duration::from_millis(25));
+        assert_eq!(sent.len(), 40);
+        assert_eq!(unsent, 60);
+        assert!(sent.iter().all(|at| *at < plan.duration), "{sent:?}");
+        // One that keeps up sends every call, each at its time.
+        let (sent, unsent) = walk(&plan, Duration::ZERO);
+        assert_eq!((sent.len() as u64, unsent), (plan.count, 0));
+        assert_eq!(sent[37], plan.scheduled_at(37));
+        // Never more than rate x duration, whatever the clock says.
+        assert_eq!(
+            plan.next(plan.count, Duration::ZERO),
+            Next::Stop { unsent: 0 }
+        );
+        assert_eq!(
+            plan.next(3, Duration::from_secs(3600)),
+            Next::Stop { unsent: 97 }
+        );
+    }
+
+    #[test]
+    fn a_derived_rate_is_capped_like_load_rate() {
+        // Failed on the old code: 2000/s expected x 10 ran at 20000/s.
+        assert_eq!(load_rate(None, Some(2000.0), 10.0), Some((10_000.0, true)));
+        assert_eq!(load_rate(None, Some(2.0), 10.0), Some((20.0, false)));
+        assert_eq!(load_rate(Some(5.0), Some(2000.0), 10.0), Some((5.0, false)));
+        assert_eq!(load_rate(None, None, 10.0), None);
+        let plan = Plan::new(
+            load_rate(None, Some(1e9), 1000.0).unwrap().0,
+            Duration::from_secs(3600),
+        );
+        assert_eq!(plan.count, 36_000_000);
+    }
 
     #[test]
     fn the_plan_is_bounded_in_count_and_time() {

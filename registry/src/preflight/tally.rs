@@ -26,6 +26,9 @@ pub struct Tally {
     pub transport_errors: u64,
     /// Due while `max_in_flight` calls were outstanding: not sent.
     pub saturated: u64,
+    /// Due, but the run's duration was over before the generator got to them (it fell
+    /// behind): not sent, so the run never outlasts its duration.
+    pub late: u64,
     /// Still outstanding when the run's time was up.
     pub abandoned: u64,
     /// Microseconds from the scheduled time to the full answer.
@@ -54,6 +57,7 @@ impl Default for Tally {
             timeouts: 0,
             transport_errors: 0,
             saturated: 0,
+            late: 0,
             abandoned: 0,
             latency: histogram(),
             added: histogram(),
@@ -172,10 +176,17 @@ impl Tally {
         } else {
             Check::fail(
                 "schedule",
-                format!(
-                    "{detail}: {} due while max_in_flight calls were outstanding",
-                    self.saturated
-                ),
+                if self.late == 0 {
+                    format!(
+                        "{detail}: {} due while max_in_flight calls were outstanding",
+                        self.saturated
+                    )
+                } else {
+                    format!(
+                        "{detail}: {} due while max_in_flight calls were outstanding, {} still unsent when the duration ended",
+                        self.saturated, self.late
+                    )
+                },
             )
         });
         let p99 = self.latency.value_at_quantile(0.99) as f64 / 1000.0;
@@ -255,6 +266,7 @@ impl Tally {
                 "abandoned": self.abandoned,
             },
             "not_sent_saturated": self.saturated,
+            "not_sent_late": self.late,
             "latency_ms": {"p50": ms(&self.latency, 0.5), "p90": ms(&self.latency, 0.9),
                            "p99": ms(&self.latency, 0.99), "max": ms(&self.latency, 1.0)},
             "gateway_added_ms": match self.paired() {
