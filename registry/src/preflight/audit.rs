@@ -42,7 +42,10 @@ pub struct Expected {
     pub jsonrpc_id: String,
     pub trace_id: String,
     pub server_id: String,
-    pub server_version: String,
+    /// The releases that may serve the call with their track: the stable version,
+    /// and with `gateway.canary` the canary's too (the route picks one by weight, and
+    /// the record names the one that served).
+    pub server_versions: Vec<(String, &'static str)>,
     pub tool: String,
     /// `None` when the token's agent is not known here.
     pub agent: Option<String>,
@@ -115,7 +118,7 @@ pub async fn step(ctx: &Ctx<'_>) -> Step {
         jsonrpc_id: id.clone(),
         trace_id: trace.clone(),
         server_id: ctx.server.id().to_owned(),
-        server_version: ctx.server.version.clone(),
+        server_versions: versions(ctx.server),
         tool: call.tool.clone(),
         agent: token.agent.clone(),
         input_hash: mcp_filter_core::input_hash::input_hash(&raw).unwrap_or_default(),
@@ -131,8 +134,9 @@ pub async fn step(ctx: &Ctx<'_>) -> Step {
                 Check::pass(
                     "record",
                     format!(
-                        "found in {} by jsonrpc_id and trace_id, every field as expected",
-                        describe(sink)
+                        "found in {} by jsonrpc_id and trace_id, every field as expected{}",
+                        describe(sink),
+                        served_by(&record, &expected)
                     ),
                 )
             } else {
@@ -175,10 +179,6 @@ pub fn problems(record: &Value, expected: &Expected) -> Vec<String> {
         }
     };
     want("server_id", Value::from(expected.server_id.as_str()));
-    want(
-        "server_version",
-        Value::from(expected.server_version.as_str()),
-    );
     want("method", Value::from("tools/call"));
     want("tool_name", Value::from(expected.tool.as_str()));
     if let Some(agent) = &expected.agent {
@@ -193,6 +193,23 @@ pub fn problems(record: &Value, expected: &Expected) -> Vec<String> {
         Value::from(expected.protocol_version.as_str()),
     );
     want("schema_violation", Value::Null);
+    let version = record.get("server_version").and_then(Value::as_str);
+    if !expected
+        .server_versions
+        .iter()
+        .any(|(v, _)| Some(v.as_str()) == version)
+    {
+        let named: Vec<String> = expected
+            .server_versions
+            .iter()
+            .map(|(v, track)| format!("{v:?} ({track})"))
+            .collect();
+        found.push(format!(
+            "server_version is {} (expected {})",
+            record.get("server_version").unwrap_or(&Value::Null),
+            named.join(" or ")
+        ));
+    }
     if !record.get("latency_ms").is_some_and(Value::is_number) {
         found.push(format!(
             "latency_ms is {} (expected a number)",
@@ -200,6 +217,30 @@ pub fn problems(record: &Value, expected: &Expected) -> Vec<String> {
         ));
     }
     found
+}
+
+/// The releases that may serve a call: stable, then the canary if there is one.
+pub fn versions(server: &crate::model::Server) -> Vec<(String, &'static str)> {
+    let mut versions = vec![(server.version.clone(), "stable")];
+    if let Some(canary) = &server.canary {
+        versions.push((canary.version.clone(), "canary"));
+    }
+    versions
+}
+
+/// `; served by 1.4.0 (canary)` when a canary is registered (else nothing: one
+/// release serves everything).
+pub fn served_by(record: &Value, expected: &Expected) -> String {
+    if expected.server_versions.len() < 2 {
+        return String::new();
+    }
+    let version = record.get("server_version").and_then(Value::as_str);
+    expected
+        .server_versions
+        .iter()
+        .find(|(v, _)| Some(v.as_str()) == version)
+        .map(|(v, track)| format!("; served by {v} ({track})"))
+        .unwrap_or_default()
 }
 
 /// Where the sink stood before the call (a file's size), so only new lines are read.
@@ -268,7 +309,7 @@ mod tests {
             jsonrpc_id: "preflight-1".into(),
             trace_id: "0af7651916cd43dd8448eb211c80319c".into(),
             server_id: "drift-py".into(),
-            server_version: "1.0.0".into(),
+            server_versions: vec![("1.0.0".into(), "stable")],
             tool: "lookup".into(),
             agent: Some("preflight-schema".into()),
             input_hash: "sha256:ab".into(),
@@ -331,6 +372,30 @@ mod tests {
                 "output_status is \"error\" (expected \"success\")",
                 "latency_ms is null (expected a number)",
             ]
+        );
+    }
+
+    #[test]
+    fn with_a_canary_either_release_may_serve_and_the_one_that_did_is_named() {
+        // Failed on the old code: a call the canary served was "server_version is
+        // \"1.1.0\" (expected \"1.0.0\")".
+        let mut canary = expected();
+        canary.server_versions.push(("1.1.0".into(), "canary"));
+        let mut served = record();
+        served["server_version"] = json!("1.1.0");
+        assert_eq!(problems(&served, &canary), Vec::<String>::new());
+        assert_eq!(served_by(&served, &canary), "; served by 1.1.0 (canary)");
+        assert_eq!(served_by(&record(), &canary), "; served by 1.0.0 (stable)");
+        // Without a canary nothing is added, and a third version is still wrong.
+        assert_eq!(served_by(&record(), &expected()), "");
+        served["server_version"] = json!("0.9.0");
+        assert_eq!(
+            problems(&served, &canary),
+            ["server_version is \"0.9.0\" (expected \"1.0.0\" (stable) or \"1.1.0\" (canary))"]
+        );
+        assert_eq!(
+            problems(&served, &expected()),
+            ["server_version is \"0.9.0\" (expected \"1.0.0\" (stable))"]
         );
     }
 }
