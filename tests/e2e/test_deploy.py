@@ -323,6 +323,8 @@ def test_every_yaml_and_json_file_under_envoy_is_loaded_by_a_test():
         *test_istio.FILES,
         test_monitoring.RULES,
         test_monitoring.RULE_TESTS,
+        test_monitoring.CANARY_RULES,
+        test_monitoring.CANARY_RULE_TESTS,
         test_monitoring.DASHBOARD,
         *K8S,
         COMPOSE,
