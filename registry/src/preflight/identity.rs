@@ -265,8 +265,14 @@ pub fn scopes_of(token: &str) -> Option<Vec<String>> {
 pub enum Undo {
     /// Remove the key preflight added, by its kid, from the JWKS file as it is *then*:
     /// a real rotation made meanwhile (another key added or removed) is kept, which
-    /// writing back the text read before publishing would wipe.
-    JwksKid { path: PathBuf, kid: String },
+    /// writing back the text read before publishing would wipe. When the file is still
+    /// exactly what preflight wrote, the text from before comes back byte for byte.
+    JwksKid {
+        path: PathBuf,
+        kid: String,
+        before: String,
+        written: String,
+    },
     /// The platform's restore program.
     Command(Vec<String>),
 }
@@ -344,7 +350,10 @@ pub async fn publish(publish: &Publish, jwk: &Value) -> Result<RestoreGuard, Not
     match publish {
         Publish::JwksFile(path) => {
             let kid = jwk.get("kid").and_then(Value::as_str).unwrap_or_default();
-            let mut jwks = read_jwks(path).map_err(NotPublished::before_any_change)?;
+            let before = std::fs::read_to_string(path).map_err(|e| {
+                NotPublished::before_any_change(format!("cannot read {}: {e}", path.display()))
+            })?;
+            let mut jwks = parse_jwks(path, &before).map_err(NotPublished::before_any_change)?;
             let keys = jwks["keys"].as_array_mut().expect("read_jwks checked");
             if keys
                 .iter()
@@ -357,12 +366,15 @@ pub async fn publish(publish: &Publish, jwk: &Value) -> Result<RestoreGuard, Not
                 )));
             }
             keys.push(jwk.clone());
+            let written = jwks.to_string();
             let guard = RestoreGuard::arm(Undo::JwksKid {
                 path: path.clone(),
                 kid: kid.to_owned(),
+                before,
+                written: written.clone(),
             });
             // A failed write leaves the file as it was; removing the kid is then a no-op.
-            match write_atomically(path, &jwks.to_string()) {
+            match write_atomically(path, &written) {
                 Ok(()) => Ok(guard),
                 Err(reason) => Err(NotPublished {
                     reason,
@@ -386,8 +398,12 @@ pub async fn publish(publish: &Publish, jwk: &Value) -> Result<RestoreGuard, Not
 fn read_jwks(path: &Path) -> Result<Value, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let jwks: Value = serde_json::from_str(&text)
-        .map_err(|e| format!("{} is not a JWKS: {e}", path.display()))?;
+    parse_jwks(path, &text)
+}
+
+fn parse_jwks(path: &Path, text: &str) -> Result<Value, String> {
+    let jwks: Value =
+        serde_json::from_str(text).map_err(|e| format!("{} is not a JWKS: {e}", path.display()))?;
     if !jwks.get("keys").is_some_and(Value::is_array) {
         return Err(format!("{} has no \"keys\" list", path.display()));
     }
@@ -397,7 +413,16 @@ fn read_jwks(path: &Path) -> Result<Value, String> {
 /// Undoes one publication, blocking.
 pub fn undo_now(undo: &Undo) -> Result<(), String> {
     match undo {
-        Undo::JwksKid { path, kid } => remove_kid(path, kid),
+        Undo::JwksKid {
+            path,
+            kid,
+            before,
+            written,
+        } => match std::fs::read_to_string(path) {
+            // Untouched since: the platform's own text back, formatting included.
+            Ok(now) if now == *written => write_atomically(path, before),
+            _ => remove_kid(path, kid),
+        },
         Undo::Command(argv) => run_blocking(argv, Duration::from_secs(60)),
     }
 }
@@ -508,6 +533,14 @@ mod tests {
         std::fs::write(&path, jwks(&["current"])).unwrap();
         let file = Publish::JwksFile(path.clone());
         let next = json!({"kid": "preflight-next", "kty": "oct"});
+
+        // Untouched meanwhile: the text comes back byte for byte.
+        let original = "{\n  \"keys\": [{\"kid\": \"current\", \"kty\": \"oct\"}]\n}\n";
+        std::fs::write(&path, original).unwrap();
+        let guard = publish(&file, &next).await.ok().unwrap();
+        assert_eq!(kids(&path), ["current", "preflight-next"]);
+        guard.restore().await.unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), original);
 
         // Normal path: restore() removes the key, keeping a rotation made meanwhile
         // (the old code wrote back the text it read, wiping "rotated-in").
