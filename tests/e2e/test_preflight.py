@@ -16,7 +16,9 @@ catalog server (harness/catalog_server.py), healthy or deliberately broken:
 - pf-refuse: its `server/discover` claims 2025-11-25 but it refuses `initialize`: step
   5 fails (step 1 skips that era rather than failing for the same cause);
 - pf-py again from a copy of the fleet directory whose manifest names no owner: step 8
-  fails, the live steps still pass.
+  fails, the live steps still pass;
+- pf-py with SIGTERM while the rotation check waits: the next key is removed from the
+  JWKS file (a key added meanwhile kept), exit 143.
 
 Credentials come from a preflight.yaml written here: tokens minted with the harness's
 signing key (the one the authz-service trusts), the rotation check publishing a new
@@ -29,10 +31,14 @@ import copy
 import json
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
+import jwt
 import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
@@ -307,6 +313,56 @@ def test_a_manifest_without_owner_fails_step_8_and_the_live_steps_still_run(gate
     assert {n for n, s in found.items() if s == "pass"} == {
         "manifest", "schema", "rate_limit", "audit", "negotiation", "runbook"}, out
     assert "placeholders" in step(report, "manifest")["reason"]
+
+
+def test_sigterm_while_waiting_for_the_rotation_removes_the_next_key(gateway, tmp_path):
+    """SIGTERM while preflight waits for the gateway to accept the next key (sent as
+    soon as its kid appears in the authz-service's JWKS file; the service refreshes for
+    an unknown kid at most every 5 s, and the check's first call just did): preflight
+    removes its key from the file, keeping a key another rotation added meanwhile, and
+    exits 143. Failed on the old code: SIGTERM killed it with the key still trusted."""
+    fleet, _, logs = gateway
+    jwks_path = logs / f"authz-{fleet.authz.grpc_port}-jwks.json"
+    original = jwks_path.read_text()
+    (tmp_path / "signing.pem").write_bytes(pem(signing_key()))
+    (tmp_path / "next.pem").write_bytes(pem(rsa.generate_private_key(public_exponent=65537, key_size=2048)))
+    kid = f"preflight-sigterm-{uuid.uuid4().hex[:8]}"  # never fetched by the authz-service
+    config = tmp_path / "preflight.yaml"
+    config.write_text(yaml.safe_dump({
+        "mint": {"key_file": "signing.pem", "kid": KID, "issuer": ISSUER, "audience": RESOURCE, "ttl": "300s"},
+        "rotation": {"next_key_file": "next.pem", "next_kid": kid, "publish": {"jwks_file": str(jwks_path)},
+                     "timeout": "600s"},
+    }))
+    argv = [
+        str(REGISTRY), "preflight", str(fleet.manifests), "--server", "pf-py",
+        "--gateway", f"http://127.0.0.1:{fleet.port}", "--config", str(config),
+        "--skip", "schema,rate_limit,audit,negotiation,load,runbook,owner", "--allow-loopback-endpoints",
+    ]
+    other = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(
+        rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()))
+    other.update(kid="rotated-in-meanwhile", alg="RS256", use="sig")
+    run = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while kid not in jwks_path.read_text():
+            assert run.poll() is None, run.communicate()
+            assert time.monotonic() < deadline, "the next key was never published"
+            time.sleep(0.01)
+        # Another rotation lands meanwhile (written atomically, as preflight does).
+        published = json.loads(jwks_path.read_text())
+        published["keys"].append(other)
+        (tmp_path / "jwks.tmp").write_text(json.dumps(published))
+        (tmp_path / "jwks.tmp").replace(jwks_path)
+        run.send_signal(signal.SIGTERM)
+        out, err = run.communicate(timeout=60)
+        assert run.returncode == 128 + signal.SIGTERM, (run.returncode, out, err)
+        assert "preflight: stopped by SIGTERM, no report written" in err, err
+        assert [key["kid"] for key in json.loads(jwks_path.read_text())["keys"]] == [KID, "rotated-in-meanwhile"]
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+        jwks_path.write_text(original)
 
 
 ALL_BUT_RUNBOOK = ["--skip", "schema,auth,rate_limit,audit,negotiation,load,owner"]

@@ -1,6 +1,8 @@
 //! The `preflight` subcommand's flags and exit status: 0 every step passed (skips
 //! allowed unless `--strict`), 1 a step failed, 2 preflight could not run (bad flags,
-//! an invalid preflight.yaml: every problem listed, or a report it cannot write).
+//! an invalid preflight.yaml: every problem listed, or a report it cannot write), 128 +
+//! the signal's number when SIGINT, SIGTERM or SIGHUP stopped it (the rotation check's
+//! key removed first).
 
 use super::run::{self, Options};
 use super::{config, report};
@@ -11,6 +13,39 @@ use std::process::ExitCode;
 
 /// Exit status when preflight could not run.
 pub const CANNOT_RUN: u8 = 2;
+
+/// The run, or how a signal stopped it: its name and the exit status (128 + its
+/// number, as a shell reports a process the signal killed). A signal drops the run at
+/// once (the rotation guard removes the next key as it drops), then undoes anything
+/// still pending.
+async fn run_until_interrupted(
+    options: &Options,
+    config: &config::Config,
+) -> Result<report::Report, (String, u8)> {
+    use tokio::signal::unix::{signal, SignalKind};
+    // Registered before the run starts (biased: polled first).
+    let listen = |kind: SignalKind, name: &str| {
+        signal(kind).map_err(|e| (format!("preflight: cannot handle {name}: {e}"), CANNOT_RUN))
+    };
+    let mut interrupt = listen(SignalKind::interrupt(), "SIGINT")?;
+    let mut terminate = listen(SignalKind::terminate(), "SIGTERM")?;
+    let mut hangup = listen(SignalKind::hangup(), "SIGHUP")?;
+    let (name, status) = tokio::select! {
+        biased;
+        _ = interrupt.recv() => ("SIGINT", 130),
+        _ = terminate.recv() => ("SIGTERM", 143),
+        _ = hangup.recv() => ("SIGHUP", 129),
+        report = run::run(options, config) => return Ok(report),
+    };
+    let undone = match super::identity::restore_pending() {
+        Some(Err(reason)) => format!("; the rotation check's key was NOT removed: {reason}"),
+        _ => String::new(),
+    };
+    Err((
+        format!("preflight: stopped by {name}, no report written{undone}"),
+        status,
+    ))
+}
 
 /// The release profile aborts on panic (nothing unwinds, no guard drops): the hook
 /// removes a published key before the process goes.
@@ -173,7 +208,13 @@ pub fn main(args: Args) -> ExitCode {
         }
     };
     restore_on_panic();
-    let report = runtime.block_on(run::run(&options, &config));
+    let report = match runtime.block_on(run_until_interrupted(&options, &config)) {
+        Ok(report) => report,
+        Err((message, status)) => {
+            eprintln!("{message}");
+            return ExitCode::from(status);
+        }
+    };
     print!("{}", report::text(&report));
     for (path, text) in [
         (&args.report_json, report::json(&report)),
