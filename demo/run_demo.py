@@ -401,21 +401,11 @@ def preflight_config(fleet: Fleet, logs: Path) -> Path:
     return path
 
 
-PREFLIGHT_LIMITS = {
-    # Within reach of the live probe (calls until 429): 600 a minute would take 601 calls.
-    "preflight-ratelimit": {"unit": "second", "requests_per_unit": 3},
-    # 10x the manifest's 120 expected calls a minute is 20/s, over the default 600/minute.
-    "preflight-load": {"unit": "second", "requests_per_unit": 50},
-}
-
-
 def preflight(fleet: Fleet, logs: Path) -> None:
     server = "financial-data"
     title(f"Before traffic: mcp-registry preflight, the pre-production checklist, on {server}")
-    edit_manifest(fleet, server, lambda m: m["gateway"]["rate_limits"].setdefault("agents", {}).update(PREFLIGHT_LIMITS))
-    fleet.render()
-    print("  fleet copy  gateway.rate_limits.agents += preflight-ratelimit 3/second, preflight-load 50/second; render")
-    note("(the platform's test agents: the probe reaches its 429, the load at 10x fits under its own limit)")
+    print("  manifest    expected_calls 120/minute, preflight_call get_account_balance; the platform's test agents"
+          " have limits of their own (preflight-ratelimit 3/second, preflight-load 50/second)")
     config = preflight_config(fleet, logs)
     print("  preflight.yaml  mint: the demo's signing key, kid, issuer, audience; rotation: a next key into"
           " the authz-service's JWKS file; audit: Envoy's audit file")
