@@ -74,7 +74,7 @@ pub(crate) fn manifest(file: &Path, text: &str, rules: &Rules) -> Result<Server,
 }
 
 /// A key's place as problems name it: `gateway.rate_limits.default.burst`, `tools[0].description`.
-fn field_path(path: &serde_ignored::Path<'_>) -> String {
+pub(crate) fn field_path(path: &serde_ignored::Path<'_>) -> String {
     use serde_ignored::Path;
     match path {
         Path::Root => String::new(),

@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 from harness import Process, free_port, metric, service_metrics, wait_for_http, wait_until
-from harness.catalog_servers import manifest_catalog, route_path, start_fleet, start_servers
+from harness.catalog_servers import catalog_fleet, manifest_catalog, route_path
 from harness.fleet import route_list
 from harness.registry import REGISTRY
 from harness.rpc import LEGACY, rpc
@@ -42,39 +42,29 @@ def canary_fleet(log_dir: Path, canary_flags: tuple[str, ...] = (), promote: str
     """The stable and canary servers and the gateway, the canary at 50 % with a 10 s
     watch window."""
     catalog = manifest_catalog(SERVER)
-    servers = start_servers(
-        log_dir,
-        {
-            "stable": {"kind": "py", "catalog": {**catalog, "version": STABLE}},
-            "canary": {"kind": "py", "catalog": {**catalog, "version": CANARY}, "flags": canary_flags},
-        },
-    )
-    try:
-        fleet = start_fleet(log_dir, {SERVER: servers["stable"].port})
-        try:
-            path = fleet.manifests / f"{SERVER}.yaml"
-            manifest = yaml.safe_load(path.read_text())
-            manifest["gateway"]["canary"] = {
-                "version": CANARY,
-                "endpoint": f"http://127.0.0.1:{servers['canary'].port}/mcp",
-                "weight": 50,
-                "watch": {
-                    "window": f"{WINDOW}s",
-                    "min_calls": MIN_CALLS,
-                    "error_margin": 0.05,
-                    "negotiation_margin": 0.05,
-                    "promote": promote,
-                },
-            }
-            path.write_text(yaml.safe_dump(manifest, sort_keys=False))
-            fleet.render()
-            assert weights(fleet) == (50, 50)
-            yield fleet, servers
-        finally:
-            fleet.stop()
-    finally:
-        for server in servers.values():
-            server.stop()
+    specs = {
+        "stable": {"kind": "py", "catalog": {**catalog, "version": STABLE}},
+        "canary": {"kind": "py", "catalog": {**catalog, "version": CANARY}, "flags": canary_flags},
+    }
+    with catalog_fleet(log_dir, specs, lambda servers: {SERVER: servers["stable"].port}) as (fleet, servers):
+        path = fleet.manifests / f"{SERVER}.yaml"
+        manifest = yaml.safe_load(path.read_text())
+        manifest["gateway"]["canary"] = {
+            "version": CANARY,
+            "endpoint": f"http://127.0.0.1:{servers['canary'].port}/mcp",
+            "weight": 50,
+            "watch": {
+                "window": f"{WINDOW}s",
+                "min_calls": MIN_CALLS,
+                "error_margin": 0.05,
+                "negotiation_margin": 0.05,
+                "promote": promote,
+            },
+        }
+        path.write_text(yaml.safe_dump(manifest, sort_keys=False))
+        fleet.render()
+        assert weights(fleet) == (50, 50)
+        yield fleet, servers
 
 
 def weights(fleet) -> tuple[int, int]:

@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from harness import audit_records, prometheus_when, wait_until
-from harness.catalog_servers import manifest_catalog, route_path, start_fleet, start_servers
+from harness.catalog_servers import catalog_fleet, manifest_catalog, route_path
 from harness.envoy import validate
 from harness.fleet import route_list
 from harness.observe import json_lines
@@ -37,22 +37,12 @@ def canary_fleet(log_dir: Path):
     """The stable and canary servers, and the gateway rendered with only the stable one;
     the test adds the canary to the manifest and renders again (live)."""
     catalog = manifest_catalog(SERVER)
-    servers = start_servers(
-        log_dir,
-        {
-            "stable": {"kind": "py", "catalog": {**catalog, "version": STABLE}},
-            "canary": {"kind": "py", "catalog": {**catalog, "version": CANARY}},
-        },
-    )
-    try:
-        fleet = start_fleet(log_dir, {SERVER: servers["stable"].port})
-        try:
-            yield fleet, servers
-        finally:
-            fleet.stop()
-    finally:
-        for server in servers.values():
-            server.stop()
+    specs = {
+        "stable": {"kind": "py", "catalog": {**catalog, "version": STABLE}},
+        "canary": {"kind": "py", "catalog": {**catalog, "version": CANARY}},
+    }
+    with catalog_fleet(log_dir, specs, lambda servers: {SERVER: servers["stable"].port}) as (fleet, servers):
+        yield fleet, servers
 
 
 def set_canary(fleet, port: int | None, version: str = CANARY, weight: int = 50) -> str:

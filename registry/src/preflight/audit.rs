@@ -64,18 +64,9 @@ pub async fn step(ctx: &Ctx<'_>) -> Step {
     let Some(token) = ctx.token.as_ref() else {
         return no_token_step(ctx, 4);
     };
-    let version = ctx.call_version();
-    let session = match ctx.open(&version, Some(&token.value)).await {
-        Ok(s) => s,
-        Err(reason) => {
-            return Step::from_checks(
-                4,
-                vec![Check::fail(
-                    "call",
-                    format!("cannot connect in {version}: {reason}"),
-                )],
-            )
-        }
+    let (version, session) = match ctx.open_for_call(&token.value).await {
+        Ok(opened) => opened,
+        Err(reason) => return Step::from_checks(4, vec![Check::fail("call", reason)]),
     };
     let id = format!("preflight-{}", uuid::Uuid::new_v4());
     let trace = uuid::Uuid::new_v4().simple().to_string();

@@ -274,7 +274,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, Problems> {
     let mut unknown = Vec::new();
     let parsed: Result<Option<RawConfig>, _> =
         serde_ignored::deserialize(serde_norway::Deserializer::from_str(text), |path| {
-            unknown.push(field_path(&path))
+            unknown.push(crate::check::field_path(&path))
         });
     let raw = match parsed {
         Ok(raw) => raw.unwrap_or_default(),
@@ -345,22 +345,6 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, Problems> {
         })
     } else {
         Err(Problems(found.problems))
-    }
-}
-
-/// A key's place as problems name it: `mint.agents.x`, `identities.schema.token_cmd`.
-fn field_path(path: &serde_ignored::Path<'_>) -> String {
-    use serde_ignored::Path;
-    match path {
-        Path::Root => String::new(),
-        Path::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
-        Path::Map { parent, key } => match field_path(parent) {
-            parent if parent.is_empty() => key.clone(),
-            parent => format!("{parent}.{key}"),
-        },
-        Path::Some { parent }
-        | Path::NewtypeStruct { parent }
-        | Path::NewtypeVariant { parent } => field_path(parent),
     }
 }
 

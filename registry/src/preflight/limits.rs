@@ -65,10 +65,9 @@ async fn live(ctx: &Ctx<'_>) -> Check {
         Ok(n) => n,
         Err(reason) => return Check::skip(name, format!("agent {agent:?} ({source}): {reason}")),
     };
-    let version = ctx.call_version();
-    let session = match ctx.open(&version, Some(&token.value)).await {
-        Ok(s) => s,
-        Err(reason) => return Check::fail(name, format!("cannot connect in {version}: {reason}")),
+    let (version, session) = match ctx.open_for_call(&token.value).await {
+        Ok(opened) => opened,
+        Err(reason) => return Check::fail(name, reason),
     };
     let (params, headers) = ctx.call_request(call, &version);
     let mut verdict = None;

@@ -65,18 +65,9 @@ pub async fn step(ctx: &Ctx<'_>) -> Step {
             )]);
         }
     }
-    let version = ctx.call_version();
-    let session = match ctx.open(&version, Some(&token.value)).await {
-        Ok(s) => s,
-        Err(reason) => {
-            return Step::from_checks(
-                6,
-                vec![Check::fail(
-                    "connect",
-                    format!("cannot connect in {version}: {reason}"),
-                )],
-            )
-        }
+    let (version, session) = match ctx.open_for_call(&token.value).await {
+        Ok(opened) => opened,
+        Err(reason) => return Step::from_checks(6, vec![Check::fail("connect", reason)]),
     };
     let (params, headers) = ctx.call_request(call, &version);
     let plan = Plan::new(rate, ctx.options.load_duration);

@@ -95,6 +95,16 @@ impl Ctx<'_> {
             .await
             .map_err(|e| e.to_string())
     }
+
+    /// A session for the preflight call, in [`Context::call_version`], and that version;
+    /// the failure as the steps report it (`cannot connect in <version>: <reason>`).
+    pub async fn open_for_call(&self, token: &str) -> Result<(String, Session), String> {
+        let version = self.call_version();
+        match self.open(&version, Some(token)).await {
+            Ok(session) => Ok((version, session)),
+            Err(reason) => Err(format!("cannot connect in {version}: {reason}")),
+        }
+    }
 }
 
 fn timestamp() -> String {
