@@ -25,8 +25,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from e2e.test_canary_render import AGENT, CANARY, SCOPES, SERVER, STABLE, Caller, ok, set_canary, write_state
-from harness import audit_records, free_port, start_echo, wait_until
+from e2e.test_canary_render import (
+    AGENT,
+    CANARY,
+    SCOPES,
+    SERVER,
+    STABLE,
+    Caller,
+    assert_sessions_stay_on_their_release,
+    ok,
+    set_canary,
+    write_state,
+)
+from harness import audit_records, free_port, start_echo
 from harness import fleet as fleet_harness
 from harness.authz import Authz
 from harness.catalog_servers import FIXTURES, manifest_catalog, route_path, start_servers
@@ -434,10 +445,8 @@ def test_handshake_era_sessions_stay_on_their_release_through_istio(tmp_path, mo
     release that answered its `initialize` (the filter's pin in the route's
     `x-mcp-version-pick`, which the EnvoyFilter adds to istiod's weighted clusters);
     without it about half of the later requests would reach the other release (404)."""
-    import anyio
     import mcp.client.session
 
-    from e2e.helpers import connect
     from harness.procs import start_mcp_server
 
     monkeypatch.setattr(mcp.client.session, "LATEST_HANDSHAKE_VERSION", "2025-06-18")
@@ -455,25 +464,7 @@ def test_handshake_era_sessions_stay_on_their_release_through_istio(tmp_path, mo
             rendered.render()
             gateway = IstioGateway(tmp_path, rendered.out, authz, ratelimit, "sessions")
             try:
-                url = f"http://127.0.0.1:{gateway.port}/financial-data/mcp"
-
-                async def one_session():
-                    async with connect(url, mode="legacy") as client:
-                        await client.list_tools()
-                        results = [await client.call_tool("get_account_balance", {"account_id": "acc-001"}) for _ in range(3)]
-                        return [r.is_error for r in results]
-
-                def sessions_on(name):
-                    posts = [dict(r["headers"]) for r in json_lines(logs[name]) if r["method"] == "POST"]
-                    return {p["mcp-session-id"] for p in posts if p.get("mcp-session-id")}
-
-                wait_until(lambda: anyio.run(one_session) and sessions_on("canary") and sessions_on("stable"), timeout=15)
-                for _ in range(12):
-                    assert anyio.run(one_session) == [False, False, False]
-                stable, canary = sessions_on("stable"), sessions_on("canary")
-                assert stable and canary, (stable, canary)
-                # No session's requests reached both releases.
-                assert not stable & canary, stable & canary
+                assert_sessions_stay_on_their_release(f"http://127.0.0.1:{gateway.port}/financial-data/mcp", logs)
                 # And the canary's requests carried its version (its cluster weight's header).
                 canary_posts = [dict(r["headers"]) for r in json_lines(logs["canary"]) if r["method"] == "POST"]
                 assert {p.get("x-mcp-server-version") for p in canary_posts} == {"1.4.0"}

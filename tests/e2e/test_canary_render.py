@@ -248,16 +248,43 @@ def test_the_rendered_split_loads_in_envoy(tmp_path):
             assert canary_weight == (50 if state is None else state[1])
 
 
+def assert_sessions_stay_on_their_release(url: str, logs: dict[str, Path]) -> None:
+    """Handshake-era SDK sessions through a 50/50 split at `url`, the demo servers'
+    header logs in `logs` ("stable", "canary"): every session's requests reach one
+    release only, and both releases hold sessions."""
+    import anyio
+
+    from e2e.helpers import connect
+
+    async def one_session():
+        async with connect(url, mode="legacy") as client:
+            await client.list_tools()
+            results = [await client.call_tool("get_account_balance", {"account_id": "acc-001"}) for _ in range(3)]
+            return [r.is_error for r in results]
+
+    def sessions_on(name):
+        posts = [dict(r["headers"]) for r in json_lines(logs[name]) if r["method"] == "POST"]
+        return {p["mcp-session-id"] for p in posts if p.get("mcp-session-id")}
+
+    # The canary is live once a session lands on it (and both releases hold sessions
+    # before the count below, whatever the random picks).
+    wait_until(lambda: anyio.run(one_session) and sessions_on("canary") and sessions_on("stable"), timeout=15)
+    for _ in range(12):
+        assert anyio.run(one_session) == [False, False, False]
+    stable, canary = sessions_on("stable"), sessions_on("canary")
+    assert stable and canary, (stable, canary)
+    # No session's requests reached both releases.
+    assert not stable & canary, stable & canary
+
+
 def test_handshake_era_sessions_stay_on_the_release_that_issued_them(tmp_path, monkeypatch):
     """Two releases of the demo server (official Python SDK, stateful sessions) behind
     the rendered 50/50 split: every request of a handshake-era session reaches the
     release that answered its `initialize` (the filter pins the session with the route's
     `x-mcp-version-pick`); without the pin about half of the later requests would reach
     the release that does not know the session (404)."""
-    import anyio
     import mcp.client.session
 
-    from e2e.helpers import connect
     from harness.fleet import Fleet
     from harness.procs import start_mcp_server
 
@@ -275,27 +302,7 @@ def test_handshake_era_sessions_stay_on_the_release_that_issued_them(tmp_path, m
             manifest["gateway"]["canary"] = {"version": "1.4.0", "endpoint": f"http://127.0.0.1:{canary_port}/mcp", "weight": 50}
             path.write_text(yaml.safe_dump(manifest, sort_keys=False))
             fleet.render()
-            url = fleet.url("financial-data")
-
-            async def one_session():
-                async with connect(url, mode="legacy") as client:
-                    await client.list_tools()
-                    results = [await client.call_tool("get_account_balance", {"account_id": "acc-001"}) for _ in range(3)]
-                    return [r.is_error for r in results]
-
-            def sessions_on(name):
-                posts = [dict(r["headers"]) for r in json_lines(logs[name]) if r["method"] == "POST"]
-                return {p["mcp-session-id"] for p in posts if p.get("mcp-session-id")}
-
-            # The canary is live once a session lands on it (and both releases hold
-            # sessions before the count below, whatever the random picks).
-            wait_until(lambda: anyio.run(one_session) and sessions_on("canary") and sessions_on("stable"), timeout=15)
-            for _ in range(12):
-                assert anyio.run(one_session) == [False, False, False]
-            stable, canary = sessions_on("stable"), sessions_on("canary")
-            assert stable and canary, (stable, canary)
-            # No session's requests reached both releases.
-            assert not stable & canary, stable & canary
+            assert_sessions_stay_on_their_release(fleet.url("financial-data"), logs)
         finally:
             fleet.stop()
     finally:
